@@ -1,0 +1,100 @@
+"""Align: 5-point similarity warp to the generator's canonical 128×128 crop.
+
+The low-res generator input is resampled straight from source pixels (never from an upscaled
+crop), with area averaging when the source is larger than the target, so what the generator
+sees at run time is what a camera delivers. The inverse warp is kept so an enhanced face can be
+pasted back or drawn in place.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .types import Face
+
+CROP = 128
+# insightface's ArcFace 112 template, shrunk by 0.75 and moved into a 128 crop so the whole face,
+# chin and some hair included, is in frame (close to the CelebA crops face SR is usually trained on).
+_ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+TEMPLATE = ((_ARCFACE_112 - 56.0) * (CROP / 112.0) * 0.75 + np.array([64.0, 66.0])).astype(np.float32)
+
+
+def similarity(kps: np.ndarray, dst: np.ndarray = TEMPLATE) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, shift) mapping kps onto dst, as (2, 3)."""
+    m, _ = cv2.estimateAffinePartial2D(kps.astype(np.float32), dst, method=cv2.LMEDS)
+    if m is None:  # degenerate keypoints: fall back to Umeyama on the two eyes' frame
+        m = cv2.getAffineTransform(kps[:3].astype(np.float32), dst[:3])
+    return m.astype(np.float64)
+
+
+def scale_of(m: np.ndarray) -> float:
+    """How many canonical pixels one source pixel becomes."""
+    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
+
+def warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """Sample a size×size crop through m (source → 128 canonical), anti-aliased when shrinking."""
+    target = m * (size / CROP)
+    src_per_px = 1.0 / max(scale_of(target), 1e-6)
+    if src_per_px <= 1.25:
+        return cv2.warpAffine(image, target, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # Shrinking: warp at (about) source resolution, then average down with INTER_AREA.
+    k = int(min(np.ceil(src_per_px), max(1, 1024 // size)))
+    big = cv2.warpAffine(image, target * k, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def choose_entry(m: np.ndarray, entries: list[int], margin: float = 1.0) -> int:
+    """The largest entry size the source actually resolves: source pixels across the crop × margin."""
+    src_span = CROP / max(scale_of(m), 1e-6)
+    fitting = [e for e in sorted(entries) if e <= src_span * margin]
+    return fitting[-1] if fitting else min(entries)
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey crop: a cheap focus/motion-blur measure."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+def frontalness(kps: np.ndarray) -> float:
+    """1 for a frontal face, towards 0 as it turns: nose offset from the eye/mouth midline."""
+    eye_mid = (kps[0] + kps[1]) / 2
+    mouth_mid = (kps[3] + kps[4]) / 2
+    axis = mouth_mid - eye_mid
+    half_width = np.linalg.norm(kps[1] - kps[0]) / 2 + 1e-6
+    t = np.clip(np.dot(kps[2] - eye_mid, axis) / (np.dot(axis, axis) + 1e-6), 0, 1)
+    offset = np.linalg.norm(kps[2] - (eye_mid + t * axis)) / half_width
+    return float(np.clip(1.0 - offset, 0.0, 1.0))
+
+
+class Aligner:
+    """Fills `crop`, `lr`, `entry`, `matrix`, `inverse` and the quality terms of a Face."""
+
+    def __init__(self, entries: list[int] | None = None, entry_margin: float = 1.0) -> None:
+        self.entries = sorted(entries or [16, 32, 64])
+        self.entry_margin = entry_margin
+
+    def __call__(self, image: np.ndarray, face: Face) -> Face:
+        m = similarity(face.kps)
+        face.matrix = m
+        face.inverse = cv2.invertAffineTransform(m)
+        face.entry = choose_entry(m, self.entries, self.entry_margin)
+        face.crop = warp(image, m, CROP)
+        face.lr = warp(image, m, face.entry)
+        # Sharpness measured at the resolution the source really has (the LR input), so upsampling blur doesn't count.
+        face.sharpness = sharpness(face.lr)
+        face.frontalness = frontalness(face.kps)
+        face.quality = quality(face)
+        return face
+
+
+def quality(face: Face) -> float:
+    """0..1: detector confidence × resolved size × focus × frontalness, for picking what to enhance."""
+    size_term = min(face.size / 48.0, 1.0)
+    sharp_term = 1.0 - np.exp(-face.sharpness / 150.0)
+    return float(face.score * (0.25 + 0.75 * size_term) * (0.3 + 0.7 * sharp_term) * (0.4 + 0.6 * face.frontalness))

@@ -1,0 +1,237 @@
+"""Typed, validated configuration: `configs/default.yaml` → user YAML → `--set key=value`.
+
+Every section is a dataclass; unknown keys and values of the wrong type or out of range are
+rejected with the dotted key's name, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+def _range(lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
+    """A dataclass field with an allowed closed range, checked on load."""
+    return field(metadata={"range": (lo, hi)}, **kw)
+
+
+@dataclass
+class SourceConfig:
+    """How sources are opened and decoded."""
+
+    threads: int = _range(0, 64, default=0)  # decoder threads (0 = FFmpeg's choice)
+    max_frames: int = _range(0, None, default=0)  # stop after this many frames per source (0 = all)
+    image_fps: float = _range(0.01, 1000, default=1.0)  # nominal rate for an image folder
+    open_timeout_s: float = _range(0.1, 600, default=10.0)  # network sources
+    read_timeout_s: float = _range(0.1, 600, default=10.0)
+
+
+@dataclass
+class DetectConfig:
+    """SCRFD face detection."""
+
+    model: str = "det_500m.onnx"  # or det_2.5g.onnx: better recall on tiny faces, ~2x cost
+    input_size: int = _range(160, 2048, default=640)  # square network input; multiple of 32
+    threshold: float = _range(0.05, 0.99, default=0.5)
+    min_face: int = _range(1, 4096, default=10)  # ignore faces smaller than this (px, larger box side)
+    stride: int = _range(1, 1000, default=1)  # detect every N frames; the tracker carries IDs between
+
+
+@dataclass
+class TrackConfig:
+    """ByteTrack association."""
+
+    high_threshold: float = _range(0.05, 0.99, default=0.5)  # detections that start/extend tracks
+    match_threshold: float = _range(0.05, 0.99, default=0.2)  # minimum IoU to associate
+    lost_seconds: float = _range(0.0, 60.0, default=1.0)  # a track unseen this long ends
+    min_hits: int = _range(1, 100, default=2)  # a track is reported after this many detections
+
+
+@dataclass
+class AlignConfig:
+    """5-point similarity alignment to the generator's canonical crop."""
+
+    entries: list[int] = field(default_factory=lambda: [16, 32, 64])  # generator entry sizes allowed
+    entry_margin: float = _range(0.5, 2.0, default=1.0)  # pick the largest entry ≤ face size × margin
+
+
+@dataclass
+class EnhanceConfig:
+    """The generator and which observations it spends time on."""
+
+    weights: str = ""  # safetensors file; empty = the default shipped in engines/
+    backend: Literal["auto", "torch-cpu"] = "auto"
+    policy: Literal["best_k", "every_n", "all", "none"] = "best_k"
+    best_k: int = _range(1, 1000, default=3)  # per track, for policy best_k
+    every_n: int = _range(1, 100000, default=10)  # per track, for policy every_n
+    improve: float = _range(0.0, 10.0, default=0.15)  # best_k: enhance early when quality beats the best so far by this fraction
+    batch_size: int = _range(1, 4096, default=16)
+    threads: int = _range(0, 256, default=0)  # torch intra-op threads on CPU (0 = torch's choice)
+
+
+@dataclass
+class OutputConfig:
+    """What gets written under --out."""
+
+    video: bool = True  # annotated.mp4
+    video_crf: int = _range(0, 51, default=23)
+    video_preset: str = "veryfast"
+    inset_size: int = _range(32, 512, default=96)  # enhanced-face inset drawn in the annotated video
+    tiles: bool = True  # tracks/<id>/ crops and enhanced tiles
+    gallery: bool = True  # gallery.png
+    gallery_per_track: int = _range(1, 50, default=3)
+
+
+@dataclass
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check (and gently convert) one value against its annotated type."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner,) = get_args(tp)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for arg in get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} has the wrong type")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"unknown config key '{key}' (known: {', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value or {}, f"{key}.")
+            continue
+        value = _coerce(value, tp, key)
+        lo, hi = fields[name].metadata.get("range", (None, None))
+        if lo is not None and value < lo or hi is not None and value > hi:
+            bounds = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+            raise ConfigError(f"{key}: {value!r} is out of range {bounds}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"bad YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """`detect.threshold=0.4` → {"detect": {"threshold": 0.4}}; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict[str, Any] = {parts[-1]: value}
+    for p in reversed(parts[:-1]):
+        out = {p: out}
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """defaults → configs/default.yaml → user YAML → --set overrides, validated once at the end."""
+    data: dict[str, Any] = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+    if path is not None:
+        data = _merge(data, read_yaml(path))
+    for item in overrides or []:
+        data = _merge(data, parse_override(item))
+    cfg = _build(Config, data, "")
+    if cfg.detect.input_size % 32:
+        raise ConfigError(f"detect.input_size: {cfg.detect.input_size} is not a multiple of 32")
+    bad = [e for e in cfg.align.entries if e not in (16, 32, 64)]
+    if bad or not cfg.align.entries:
+        raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of [16, 32, 64]")
+    return cfg

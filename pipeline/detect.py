@@ -1,0 +1,62 @@
+"""Detect: insightface SCRFD → Face records with boxes, 5 keypoints and scores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelNotFound
+from .types import Face
+
+
+class Detector:
+    """SCRFD on ONNX Runtime (CPU), through insightface's own pre/post-processing."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        input_size: int = 640,
+        threshold: float = 0.5,
+        min_face: int = 10,
+        threads: int = 0,
+    ) -> None:
+        # insightface prints on import and on load; keep the user's terminal for our progress bar.
+        import contextlib
+        import io
+
+        import onnxruntime as ort
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            from insightface.model_zoo.scrfd import SCRFD
+
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = threads
+            try:
+                session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own types for unreadable files
+                raise ModelNotFound(f"cannot load detector {model_path}: {str(e).splitlines()[0]}") from None
+            self.model = SCRFD(model_file=str(model_path), session=session)
+            self.model.prepare(ctx_id=-1, det_thresh=threshold, input_size=(input_size, input_size))
+        self.input_size = input_size
+        self.min_face = min_face
+        self.path = Path(model_path)
+
+    def __call__(self, image: np.ndarray) -> list[Face]:
+        """Faces in one BGR image, largest first, smaller than min_face dropped."""
+        boxes, kps = self.model.detect(image, input_size=(self.input_size, self.input_size))
+        faces = []
+        for b, k in zip(boxes, kps if kps is not None else [None] * len(boxes)):
+            if k is None:
+                continue
+            face = Face(box=b[:4].astype(np.float32), kps=k.astype(np.float32), score=float(b[4]))
+            if face.size >= self.min_face:
+                faces.append(face)
+        faces.sort(key=lambda f: -f.size)
+        return faces
+
+
+def default_threads() -> int:
+    return max(1, (os.cpu_count() or 2))

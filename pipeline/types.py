@@ -1,0 +1,66 @@
+"""The records that flow between stages.
+
+One `Frame` per decoded picture, one `Face` per detected face in it. A `Face` is filled in
+stage by stage (detect → track → align → enhance) and finally consumed by the sinks; no stage
+keeps its own parallel bookkeeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """A decoded picture in BGR order with its presentation time."""
+
+    image: np.ndarray  # HxWx3 uint8, BGR, already rotated upright
+    index: int  # 0-based index among the frames this source delivered
+    time: float  # presentation time in seconds from the start of the stream
+    source: str  # the source's display name (credentials never appear here)
+    pts: int | None = None  # raw presentation timestamp in the stream's time base
+
+
+@dataclass
+class Face:
+    """One face in one frame, as it passes through the stages."""
+
+    box: np.ndarray  # (4,) float32 x1, y1, x2, y2 in source pixels
+    kps: np.ndarray  # (5, 2) float32: left eye, right eye, nose, left mouth, right mouth
+    score: float  # detector confidence
+    frame_index: int = -1
+    time: float = 0.0
+    source: str = ""
+    track_id: int = -1  # set by the tracker; -1 = not (yet) tracked
+    # align
+    crop: np.ndarray | None = None  # 128x128 BGR aligned crop, sampled from the source (the "original")
+    lr: np.ndarray | None = None  # entry x entry BGR low-res generator input, sampled from the source
+    entry: int = 0  # generator entry size chosen for this face: 16, 32 or 64
+    matrix: np.ndarray | None = None  # (2, 3) source → 128 canonical crop
+    inverse: np.ndarray | None = None  # (2, 3) 128 canonical crop → source
+    quality: float = 0.0  # 0..1 score used to pick the observations worth enhancing
+    sharpness: float = 0.0
+    frontalness: float = 0.0
+    # enhance
+    enhanced: np.ndarray | None = None  # 128x128 BGR generator output (synthesized pixels)
+
+    @property
+    def size(self) -> float:
+        """Face size in source pixels: the larger side of the detector box."""
+        return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+
+@dataclass
+class TrackSummary:
+    """What the sinks know about a track when it ends."""
+
+    track_id: int
+    source: str
+    faces: list[Face] = field(default_factory=list)  # every observation (crops may be dropped)
+    enhanced: list[Face] = field(default_factory=list)  # the kept enhanced observations
