@@ -1,0 +1,162 @@
+"""Annotate: boxes, track labels and "AI-enhanced" insets drawn on each output frame.
+
+The inset sits *beside* the face, never over it, so a viewer always sees the camera's own pixels
+for the face and the reconstruction as a clearly labelled, separate picture. Drawing is plain
+OpenCV on one copy of the frame, cheap enough to run on every frame on a CPU.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..types import Face
+
+AI_LABEL = "AI-enhanced"
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+GREY = (160, 160, 160)
+WHITE = (255, 255, 255)
+BLACK = (0, 0, 0)
+# Distinct, saturated BGR colours that read on both dark and bright CCTV footage.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
+    (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0),
+    (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0),
+    (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
+)
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A stable colour per track id (grey for untracked faces)."""
+    return GREY if track_id < 0 else PALETTE[track_id % len(PALETTE)]
+
+
+def put_label(
+    image: np.ndarray,
+    text: str,
+    org: tuple[int, int],
+    color: tuple[int, int, int] = BLACK,
+    text_color: tuple[int, int, int] = WHITE,
+    scale: float = 0.45,
+    max_width: int | None = None,
+) -> tuple[int, int, int, int]:
+    """Text on a filled box whose top-left corner is `org`, shrunk to fit max_width; returns the box.
+
+    A filled background keeps labels legible over any footage (and on small 640×360 frames).
+    """
+    w, h, scale = label_size(text, scale, max_width)
+    th = cv2.getTextSize(text, FONT, scale, 1)[0][1]
+    x, y = int(org[0]), int(org[1])
+    cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), color, -1)
+    cv2.putText(image, text, (x + 2, y + 2 + th), FONT, scale, text_color, 1, cv2.LINE_AA)
+    return x, y, x + w, y + h
+
+
+def label_size(text: str, scale: float = 0.45, max_width: int | None = None) -> tuple[int, int, float]:
+    """(width, height, scale) of the label put_label would draw, after shrinking to max_width."""
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    if max_width is not None and tw + 4 > max_width and tw > 0:
+        scale = max(0.25, scale * (max_width - 4) / tw)
+        (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    return tw + 4, th + base + 4, scale
+
+
+def mark_ai(tile: np.ndarray, scale: float = 0.33) -> np.ndarray:
+    """Stamp a small "AI-enhanced" tag in the bottom-right corner of a tile (in place) and return it."""
+    h, w = tile.shape[:2]
+    lw, lh, scale = label_size(AI_LABEL, scale, max_width=w)
+    put_label(tile, AI_LABEL, (max(0, w - lw), max(0, h - lh)), scale=scale)
+    return tile
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0
+
+
+class Annotator:
+    """Draws every face's box and label, plus an enhanced-face inset beside tracked faces."""
+
+    def __init__(self, inset_size: int = 96) -> None:
+        self.inset_size = int(inset_size)
+
+    def __call__(self, image: np.ndarray, faces: list[Face], insets: dict[int, Face]) -> np.ndarray:
+        """A copy of `image` with the annotations; `insets` maps track id → its latest enhanced Face."""
+        out = image.copy()
+        H, W = out.shape[:2]
+        boxes = [self._int_box(f.box, W, H) for f in faces]
+        # Insets first-come by face order; each avoids every face box and the insets already placed.
+        taken: list[tuple[int, int, int, int]] = []
+        planned: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, int, int]]] = []
+        for face, box in zip(faces, boxes):
+            src = insets.get(face.track_id) if face.track_id >= 0 else None
+            if src is None or src.enhanced is None:
+                continue
+            size = min(self.inset_size, W, H)
+            if size < 16:
+                continue
+            rect = self._place(box, size, W, H, boxes + taken)
+            taken.append(rect)
+            planned.append((rect, src.enhanced, track_color(face.track_id)))
+
+        for face, box in zip(faces, boxes):
+            color = track_color(face.track_id)
+            x1, y1, x2, y2 = box
+            if face.track_id < 0:
+                cv2.rectangle(out, (x1, y1), (x2, y2), GREY, 1)
+                continue
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
+            text = f"#{face.track_id}"
+            lw, lh, _ = label_size(text)
+            ly = y1 - lh - 1  # just above the box; below it if there is no room
+            if ly < 0:
+                ly = min(y2 + 2, H - lh)
+            lx = min(max(0, x1 - 1), max(0, W - lw))
+            put_label(out, text, (lx, ly), color=color, text_color=BLACK if sum(color) > 450 else WHITE)
+
+        for (x1, y1, x2, y2), enhanced, color in planned:
+            size = x2 - x1
+            tile = enhanced
+            if tile.shape[0] != size or tile.shape[1] != size:
+                interp = cv2.INTER_AREA if size < tile.shape[0] else cv2.INTER_LINEAR
+                tile = cv2.resize(tile, (size, size), interpolation=interp)
+            out[y1:y2, x1:x2] = tile
+            _, lh, scale = label_size(AI_LABEL, 0.38, max_width=size)
+            put_label(out, AI_LABEL, (x1, y2 - lh), scale=scale)
+            cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, 1)
+        return out
+
+    @staticmethod
+    def _int_box(box: np.ndarray, W: int, H: int) -> tuple[int, int, int, int]:
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
+        x1, x2 = max(0, min(x1, W - 1)), max(0, min(x2, W - 1))
+        y1, y2 = max(0, min(y1, H - 1)), max(0, min(y2, H - 1))
+        return x1, y1, max(x1, x2), max(y1, y2)
+
+    @staticmethod
+    def _place(
+        box: tuple[int, int, int, int], size: int, W: int, H: int, avoid: list[tuple[int, int, int, int]]
+    ) -> tuple[int, int, int, int]:
+        """The first spot beside the box (right, left, below, above) inside the frame that covers
+        nothing; failing that, the one covering the least (the own face counted ×100)."""
+        x1, y1, x2, y2 = box
+        gap = 4
+        cands = [
+            (x2 + gap, y1), (x1 - gap - size, y1),  # right, left (top-aligned)
+            (x2 + gap, y2 - size), (x1 - gap - size, y2 - size),  # right, left (bottom-aligned)
+            (x1, y2 + gap), (x1, y1 - gap - size),  # below, above
+            (x2 - size, y2 + gap), (x2 - size, y1 - gap - size),
+        ]
+        best, best_cost = None, None
+        for cx, cy in cands:
+            cx = min(max(0, cx), W - size)
+            cy = min(max(0, cy), H - size)
+            rect = (cx, cy, cx + size, cy + size)
+            cost = 100 * _overlap(rect, (x1, y1, x2 + 1, y2 + 1)) + sum(_overlap(rect, a) for a in avoid if a != box)
+            if cost == 0:
+                return rect
+            if best_cost is None or cost < best_cost:
+                best, best_cost = rect, cost
+        assert best is not None
+        return best

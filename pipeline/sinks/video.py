@@ -1,0 +1,154 @@
+"""Video: the annotated H.264 output, one output frame per input frame at the input's times.
+
+Timestamps come from each frame's presentation time, not from a frame counter, so variable-frame-
+rate CCTV (dropped frames, irregular NVR timing) plays back in step with the source. Nothing is
+dropped or duplicated: a colliding timestamp is nudged forward by one tick instead.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+FINE_TIME_BASE = Fraction(1, 90000)
+
+
+class VideoWriter:
+    """Encodes BGR frames to H.264 (libx264, yuv420p) in an MP4 with pts taken from frame times.
+
+    The first frame is placed at t=0 (its source time is kept in `start_time`); later frames keep
+    their offsets from it. Odd widths/heights are padded by one replicated pixel (yuv420p needs
+    even sizes) so no source pixel is lost.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        time_base: Fraction | None = None,
+        crf: int = 23,
+        preset: str = "veryfast",
+    ) -> None:
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        if self.width < 2 or self.height < 2:
+            raise ValueError(f"video size {width}x{height} is too small")
+        self.enc_width, self.enc_height = self.width + self.width % 2, self.height + self.height % 2
+        # A coarse input time base (e.g. 1/25) can't express jittered times; fall back to 1/90000.
+        tb = Fraction(time_base) if time_base else FINE_TIME_BASE
+        self.time_base = tb if tb.numerator > 0 and tb <= Fraction(1, 1000) else FINE_TIME_BASE
+        fps = fps if fps and math.isfinite(fps) and fps > 0 else 25.0
+        self.fps = fps
+        self.frames_written = 0
+        self.start_time: float | None = None
+        self._last_pts: int | None = None
+        self._closed = False
+        self._close_pending = False
+        self._lock = threading.Lock()
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.path), mode="w")
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = self.enc_width, self.enc_height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
+        # No B-frames: with reordering, MP4 sample durations come from dts deltas, which VFR input
+        # makes wrong (the container then reports a short duration). I/P only keeps dts == pts.
+        stream.options = {"crf": str(int(crf)), "preset": preset, "bf": "0"}
+        self._stream = stream
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, image: np.ndarray, time: float) -> None:
+        """Encode one BGR frame shown at `time` seconds. Ignored once the writer is closed."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError("VideoWriter.write re-entered while writing")
+        try:
+            if self._closed:
+                return
+            pts = self._next_pts(time)
+            frame = av.VideoFrame.from_ndarray(self._fit(image), format="bgr24")
+            frame.pts = pts
+            frame.time_base = self.time_base
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+            self.frames_written += 1
+            self._last_pts = pts
+        finally:
+            self._lock.release()
+            if self._close_pending:
+                self.close()
+
+    def _next_pts(self, time: float) -> int:
+        prev = self._last_pts
+        if time is None or not math.isfinite(time):
+            # No usable time: one nominal frame after the previous one.
+            time = (self.start_time or 0.0) + (0 if prev is None else float(prev * self.time_base) + 1.0 / self.fps)
+        if self.start_time is None:
+            self.start_time = float(time)
+        pts = int(round((float(time) - self.start_time) / self.time_base))
+        if prev is not None and pts <= prev:
+            pts = prev + 1  # collision or time going backwards: keep the frame, bump by one tick
+        return max(pts, 0)
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        h, w = image.shape[:2]
+        if (w, h) != (self.width, self.height):
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        if (self.enc_width, self.enc_height) != (self.width, self.height):
+            image = cv2.copyMakeBorder(
+                image, 0, self.enc_height - self.height, 0, self.enc_width - self.width, cv2.BORDER_REPLICATE
+            )
+        return np.ascontiguousarray(image, dtype=np.uint8)
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Flush the encoder and finalize the MP4. Idempotent; if it interrupts a write() (signal
+        handler), the close is deferred to the end of that write."""
+        if self._closed:
+            return
+        if not self._lock.acquire(blocking=False):
+            self._close_pending = True
+            return
+        try:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_pending = False
+            try:
+                if self.frames_written:
+                    for packet in self._stream.encode(None):
+                        self._container.mux(packet)
+            finally:
+                self._container.close()
+        finally:
+            self._lock.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a forgotten close still leaves a playable file
+        try:
+            self.close()
+        except Exception:
+            pass
