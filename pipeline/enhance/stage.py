@@ -1,0 +1,127 @@
+"""Enhance: which observations are worth the generator's time, and running it in batches.
+
+On a 2-core CPU the generator cannot see every face of every frame, so a per-track policy picks
+observations: `best_k` keeps the K best by quality (enhancing early only when a face clearly
+beats the best so far, so the video inset improves as the track goes on), `every_n` and `all`
+for when a GPU is there, `none` to only detect and track.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelNotFound
+from ..models import sha256
+from ..types import Face
+
+ENGINES = Path(__file__).resolve().parents[2] / "engines"
+
+
+def default_weights() -> Path:
+    """The shipped generator: the generator module's DEFAULT_WEIGHTS, else the newest file in engines/."""
+    from .generator import DEFAULT_WEIGHTS
+
+    if Path(DEFAULT_WEIGHTS).is_file():
+        return Path(DEFAULT_WEIGHTS)
+    found = sorted(ENGINES.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ModelNotFound(f"no generator weights (*.safetensors) in {ENGINES}; pass enhance.weights=FILE")
+    return found[-1]
+
+
+class Enhancer:
+    """Batched generator inference on CPU: aligned LR crops in, 128×128 faces out (BGR uint8)."""
+
+    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, threads: int = 0) -> None:
+        from .generator import load_generator
+
+        path = Path(weights) if weights else default_weights()
+        if not path.is_file():
+            raise ModelNotFound(f"generator weights not found: {path}")
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, self.meta = load_generator(path)
+        self.model.eval()
+        self.path = path
+        self.sha256 = sha256(path)
+        self.batch_size = batch_size
+        self.count = 0
+
+    @property
+    def info(self) -> dict:
+        """What ran, for the manifest: a file name alone is not enough to tell weights apart."""
+        return {"path": str(self.path), "sha256": self.sha256, "backend": "torch-cpu", **self.meta}
+
+    @torch.inference_mode()
+    def __call__(self, faces: list[Face]) -> list[Face]:
+        """Fill `enhanced` for each face; faces of the same entry size share a batch."""
+        by_entry: dict[int, list[Face]] = {}
+        for f in faces:
+            by_entry.setdefault(f.lr.shape[0], []).append(f)
+        for group in by_entry.values():
+            for i in range(0, len(group), self.batch_size):
+                chunk = group[i : i + self.batch_size]
+                lr = np.stack([f.lr[..., ::-1] for f in chunk])  # BGR → RGB
+                x = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+                y = self.model(x).clamp_(-1, 1).add_(1.0).mul_(127.5).round_()
+                out = y.permute(0, 2, 3, 1).to(torch.uint8).numpy()[..., ::-1]
+                for f, img in zip(chunk, out):
+                    f.enhanced = np.ascontiguousarray(img)
+        self.count += len(faces)
+        return faces
+
+
+@dataclass
+class _TrackState:
+    seen: int = 0
+    best_enhanced: float = -1.0
+    kept: list[Face] = field(default_factory=list)  # best_k: the top-K candidates, enhanced or pending
+
+
+class Policy:
+    """Per track, decides which observations to enhance now and which to keep for the gallery."""
+
+    def __init__(self, mode: str = "best_k", k: int = 3, every_n: int = 10, improve: float = 0.15) -> None:
+        self.mode, self.k, self.every_n, self.improve = mode, k, every_n, improve
+        self._tracks: dict[int, _TrackState] = {}
+        self._kept_all: dict[int, list[Face]] = {}
+
+    def __call__(self, face: Face) -> bool:
+        """Register a tracked, aligned observation; True when it should be enhanced now."""
+        st = self._tracks.setdefault(face.track_id, _TrackState())
+        st.seen += 1
+        if self.mode == "none":
+            return False
+        if self.mode == "all" or (self.mode == "every_n" and (st.seen - 1) % self.every_n == 0):
+            self._kept_all.setdefault(face.track_id, []).append(face)
+            return True
+        if self.mode != "best_k":
+            return False
+        if len(st.kept) >= self.k and face.quality <= st.kept[-1].quality:
+            return False
+        st.kept.append(face)
+        st.kept.sort(key=lambda f: -f.quality)
+        for dropped in st.kept[self.k :]:
+            dropped.crop = dropped.lr = dropped.enhanced = None  # bounded memory on long tracks
+        del st.kept[self.k :]
+        if st.best_enhanced < 0 or face.quality > st.best_enhanced * (1 + self.improve):
+            st.best_enhanced = face.quality
+            return True
+        return False
+
+    def keeps(self, face: Face) -> bool:
+        """Whether the policy may still need this observation's pixels (a best_k candidate)."""
+        st = self._tracks.get(face.track_id)
+        return st is not None and any(face is k for k in st.kept)
+
+    def finish(self, track_id: int) -> tuple[list[Face], list[Face]]:
+        """(still to enhance, all kept) for an ended track; forgets the track."""
+        st = self._tracks.pop(track_id, _TrackState())
+        if self.mode == "best_k":
+            return [f for f in st.kept if f.enhanced is None], list(st.kept)
+        kept = self._kept_all.pop(track_id, [])
+        return [], kept

@@ -1,0 +1,74 @@
+"""Track: persistent IDs with ByteTrack (the `trackers` library), keypoints riding along.
+
+ByteTrack only assigns IDs; it does not say when a track is over. `Tracker` adds that: a track
+unseen for `lost_seconds` of stream time has ended, and `finish()` ends the rest at end of input,
+so the sinks can write every track, the last one included.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from .types import Face
+
+
+class Tracker:
+    """Assigns `track_id` to Faces and reports tracks that have ended."""
+
+    def __init__(
+        self,
+        fps: float = 30.0,
+        high_threshold: float = 0.5,
+        match_threshold: float = 0.2,
+        lost_seconds: float = 1.0,
+        min_hits: int = 2,
+    ) -> None:
+        self.lost_seconds = lost_seconds
+        self._bt = ByteTrackTracker(
+            lost_track_buffer=max(0, round(lost_seconds * 30)),  # the library counts 30-fps frames
+            frame_rate=max(fps, 1e-3),
+            track_activation_threshold=high_threshold,
+            high_conf_det_threshold=high_threshold,
+            minimum_consecutive_frames=min_hits,
+            minimum_iou_threshold=match_threshold,
+        )
+        self._last_seen: dict[int, float] = {}
+
+    def __call__(self, faces: list[Face], time: float) -> list[Face]:
+        """Set track_id on each face (-1 while a track is unconfirmed); time in stream seconds."""
+        if faces:
+            dets = sv.Detections(
+                xyxy=np.stack([f.box for f in faces]).astype(np.float32),
+                confidence=np.array([f.score for f in faces], dtype=np.float32),
+                data={"index": np.arange(len(faces))},
+            )
+        else:
+            dets = sv.Detections.empty()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # duplicate/backwards timestamps are skipped by the library itself
+            out = self._bt.update(dets, timestamp=time)
+        for f in faces:
+            f.track_id = -1
+        if len(out):
+            for i, tid in zip(out.data["index"], out.tracker_id):
+                if tid >= 0:
+                    faces[int(i)].track_id = int(tid) + 1  # people count from 1
+                    self._last_seen[int(tid) + 1] = time
+        return faces
+
+    def ended(self, time: float) -> list[int]:
+        """Tracks not seen for longer than lost_seconds at stream time `time`; each reported once."""
+        done = [t for t, seen in self._last_seen.items() if time - seen > self.lost_seconds]
+        for t in done:
+            del self._last_seen[t]
+        return sorted(done)
+
+    def finish(self) -> list[int]:
+        """End every open track (end of input, disconnect)."""
+        done = sorted(self._last_seen)
+        self._last_seen.clear()
+        return done
