@@ -1,0 +1,189 @@
+"""Tracks: per-track folders with the original crop, the low-res input and the enhanced tile side by side.
+
+Every enhanced tile carries its provenance twice: a visible "AI-enhanced" mark in a corner and PNG
+text chunks ("AI-Generated"="true", …), so a tile copied out of the folder still says what it is.
+The original crop and the low-res input are always written next to it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from ..types import Face, TrackSummary
+from .annotate import AI_LABEL, mark_ai, put_label
+
+AI_DESCRIPTION = "AI-enhanced reconstruction, not a photograph"
+ORIGINAL_DESCRIPTION = "Original pixels sampled from the source (aligned crop), not enhanced"
+
+
+def _round(v: Any, nd: int = 2) -> Any:
+    return [round(float(x), nd) for x in np.asarray(v, dtype=np.float64).ravel()]
+
+
+def face_meta(face: Face) -> dict[str, str]:
+    """Frame/time/box/source as PNG text values."""
+    return {
+        "Source": face.source,
+        "Frame": str(face.frame_index),
+        "Time": f"{face.time:.3f}",
+        "Box": ",".join(f"{v:.1f}" for v in _round(face.box, 1)),
+        "Track": str(face.track_id),
+    }
+
+
+def save_png(path: Path, bgr: np.ndarray, text: dict[str, str]) -> None:
+    """Write a BGR image as PNG with tEXt/iTXt chunks (PIL picks iTXt for non-Latin-1 values)."""
+    info = PngInfo()
+    for k, v in text.items():
+        info.add_text(k, str(v))
+    rgb = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2RGB)
+    Image.fromarray(rgb).save(path, format="PNG", pnginfo=info, compress_level=4)
+
+
+def ai_text(face: Face) -> dict[str, str]:
+    return {"Software": "Enhance", "AI-Generated": "true", "Description": AI_DESCRIPTION, **face_meta(face)}
+
+
+def original_text(face: Face) -> dict[str, str]:
+    return {"Software": "Enhance", "AI-Generated": "false", "Description": ORIGINAL_DESCRIPTION, **face_meta(face)}
+
+
+def lr_upscaled(face: Face, size: int) -> np.ndarray | None:
+    """The generator's low-res input blown up with nearest neighbour, so its real resolution shows."""
+    src = face.lr if face.lr is not None else face.crop
+    if src is None:
+        return None
+    return cv2.resize(src, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def comparison(face: Face, panel: int = 256) -> np.ndarray | None:
+    """Original (LR, nearest-neighbour) | enhanced, each labelled; original alone if not enhanced."""
+    left = lr_upscaled(face, panel)
+    if left is None:
+        return None
+    panels = [left.copy()]
+    labels = [f"original {face.entry or left.shape[0]}px" if face.lr is not None else "original"]
+    if face.enhanced is not None:
+        right = cv2.resize(face.enhanced, (panel, panel), interpolation=cv2.INTER_NEAREST)
+        panels.append(mark_ai(right, scale=0.5))
+        labels.append(AI_LABEL)
+    gap = 4
+    head = 24
+    out = np.full((head + panel, len(panels) * panel + (len(panels) - 1) * gap, 3), 32, np.uint8)
+    for i, (p, lab) in enumerate(zip(panels, labels)):
+        x = i * (panel + gap)
+        out[head:, x : x + panel] = p
+        put_label(out, lab, (x, 2), color=(32, 32, 32), scale=0.5, max_width=panel)
+    return out
+
+
+def _obs_key(face: Face) -> tuple[str, int]:
+    return face.source, face.frame_index
+
+
+class TrackWriter:
+    """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json."""
+
+    def __init__(self, out_dir: Path, save_tiles: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.save_tiles = save_tiles
+
+    def write(self, track: TrackSummary) -> dict:
+        """Write one finished track; returns its summary for the manifest (paths relative to out_dir)."""
+        tdir = self.out_dir / "tracks" / str(track.track_id)
+        tdir.mkdir(parents=True, exist_ok=True)
+        files: list[str] = []
+
+        def rel(p: Path) -> str:
+            files.append(p.relative_to(self.out_dir).as_posix())
+            return p.name
+
+        enhanced = [f for f in track.enhanced if f.enhanced is not None]
+        tiles: dict[tuple[str, int], dict[str, str]] = {}
+        if self.save_tiles:
+            for f in enhanced:
+                stem = f"f{f.frame_index:06d}"
+                names: dict[str, str] = {}
+                if f.crop is not None:
+                    p = tdir / f"{stem}_original.png"
+                    save_png(p, f.crop, original_text(f))
+                    names["original"] = rel(p)
+                if f.lr is not None:
+                    p = tdir / f"{stem}_lr.png"
+                    save_png(p, f.lr, original_text(f))
+                    names["lr"] = rel(p)
+                p = tdir / f"{stem}_enhanced.png"
+                save_png(p, mark_ai(f.enhanced.copy()), ai_text(f))
+                names["enhanced"] = rel(p)
+                tiles[_obs_key(f)] = names
+
+            best = max(enhanced, key=lambda f: f.quality, default=None)
+            if best is None:  # nothing enhanced: the best original crop we still have
+                best = max((f for f in track.faces if f.crop is not None or f.lr is not None),
+                           key=lambda f: f.quality, default=None)
+            sheet = comparison(best) if best is not None else None
+            if sheet is not None:
+                p = tdir / "best.png"
+                save_png(p, sheet, ai_text(best) if best.enhanced is not None else original_text(best))
+                rel(p)
+
+        # Every observation, enhanced ones merged in by (source, frame).
+        obs: dict[tuple[str, int], Face] = {_obs_key(f): f for f in track.faces}
+        enhanced_keys = {_obs_key(f) for f in enhanced}
+        for f in enhanced:
+            obs[_obs_key(f)] = f
+        ordered = sorted(obs.values(), key=lambda f: (f.frame_index, f.time))
+        rows = []
+        for f in ordered:
+            key = _obs_key(f)
+            rows.append({
+                "frame": f.frame_index,
+                "time": round(float(f.time), 4),
+                "box": _round(f.box, 1),
+                "kps": [_round(p, 1) for p in np.asarray(f.kps).reshape(-1, 2)],
+                "score": round(float(f.score), 4),
+                "quality": round(float(f.quality), 4),
+                "sharpness": round(float(f.sharpness), 2),
+                "frontalness": round(float(f.frontalness), 4),
+                "entry": int(f.entry),
+                "enhanced": key in enhanced_keys,
+                "files": tiles.get(key, {}),
+            })
+        first = ordered[0] if ordered else None
+        last = ordered[-1] if ordered else None
+        doc = {
+            "track_id": track.track_id,
+            "source": track.source,
+            "first_frame": first.frame_index if first else None,
+            "last_frame": last.frame_index if last else None,
+            "first_time": round(float(first.time), 4) if first else None,
+            "last_time": round(float(last.time), 4) if last else None,
+            "n_observations": len(ordered),
+            "n_enhanced": len(enhanced),
+            "provenance": "*_enhanced.png (and the right half of best.png) are AI-enhanced reconstructions, "
+            "not photographs; *_original.png and *_lr.png are source pixels.",
+            "observations": rows,
+        }
+        p = tdir / "track.json"
+        tmp = p.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(p)
+        rel(p)
+
+        return {
+            "id": track.track_id,
+            "source": track.source,
+            "frames": [doc["first_frame"], doc["last_frame"]],
+            "first_time": doc["first_time"],
+            "last_time": doc["last_time"],
+            "n_observations": doc["n_observations"],
+            "n_enhanced": doc["n_enhanced"],
+            "files": files,
+        }

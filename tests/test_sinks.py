@@ -1,0 +1,353 @@
+"""Output stage: files are really written, then decoded back and checked."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.align import Aligner
+from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter, write_gallery
+from pipeline.sinks.annotate import PALETTE
+from pipeline.types import Face, TrackSummary
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PHOTO = SHARED / "data" / "images" / "obama_1.jpg"
+# SCRFD-500M on obama_1.jpg (pipeline.detect.Detector), fixed here so these tests need no detector.
+BOX = np.array([378.3, 84.2, 609.8, 426.4], np.float32)
+KPS = np.array([[440.8, 214.9], [548.0, 213.0], [495.2, 277.9], [438.8, 319.7], [548.8, 318.0]], np.float32)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    if not PHOTO.exists():
+        pytest.skip(f"test photo not found: {PHOTO}")
+    return cv2.imread(str(PHOTO))
+
+
+def cctv_face(photo: np.ndarray, face_px: float = 40, at: tuple[int, int] = (300, 150),
+              size: tuple[int, int] = (640, 360), track_id: int = 3, frame: int = 0) -> tuple[np.ndarray, Face]:
+    """A W×H frame with the photo shrunk so the face box is `face_px` wide, its box's top-left at `at`;
+    returns the frame and an aligned Face with a fake enhanced output."""
+    W, H = size
+    s = face_px / float(BOX[2] - BOX[0])
+    small = cv2.resize(photo, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    ox, oy = int(at[0] - BOX[0] * s), int(at[1] - BOX[1] * s)
+    image = np.full((H, W, 3), 70, np.uint8)
+    # paste the (clipped) shrunk photo
+    x0, y0 = max(ox, 0), max(oy, 0)
+    x1, y1 = min(ox + small.shape[1], W), min(oy + small.shape[0], H)
+    image[y0:y1, x0:x1] = small[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+    off = np.array([ox, oy], np.float32)
+    face = Face(box=(BOX.reshape(2, 2) * s + off).ravel().astype(np.float32), kps=KPS * s + off, score=0.84,
+                track_id=track_id, frame_index=frame, time=frame / 25.0, source="cam1")
+    Aligner()(image, face)
+    # Stand-in for the generator (someone else's work): a smooth upscale of the LR input, tinted.
+    face.enhanced = cv2.add(cv2.resize(face.lr, (128, 128), interpolation=cv2.INTER_CUBIC), (0, 40, 0, 0))
+    return image, face
+
+
+def int_box(face: Face) -> tuple[int, int, int, int]:
+    return tuple(int(round(float(v))) for v in face.box)  # type: ignore[return-value]
+
+
+def decode(path: Path) -> tuple[list[av.VideoFrame], av.container.InputContainer]:
+    c = av.open(str(path))
+    frames = list(c.decode(video=0))
+    return frames, c
+
+
+# ---------------------------------------------------------------------------- VideoWriter
+
+
+def test_video_vfr_odd_size_roundtrip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    times = np.cumsum(rng.uniform(0.01, 0.15, 40))
+    times[10] = times[9]  # collision: must be kept, bumped by one tick
+    times = [float(t) for t in times - times[0]]
+    path = tmp_path / "out.mp4"
+    w = VideoWriter(path, 641, 361, fps=25.0)
+    for i, t in enumerate(times):
+        w.write(np.full((361, 641, 3), 5 + i * 6, np.uint8), t)
+    assert w.frames_written == 40
+    w.close()
+    w.close()  # idempotent
+    w.write(np.zeros((361, 641, 3), np.uint8), 99.0)  # after close: ignored, not a crash
+    assert w.frames_written == 40
+
+    frames, c = decode(path)
+    assert len(frames) == 40
+    assert frames[0].width in (640, 642) and frames[0].height in (360, 362)
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    got = [float(f.time) for f in frames]
+    assert np.allclose(got, times, atol=2e-4)  # VFR timing honoured, the collision only nudged
+    # order and content: each frame's grey level is the one written at that time
+    levels = [float(f.to_ndarray(format="bgr24")[100:200, 100:200].mean()) for f in frames]
+    assert np.allclose(levels, [5 + i * 6 for i in range(40)], atol=3)
+    assert c.duration is not None
+    assert abs(c.duration / 1e6 - times[-1]) < 0.1  # ≈ last time (+ one nominal frame)
+    c.close()
+
+
+def test_video_input_time_base_and_offset_start(tmp_path: Path) -> None:
+    path = tmp_path / "tb.mp4"
+    tb = Fraction(1, 12800)
+    times = [3.0 + k * 512 * tb for k in (0, 1, 2, 4, 7)]  # starts at 3 s, gaps of 1 and 2 frames
+    w = VideoWriter(path, 320, 240, fps=25.0, time_base=tb)
+    for i, t in enumerate(times):
+        w.write(np.full((240, 320, 3), 40 * i, np.uint8), float(t))
+    w.close()
+    frames, c = decode(path)
+    assert [round(float(f.time), 4) for f in frames] == [round(float(t) - 3.0, 4) for t in times]
+    assert w.start_time == pytest.approx(3.0)
+    c.close()
+
+
+def test_video_few_frames_playable_and_close_during_write(tmp_path: Path) -> None:
+    path = tmp_path / "short.mp4"
+    w = VideoWriter(path, 200, 100, fps=30.0)
+    for i in range(3):
+        w.write(np.full((100, 200, 3), 60 * i, np.uint8), i / 30)
+    w.close()
+    frames, c = decode(path)
+    assert len(frames) == 3
+    c.close()
+
+    class Interrupted(VideoWriter):
+        """Simulates a signal handler calling close() while a write() is in progress."""
+
+        def _fit(self, image: np.ndarray) -> np.ndarray:
+            if self.frames_written == 4:
+                self.close()
+            return super()._fit(image)
+
+    path2 = tmp_path / "interrupted.mp4"
+    w2 = Interrupted(path2, 200, 100, fps=30.0)
+    for i in range(10):
+        w2.write(np.full((100, 200, 3), 20 * i, np.uint8), i / 30)
+    assert w2.closed and w2.frames_written == 5  # the interrupted write finished, then closed
+    frames, c = decode(path2)
+    assert len(frames) == 5
+    c.close()
+
+
+# ---------------------------------------------------------------------------- Annotator
+
+
+def _find_inset(out: np.ndarray, face: Face, size: int) -> tuple[int, int, float]:
+    """Where the (top part of the) resized enhanced face appears in `out`, and how well it matches."""
+    tile = cv2.resize(face.enhanced, (size, size), interpolation=cv2.INTER_AREA)
+    templ = tile[2 : size // 2, 2 : size - 2]  # clear of the border and the bottom label
+    res = cv2.matchTemplate(out, templ, cv2.TM_SQDIFF)
+    _, _, (x, y), _ = cv2.minMaxLoc(res)
+    err = float(np.abs(out[y : y + templ.shape[0], x : x + templ.shape[1]].astype(int) - templ).mean())
+    return x - 2, y - 2, err
+
+
+def test_annotator_inset_beside_face(photo: np.ndarray) -> None:
+    image, face = cctv_face(photo, face_px=40, at=(300, 150))
+    before = image.copy()
+    ann = Annotator(inset_size=96)
+    out = ann(image, [face], {face.track_id: face})
+    assert np.array_equal(image, before)  # drawn on a copy
+    x1, y1, x2, y2 = int_box(face)
+    # the face's own pixels are untouched inside the rectangle line (thickness 2)
+    assert np.array_equal(out[y1 + 2 : y2 - 1, x1 + 2 : x2 - 1], image[y1 + 2 : y2 - 1, x1 + 2 : x2 - 1])
+    # the rectangle is drawn in the track's colour
+    assert tuple(int(v) for v in out[(y1 + y2) // 2, x1]) == PALETTE[face.track_id % len(PALETTE)]
+    ix, iy, err = _find_inset(out, face, 96)
+    assert err < 2.0  # the enhanced face is there, at full inset size
+    inset = (ix, iy, ix + 96, iy + 96)
+    assert inset[2] <= x1 or inset[0] >= x2 or inset[3] <= y1 or inset[1] >= y2  # beside, not over the face
+    region = out[iy : iy + 96, ix : ix + 96]
+    assert np.abs(region.astype(int) - image[iy : iy + 96, ix : ix + 96]).mean() > 10
+    # the "AI-enhanced" label: a black strip with white text along the inset's bottom
+    strip = region[-12:-2, 2:-2]
+    assert (strip.max(axis=2) < 30).mean() > 0.3 and (strip.min(axis=2) > 200).mean() > 0.03
+
+
+def test_annotator_inset_inside_frame_at_edge(photo: np.ndarray) -> None:
+    W, H = 640, 360
+    image, face = cctv_face(photo, face_px=40, at=(W - 42, H - 62))  # touching the right/bottom edge
+    x1, y1, x2, y2 = int_box(face)
+    assert x2 >= W - 3 and y2 >= H - 12
+    out = Annotator(inset_size=96)(image, [face], {face.track_id: face})
+    assert out.shape == image.shape
+    ix, iy, err = _find_inset(out, face, 96)
+    assert err < 2.0
+    assert 0 <= ix and ix + 96 <= W and 0 <= iy and iy + 96 <= H
+    assert ix + 96 <= x1 or iy + 96 <= y1  # left of or above the face
+    xa, ya = min(x2 - 1, W - 1), min(y2 - 1, H - 1)
+    assert np.array_equal(out[y1 + 2 : ya, x1 + 2 : xa], image[y1 + 2 : ya, x1 + 2 : xa])
+
+
+def test_annotator_untracked_and_no_inset_without_enhanced(photo: np.ndarray) -> None:
+    image, face = cctv_face(photo, face_px=40, at=(300, 150), track_id=-1)
+    tracked = dataclasses.replace(face, track_id=5, enhanced=None)
+    out = Annotator()(image, [face], {})
+    diff = np.any(out != image, axis=2)
+    x1, y1, x2, y2 = int_box(face)
+    assert diff.sum() <= 2 * ((x2 - x1) + (y2 - y1)) + 8  # a thin (1 px) grey box, no label, no inset
+    out2 = Annotator()(image, [tracked], {5: tracked})  # a track with nothing enhanced: no inset
+    assert np.any(out2 != image, axis=2).sum() < 40 * 40
+
+
+def test_annotator_is_fast(photo: np.ndarray) -> None:
+    import time
+
+    image, face = cctv_face(photo)
+    faces = [dataclasses.replace(face, track_id=i, box=face.box + np.float32([i * 60, 0, i * 60, 0]) - 240)
+             for i in range(1, 8)]
+    ann = Annotator()
+    ann(image, faces, {f.track_id: face for f in faces})
+    t = time.perf_counter()
+    for _ in range(30):
+        ann(image, faces, {f.track_id: face for f in faces})
+    assert (time.perf_counter() - t) / 30 < 0.02
+
+
+# ---------------------------------------------------------------------------- TrackWriter
+
+
+def make_track(photo: np.ndarray, tid: int = 3, n: int = 4, enhanced_frames: tuple[int, ...] = (1, 3)) -> TrackSummary:
+    faces = []
+    for k in range(n):
+        _, f = cctv_face(photo, face_px=24 + 6 * k, at=(200 + 5 * k, 120), track_id=tid, frame=10 + k)
+        if k not in enhanced_frames:
+            f.enhanced = None
+            if k == 0:
+                f.crop = f.lr = None  # the runner drops pixels it doesn't keep
+        faces.append(f)
+    return TrackSummary(tid, "cam1", faces=faces, enhanced=[f for f in faces if f.enhanced is not None])
+
+
+def test_track_writer_files_and_json(tmp_path: Path, photo: np.ndarray) -> None:
+    track = make_track(photo)
+    summary = TrackWriter(tmp_path).write(track)
+    tdir = tmp_path / "tracks" / "3"
+    for rel in summary["files"]:
+        assert (tmp_path / rel).is_file()
+    for f in track.enhanced:
+        stem = tdir / f"f{f.frame_index:06d}"
+        orig = Image.open(f"{stem}_original.png")
+        enh = Image.open(f"{stem}_enhanced.png")
+        lr = Image.open(f"{stem}_lr.png")
+        assert orig.size == (128, 128) and enh.size == (128, 128) and lr.size == (f.entry, f.entry)
+        assert enh.text["AI-Generated"] == "true" and enh.text["Software"] == "Enhance"
+        assert enh.text["Description"] == "AI-enhanced reconstruction, not a photograph"
+        assert enh.text["Frame"] == str(f.frame_index) and enh.text["Source"] == "cam1" and enh.text["Box"]
+        assert orig.text["AI-Generated"] == "false"
+        # original crop is written losslessly; the enhanced tile carries a visible mark in a corner only
+        assert np.array_equal(np.asarray(orig)[..., ::-1], f.crop)
+        e = np.asarray(enh)[..., ::-1].astype(int)
+        assert np.array_equal(e[:64, :64], f.enhanced[:64, :64])
+        assert np.abs(e[-14:, -60:] - f.enhanced[-14:, -60:]).mean() > 20
+    best = Image.open(tdir / "best.png")
+    assert best.width > best.height and best.text["AI-Generated"] == "true"
+
+    doc = json.loads((tdir / "track.json").read_text())
+    assert doc["track_id"] == 3 and doc["source"] == "cam1"
+    assert (doc["first_frame"], doc["last_frame"]) == (10, 13)
+    assert doc["first_time"] == pytest.approx(0.4) and doc["last_time"] == pytest.approx(0.52)
+    obs = doc["observations"]
+    assert [o["frame"] for o in obs] == [10, 11, 12, 13]
+    assert [o["enhanced"] for o in obs] == [False, True, False, True]
+    for o in obs:
+        assert len(o["box"]) == 4 and len(o["kps"]) == 5 and o["entry"] in (16, 32, 64)
+        for name in o["files"].values():
+            assert (tdir / name).is_file()
+    assert sorted(obs[1]["files"]) == ["enhanced", "lr", "original"]
+    assert summary["n_observations"] == 4 and summary["n_enhanced"] == 2 and summary["id"] == 3
+    assert summary["first_time"] == doc["first_time"] and summary["last_time"] == doc["last_time"]
+
+
+def test_track_writer_without_enhanced_or_tiles(tmp_path: Path, photo: np.ndarray) -> None:
+    track = make_track(photo, tid=7, enhanced_frames=())
+    s = TrackWriter(tmp_path).write(track)
+    names = {Path(p).name for p in s["files"]}
+    assert names == {"best.png", "track.json"}  # best original crop only
+    assert Image.open(tmp_path / "tracks/7/best.png").text["AI-Generated"] == "false"
+    s2 = TrackWriter(tmp_path / "notiles", save_tiles=False).write(make_track(photo, tid=8))
+    assert [Path(p).name for p in s2["files"]] == ["track.json"] and s2["n_enhanced"] == 2
+
+
+# ---------------------------------------------------------------------------- gallery
+
+
+def test_gallery_three_tracks_and_none(tmp_path: Path, photo: np.ndarray) -> None:
+    tracks = [make_track(photo, tid=t, enhanced_frames=e) for t, e in ((5, (0, 1, 2, 3)), (2, (1,)), (9, ()))]
+    path = tmp_path / "gallery.png"
+    write_gallery(path, tracks, per_track=3)
+    img = Image.open(path)
+    assert img.text["AI-Generated"] == "true"
+    w, h = img.size
+    assert 3 * 96 < h < 1000 and w >= 3 * 2 * 96
+    arr = np.asarray(img)
+    assert arr.std() > 10  # it has content, not a blank sheet
+
+    empty = tmp_path / "empty.png"
+    write_gallery(empty, [])
+    e = Image.open(empty)
+    assert e.size[1] < 200 and e.text["AI-Generated"] == "false"
+
+
+def test_gallery_caps_rows(tmp_path: Path, photo: np.ndarray) -> None:
+    _, f = cctv_face(photo)
+    tracks = [TrackSummary(i, "cam", faces=[f], enhanced=[f]) for i in range(1, 231)]
+    path = tmp_path / "many.png"
+    write_gallery(path, tracks, per_track=1)
+    h = Image.open(path).size[1]
+    one = tmp_path / "one.png"
+    write_gallery(one, tracks[:1], per_track=1)
+    row = Image.open(one).size[1] - 56
+    assert 200 * row < h < 202 * row + 100  # 200 rows plus the "omitted" footer
+
+
+# ---------------------------------------------------------------------------- Manifest
+
+
+def test_manifest_interrupted_then_complete(tmp_path: Path, photo: np.ndarray) -> None:
+    info = {"inputs": ["cam1.mp4"], "settings": {"detect": {"threshold": np.float32(0.5)}},
+            "models": {"det": {"path": tmp_path / "det.onnx", "sha256": "ab" * 32}},
+            "generator": {"name": "g", "sha256": "cd" * 32, "trained": False}, "version": "0.1.0"}
+    m = Manifest(tmp_path, info)
+    track = make_track(photo)
+    m.add_faces(track.faces[:2])
+    m.add_track(TrackWriter(tmp_path).write(track))
+    p = m.write({"detect": 1.5}, {"frames": 2}, status="interrupted")
+    doc = json.loads(p.read_text())
+    assert doc["status"] == "interrupted" and doc["stats"]["frames"] == 2
+    # faces.csv already holds what was added (streamed, not buffered to the end)
+    assert len(list(csv.reader((tmp_path / "faces.csv").open()))) == 3
+
+    m.add_faces(track.faces[2:])
+    (tmp_path / "gallery.png").write_bytes(b"x" * 123)
+    p = m.write({"detect": 2.0}, {"frames": 4}, status="complete")
+    doc = json.loads(p.read_text())
+    assert doc["status"] == "complete" and "AI reconstructions" in doc["provenance"]
+    assert doc["models"]["det"]["sha256"] == "ab" * 32 and doc["generator"]["trained"] is False
+    assert doc["settings"]["detect"]["threshold"] == 0.5
+    assert datetime.fromisoformat(doc["started"]) <= datetime.fromisoformat(doc["ended"])
+    assert doc["tracks"][0]["id"] == 3 and doc["timings"] == {"detect": 2.0}
+    listed = {f["path"]: f["bytes"] for f in doc["files"]}
+    assert "manifest.json" not in listed and not any(k.endswith(".tmp") for k in listed)
+    on_disk = {q.relative_to(tmp_path).as_posix() for q in tmp_path.rglob("*") if q.is_file()}
+    assert set(listed) == on_disk - {"manifest.json"}
+    for rel, size in listed.items():
+        assert (tmp_path / rel).stat().st_size == size
+    assert listed["gallery.png"] == 123 and "tracks/3/track.json" in listed
+    rows = list(csv.DictReader((tmp_path / "faces.csv").open()))
+    assert len(rows) == 4
+    assert [r["frame"] for r in rows] == ["10", "11", "12", "13"]
+    assert [r["enhanced"] for r in rows] == ["0", "1", "0", "1"] and rows[1]["track_id"] == "3"
+    m.close()
