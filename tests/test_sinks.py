@@ -351,3 +351,11 @@ def test_manifest_interrupted_then_complete(tmp_path: Path, photo: np.ndarray) -
     assert [r["frame"] for r in rows] == ["10", "11", "12", "13"]
     assert [r["enhanced"] for r in rows] == ["0", "1", "0", "1"] and rows[1]["track_id"] == "3"
     m.close()
+
+
+def test_annotator_never_covers_its_own_face(photo: np.ndarray) -> None:
+    image, face = cctv_face(photo, face_px=70, at=(45, 20), size=(160, 120))  # face fills the frame
+    out = Annotator(inset_size=96)(image, [face], {face.track_id: face})
+    x1, y1, x2, y2 = int_box(face)
+    xa, ya = min(x2, 159) - 1, min(y2, 119) - 1  # clear of the (clamped) 2 px rectangle
+    assert np.array_equal(out[y1 + 2 : ya, x1 + 2 : xa], image[y1 + 2 : ya, x1 + 2 : xa])

@@ -86,34 +86,40 @@ class Annotator:
         out = image.copy()
         H, W = out.shape[:2]
         boxes = [self._int_box(f.box, W, H) for f in faces]
-        # Insets first-come by face order; each avoids every face box and the insets already placed.
-        taken: list[tuple[int, int, int, int]] = []
-        planned: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, int, int]]] = []
-        for face, box in zip(faces, boxes):
-            src = insets.get(face.track_id) if face.track_id >= 0 else None
-            if src is None or src.enhanced is None:
-                continue
-            size = min(self.inset_size, W, H)
-            if size < 16:
-                continue
-            rect = self._place(box, size, W, H, boxes + taken)
-            taken.append(rect)
-            planned.append((rect, src.enhanced, track_color(face.track_id)))
-
-        for face, box in zip(faces, boxes):
-            color = track_color(face.track_id)
-            x1, y1, x2, y2 = box
+        labels: list[tuple[str, tuple[int, int], tuple[int, int, int, int]]] = []
+        for face, (x1, y1, x2, y2) in zip(faces, boxes):
             if face.track_id < 0:
-                cv2.rectangle(out, (x1, y1), (x2, y2), GREY, 1)
                 continue
-            cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
             text = f"#{face.track_id}"
             lw, lh, _ = label_size(text)
             ly = y1 - lh - 1  # just above the box; below it if there is no room
             if ly < 0:
                 ly = min(y2 + 2, H - lh)
             lx = min(max(0, x1 - 1), max(0, W - lw))
-            put_label(out, text, (lx, ly), color=color, text_color=BLACK if sum(color) > 450 else WHITE)
+            labels.append((text, (lx, ly), (lx, ly, lx + lw, ly + lh)))
+
+        # Insets in face order; each keeps off every face (hard) and off labels and earlier insets (soft).
+        faces_px = [(x1 - 2, y1 - 2, x2 + 3, y2 + 3) for x1, y1, x2, y2 in boxes]
+        soft = [r for _, _, r in labels]
+        planned: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, int, int]]] = []
+        for face, box in zip(faces, boxes):
+            src = insets.get(face.track_id) if face.track_id >= 0 else None
+            if src is None or src.enhanced is None:
+                continue
+            rect = self._place(box, min(self.inset_size, W, H), W, H, faces_px, soft)
+            if rect is None:
+                continue
+            soft.append(rect)
+            planned.append((rect, src.enhanced, track_color(face.track_id)))
+
+        for face, (x1, y1, x2, y2) in zip(faces, boxes):
+            if face.track_id < 0:
+                cv2.rectangle(out, (x1, y1), (x2, y2), GREY, 1)
+            else:
+                cv2.rectangle(out, (x1, y1), (x2, y2), track_color(face.track_id), 2)
+        for face, (text, org, _) in zip((f for f in faces if f.track_id >= 0), labels):
+            color = track_color(face.track_id)
+            put_label(out, text, org, color=color, text_color=BLACK if sum(color) > 450 else WHITE)
 
         for (x1, y1, x2, y2), enhanced, color in planned:
             size = x2 - x1
@@ -136,27 +142,44 @@ class Annotator:
 
     @staticmethod
     def _place(
-        box: tuple[int, int, int, int], size: int, W: int, H: int, avoid: list[tuple[int, int, int, int]]
-    ) -> tuple[int, int, int, int]:
-        """The first spot beside the box (right, left, below, above) inside the frame that covers
-        nothing; failing that, the one covering the least (the own face counted ×100)."""
+        box: tuple[int, int, int, int],
+        size: int,
+        W: int,
+        H: int,
+        faces: list[tuple[int, int, int, int]],
+        soft: list[tuple[int, int, int, int]],
+    ) -> tuple[int, int, int, int] | None:
+        """A square beside the box (right, left, below, above), inside the frame, covering no face.
+
+        Shrinks the inset (down to 32 px) before it would cover a face; failing that,
+        the spot covering the least of other faces, or None (no inset) if only its own face is left. Among face-free spots, the first covering nothing else
+        wins, else the one covering the least label/inset area.
+        """
         x1, y1, x2, y2 = box
         gap = 4
-        cands = [
-            (x2 + gap, y1), (x1 - gap - size, y1),  # right, left (top-aligned)
-            (x2 + gap, y2 - size), (x1 - gap - size, y2 - size),  # right, left (bottom-aligned)
-            (x1, y2 + gap), (x1, y1 - gap - size),  # below, above
-            (x2 - size, y2 + gap), (x2 - size, y1 - gap - size),
-        ]
-        best, best_cost = None, None
-        for cx, cy in cands:
-            cx = min(max(0, cx), W - size)
-            cy = min(max(0, cy), H - size)
-            rect = (cx, cy, cx + size, cy + size)
-            cost = 100 * _overlap(rect, (x1, y1, x2 + 1, y2 + 1)) + sum(_overlap(rect, a) for a in avoid if a != box)
-            if cost == 0:
-                return rect
-            if best_cost is None or cost < best_cost:
-                best, best_cost = rect, cost
-        assert best is not None
-        return best
+        fallback, fallback_cost = None, None
+        sizes = sorted({s for s in (size, size * 3 // 4, size // 2, 32) if min(32, size) <= s <= size}, reverse=True)
+        for s in sizes:
+            best, best_cost = None, None
+            cands = [
+                (x2 + gap, y1), (x1 - gap - s, y1),  # right, left (top-aligned)
+                (x2 + gap, y2 - s), (x1 - gap - s, y2 - s),  # right, left (bottom-aligned)
+                (x1, y2 + gap), (x1, y1 - gap - s),  # below, above
+                (x2 - s, y2 + gap), (x2 - s, y1 - gap - s),
+            ]
+            for cx, cy in cands:
+                cx, cy = min(max(0, cx), W - s), min(max(0, cy), H - s)
+                rect = (cx, cy, cx + s, cy + s)
+                hard = sum(_overlap(rect, f) for f in faces)
+                cost = sum(_overlap(rect, a) for a in soft)
+                if hard:  # as a last resort it may cover another face, never its own
+                    if not _overlap(rect, (x1, y1, x2 + 1, y2 + 1)) and (fallback_cost is None or hard < fallback_cost):
+                        fallback, fallback_cost = rect, hard
+                    continue
+                if cost == 0:
+                    return rect
+                if best_cost is None or cost < best_cost:
+                    best, best_cost = rect, cost
+            if best is not None:
+                return best
+        return fallback

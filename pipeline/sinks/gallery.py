@@ -74,18 +74,27 @@ def write_gallery(path: Path, tracks: list[TrackSummary], per_track: int = 3) ->
     put_label(head, HEADER, (6, 6), color=(0, 0, 160), scale=0.55, max_width=width - 12)
     put_label(head, "left: camera pixels (low-res input, nearest-neighbour); right: AI-enhanced", (6, 32),
               color=BG, scale=0.42, max_width=width - 12)
-    parts = [head]
+    parts: list[np.ndarray] = []
     if not shown:
         msg = np.full((60, width, 3), BG, np.uint8)
         put_label(msg, "No faces found.", (6, 18), color=BG, scale=0.6)
         parts.append(msg)
-    parts.extend(_row(t, per_track, width) for t in shown)
     if omitted:
         foot = np.full((30, width, 3), BG, np.uint8)
         put_label(foot, f"... {omitted} more tracks omitted (see tracks/ and manifest.json)", (6, 6),
                   color=BG, scale=0.45, max_width=width - 12)
         parts.append(foot)
-    sheet = np.vstack(parts)
+    row_h = ROW_HEAD + TILE + GAP
+    # Rows are drawn straight into one preallocated sheet: no list of row images held at once.
+    sheet = np.empty((head.shape[0] + row_h * len(shown) + sum(p.shape[0] for p in parts), width, 3), np.uint8)
+    sheet[: head.shape[0]] = head
+    y = head.shape[0]
+    for t in shown:
+        sheet[y : y + row_h] = _row(t, per_track, width)
+        y += row_h
+    for p in parts:
+        sheet[y : y + p.shape[0]] = p
+        y += p.shape[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_png(tmp, sheet, {
