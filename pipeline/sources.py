@@ -37,7 +37,7 @@ DEFAULT_FPS = 25.0
 
 # Leading bytes of still images: a single picture is read with OpenCV, everything else with FFmpeg.
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*")
-_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@]*@")
+_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")  # up to the last @ of the authority
 
 
 def redact(uri: str) -> str:

@@ -1,0 +1,372 @@
+"""Source stage on real footage and on purpose-made odd/damaged files (see tests/media.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import media  # noqa: E402
+
+from pipeline.config import SourceConfig  # noqa: E402
+from pipeline.errors import InputError  # noqa: E402
+from pipeline.sources import ImageSource, VideoSource, open_source, redact  # noqa: E402
+
+OFFICE = media.VIDEOS / "office_fisheye_cctv.mp4"
+MEGAMIND = media.VIDEOS / "megamind_animated.avi"
+PEDESTRIANS = media.VIDEOS / "pedestrians_vtest.avi"
+
+needs_shared = pytest.mark.skipif(not media.VIDEOS.is_dir(), reason="../shared/data/video not present")
+
+
+def _rss() -> int | None:
+    """Resident memory now (Linux), to show decoding is streamed."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def read_all(spec, cfg: SourceConfig | None = None):
+    with open_source(str(spec), cfg) as src:
+        return src, list(src)
+
+
+def assert_increasing(frames) -> None:
+    times = [f.time for f in frames]
+    assert all(b > a for a, b in zip(times, times[1:])), "frame times must strictly increase"
+    assert [f.index for f in frames] == list(range(len(frames)))
+
+
+# ------------------------------------------------------------------ real footage
+
+
+@needs_shared
+def test_office_cctv_every_frame_with_increasing_times():
+    rss = {}
+    with open_source(str(OFFICE)) as src:
+        frames = []
+        for f in src:  # keep the metadata, drop the pixels but for one sample
+            frames.append(f if f.index == 10 else dataclasses.replace(f, image=f.image[:1, :1].copy()))
+            if f.index in (0, 600):
+                rss[f.index] = _rss()
+    if rss[0] is not None:  # 600 frames are 380 MB if anything holds on to them
+        assert rss[600] - rss[0] < 100e6, "memory grows with the video: frames must be streamed"
+    assert len(frames) == media.count_packets(OFFICE) == src.frame_count
+    assert (src.width, src.height) == (640, 360)
+    assert src.fps == pytest.approx(29.97, abs=0.01)
+    assert src.duration == pytest.approx(21.4, abs=0.3)
+    assert src.time_base == Fraction(1, 30000)
+    assert not src.live and src.skipped == 0 and src.errors == []
+    assert src.name == "office_fisheye_cctv.mp4" and src.uri == str(OFFICE)
+    assert_increasing(frames)
+    assert frames[0].time == pytest.approx(0.0, abs=1e-6)
+    assert frames[-1].time == pytest.approx(21.35, abs=0.1)
+    f = frames[10]
+    assert f.image.shape == (360, 640, 3) and f.image.dtype == np.uint8 and f.image.flags.c_contiguous
+    assert f.source == src.name and f.pts is not None
+
+
+@needs_shared
+def test_broken_ac3_audio_does_not_stop_video():
+    import av
+
+    with av.open(str(MEGAMIND)) as c:  # the premise: there is an audio track next to the video
+        assert [s.type for s in c.streams] == ["video", "audio"]
+    src, frames = read_all(MEGAMIND)
+    assert len(frames) == media.count_packets(MEGAMIND) == 270
+    assert src.skipped == 0
+    assert (src.width, src.height) == (720, 528)
+    # packed B-frames in AVI give reordered pts; times must still run forward, at ~24 fps
+    assert_increasing(frames)
+    assert frames[-1].time == pytest.approx(270 / 23.976, abs=0.1)
+
+
+@needs_shared
+def test_msmpeg4v3_avi_with_max_frames():
+    src, frames = read_all(PEDESTRIANS, SourceConfig(max_frames=5))
+    assert len(frames) == 5
+    assert (src.width, src.height, src.fps, src.frame_count) == (768, 576, 10.0, 795)
+    assert [f.time for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert frames[4].image.std() > 10  # a real picture, not a grey placeholder
+
+
+@needs_shared
+def test_wrong_extension_is_probed_by_content(tmp_path):
+    renamed = tmp_path / "clip.avi"
+    shutil.copyfile(OFFICE, renamed)
+    src, frames = read_all(renamed, SourceConfig(max_frames=3))
+    assert len(frames) == 3 and (src.width, src.height) == (640, 360)
+
+
+def test_h265_in_a_jpg_named_file(tmp_path):
+    path = media.make_video(tmp_path / "camera.jpg", frames=12, codec="h265", container="mp4")
+    src, frames = read_all(path)
+    assert isinstance(src, VideoSource)
+    assert len(frames) == 12 and (src.width, src.height) == (64, 48)
+    assert [media.read_index(f.image) for f in frames] == list(range(12))
+
+
+# ------------------------------------------------------------------ rotation, VFR
+
+
+@pytest.mark.parametrize(
+    "rotate, corner",
+    [(90, (slice(0, 8), slice(-8, None))), (180, (slice(-8, None), slice(-8, None))), (270, (slice(-8, None), slice(0, 8)))],
+)
+def test_rotation_metadata_is_applied(tmp_path, rotate, corner):
+    # the encoded picture has a bright top-left corner; shown rotated clockwise by `rotate`
+    path = media.make_video(tmp_path / "phone.mp4", frames=5, size=(64, 48), rotate=rotate)
+    src, frames = read_all(path)
+    swapped = rotate in (90, 270)
+    assert (src.width, src.height) == ((48, 64) if swapped else (64, 48))
+    for f in frames:
+        assert f.image.shape[:2] == (src.height, src.width)
+        assert f.image[corner].mean() > 200, "bright corner not where an upright frame has it"
+    # frame 0 has no index blocks: every other corner is dark
+    corners = [(slice(r, r + 8) if r == 0 else slice(-8, None), slice(c, c + 8) if c == 0 else slice(-8, None))
+               for r in (0, -8) for c in (0, -8)]
+    dark = [frames[0].image[c].mean() < 120 for c in corners if c != corner]
+    assert dark == [True, True, True]
+
+
+def test_vfr_times_follow_pts(tmp_path):
+    expected = media.vfr_times(20)
+    path = media.make_video(tmp_path / "vfr.mp4", frames=20, vfr=expected)
+    src, frames = read_all(path)
+    assert [f.time for f in frames] == pytest.approx(expected, abs=2e-3)
+    assert [media.read_index(f.image) for f in frames] == list(range(20))
+    # and not what a constant rate would have made up
+    assert frames[-1].time != pytest.approx(19 / src.fps, abs=0.05)
+
+
+def test_audio_track_in_made_file_is_ignored(tmp_path):
+    path = media.make_video(tmp_path / "av.mp4", frames=15, audio=True)
+    src, frames = read_all(path)
+    assert len(frames) == 15 and src.skipped == 0
+
+
+# ------------------------------------------------------------------ damaged files
+
+
+@needs_shared
+def test_truncated_mp4_yields_what_is_there(tmp_path):
+    cut = media.truncate(OFFICE, tmp_path / "cut.mp4", 0.6)
+    src, frames = read_all(cut)
+    assert 100 < len(frames) < 641
+    assert_increasing(frames)
+    assert frames[-1].time < 18
+
+
+@needs_shared
+def test_garbage_mid_stream_yields_frames_before_and_after(tmp_path):
+    bad = media.corrupt_middle(OFFICE, tmp_path / "bad.mp4", start=0.45, length=0.1)
+    src, frames = read_all(bad)
+    times = [f.time for f in frames]
+    assert src.skipped > 0 or len(frames) < 641
+    assert src.skipped == 0 or src.errors  # anything skipped is described
+    assert len(src.errors) <= 20
+    assert min(times) < 1 and max(times) > 20, "lost frames before or after the damage"
+    assert_increasing(frames)
+    assert all("\n" not in e for e in src.errors)
+
+
+def test_garbage_mid_made_avi(tmp_path):
+    path = media.make_video(tmp_path / "x.avi", frames=120, codec="mpeg4", size=(160, 120))
+    bad = media.corrupt_middle(path, tmp_path / "bad.avi", start=0.5, length=0.1)
+    src, frames = read_all(bad)
+    assert 0 < len(frames) < 120
+    assert media.read_index(frames[0].image) == 0
+    assert media.read_index(frames[-1].image) >= 110
+    assert_increasing(frames)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _bad_inputs(tmp: Path) -> dict[str, Path]:
+    (tmp / "empty.mp4").write_bytes(b"")
+    (tmp / "notes.mp4").write_text("this is a text file, not a video\n" * 20)
+    (tmp / "noise.mp4").write_bytes(np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    (tmp / "no_images").mkdir()
+    (tmp / "no_images" / "readme.txt").write_text("nothing to see")
+    (tmp / "empty_dir").mkdir()
+    return {
+        "zero-length": tmp / "empty.mp4",
+        "missing": tmp / "missing.mp4",
+        "text as mp4": tmp / "notes.mp4",
+        "random bytes": tmp / "noise.mp4",
+        "folder without images": tmp / "no_images",
+        "empty folder": tmp / "empty_dir",
+        "audio only": media.make_audio_only(tmp / "voice.m4a"),
+        "audio only named mp4": media.make_audio_only(tmp / "voice.mp4"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("zero-length", "empty"),
+        ("missing", "not found"),
+        ("text as mp4", "not a media file"),
+        ("random bytes", ""),
+        ("folder without images", "no images"),
+        ("empty folder", "no images"),
+        ("audio only", "no video stream"),
+        ("audio only named mp4", "no video stream"),
+    ],
+)
+def test_bad_input_is_one_line_input_error(tmp_path, case, words):
+    path = _bad_inputs(tmp_path)[case]
+    with pytest.raises(InputError) as info:
+        open_source(str(path))
+    msg = str(info.value)
+    assert str(path) in msg and "\n" not in msg
+    assert words in msg
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads anything")
+def test_unreadable_file(tmp_path):
+    path = media.make_video(tmp_path / "locked.mp4", frames=3)
+    path.chmod(0)
+    with pytest.raises(InputError, match="locked.mp4"):
+        open_source(str(path))
+
+
+def test_permission_denied_is_input_error(tmp_path, monkeypatch):
+    """Same check as above for root, who can read a chmod 000 file: simulate the refusal."""
+    import pipeline.sources as sources
+
+    path = media.make_video(tmp_path / "locked.mp4", frames=3)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(sources, "open", refuse, raising=False)
+    with pytest.raises(InputError, match=r"cannot read .*locked\.mp4: Permission denied"):
+        open_source(str(path))
+
+
+def test_unsupported_scheme():
+    with pytest.raises(InputError, match="ftp://"):
+        open_source("ftp://user:pw@host/x.mp4")
+
+
+# ------------------------------------------------------------------ images
+
+
+@needs_shared
+def test_image_folder_natural_order_and_corrupt_image(tmp_path):
+    names = ["obama_1.jpg", "biden_1.jpg", "kit_1.jpg", "rose_1.jpg"]
+    folder = media.copy_images(tmp_path / "shots", names, ["img10.jpg", "img2.jpg", "img1.png", "IMG3.jpeg"])
+    (folder / "img7.jpg").write_bytes(b"\xff\xd8\xff" + b"broken" * 100)  # JPEG magic, garbage after
+    (folder / "notes.txt").write_text("ignored")
+    cfg = SourceConfig(image_fps=2.0)
+    src, frames = read_all(folder, cfg)
+    assert isinstance(src, ImageSource) and src.name == "shots" and not src.live
+    expected = ["kit_1.jpg", "biden_1.jpg", "rose_1.jpg", "obama_1.jpg"]  # img1, img2, IMG3, (img7 bad), img10
+    assert len(frames) == 4
+    for f, name in zip(frames, expected):
+        assert np.array_equal(f.image, cv2.imread(str(media.IMAGES / name))), name
+    assert src.skipped == 1 and "img7.jpg" in src.errors[0]
+    assert [f.time for f in frames] == [0.0, 0.5, 1.0, 1.5]
+    assert src.fps == 2.0 and src.time_base == Fraction(1, 2) and src.frame_count == 5
+    first = cv2.imread(str(media.IMAGES / "kit_1.jpg"))
+    assert (src.height, src.width) == first.shape[:2]
+    assert len({f.image.shape for f in frames}) > 1  # sizes may differ frame to frame
+
+
+@needs_shared
+def test_image_folder_max_frames_and_single_image(tmp_path):
+    folder = media.copy_images(tmp_path / "d", ["alex_1.jpg", "alex_2.jpg", "kit_2.jpg"])
+    _, frames = read_all(folder, SourceConfig(max_frames=2))
+    assert len(frames) == 2
+    # one picture, under a misleading name: probed by content
+    odd = tmp_path / "still.mp4"
+    shutil.copyfile(media.IMAGES / "two_people.jpg", odd)
+    src, frames = read_all(odd)
+    assert len(frames) == 1 and src.frame_count == 1 and src.name == "still.mp4"
+    assert np.array_equal(frames[0].image, cv2.imread(str(media.IMAGES / "two_people.jpg")))
+
+
+def test_folder_of_only_unreadable_images(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "b.png").write_bytes(b"")
+    with pytest.raises(InputError, match="no readable images"):
+        open_source(str(tmp_path))
+
+
+# ------------------------------------------------------------------ network
+
+
+def test_unreachable_rtsp_hides_credentials():
+    cfg = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(InputError) as info:
+        open_source("rtsp://user:secret@127.0.0.1:1/cam", cfg)
+    assert time.monotonic() - t0 < 5
+    msg = str(info.value)
+    assert msg.startswith("cannot open rtsp://***@127.0.0.1:1/cam: ")
+    assert "secret" not in msg and "user" not in msg and "\n" not in msg
+
+
+def test_silent_camera_times_out():
+    """A server that accepts the connection and never answers: the open timeout must fire."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
+    cfg = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(InputError) as info:
+            open_source(f"rtsp://admin:hunter2@127.0.0.1:{port}/live?transport=udp", cfg)
+    finally:
+        for s in held:
+            s.close()
+        server.close()
+    assert time.monotonic() - t0 < 8
+    assert "hunter2" not in str(info.value) and f"127.0.0.1:{port}/live" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("rtsp://user:pass@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
+        ("rtsps://admin@cam.local/live", "rtsps://***@cam.local/live"),
+        ("http://u:p%40ss@host:8080/video.mjpg?x=1", "http://***@host:8080/video.mjpg?x=1"),
+        ("rtsp://u:p@ss@host/x", "rtsp://***@host/x"),  # an unescaped @ in the password
+        ("rtsp://10.0.0.5/stream?user=a@b", "rtsp://10.0.0.5/stream?user=a@b"),  # @ only in the query
+        ("rtsp://10.0.0.5:554/stream1", "rtsp://10.0.0.5:554/stream1"),
+        ("/videos/me@home.mp4", "/videos/me@home.mp4"),
+        ("clip.mp4", "clip.mp4"),
+    ],
+)
+def test_redact(uri, shown):
+    assert redact(uri) == shown
+
+
+def test_network_options():
+    from pipeline.sources import _network_options
+
+    cfg = SourceConfig(open_timeout_s=2.0, read_timeout_s=3.5)
+    url, opts = _network_options("rtsp://h/cam?transport=udp&channel=1", cfg, None)
+    assert url == "rtsp://h/cam?channel=1"
+    assert opts == {"rtsp_transport": "udp", "timeout": "3500000"}
+    _, opts = _network_options("rtsp://h/cam", cfg, None)
+    assert opts["rtsp_transport"] == "tcp"
+    _, opts = _network_options("http://h/cam.mjpg", cfg, {"reconnect": "1"})
+    assert opts == {"timeout": "3500000", "reconnect": "1"}
