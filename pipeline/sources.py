@@ -328,7 +328,7 @@ class VideoSource(Source):
                 except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - odd pixel formats
                     self._skip(f"unconvertible frame at pts {frame.pts}: {_reason(e)}")
                     continue
-                image = _rotate(image, frame.rotation or self._tag_rotation)
+                image = _rotate(image, getattr(frame, "rotation", 0) or self._tag_rotation)
                 pts = clock.best_effort(frame.pts, frame.dts)
                 if pts is not None and self.time_base is not None:
                     if first_pts is None:  # live: the clock starts at the first frame we see
@@ -343,9 +343,10 @@ class VideoSource(Source):
                 delivered += 1
 
     def _note(self, what: str) -> None:
-        """Record a stop reason without counting it as a skipped frame."""
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.append(what)
+        """Record why decoding stopped (always kept, as the last entry) without counting a skipped frame."""
+        if len(self.errors) >= MAX_ERRORS:
+            self.errors.pop()
+        self.errors.append(what)
 
     def __iter__(self) -> Iterator[Frame]:
         if self._peeked is not None:

@@ -118,6 +118,13 @@ def test_h265_in_a_jpg_named_file(tmp_path):
     assert [media.read_index(f.image) for f in frames] == list(range(12))
 
 
+def test_decoder_threads_from_config(tmp_path):
+    path = media.make_video(tmp_path / "t.mp4", frames=4)
+    with open_source(str(path), SourceConfig(threads=2)) as src:
+        assert len(list(src)) == 4
+        assert src._stream.codec_context.thread_count == 2
+
+
 # ------------------------------------------------------------------ rotation, VFR
 
 
