@@ -101,7 +101,8 @@ class Annotator:
         # Insets in face order; each keeps off every face (hard) and off labels and earlier insets (soft).
         faces_px = [(x1 - 2, y1 - 2, x2 + 3, y2 + 3) for x1, y1, x2, y2 in boxes]
         soft = [r for _, _, r in labels]
-        planned: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, int, int]]] = []
+        Rect = tuple[int, int, int, int]
+        planned: list[tuple[Rect, Rect, np.ndarray, tuple[int, int, int]]] = []
         for face, box in zip(faces, boxes):
             src = insets.get(face.track_id) if face.track_id >= 0 else None
             if src is None or src.enhanced is None:
@@ -110,7 +111,7 @@ class Annotator:
             if rect is None:
                 continue
             soft.append(rect)
-            planned.append((rect, src.enhanced, track_color(face.track_id)))
+            planned.append((rect, box, src.enhanced, track_color(face.track_id)))
 
         for face, (x1, y1, x2, y2) in zip(faces, boxes):
             if face.track_id < 0:
@@ -121,7 +122,13 @@ class Annotator:
             color = track_color(face.track_id)
             put_label(out, text, org, color=color, text_color=BLACK if sum(color) > 450 else WHITE)
 
-        for (x1, y1, x2, y2), enhanced, color in planned:
+        for (x1, y1, x2, y2), (bx1, by1, bx2, by2), enhanced, color in planned:
+            # A connector in the track's colour when the inset had to move away from its face.
+            cx = min(max((bx1 + bx2) // 2, x1), x2 - 1)
+            cy = min(max((by1 + by2) // 2, y1), y2 - 1)
+            fx, fy = min(max(cx, bx1), bx2), min(max(cy, by1), by2)
+            if abs(fx - cx) + abs(fy - cy) > 8:
+                cv2.line(out, (cx, cy), (fx, fy), color, 1, cv2.LINE_AA)
             size = x2 - x1
             tile = enhanced
             if tile.shape[0] != size or tile.shape[1] != size:
