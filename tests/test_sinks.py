@@ -359,3 +359,16 @@ def test_annotator_never_covers_its_own_face(photo: np.ndarray) -> None:
     x1, y1, x2, y2 = int_box(face)
     xa, ya = min(x2, 159) - 1, min(y2, 119) - 1  # clear of the (clamped) 2 px rectangle
     assert np.array_equal(out[y1 + 2 : ya, x1 + 2 : xa], image[y1 + 2 : ya, x1 + 2 : xa])
+
+
+def test_video_frame_of_other_size_is_letterboxed_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.mp4"
+    w = VideoWriter(path, 320, 240, fps=10.0)
+    w.write(np.full((240, 320, 3), 200, np.uint8), 0.0)
+    w.write(np.full((320, 240, 3), 200, np.uint8), 0.1)  # rotated/resized frame mid-stream
+    w.close()
+    frames, c = decode(path)
+    assert len(frames) == 2
+    second = frames[1].to_ndarray(format="bgr24")
+    assert second[:, :40].mean() < 20 and second[:, 140:180].mean() > 180  # pillarboxed, aspect kept
+    c.close()

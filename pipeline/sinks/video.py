@@ -113,7 +113,14 @@ class VideoWriter:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         h, w = image.shape[:2]
         if (w, h) != (self.width, self.height):
-            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            # A frame of another size (e.g. a mid-stream resolution change): fit it, aspect kept,
+            # on black, rather than drop it or distort it.
+            k = min(self.width / w, self.height / h)
+            nw, nh = max(1, min(self.width, round(w * k))), max(1, min(self.height, round(h * k)))
+            small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+            image = np.zeros((self.height, self.width, 3), np.uint8)
+            x, y = (self.width - nw) // 2, (self.height - nh) // 2
+            image[y : y + nh, x : x + nw] = small
         if (self.enc_width, self.enc_height) != (self.width, self.height):
             image = cv2.copyMakeBorder(
                 image, 0, self.enc_height - self.height, 0, self.enc_width - self.width, cv2.BORDER_REPLICATE
