@@ -372,3 +372,11 @@ def test_video_frame_of_other_size_is_letterboxed_not_dropped(tmp_path: Path) ->
     second = frames[1].to_ndarray(format="bgr24")
     assert second[:, :40].mean() < 20 and second[:, 140:180].mean() > 180  # pillarboxed, aspect kept
     c.close()
+
+
+def test_video_bad_preset_is_a_config_error(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="video_preset"):
+        VideoWriter(tmp_path / "bad.mp4", 64, 48, fps=25.0, preset="no-such-preset")
+    assert not (tmp_path / "bad.mp4").exists()

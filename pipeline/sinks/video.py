@@ -16,6 +16,8 @@ import av
 import cv2
 import numpy as np
 
+from ..errors import ConfigError
+
 FINE_TIME_BASE = Fraction(1, 90000)
 
 
@@ -62,13 +64,20 @@ class VideoWriter:
         stream.pix_fmt = "yuv420p"
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
-        # No B-frames: with reordering, MP4 sample durations come from dts deltas, which VFR input
-        # makes wrong (the container then reports a short duration). I/P only keeps dts == pts.
         # Frames are converted with OpenCV (BT.601, limited range, correctly rounded); say so in the VUI.
         stream.codec_context.colorspace = 6  # AVCOL_SPC_SMPTE170M (BT.601)
         stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG (limited)
+        # No B-frames: with reordering, MP4 sample durations come from dts deltas, which VFR input
+        # makes wrong (the container then reports a short duration). I/P only keeps dts == pts.
         stream.options = {"crf": str(int(crf)), "preset": preset, "bf": "0"}
         self._stream = stream
+        try:  # open now, so a bad preset is reported before any work is done
+            stream.codec_context.open()
+        except av.error.FFmpegError as e:
+            self._closed = True
+            self._container.close()
+            self.path.unlink(missing_ok=True)
+            raise ConfigError(f"output.video_preset: libx264 cannot open with preset={preset!r}, crf={crf} ({e.strerror})") from None
 
     # ------------------------------------------------------------------ writing
 
@@ -111,6 +120,8 @@ class VideoWriter:
     def _fit(self, image: np.ndarray) -> np.ndarray:
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         h, w = image.shape[:2]
         if (w, h) != (self.width, self.height):
             # A frame of another size (e.g. a mid-stream resolution change): fit it, aspect kept,
