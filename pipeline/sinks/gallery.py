@@ -35,10 +35,11 @@ def _row(track: TrackSummary, per_track: int, width: int) -> np.ndarray:
     n = len({(f.source, f.frame_index) for f in [*track.faces, *track.enhanced]})
     put_label(row, f"#{track.track_id}", (4, ROW_HEAD), color=BG, scale=0.6)
     put_label(row, f"t={min(times):.1f}-{max(times):.1f}s", (4, ROW_HEAD + 26), color=BG, scale=0.42)
-    put_label(row, f"{n} obs, {len(track.enhanced)} enhanced", (4, ROW_HEAD + 46), color=BG, scale=0.42)
+    all_enhanced = [f for f in track.enhanced if f.enhanced is not None]
+    put_label(row, f"{n} obs, {len(all_enhanced)} enhanced", (4, ROW_HEAD + 46), color=BG, scale=0.42)
 
     x = LABEL_W
-    enhanced = sorted((f for f in track.enhanced if f.enhanced is not None), key=lambda f: -f.quality)[:per_track]
+    enhanced = sorted(all_enhanced, key=lambda f: -f.quality)[:per_track]
     if enhanced:
         for f in enhanced:
             orig = lr_upscaled(f, TILE)
