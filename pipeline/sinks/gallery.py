@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..types import Face, TrackSummary
+from ..types import TrackSummary
 from .annotate import AI_LABEL, mark_ai, put_label
 from .tracks import lr_upscaled, save_png
 
