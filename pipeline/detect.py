@@ -44,9 +44,17 @@ class Detector:
         self.min_face = min_face
         self.path = Path(model_path)
 
+    def network_size(self, width: int, height: int) -> tuple[int, int]:
+        """Input size with the image's aspect ratio (multiples of 32), long side = input_size.
+
+        A 16:9 frame in a square input spends ~40% of the detector's time on padding.
+        """
+        scale = self.input_size / max(width, height)
+        return (int(np.ceil(width * scale / 32) * 32), int(np.ceil(height * scale / 32) * 32))
+
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Faces in one BGR image, largest first, smaller than min_face dropped."""
-        boxes, kps = self.model.detect(image, input_size=(self.input_size, self.input_size))
+        boxes, kps = self.model.detect(image, input_size=self.network_size(image.shape[1], image.shape[0]))
         faces = []
         for b, k in zip(boxes, kps if kps is not None else [None] * len(boxes)):
             if k is None:

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -240,27 +240,26 @@ class Pipeline:
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
             progress: bool = True) -> list[dict]:
     """Process each input; one input writes into `out`, several into `out/<name>/`."""
-    # Open every source first, so a bad input fails before any work is done.
-    sources = [open_source(spec, cfg.source) for spec in inputs]
-    prepare_out(out)
-    pipe = Pipeline(cfg, models_dir, progress)
     results = []
     stop = StopFlag()
     names: set[str] = set()
-    with stop.installed():
-        for src in sources:
-            with src:
-                if len(sources) == 1:
-                    target = out
-                else:
-                    name = src.name
+    with ExitStack() as opened:
+        # Open every source first, so a bad input fails before any work is done.
+        sources = [opened.enter_context(open_source(spec, cfg.source)) for spec in inputs]
+        prepare_out(out)
+        pipe = Pipeline(cfg, models_dir, progress)
+        with stop.installed():
+            for src in sources:
+                target = out
+                if len(sources) > 1:
+                    name = safe_name(src.name)
                     while name in names:
                         name += "_"
                     names.add(name)
-                    target = out / safe_name(name)
+                    target = out / name
                 results.append(pipe.run(src, target, stop))
-            if stop:
-                break
+                if stop:
+                    break
     return results
 
 

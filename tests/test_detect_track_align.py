@@ -1,0 +1,82 @@
+"""Detector on real photos, tracker on a moving face, aligner geometry."""
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import IMAGES, MODELS
+from pipeline.align import CROP, TEMPLATE, Aligner, choose_entry, similarity, warp
+from pipeline.errors import ModelNotFound
+from pipeline.models import find_model
+from pipeline.track import Tracker
+
+
+@pytest.mark.parametrize("name, lo, hi", [("obama_1.jpg", 1, 1), ("two_people.jpg", 2, 2), ("crowd_selfie_sample.jpg", 100, 10_000)])
+def test_detector_counts_faces(detector, name, lo, hi):
+    faces = detector(cv2.imread(str(IMAGES / name)))
+    assert lo <= len(faces) <= hi
+    for f in faces:
+        assert f.kps.shape == (5, 2) and 0 < f.score <= 1
+        x1, y1, x2, y2 = f.box
+        # keypoints lie inside (or very near) their box
+        assert (f.kps[:, 0] > x1 - 5).all() and (f.kps[:, 0] < x2 + 5).all()
+
+
+def test_tracker_keeps_one_id_for_a_moving_face(detector):
+    """A real face slides steadily across a 640×360 canvas over 60 frames: one track ID throughout."""
+    photo = cv2.imread(str(IMAGES / "obama_small.jpg"))
+    face = cv2.resize(photo, None, fx=80 / photo.shape[1], fy=80 / photo.shape[1], interpolation=cv2.INTER_AREA)
+    tracker = Tracker(fps=30)
+    ids = []
+    for i in range(60):
+        canvas = np.full((360, 640, 3), 90, np.uint8)
+        x, y = 20 + i * 8, 120 + i
+        canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
+        faces = detector(canvas)
+        tracker(faces, i / 30)
+        ids += [f.track_id for f in faces if f.track_id > 0]
+    assert len(ids) >= 50
+    assert len(set(ids)) == 1
+    assert tracker.ended(60 / 30) == []  # just seen
+    assert tracker.ended(10.0) == [ids[0]]  # ended once unseen for lost_seconds …
+    assert tracker.finish() == []  # … and reported only once
+
+
+def test_aligner_maps_keypoints_to_template_and_keeps_inverse(detector):
+    image = cv2.imread(str(IMAGES / "obama_1.jpg"))
+    (face,) = detector(image)
+    Aligner()(image, face)
+    assert face.crop.shape == (CROP, CROP, 3)
+    assert face.entry == 64  # a large photo face enters at the largest stage
+    assert face.lr.shape == (64, 64, 3)
+    mapped = cv2.transform(face.kps[None], face.matrix)[0]
+    assert np.abs(mapped - TEMPLATE).max() < 6  # 5 points land on the canonical template
+    back = cv2.transform(TEMPLATE[None], face.inverse)[0]
+    assert np.abs(back - face.kps).max() < 6 / (CROP / face.size)  # inverse returns to source px
+    assert 0 < face.quality <= 1
+
+
+def test_lr_input_is_resampled_from_source_not_from_the_crop():
+    """The 16 px input of a large face equals area-averaging the source, not a resize of a blurry upscale."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (400, 400, 3), dtype=np.uint8)
+    m = similarity(TEMPLATE * 2.5 + 20)  # source face 2.5× the canonical size
+    lr = warp(image, m, 16)
+    crop = warp(image, m, 128)
+    via_crop = cv2.resize(crop, (16, 16), interpolation=cv2.INTER_AREA)
+    direct_err = np.abs(lr.astype(float) - via_crop.astype(float)).mean()
+    assert lr.shape == (16, 16, 3)
+    assert direct_err < 12  # same picture …
+    # … and a face small in the source picks a small entry, a larger one a larger entry
+    assert choose_entry(similarity(TEMPLATE * 0.15 + 5), [16, 32, 64]) == 16
+    assert choose_entry(similarity(TEMPLATE * 0.4 + 5), [16, 32, 64]) == 32
+    assert choose_entry(similarity(TEMPLATE * 0.6 + 5), [16, 32, 64]) == 64
+
+
+def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENHANCE_MODELS", str(tmp_path / "env"))
+    with pytest.raises(ModelNotFound) as e:
+        find_model("det_500m.onnx", tmp_path / "cli")
+    msg = str(e.value)
+    assert "det_500m.onnx" in msg and str(tmp_path / "cli") in msg and str(tmp_path / "env") in msg
+    assert find_model("det_500m.onnx", MODELS) == MODELS / "det_500m.onnx"

@@ -1,0 +1,99 @@
+"""The whole pipeline on real CCTV footage, and an interrupted run that still leaves playable output."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import cv2
+import pytest
+
+from conftest import MODELS, ROOT, VIDEO, run_cli
+
+OFFICE = VIDEO / "office_fisheye_cctv.mp4"
+
+
+def _frames_and_duration(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        times = [f.time for f in c.decode(s)]
+    return len(times), times[-1] - times[0]
+
+
+@pytest.fixture(scope="module")
+def office_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("office")
+    proc = run_cli("process", str(OFFICE), "--out", str(out), "--models", str(MODELS), "--quiet", timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_office_tracks_and_tiles(office_run):
+    out, proc = office_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    tracks = manifest["tracks"]
+    long_tracks = [t for t in tracks if t["n_observations"] >= 20]
+    assert len(long_tracks) >= 3, tracks  # several people followed over many frames
+    for t in tracks:
+        tdir = out / "tracks" / str(t["id"])
+        info = json.loads((tdir / "track.json").read_text())
+        assert info["observations"], t
+        for tile in tdir.glob("*_enhanced.png"):
+            assert cv2.imread(str(tile)).shape == (128, 128, 3)
+    assert (out / "gallery.png").stat().st_size > 10_000
+    assert manifest["generator"]["sha256"] and manifest["generator"]["path"].endswith(".safetensors")
+    assert "complete:" in proc.stdout and "stages:" in proc.stdout
+
+
+def test_office_annotated_video_matches_input(office_run):
+    out, _ = office_run
+    n_in, d_in = _frames_and_duration(OFFICE)
+    n_out, d_out = _frames_and_duration(out / "annotated.mp4")
+    assert n_out == n_in
+    assert abs(d_out - d_in) < 0.1
+
+
+def test_office_manifest_matches_disk(office_run):
+    out, _ = office_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {f["path"]: f["size"] for f in manifest["files"]}
+    assert "annotated.mp4" in listed and "gallery.png" in listed and "faces.csv" in listed
+    for rel, size in listed.items():
+        assert (out / rel).stat().st_size == size, rel
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert on_disk <= set(listed)
+    rows = (out / "faces.csv").read_text().strip().splitlines()
+    assert len(rows) - 1 == manifest["stats"]["faces"]
+
+
+def test_sigint_leaves_playable_video_and_manifest(tmp_path):
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "process", str(OFFICE), "--out", str(out), "--models", str(MODELS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    deadline = time.time() + 300
+    csv = out / "faces.csv"
+    while time.time() < deadline and (not csv.exists() or csv.stat().st_size < 2000):
+        time.sleep(0.5)  # wait until real work has happened
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    n, _ = _frames_and_duration(out / "annotated.mp4")
+    assert 0 < n < 641
+    assert n == manifest["stats"]["frames"]
+    assert any(f["path"] == "annotated.mp4" for f in manifest["files"])
+
+
+def test_demo_runs(tmp_path):
+    proc = run_cli("demo", "--out", str(tmp_path / "demo"), "--models", str(MODELS), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    assert manifest["stats"]["tracks"] >= 3
+    assert manifest["stats"]["enhanced"] >= 3
