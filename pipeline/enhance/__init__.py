@@ -1,0 +1,1 @@
+"""Enhance: the progressive face super-resolution generator and its run-time stage."""

@@ -1,0 +1,1 @@
+"""Training the progressive face generator: data preparation, degradation, losses, trainer, CLI."""

@@ -1,0 +1,146 @@
+"""Subcommands `prepare`, `train`, `export`, `eval` for run.py (`add_commands`), also runnable as
+`python -m pipeline.train.cli ...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+
+
+def _default_models() -> str | None:
+    return str(SHARED / "models") if (SHARED / "models").is_dir() else None
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    counts = prepare(Path(args.faces), Path(args.out), args.models, tuple(args.splits), args.limit, args.quality)
+    return 0 if all(counts.values()) else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..config import read_yaml
+    from .trainer import Trainer, merge_config
+
+    user = read_yaml(args.config) if args.config else {}
+    for item in args.set or []:
+        from ..config import parse_override
+
+        over = parse_override(item)
+        key = next(iter(over))
+        user[key] = {**user.get(key, {}), **over[key]} if isinstance(over[key], dict) else over[key]
+    cfg = merge_config(user)
+    if args.out:
+        cfg["out"] = args.out
+    trainer = Trainer(cfg)
+    if args.resume:
+        trainer.load(args.resume)
+    trainer.fit(args.steps)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from ..enhance.generator import ProgressiveGenerator, save_generator
+    from ..errors import InputError
+
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint not found: {args.checkpoint}") from None
+    cfg = json.loads(state["config"])
+    g = ProgressiveGenerator(**cfg["model"])
+    g.load_state_dict(state["G_ema"])
+    meta = {
+        "steps": int(state["step"]),
+        "samples": int(state["samples"]),
+        "train_seconds": round(float(state["train_seconds"])),
+        "trained_on": "CelebA test-partition crops (../shared/data/faces/train), aligned by `prepare`",
+        "seed": cfg["seed"],
+        "ema": cfg["ema"],
+    }
+    path = save_generator(g, args.out, meta)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, step {meta['steps']})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluate import run_eval
+
+    return run_eval(args)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="detect, align and cache the training/validation faces")
+    p.add_argument("--faces", default=str(SHARED / "data" / "faces"), help="folder with train/ and val/ photos")
+    p.add_argument("--out", default=str(REPO / "data" / "faces128"), help="where the aligned 128 px faces go")
+    p.add_argument("--models", default=_default_models(), help="model folder (det_500m.onnx, fan68_compressed.pth)")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--limit", type=int, default=0, help="only the first N photos of each split")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the cached crops")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train the progressive generator")
+    p.add_argument("--config", default=str(REPO / "configs" / "train.yaml"))
+    p.add_argument("--resume", default=None, help="checkpoint to continue from")
+    p.add_argument("--out", default=None, help="override the config's out folder")
+    p.add_argument("--steps", type=int, default=None, help="stop at this step (default: the config's steps)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (top-level or section.key)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="write a checkpoint's EMA generator as fp16 safetensors")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=lambda a: cmd_export(_export_default(a)))
+
+    p = sub.add_parser("eval", help="score bicubic and the generator on a folder of face photos")
+    p.add_argument("--faces", default=str(SHARED / "data" / "faces" / "val"))
+    p.add_argument("--degrade", choices=["clean", "cctv"], default="clean")
+    p.add_argument("--entry", type=int, choices=[16, 32, 64], default=16)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--weights", default=None, help="generator safetensors (default: the one in engines/)")
+    p.add_argument("--models", default=_default_models())
+    p.add_argument("--out", default=None, help="folder for the per-image CSV and the sample sheet")
+    p.add_argument("--json", default=None, help="also write the summary as JSON here")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cctv degradation")
+    p.add_argument("--sheet", type=int, default=8, help="faces on the sample sheet")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+
+def _export_default(a: argparse.Namespace) -> argparse.Namespace:
+    if a.out is None:
+        from ..enhance.generator import DEFAULT_WEIGHTS
+
+        a.out = str(DEFAULT_WEIGHTS)
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import EnhanceError
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EnhanceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

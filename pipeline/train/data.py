@@ -1,0 +1,81 @@
+"""Prepared faces in memory and deterministic batches of (LR, HR, attention) made on the fly.
+
+A batch is a pure function of (seed, step): resuming a run replays exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .degrade import DegradeConfig, clean, degrade
+
+
+class FaceSet:
+    """All cached 128 px crops of one split (RGB uint8) and their 64×64 attention maps (uint8)."""
+
+    def __init__(self, root: str | Path, split: str, limit: int = 0) -> None:
+        root = Path(root)
+        index = root / f"{split}.npz"
+        if not index.is_file():
+            raise InputError(f"prepared faces not found: {index} (run `prepare` first)")
+        z = np.load(index, allow_pickle=False)
+        names = [str(n) for n in z["names"]]
+        att = z["attention"]
+        if limit:
+            names, att = names[:limit], att[:limit]
+        if not names:
+            raise InputError(f"no prepared faces in {index}")
+        imgs = []
+        for n in names:
+            img = cv2.imread(str(root / split / n), cv2.IMREAD_COLOR)
+            if img is None or img.shape != (128, 128, 3):
+                raise InputError(f"bad prepared face {root / split / n}")
+            imgs.append(img[:, :, ::-1])
+        self.images = np.ascontiguousarray(np.stack(imgs))  # (N,128,128,3) RGB
+        self.attention = np.ascontiguousarray(att)  # (N,64,64) uint8
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def to_tensor(rgb_u8: np.ndarray) -> torch.Tensor:
+    """(N,H,W,3) or (H,W,3) uint8 RGB → float (N,3,H,W) in [-1,1]."""
+    a = rgb_u8[None] if rgb_u8.ndim == 3 else rgb_u8
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """float (N,3,H,W) in [-1,1] → (N,H,W,3) uint8 RGB."""
+    return ((t.detach().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def make_batch(
+    faces: FaceSet,
+    seed: int,
+    step: int,
+    batch: int,
+    entry: int,
+    dcfg: DegradeConfig | None = None,
+    degrade_p: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lr (B,3,e,e), hr (B,3,128,128), att (B,64,64) in [0,1]) for one training step, flips included."""
+    rng = np.random.default_rng([seed, step])
+    idx = rng.integers(0, len(faces), size=batch)
+    hrs, lrs, atts = [], [], []
+    for i in idx:
+        hr, att = faces.images[i], faces.attention[i]
+        if rng.random() < 0.5:
+            hr, att = hr[:, ::-1], att[:, ::-1]
+        hr = np.ascontiguousarray(hr)
+        lr = degrade(hr, entry, rng, dcfg) if rng.random() < degrade_p else clean(hr, entry)
+        hrs.append(hr)
+        lrs.append(lr)
+        atts.append(np.ascontiguousarray(att))
+    att_t = torch.from_numpy(np.stack(atts)).float().div(255.0)
+    return to_tensor(np.stack(lrs)), to_tensor(np.stack(hrs)), att_t
