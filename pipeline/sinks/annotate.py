@@ -45,20 +45,25 @@ def put_label(
     A filled background keeps labels legible over any footage (and on small 640×360 frames).
     """
     w, h, scale = label_size(text, scale, max_width)
-    th = cv2.getTextSize(text, FONT, scale, 1)[0][1]
+    thick = _thickness(scale)
+    th = cv2.getTextSize(text, FONT, scale, thick)[0][1]
     x, y = int(org[0]), int(org[1])
     cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), color, -1)
-    cv2.putText(image, text, (x + 2, y + 2 + th), FONT, scale, text_color, 1, cv2.LINE_AA)
+    cv2.putText(image, text, (x + 2, y + 2 + th), FONT, scale, text_color, thick, cv2.LINE_AA)
     return x, y, x + w, y + h
 
 
 def label_size(text: str, scale: float = 0.45, max_width: int | None = None) -> tuple[int, int, float]:
     """(width, height, scale) of the label put_label would draw, after shrinking to max_width."""
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, _thickness(scale))
     if max_width is not None and tw + 4 > max_width and tw > 0:
         scale = max(0.25, scale * (max_width - 4) / tw)
-        (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+        (tw, th), base = cv2.getTextSize(text, FONT, scale, _thickness(scale))
     return tw + 4, th + base + 4, scale
+
+
+def _thickness(scale: float) -> int:
+    return 1 if scale < 0.75 else 2
 
 
 def mark_ai(tile: np.ndarray, scale: float = 0.33) -> np.ndarray:
@@ -85,13 +90,14 @@ class Annotator:
         """A copy of `image` with the annotations; `insets` maps track id → its latest enhanced Face."""
         out = image.copy()
         H, W = out.shape[:2]
+        k = max(1.0, min(H, W) / 540)  # text and lines grow on HD frames; 640×360 keeps the base sizes
         boxes = [self._int_box(f.box, W, H) for f in faces]
         labels: list[tuple[str, tuple[int, int], tuple[int, int, int, int]]] = []
         for face, (x1, y1, x2, y2) in zip(faces, boxes):
             if face.track_id < 0:
                 continue
             text = f"#{face.track_id}"
-            lw, lh, _ = label_size(text)
+            lw, lh, _ = label_size(text, 0.45 * k)
             ly = y1 - lh - 1  # just above the box; below it if there is no room
             if ly < 0:
                 ly = min(y2 + 2, H - lh)
@@ -117,10 +123,10 @@ class Annotator:
             if face.track_id < 0:
                 cv2.rectangle(out, (x1, y1), (x2, y2), GREY, 1)
             else:
-                cv2.rectangle(out, (x1, y1), (x2, y2), track_color(face.track_id), 2)
+                cv2.rectangle(out, (x1, y1), (x2, y2), track_color(face.track_id), 2 if k < 1.5 else 3)
         for face, (text, org, _) in zip((f for f in faces if f.track_id >= 0), labels):
             color = track_color(face.track_id)
-            put_label(out, text, org, color=color, text_color=BLACK if sum(color) > 450 else WHITE)
+            put_label(out, text, org, color=color, text_color=BLACK if sum(color) > 450 else WHITE, scale=0.45 * k)
 
         for (x1, y1, x2, y2), (bx1, by1, bx2, by2), enhanced, color in planned:
             # A connector in the track's colour when the inset had to move away from its face.
@@ -135,7 +141,7 @@ class Annotator:
                 interp = cv2.INTER_AREA if size < tile.shape[0] else cv2.INTER_LINEAR
                 tile = cv2.resize(tile, (size, size), interpolation=interp)
             out[y1:y2, x1:x2] = tile
-            _, lh, scale = label_size(AI_LABEL, 0.38, max_width=size)
+            _, lh, scale = label_size(AI_LABEL, 0.38 * k, max_width=size)
             put_label(out, AI_LABEL, (x1, y2 - lh), scale=scale)
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, 1)
         return out
