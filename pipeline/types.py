@@ -21,6 +21,8 @@ class Frame:
     time: float  # presentation time in seconds from the start of the stream
     source: str  # the source's display name (credentials never appear here)
     pts: int | None = None  # raw presentation timestamp in the stream's time base
+    captured: float | None = None  # wall-clock time (time.time()) a live frame was received, for latency
+    segment: int = 0  # connection generation of a live source: increments at every reconnect
 
 
 @dataclass
