@@ -126,7 +126,8 @@ class Pipeline:
 
     def run(self, source: Source, out: Path, stop: StopFlag | None = None) -> dict:
         """Process one source into `out`; returns the run's stats. Always finalizes outputs."""
-        cfg, stop = self.cfg, stop or StopFlag()
+        cfg = self.cfg
+        stop = stop if stop is not None else StopFlag()
         prepare_out(out)
         timings = Timings()
         manifest = Manifest(out, self.info([source.uri]))
@@ -234,6 +235,7 @@ class Pipeline:
                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )
             manifest.write(timings.as_dict(), stats, status)
+            manifest.close()
         return {"status": status, "out": str(out), "timings": timings.as_dict(), **stats}
 
 

@@ -59,7 +59,7 @@ def test_office_annotated_video_matches_input(office_run):
 def test_office_manifest_matches_disk(office_run):
     out, _ = office_run
     manifest = json.loads((out / "manifest.json").read_text())
-    listed = {f["path"]: f["size"] for f in manifest["files"]}
+    listed = {f["path"]: f["bytes"] for f in manifest["files"]}
     assert "annotated.mp4" in listed and "gallery.png" in listed and "faces.csv" in listed
     for rel, size in listed.items():
         assert (out / rel).stat().st_size == size, rel
