@@ -24,11 +24,25 @@ TEMPLATE = ((_ARCFACE_112 - 56.0) * (CROP / 112.0) * 0.75 + np.array([64.0, 66.0
 
 
 def similarity(kps: np.ndarray, dst: np.ndarray = TEMPLATE) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, shift) mapping kps onto dst, as (2, 3)."""
-    m, _ = cv2.estimateAffinePartial2D(kps.astype(np.float32), dst, method=cv2.LMEDS)
-    if m is None:  # degenerate keypoints: fall back to Umeyama on the two eyes' frame
-        m = cv2.getAffineTransform(kps[:3].astype(np.float32), dst[:3])
-    return m.astype(np.float64)
+    """Least-squares similarity (Umeyama: rotation, uniform scale, shift) mapping kps onto dst, as (2, 3).
+
+    Deterministic on purpose: a robust random-sampling fit (RANSAC/LMEDS) would crop the same face
+    differently from run to run.
+    """
+    src = kps.astype(np.float64)
+    ref = dst.astype(np.float64)
+    mu_s, mu_d = src.mean(0), ref.mean(0)
+    s0, d0 = src - mu_s, ref - mu_d
+    cov = d0.T @ s0 / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    fix = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rot = u @ fix @ vt
+    var = (s0**2).sum() / len(src)
+    scale = (sig * np.diag(fix)).sum() / max(var, 1e-12)
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - scale * rot @ mu_s
+    return m
 
 
 def scale_of(m: np.ndarray) -> float:

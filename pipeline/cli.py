@@ -53,6 +53,10 @@ def _summary(r: dict) -> None:
     print(f"{r['status']}: {r['frames']} frames in {r['wall_s']:.1f}s ({r['fps']:.1f} fps{rt}), "
           f"{r['faces']} faces, {r['tracks']} tracks, {r['enhanced']} enhanced → {r['out']}")
     print(f"  stages: {stages}")
+    gen = r.get("generator")
+    if gen:
+        state = "trained" if gen.get("trained", True) else "UNTRAINED"
+        print(f"  generator: {gen.get('name', Path(gen['path']).stem)} ({state}, sha256 {gen['sha256'][:12]}, {gen.get('backend', '?')})")
     if r.get("skipped_frames"):
         print(f"  skipped {r['skipped_frames']} undecodable frames/packets")
 

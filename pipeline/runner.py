@@ -157,6 +157,7 @@ class Pipeline:
             summary.enhanced = sorted(kept, key=lambda f: -f.quality)
             with timings("write"):
                 manifest.add_track(writer.write(summary))
+            summary.faces = summary.faces[:1]  # written out; the gallery needs only the kept tiles
             finished.append(summary)
 
         status = "complete"
@@ -236,7 +237,8 @@ class Pipeline:
             )
             manifest.write(timings.as_dict(), stats, status)
             manifest.close()
-        return {"status": status, "out": str(out), "timings": timings.as_dict(), **stats}
+        return {"status": status, "out": str(out), "timings": timings.as_dict(),
+                "generator": self.enhancer.info if self.enhancer else None, **stats}
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
