@@ -1,0 +1,371 @@
+"""Interchangeable generator backends behind one interface, and the choice among them.
+
+Every backend takes aligned low-res crops as uint8 BGR (B,e,e,3) and returns uint8 BGR (B,128,128,3):
+the conversion to the generator's RGB [-1,1] NCHW floats and back lives in `preprocess`/`postprocess`
+only (torch ops, so the CUDA backends convert on the device and move 4× fewer bytes).
+
+`auto` picks the first available of tensorrt > torch-cuda > onnxruntime (only with a GPU execution
+provider) > torch-cpu > onnxruntime on CPU. On the 2-core CPU this was written on, onnxruntime-CPU and
+torch-cpu measured within noise of each other, and onnxruntime first needs a ~7 s per-entry ONNX export,
+so torch-cpu is preferred there; `run.py bench` measures both.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from ..errors import EnhanceError
+
+OUT = 128
+AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime-gpu", "torch-cpu", "onnxruntime")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class BackendUnavailable(EnhanceError):
+    """A requested backend cannot run here; the message says why."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        """uint8 BGR (B,e,e,3), one entry size per call → uint8 BGR (B,128,128,3)."""
+        ...
+
+    def describe(self) -> dict:
+        """What ran (for the manifest): backend, device, precision, artifact paths."""
+        ...
+
+
+# ------------------------------------------------------------------ the one place pixels change form
+
+
+def preprocess(lr: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 BGR (B,e,e,3) → RGB (B,3,e,e) in [-1,1]."""
+    if lr.dtype != torch.uint8 or lr.dim() != 4 or lr.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (B,e,e,3), got {lr.dtype} {tuple(lr.shape)}")
+    return lr.flip(-1).permute(0, 3, 1, 2).to(dtype).div_(127.5).sub_(1.0)
+
+
+def postprocess(y: torch.Tensor) -> torch.Tensor:
+    """RGB (B,3,128,128) in [-1,1] → uint8 BGR (B,128,128,3), contiguous."""
+    y = y.float().clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_()
+    return y.to(torch.uint8).flip(1).permute(0, 2, 3, 1).contiguous()
+
+
+def _check(lr: np.ndarray) -> np.ndarray:
+    if not isinstance(lr, np.ndarray) or lr.dtype != np.uint8 or lr.ndim != 4 or lr.shape[1:] not in (
+        (16, 16, 3), (32, 32, 3), (64, 64, 3)):
+        raise ValueError(f"expected uint8 (B,e,e,3) with e in 16/32/64, got {getattr(lr, 'dtype', type(lr))} "
+                         f"{getattr(lr, 'shape', '')}")
+    return np.ascontiguousarray(lr)
+
+
+# ------------------------------------------------------------------ backends
+
+
+class TorchCPU:
+    """The generator in eager torch on the CPU; `dtype` bfloat16/float16 for precision experiments."""
+
+    name = "torch-cpu"
+
+    def __init__(self, model: torch.nn.Module, threads: int = 0, dtype: torch.dtype = torch.float32) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = (model if dtype == torch.float32 else copy.deepcopy(model)).eval().to(dtype)
+        self.dtype = dtype
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        return True, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+    @torch.inference_mode()
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        x = preprocess(torch.from_numpy(_check(lr)), self.dtype)
+        return postprocess(self.model(x)).numpy()
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "device": "cpu", "precision": str(self.dtype).replace("torch.", ""),
+                "threads": torch.get_num_threads()}
+
+
+class TorchCUDA:
+    """fp16 (or bf16), channels_last, CUDA graphs per (entry, padded batch); pinned host buffers.
+
+    Large batches are split into chunks whose host→device copy runs on a side stream while the
+    previous chunk computes. With `compile=True` the model is instead AOTInductor-compiled once per
+    (weights, GPU, torch, entry) into engines/cache/*.pt2 and loaded from there on later runs.
+    NOT EXECUTED where this was written (no GPU); the GPU tests skip without CUDA.
+    """
+
+    name = "torch-cuda"
+    BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float16, graphs: bool = True,
+                 compile: bool = False, weights_sha: str = "", cache_dir: str | Path | None = None) -> None:
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailable(f"torch-cuda: {why}")
+        self.device = torch.device("cuda")
+        self.dtype = dtype
+        self.model = copy.deepcopy(model).eval().to(self.device, dtype).to(memory_format=torch.channels_last)
+        self.graphs_on = graphs and not compile
+        self.copy_stream = torch.cuda.Stream()
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._compiled: dict[int, Callable] = {}
+        self._compile = compile
+        self._sha = weights_sha
+        from .export import CACHE
+
+        self._cache = Path(cache_dir or CACHE)
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        if not torch.cuda.is_available():
+            return False, f"no CUDA device (torch {torch.__version__}{' CPU-only build' if not torch.version.cuda else ''})"
+        return True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
+
+    def _aot(self, entry: int) -> Callable:
+        if entry not in self._compiled:
+            gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name(0)).lower()
+            cc = "".join(map(str, torch.cuda.get_device_capability(0)))
+            tag = str(self.dtype).replace("torch.", "")
+            path = self._cache / f"generator_{self._sha[:16]}_e{entry}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                x = torch.zeros(2, 3, entry, entry, device=self.device, dtype=self.dtype)
+                batch = torch.export.Dim("batch", min=1, max=4096)
+                ep = torch.export.export(self.model, (x,), dynamic_shapes=({0: batch},))
+                torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
+            self._compiled[entry] = torch._inductor.aoti_load_package(str(path))
+        return self._compiled[entry]
+
+    def _graph(self, entry: int, n: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        key = (entry, n)
+        if key not in self._graphs:
+            static_in = torch.zeros(n, 3, entry, entry, device=self.device, dtype=self.dtype)
+            static_in = static_in.contiguous(memory_format=torch.channels_last)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up outside capture (cuDNN autotuning, allocator)
+                    self.model(static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                static_out = self.model(static_in)
+            self._graphs[key] = (g, static_in, static_out)
+        return self._graphs[key]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        entry, n = x.shape[-1], x.shape[0]
+        if self._compile:
+            return self._aot(entry)(x)
+        if not self.graphs_on or n > self.BUCKETS[-1]:
+            return self.model(x.contiguous(memory_format=torch.channels_last))
+        bucket = next(b for b in self.BUCKETS if b >= n)
+        g, static_in, static_out = self._graph(entry, bucket)
+        static_in[:n].copy_(x)
+        g.replay()
+        return static_out[:n]
+
+    @torch.inference_mode()
+    def run(self, lr: np.ndarray, chunk: int = 256) -> np.ndarray:
+        lr = _check(lr)
+        host_in = torch.from_numpy(lr).pin_memory()
+        host_out = torch.empty((lr.shape[0], OUT, OUT, 3), dtype=torch.uint8).pin_memory()
+        compute = torch.cuda.current_stream()
+        pieces = list(range(0, lr.shape[0], chunk))
+        uploads = []
+        for i in pieces:  # all uploads queued on the copy stream: chunk k+1 copies while chunk k computes
+            with torch.cuda.stream(self.copy_stream):
+                dev = host_in[i : i + chunk].to(self.device, non_blocking=True)
+                ev = torch.cuda.Event()
+                ev.record(self.copy_stream)
+            uploads.append((i, dev, ev))
+        for i, dev, ev in uploads:
+            compute.wait_event(ev)
+            dev.record_stream(compute)
+            y = postprocess(self._forward(preprocess(dev, self.dtype)))
+            host_out[i : i + y.shape[0]].copy_(y, non_blocking=True)
+        compute.synchronize()
+        return host_out.numpy().copy()
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "device": torch.cuda.get_device_name(0),
+                "precision": str(self.dtype).replace("torch.", ""), "cuda_graphs": self.graphs_on,
+                "aot_inductor": self._compile}
+
+
+class OnnxRuntime:
+    """onnxruntime with the best execution provider present (TensorRT > CUDA > CPU), one session per entry.
+
+    The per-entry ONNX files are exported on first use into engines/cache/ and reused by weights hash.
+    """
+
+    name = "onnxruntime"
+    PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+    def __init__(self, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
+                 weights_sha: str | None = None, cache_dir: str | Path | None = None,
+                 providers: list[str] | None = None, entries: tuple[int, ...] = ()) -> None:
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailable(f"onnxruntime: {why}")
+        import onnxruntime as ort
+
+        self.ort = ort
+        self.weights, self.model, self.threads = Path(weights), model, threads
+        self.sha, self.cache_dir = weights_sha, cache_dir
+        have = ort.get_available_providers()
+        self.providers = [p for p in (providers or self.PREFERRED) if p in have] or ["CPUExecutionProvider"]
+        self._sessions: dict[int, object] = {}
+        self.files: dict[int, str] = {}
+        for e in entries:  # export/load up front, so the first frame does not pay for it
+            self._session(e)
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            return False, f"onnxruntime not importable ({e})"
+        from .export import export_available
+
+        ok, why = export_available()
+        if not ok:
+            return False, why
+        return True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}"
+
+    def _session(self, entry: int):
+        if entry not in self._sessions:
+            from .export import cached_onnx
+
+            path = cached_onnx(self.weights, entry, self.cache_dir, model=self.model, weights_sha=self.sha)
+            opts = self.ort.SessionOptions()
+            if self.threads:
+                opts.intra_op_num_threads = self.threads
+            opts.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._sessions[entry] = self.ort.InferenceSession(str(path), opts, providers=self.providers)
+            self.files[entry] = str(path)
+        return self._sessions[entry]
+
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        lr = _check(lr)
+        x = preprocess(torch.from_numpy(lr)).numpy()
+        (y,) = self._session(lr.shape[1]).run(None, {"lr": x})
+        return postprocess(torch.from_numpy(y)).numpy()
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "device": self.providers[0], "precision": "float32",
+                "providers": self.providers, "onnx": self.files}
+
+
+class TensorRT:
+    """TensorRT 10 FP16 engines (one per entry) built by `run.py build-engine` or on first use."""
+
+    name = "tensorrt"
+
+    def __init__(self, weights: str | Path, profile=None, cache_dir: str | Path | None = None,
+                 entries: tuple[int, ...] = (16, 32, 64)) -> None:
+        from . import tensorrt as trt_mod
+
+        ok, why = trt_mod.available()
+        if not ok:
+            raise BackendUnavailable(f"tensorrt: {why}")
+        self.paths = trt_mod.ensure_engines(weights, entries, profile or trt_mod.Profile(), cache_dir)
+        self.engines = {e: trt_mod.TensorRTEngine(p) for e, p in self.paths.items()}
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        from . import tensorrt as trt_mod
+
+        return trt_mod.available()
+
+    @torch.inference_mode()
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        lr = _check(lr)
+        dev = torch.from_numpy(lr).pin_memory().to("cuda", non_blocking=True)
+        y = postprocess(self.engines[lr.shape[1]](preprocess(dev)))
+        return y.cpu().numpy()
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "device": torch.cuda.get_device_name(0), "precision": "fp16",
+                "engines": {e: str(p) for e, p in self.paths.items()}}
+
+
+BACKENDS: dict[str, type] = {"tensorrt": TensorRT, "torch-cuda": TorchCUDA, "onnxruntime": OnnxRuntime,
+                             "torch-cpu": TorchCPU}
+
+
+def availability() -> dict[str, tuple[bool, str]]:
+    """{backend: (available, why)} without building anything."""
+    out = {}
+    for name, cls in BACKENDS.items():
+        try:
+            out[name] = cls.available()
+        except Exception as e:  # a broken install must show up in doctor, not crash it
+            out[name] = (False, f"{type(e).__name__}: {e}")
+    return out
+
+
+def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None) -> list[str]:
+    """The backends to try, in order, for a config value (`auto` or one name)."""
+    if name != "auto" and name not in BACKENDS:
+        raise BackendUnavailable(f"unknown enhance backend {name!r} (known: auto, {', '.join(BACKENDS)})")
+    found = found if found is not None else availability()
+    if name == "auto":
+        ort_gpu = found["onnxruntime"][0] and any(p in found["onnxruntime"][1] for p in GPU_PROVIDERS)
+        order = [n for n in AUTO_ORDER if n != ("onnxruntime" if ort_gpu else "onnxruntime-gpu")]
+        return [n.replace("-gpu", "") for n in order if found[n.replace("-gpu", "")][0]]
+    ok, why = found[name]
+    if not ok:
+        raise BackendUnavailable(f"enhance backend {name!r} is unavailable: {why}")
+    return [name]
+
+
+def create(name: str, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
+           weights_sha: str | None = None, entries: tuple[int, ...] = (), **kw) -> Backend:
+    """Build the backend `name` (or, for `auto`, the first one that builds) for these weights.
+
+    With `auto` a backend that is present but fails to build (e.g. the ONNX export fails) is skipped
+    with its reason kept in the error if none builds; a named backend fails loudly.
+    """
+    from ..models import sha256
+    from .generator import load_generator
+
+    weights = Path(weights)
+    digest = weights_sha or sha256(weights)
+    failures = []
+    for n in resolve(name):
+        try:
+            if n == "torch-cpu":
+                m = model if model is not None else load_generator(weights)[0]
+                return TorchCPU(m, threads, **kw)
+            if n == "torch-cuda":
+                m = model if model is not None else load_generator(weights)[0]
+                return TorchCUDA(m, weights_sha=digest, **kw)
+            if n == "onnxruntime":
+                return OnnxRuntime(weights, model, threads, digest, entries=entries, **kw)
+            return TensorRT(weights, entries=entries or (16, 32, 64), **kw)
+        except EnhanceError as e:
+            if name != "auto":
+                raise
+            failures.append(f"{n}: {e}")
+    raise BackendUnavailable("no enhance backend could be built: " + "; ".join(failures))
+
+
+def backend_report() -> list[str]:
+    """Lines for `run.py doctor`: each backend, whether it can run here and why not, and auto's pick."""
+    found = availability()
+    lines = [f"  {n:<13} {'available: ' if ok else 'unavailable: '}{why}" for n, (ok, why) in found.items()]
+    pick = resolve("auto", found)
+    lines.append(f"  auto       → {pick[0] if pick else 'none'}"
+                 + (f" (then {', '.join(pick[1:])} as fallback)" if len(pick) > 1 else ""))
+    return lines
