@@ -90,10 +90,20 @@ class OutputConfig:
     tiles: bool = True  # tracks/<id>/ crops and enhanced tiles
     gallery: bool = True  # gallery.png
     gallery_per_track: int = _range(1, 50, default=3)
+    segment_minutes: float = _range(0.0, 1440.0, default=5.0)  # live feeds: roll annotated video every N min (0 = one file)
+
+
+@dataclass
+class CameraConfig:
+    """One entry of `sources:` — a named camera or file, so outputs go to `--out DIR/<name>/`."""
+
+    name: str = ""
+    uri: str = ""  # file, folder, rtsp://…, /dev/videoN; `${VAR}` placeholders expand from the environment
 
 
 @dataclass
 class Config:
+    sources: list[CameraConfig] = field(default_factory=list)
     source: SourceConfig = field(default_factory=SourceConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
@@ -120,6 +130,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (inner,) = get_args(tp)
+        if dataclasses.is_dataclass(inner):
+            return [_build(inner, v, f"{key}[{i}].") for i, v in enumerate(value)]
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         for arg in get_args(tp):
@@ -231,6 +243,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     cfg = _build(Config, data, "")
     if cfg.detect.input_size % 32:
         raise ConfigError(f"detect.input_size: {cfg.detect.input_size} is not a multiple of 32")
+    for i, cam in enumerate(cfg.sources):
+        if not cam.uri:
+            raise ConfigError(f"sources[{i}].uri: missing")
+    names = [c.name for c in cfg.sources if c.name]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"sources: camera names must be unique, got {names}")
     bad = [e for e in cfg.align.entries if e not in (16, 32, 64)]
     if bad or not cfg.align.entries:
         raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of [16, 32, 64]")

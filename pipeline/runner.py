@@ -14,11 +14,13 @@ import resource
 import signal
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from . import __version__
 from .align import Aligner
@@ -27,12 +29,13 @@ from .detect import Detector
 from .enhance.stage import Enhancer, Policy
 from .errors import EnhanceError
 from .models import find_model, sha256
-from .progress import RunProgress
+from .progress import ProgressBoard
 from .sinks.annotate import Annotator
 from .sinks.gallery import write_gallery
 from .sinks.manifest import Manifest
 from .sinks.tracks import TrackWriter
-from .sinks.video import VideoWriter
+from .sinks.events import EventLog
+from .sinks.video import SegmentedVideoWriter, VideoWriter
 from .sources import Source, open_source
 from .track import Tracker
 from .types import Face, TrackSummary
@@ -98,12 +101,32 @@ def prepare_out(out: Path) -> Path:
     return out
 
 
+class Latency:
+    """Capture → annotated-frame-written latency of live frames: recent window for percentiles."""
+
+    def __init__(self, window: int = 20000) -> None:
+        self.recent: deque[float] = deque(maxlen=window)
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.recent.append(seconds)
+        self.max = max(self.max, seconds)
+
+    def as_dict(self) -> dict | None:
+        if not self.recent:
+            return None
+        v = np.sort(np.fromiter(self.recent, float))
+        return {"p50_ms": round(1000 * float(v[len(v) // 2]), 1),
+                "p95_ms": round(1000 * float(v[min(len(v) - 1, int(len(v) * 0.95))]), 1),
+                "max_ms": round(1000 * self.max, 1), "samples": len(v)}
+
+
 class Pipeline:
-    """The stages built once from a Config; `run()` processes one source into one output folder."""
+    """The stages built once from a Config and shared by every source (one detector, one enhancer)."""
 
     def __init__(self, cfg: Config, models_dir: str | Path | None = None, progress: bool = True) -> None:
         self.cfg = cfg
-        self.progress = progress
+        self.board = ProgressBoard(progress)
         self.detector_path = find_model(cfg.detect.model, models_dir)
         self.detector = Detector(
             self.detector_path, cfg.detect.input_size, cfg.detect.threshold, cfg.detect.min_face
@@ -113,16 +136,20 @@ class Pipeline:
             cfg.enhance.weights or None, cfg.enhance.batch_size, cfg.enhance.threads
         )
         self.annotator = Annotator(cfg.output.inset_size)
+        self._detector_sha = sha256(self.detector_path)
 
     def info(self, inputs: list[str]) -> dict:
         return {
             "tool": f"enhance {__version__}",
             "inputs": inputs,
             "settings": self.cfg.to_dict(),
-            "models": {self.detector_path.name: {"path": str(self.detector_path), "sha256": sha256(self.detector_path)}},
+            "models": {self.detector_path.name: {"path": str(self.detector_path), "sha256": self._detector_sha}},
             "generator": self.enhancer.info if self.enhancer else None,
             "host": {"python": platform.python_version(), "machine": platform.machine()},
         }
+
+    def close(self) -> None:
+        self.board.close()
 
     def run(self, source: Source, out: Path, stop: StopFlag | None = None) -> dict:
         """Process one source into `out`; returns the run's stats. Always finalizes outputs."""
@@ -131,20 +158,33 @@ class Pipeline:
         prepare_out(out)
         timings = Timings()
         manifest = Manifest(out, self.info([source.uri]))
-        tracker = Tracker(source.fps, cfg.track.high_threshold, cfg.track.match_threshold,
-                          cfg.track.lost_seconds, cfg.track.min_hits)
+        events = EventLog(out / "events.jsonl")
+        source.on_event = lambda e: events({"source": source.name, **e})
+
+        def new_tracker() -> Tracker:
+            return Tracker(source.fps, cfg.track.high_threshold, cfg.track.match_threshold,
+                           cfg.track.lost_seconds, cfg.track.min_hits)
+
+        tracker = new_tracker()
         policy = Policy(cfg.enhance.policy, cfg.enhance.best_k, cfg.enhance.every_n, cfg.enhance.improve)
         writer = TrackWriter(out, save_tiles=cfg.output.tiles)
-        video = (VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, source.time_base,
-                             cfg.output.video_crf, cfg.output.video_preset) if cfg.output.video else None)
+        video: VideoWriter | SegmentedVideoWriter | None = None
+        if cfg.output.video and source.live:
+            video = SegmentedVideoWriter(out, source.width, source.height, source.fps,
+                                         cfg.output.segment_minutes * 60, cfg.output.video_crf, cfg.output.video_preset)
+        elif cfg.output.video:
+            video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, source.time_base,
+                                cfg.output.video_crf, cfg.output.video_preset)
         open_tracks: dict[int, TrackSummary] = {}
         finished: list[TrackSummary] = []
         insets: dict[int, Face] = {}
         stats = {"frames": 0, "faces": 0, "tracks": 0, "enhanced": 0}
+        latency = Latency()
         shown: list[Face] = []
-        bar = RunProgress(source.name, source.frame_count, self.progress)
+        segment = 0
+        bar = self.board.add(source.name, source.frame_count)
 
-        def end_track(tid: int) -> None:
+        def end_track(tid: int, reason: str) -> None:
             summary = open_tracks.pop(tid, None)
             insets.pop(tid, None)
             pending, kept = policy.finish(tid)
@@ -157,8 +197,29 @@ class Pipeline:
             summary.enhanced = sorted(kept, key=lambda f: -f.quality)
             with timings("write"):
                 manifest.add_track(writer.write(summary))
+            events({"source": source.name, "event": "track_end", "track": tid, "reason": reason,
+                    "observations": len(summary.faces), "enhanced": len(summary.enhanced),
+                    "last_time": round(summary.faces[-1].time, 3)})
             summary.faces = summary.faces[:1]  # written out; the gallery needs only the kept tiles
             finished.append(summary)
+            if source.live:
+                checkpoint()
+
+        last_checkpoint = [time.perf_counter()]
+
+        def checkpoint(every_s: float = 30.0) -> None:
+            """Live feeds run for days: refresh gallery and manifest now and then, not only at exit."""
+            if time.perf_counter() - last_checkpoint[0] < every_s:
+                return
+            last_checkpoint[0] = time.perf_counter()
+            with timings("write"):
+                if cfg.output.gallery:
+                    write_gallery(out / "gallery.png", finished, cfg.output.gallery_per_track)
+                manifest.write(timings.as_dict(), {**stats, "frames_so_far": stats["frames"]}, "running")
+
+        def end_all(reason: str) -> None:
+            for tid in tracker.finish() + sorted(open_tracks):
+                end_track(tid, reason)
 
         status = "complete"
         started = time.perf_counter()
@@ -169,6 +230,12 @@ class Pipeline:
                     frame = next(frames, None)
                 if frame is None:
                     break
+                if frame.segment != segment:  # the camera reconnected: its tracks ended at the disconnect
+                    segment = frame.segment
+                    end_all("disconnect")
+                    tracker, shown = new_tracker(), []
+                    if isinstance(video, SegmentedVideoWriter):
+                        video.roll(frame.image.shape[1], frame.image.shape[0])
                 if frame.index % cfg.detect.stride == 0:
                     with timings("detect"):
                         faces = self.detector(frame.image)
@@ -187,6 +254,8 @@ class Pipeline:
                         if f.track_id not in open_tracks:
                             open_tracks[f.track_id] = TrackSummary(f.track_id, source.name)
                             stats["tracks"] += 1
+                            events({"source": source.name, "event": "track_start", "track": f.track_id,
+                                    "frame": frame.index, "time": round(frame.time, 3)})
                         open_tracks[f.track_id].faces.append(f)
                         if policy(f):
                             todo.append(f)
@@ -208,16 +277,16 @@ class Pipeline:
                         image = self.annotator(frame.image, shown, insets)
                     with timings("encode"):
                         video.write(image, frame.time)
+                if frame.captured is not None:
+                    latency.add(time.time() - frame.captured)
                 for tid in tracker.ended(frame.time):
-                    end_track(tid)
+                    end_track(tid, "lost")
                 stats["frames"] += 1
-                bar.update(stats["frames"], stats["faces"], stats["tracks"])
+                bar.update(stats["frames"], stats["faces"], stats["tracks"], getattr(source, "dropped", 0))
             if stop:
                 status = "interrupted"
         finally:
-            bar.close()
-            for tid in tracker.finish() + sorted(open_tracks):
-                end_track(tid)
+            end_all("end of input" if status == "complete" else "stopped")
             if video is not None:
                 with timings("encode"):
                     video.close()
@@ -228,43 +297,81 @@ class Pipeline:
             stats.update(
                 wall_s=round(wall, 3),
                 fps=round(stats["frames"] / wall, 2) if wall > 0 else 0.0,
-                realtime_factor=round(stats["frames"] / source.fps / wall, 3) if wall > 0 and source.fps else None,
+                realtime_factor=(round(stats["frames"] / source.fps / wall, 3)
+                                 if wall > 0 and source.fps and not source.live else None),
                 skipped_frames=source.skipped,
                 decode_errors=source.errors[:20],
+                dropped_frames=getattr(source, "dropped", 0),
+                reconnects=getattr(source, "generation", 0),
+                latency=latency.as_dict(),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 stopped_by=stop.signal,
                 finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )
+            events({"source": source.name, "event": "run_end", "status": status, "frames": stats["frames"]})
+            events.close()
             manifest.write(timings.as_dict(), stats, status)
             manifest.close()
-        return {"status": status, "out": str(out), "timings": timings.as_dict(),
+        return {"status": status, "out": str(out), "source": source.name, "timings": timings.as_dict(),
                 "generator": self.enhancer.info if self.enhancer else None, **stats}
+
+
+def _named_inputs(inputs: list[str], cfg: Config) -> list[tuple[str | None, str]]:
+    return [(None, spec) for spec in inputs] + [(c.name or None, c.uri) for c in cfg.sources]
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
             progress: bool = True) -> list[dict]:
-    """Process each input; one input writes into `out`, several into `out/<name>/`."""
-    results = []
+    """Process every input; one input writes into `out`, several (or a `sources:` list) into `out/<name>/`.
+
+    Several sources run at once, one thread each, sharing the detector and the generator.
+    """
+    named = _named_inputs(inputs, cfg)
+    if not named:
+        raise EnhanceError("no input: give INPUT on the command line or a `sources:` list in the config")
     stop = StopFlag()
-    names: set[str] = set()
     with ExitStack() as opened:
         # Open every source first, so a bad input fails before any work is done.
-        sources = [opened.enter_context(open_source(spec, cfg.source)) for spec in inputs]
+        sources = [opened.enter_context(open_source(spec, cfg.source, name=name)) for name, spec in named]
         prepare_out(out)
         pipe = Pipeline(cfg, models_dir, progress)
+        opened.callback(pipe.close)
+        targets, names = [], set()
+        for src in sources:
+            if len(sources) == 1 and not cfg.sources:
+                targets.append(out)
+                continue
+            name = safe_name(src.name if src.live or src.name in {c.name for c in cfg.sources} else Path(src.name).stem)
+            while name in names:
+                name += "_"
+            names.add(name)
+            targets.append(out / name)
         with stop.installed():
-            for src in sources:
-                target = out
-                if len(sources) > 1:
-                    name = safe_name(src.name)
-                    while name in names:
-                        name += "_"
-                    names.add(name)
-                    target = out / name
-                results.append(pipe.run(src, target, stop))
-                if stop:
-                    break
-    return results
+            if len(sources) == 1:
+                return [pipe.run(sources[0], targets[0], stop)]
+            return _run_concurrently(pipe, sources, targets, stop)
+
+
+def _run_concurrently(pipe: Pipeline, sources: list[Source], targets: list[Path], stop: StopFlag) -> list[dict]:
+    results: list[dict | None] = [None] * len(sources)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = pipe.run(sources[i], targets[i], stop)
+        except BaseException as e:  # re-raised in the main thread
+            errors.append(e)
+            stop.event.set()
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"source-{i}", daemon=True) for i in range(len(sources))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)  # short joins keep the main thread free to take signals
+    if errors:
+        raise errors[0]
+    return [r for r in results if r is not None]
 
 
 def safe_name(name: str) -> str:

@@ -177,3 +177,40 @@ class VideoWriter:
             self.close()
         except Exception:
             pass
+
+
+class SegmentedVideoWriter:
+    """Annotated video as rolling, individually finalized files, so a crash loses at most one segment.
+
+    `annotated_0001.mp4`, `annotated_0002.mp4`, … each about `segment_s` of stream time; `roll()` starts
+    a new one early (after a camera reconnects, when its picture size may have changed).
+    """
+
+    def __init__(self, folder: Path, width: int, height: int, fps: float, segment_s: float,
+                 crf: int = 23, preset: str = "veryfast", stem: str = "annotated") -> None:
+        self.folder, self.segment_s, self.stem = Path(folder), segment_s, stem
+        self.width, self.height, self.fps, self.crf, self.preset = width, height, fps, crf, preset
+        self.paths: list[Path] = []
+        self._writer: VideoWriter | None = None
+        self._start: float | None = None
+        self.frames_written = 0
+
+    def write(self, image: np.ndarray, time: float) -> None:
+        if self._writer is None or (self.segment_s > 0 and time - self._start >= self.segment_s):
+            self.roll(image.shape[1], image.shape[0])
+            self._start = time
+        self._writer.write(image, time)
+        self.frames_written += 1
+
+    def roll(self, width: int | None = None, height: int | None = None) -> None:
+        """Finalize the open segment (if any) and open the next."""
+        self.close()
+        self.width, self.height = width or self.width, height or self.height
+        path = self.folder / f"{self.stem}_{len(self.paths) + 1:04d}.mp4"
+        self.paths.append(path)
+        self._writer = VideoWriter(path, self.width, self.height, self.fps, None, self.crf, self.preset)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
