@@ -5,14 +5,25 @@
 video stream is demuxed (a broken audio track never stops the video), rotation metadata is
 applied, and times come from each frame's PTS so variable-frame-rate recordings keep their clock.
 Damaged files yield every frame that can be decoded; what was skipped is counted, not raised.
+
+Live feeds (rtsp/rtsps/http(s)/... cameras, `/dev/videoN`) are read by a background thread into a small
+queue that drops the oldest frame when the consumer falls behind, and reconnect with exponential backoff
+and jitter when the feed errors, ends or stalls; their frames carry wall-clock times that keep increasing
+across reconnects, the capture time for latency, and the connection generation (`Frame.segment`).
+Credentials never appear in names, messages or events; `${VAR}` in a URL is filled from the environment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import random
 import re
 import stat
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -27,22 +38,75 @@ from .config import SourceConfig
 from .errors import InputError
 from .types import Frame
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "Source", "VideoSource", "open_source", "redact"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "LiveSource", "Source", "VideoSource", "open_source", "redact"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "rtmps", "srt", "udp", "tcp")
 MAX_ERRORS = 20  # how many skip descriptions a source keeps (the count in `skipped` is exact)
 MAX_CONSECUTIVE_FAILURES = 1000  # a file this broken is given up on rather than scanned to the end
 DEFAULT_FPS = 25.0
+DROP_REPORT_S = 1.0  # at most one "dropped" event per this many seconds
+CLOSE_JOIN_S = 1.5  # how long close() waits for a live reader thread blocked inside FFmpeg
+MAX_EVENTS = 1000  # events waiting for the consumer (older ones are discarded beyond this)
+
+# Live-feed settings and their defaults, read with getattr so an older SourceConfig still works.
+LIVE_DEFAULTS = {
+    "live_queue": 8,  # frames buffered between the reader thread and the consumer; the oldest is dropped
+    "reconnect_initial_s": 0.5,  # first backoff delay; doubles per failed attempt
+    "reconnect_max_s": 10.0,  # backoff ceiling
+    "reconnect_attempts": 0,  # attempts per outage before a live source gives up; 0 = forever
+    "reconnect_attempts_at_start": 3,  # attempts to open a live source before open_source raises
+}
 
 # Leading bytes of still images: a single picture is read with OpenCV, everything else with FFmpeg.
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*")
 _CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")  # up to the last @ of the authority
 
 
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def redact(uri: str) -> str:
     """Hide `user:pass@` in a URL so it can be logged, shown and written to manifests."""
     return _CREDENTIALS.sub(r"\1***@", uri)
+
+
+def _live_setting(cfg: SourceConfig, name: str) -> float:
+    return getattr(cfg, name, LIVE_DEFAULTS[name])
+
+
+def _expand_env(spec: str, shown: str) -> tuple[str, list[str]]:
+    """Fill `${VAR}` placeholders from the environment; returns the URL and the values used (secrets).
+
+    A missing variable is an `InputError` naming the variable, never a value.
+    """
+    values: list[str] = []
+
+    def fill(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            raise InputError(f"environment variable {m.group(1)} is not set (used in {shown})")
+        values.append(value)
+        return value
+
+    return _ENV_VAR.sub(fill, spec), values
+
+
+def _userinfo(uri: str) -> list[str]:
+    """The user name and password written in a URL (to scrub them from error text)."""
+    m = _CREDENTIALS.match(uri)
+    if not m:
+        return []
+    info = uri[len(m.group(1)) : m.end() - 1]
+    user, _, password = info.partition(":")
+    return [info, user, password]
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret (3+ characters; longest first) by *** in a message."""
+    for s in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text
 
 
 def _natural_key(name: str) -> list[int | str]:
@@ -113,6 +177,10 @@ class Source:
     def __init__(self) -> None:
         self.skipped = 0
         self.errors: list[str] = []
+        self.dropped = 0  # live: frames dropped because the consumer fell behind (files never drop)
+        self.generation = 0  # live: connection generation, +1 at every reconnect (= Frame.segment)
+        self.reconnects = 0
+        self.on_event: Callable[[dict], None] = _no_event  # live: disconnect/reconnect/dropped events
 
     def _skip(self, what: str) -> None:
         """Count one undecodable frame/packet/image and keep its description (bounded)."""
@@ -139,6 +207,10 @@ class Source:
             f"{type(self).__name__}(name={self.name!r}, {self.width}x{self.height}, fps={self.fps:.3f}, "
             f"frames={self.frame_count}, live={self.live})"
         )
+
+
+def _no_event(event: dict) -> None:
+    """The default `on_event`: ignore."""
 
 
 class ImageSource(Source):
@@ -211,11 +283,14 @@ class VideoSource(Source):
         live: bool,
         format: str | None = None,
         options: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.cfg = cfg
         self.name, self.uri, self.live = name, uri, live
         self._target = target
+        self._secrets = tuple(secrets)
+        self.stop_reason: str | None = None  # live: why the stream ended (read error, end of stream)
         timeout = (cfg.open_timeout_s, cfg.read_timeout_s) if live else None
         try:
             self._container = av.open(
@@ -223,7 +298,14 @@ class VideoSource(Source):
             )
         except (av.error.FFmpegError, OSError) as e:
             what = "cannot open" if live else "not a media file or unsupported format"
-            raise InputError(f"{what} {uri}: {_reason(e, target)}") from None
+            reason = self._why(e)
+            error = InputError(f"{what} {uri}: {reason}")
+            error.reason = reason  # type: ignore[attr-defined]
+            # a wrong password or path does not fix itself: no point retrying
+            error.permanent = isinstance(  # type: ignore[attr-defined]
+                e, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError)
+            )
+            raise error from None
         try:
             self._setup()
         except BaseException:
@@ -234,7 +316,9 @@ class VideoSource(Source):
         container = self._container
         if not container.streams.video:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-            raise InputError(f"no video stream in {self.uri} ({kinds})")
+            error = InputError(f"no video stream in {self.uri} ({kinds})")
+            error.reason, error.permanent = f"no video stream ({kinds})", True  # type: ignore[attr-defined]
+            raise error
         stream = container.streams.video[0]
         self._stream = stream
         # Everything else is dropped by the demuxer itself, so a broken audio track is never even parsed.
@@ -278,7 +362,11 @@ class VideoSource(Source):
             self._peeked: Frame | None = next(self._frames)
         except StopIteration:
             detail = f": {self.errors[0]}" if self.errors else ""
-            raise InputError(f"no decodable video frames in {self.uri}{detail}") from None
+            if self.stop_reason and not detail:
+                detail = f": {self.stop_reason}"
+            error = InputError(f"no decodable video frames in {self.uri}{detail}")
+            error.reason = f"no decodable video frames{detail}"  # type: ignore[attr-defined]
+            raise error from None
         self.height, self.width = self._peeked.image.shape[:2]
 
     def _decode(self) -> Iterator[Frame]:
@@ -294,15 +382,17 @@ class VideoSource(Source):
         while True:
             try:
                 packet = next(packets)
-            except StopIteration:
-                return
-            except av.error.EOFError:
+            except (StopIteration, av.error.EOFError):
+                self.stop_reason = "end of stream"
                 return
             except (av.error.FFmpegError, OSError) as e:
-                # Read errors on a live feed (timeout, peer gone) end the stream; reconnecting is the caller's policy.
-                self._skip(f"read error: {_reason(e, self._target)}")
+                # Read errors on a live feed (timeout, peer gone) end the stream; LiveSource reconnects.
+                if self.live:
+                    self.stop_reason = f"read error: {self._why(e)}"
+                    return
+                self._skip(f"read error: {self._why(e)}")
                 failures += 1
-                if self.live or failures >= MAX_CONSECUTIVE_FAILURES:
+                if failures >= MAX_CONSECUTIVE_FAILURES:
                     if not self.live:
                         self._note(f"gave up after {failures} consecutive failures")
                     return
@@ -312,7 +402,7 @@ class VideoSource(Source):
                 decoded = packet.decode()
             except (av.error.FFmpegError, ValueError) as e:
                 where = f" at pts {packet.pts}" if packet.pts is not None else ""
-                self._skip(f"undecodable packet{where}: {_reason(e, self._target)}")
+                self._skip(f"undecodable packet{where}: {self._why(e)}")
                 failures += 1
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     self._note(f"gave up after {failures} consecutive failures")
@@ -342,6 +432,10 @@ class VideoSource(Source):
                 yield Frame(image=image, index=delivered, time=time, source=self.name, pts=pts)
                 delivered += 1
 
+    def _why(self, e: BaseException) -> str:
+        """The error's reason with the URL redacted and any secret (password, `${VAR}` value) scrubbed."""
+        return _scrub(_reason(e, self._target), self._secrets)
+
     def _note(self, what: str) -> None:
         """Record why decoding stopped (always kept, as the last entry) without counting a skipped frame."""
         if len(self.errors) >= MAX_ERRORS:
@@ -363,6 +457,239 @@ class VideoSource(Source):
             if frames is not None:
                 frames.close()
             container.close()
+
+
+class LiveSource(Source):
+    """A camera feed that survives its camera: reads in a background thread, drops the oldest frame when
+    the consumer falls behind, and reconnects with exponential backoff and jitter when the feed fails.
+
+    Each connection is a `VideoSource`; this class strings them together. Frames get `index` in delivery
+    order, `time` = seconds since the first frame arrived (monotonic clock, so it keeps increasing across
+    reconnects even though the stream's own PTS restarts), `captured` = `time.time()` at arrival, and
+    `segment` = the connection generation. `pts` is the stream's own and restarts with each connection.
+
+    Events go to `on_event(dict)`, called in the thread that iterates the source (and, for attempts while
+    opening, in the thread that calls `open_source`):
+    `{"event": "disconnect", "reason", "segment", "time"}`, `{"event": "reconnect", "attempt", "after_s",
+    "reason", "time"}` (before each wait), `{"event": "reconnected", "attempt", "downtime_s", "segment",
+    "time"}`, `{"event": "gave_up", "attempts", "reason", "time"}`, and `{"event": "dropped", "count",
+    "total", "time"}` at most once per second. `time` is on the frames' clock; `wall` is `time.time()`.
+    `close()` may be called from any thread (e.g. a signal handler): it ends iteration and stops the reader.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        target: str,
+        cfg: SourceConfig,
+        name: str,
+        uri: str,
+        format: str | None = None,
+        options: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        on_event: Callable[[dict], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.name, self.uri = name, uri
+        self.on_event = on_event or _no_event
+        self._target, self._format, self._options = target, format, dict(options or {})
+        self._secrets = tuple(secrets) + tuple(_userinfo(target))
+        # each connection decodes everything; max_frames is counted here, over all connections
+        self._conn_cfg = dataclasses.replace(cfg, max_frames=0) if dataclasses.is_dataclass(cfg) else cfg
+        self.queue_size = max(1, int(_live_setting(cfg, "live_queue")))
+        self.frame_count, self.duration = None, None
+        self.received = 0  # frames that arrived (delivered + dropped + still queued)
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._queue: deque[Frame] = deque()
+        self._events: deque[dict] = deque(maxlen=MAX_EVENTS)
+        self._finished = False
+        self._failure: BaseException | None = None
+        self._t0: float | None = None  # monotonic time of the first frame
+        self._last_time = -1.0
+        self._last_arrival: float | None = None
+        self._in_thread = False  # events from the reader thread are queued for the consumer
+        self._thread: threading.Thread | None = None
+
+        conn = self._open_at_start()
+        self.width, self.height, self.fps, self.time_base = conn.width, conn.height, conn.fps, conn.time_base
+        self._thread = threading.Thread(target=self._run, args=(conn,), name=f"source {name}", daemon=True)
+        self._in_thread = True
+        self._thread.start()
+
+    # ------------------------------------------------------------------ connections
+
+    def _connect(self) -> VideoSource:
+        return VideoSource(self._target, self._conn_cfg, self.name, self.uri, live=True, format=self._format,
+                           options=self._options, secrets=self._secrets)
+
+    def _backoff(self, attempt: int) -> float:
+        """Delay before reconnect `attempt` (1-based): exponential, capped, with 50–100 % jitter."""
+        first = max(0.0, float(_live_setting(self.cfg, "reconnect_initial_s")))
+        ceiling = max(first, float(_live_setting(self.cfg, "reconnect_max_s")))
+        return min(ceiling, first * 2 ** min(attempt - 1, 30)) * random.uniform(0.5, 1.0)
+
+    def _clock(self) -> float:
+        return round(time.monotonic() - self._t0, 3) if self._t0 is not None else 0.0
+
+    def _emit(self, event: dict) -> None:
+        event.setdefault("time", self._clock())
+        event.setdefault("wall", time.time())
+        if not self._in_thread:
+            self.on_event(event)
+            return
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def _open_at_start(self) -> VideoSource:
+        attempts = max(1, int(_live_setting(self.cfg, "reconnect_attempts_at_start")))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._connect()
+            except InputError as e:
+                reason = getattr(e, "reason", None) or str(e)
+                if getattr(e, "permanent", False) or attempt >= attempts or self._stop.is_set():
+                    plural = "s" if attempt > 1 else ""
+                    raise InputError(f"cannot open {self.uri} after {attempt} attempt{plural}: {reason}") from None
+            delay = self._backoff(attempt)
+            self._emit({"event": "reconnect", "attempt": attempt + 1, "after_s": round(delay, 3), "reason": reason})
+            time.sleep(delay)
+
+    def _reconnect(self, reason: str, down_since: float) -> VideoSource | None:
+        """Retry until a connection delivers a frame, attempts run out (None) or the source is closed (None)."""
+        limit = int(_live_setting(self.cfg, "reconnect_attempts"))
+        attempt = 0
+        while not self._stop.is_set():
+            attempt += 1
+            if limit and attempt > limit:
+                self._note(f"gave up after {limit} reconnect attempts: {reason}")
+                self._emit({"event": "gave_up", "attempts": limit, "reason": reason})
+                return None
+            delay = self._backoff(attempt)
+            self._emit({"event": "reconnect", "attempt": attempt, "after_s": round(delay, 3), "reason": reason})
+            if self._stop.wait(delay):
+                return None
+            try:
+                conn = self._connect()
+            except InputError as e:
+                reason = getattr(e, "reason", None) or str(e)
+                continue
+            if self._stop.is_set():
+                conn.close()
+                return None
+            self.generation += 1
+            self.reconnects += 1
+            self._emit({"event": "reconnected", "attempt": attempt, "segment": self.generation,
+                        "downtime_s": round(time.monotonic() - down_since, 3)})
+            return conn
+        return None
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _run(self, conn: VideoSource | None) -> None:
+        try:
+            while conn is not None and not self._stop.is_set():
+                for frame in conn:
+                    if self._stop.is_set():
+                        break
+                    self._put(frame)
+                self._absorb(conn)
+                reason = conn.stop_reason or "end of stream"
+                conn.close()
+                conn = None
+                if self._stop.is_set():
+                    break
+                down_since = self._last_arrival or time.monotonic()
+                self._emit({"event": "disconnect", "reason": reason, "segment": self.generation})
+                conn = self._reconnect(reason, down_since)
+        except BaseException as e:  # a bug, not a feed problem: hand it to the consumer
+            self._failure = e
+        finally:
+            if conn is not None:
+                conn.close()
+            with self._cond:
+                self._finished = True
+                self._cond.notify_all()
+
+    def _absorb(self, conn: VideoSource) -> None:
+        """Keep a finished connection's count of undecodable frames and their descriptions."""
+        self.skipped += conn.skipped
+        for e in conn.errors:
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(e)
+
+    def _put(self, frame: Frame) -> None:
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        t = now - self._t0
+        if t <= self._last_time:
+            t = self._last_time + 1e-6
+        self._last_time = t
+        self._last_arrival = now
+        out = Frame(image=frame.image, index=-1, time=t, source=self.name, pts=frame.pts,
+                    captured=time.time(), segment=self.generation)
+        with self._cond:
+            self.received += 1
+            if len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(out)
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ consumer
+
+    def __iter__(self) -> Iterator[Frame]:
+        limit = self.cfg.max_frames or None
+        delivered = 0
+        reported, last_report = 0, time.monotonic()
+        while not self._stop.is_set() and (limit is None or delivered < limit):
+            with self._cond:
+                while not (self._queue or self._events or self._finished or self._stop.is_set()):
+                    self._cond.wait(0.5)
+                events = list(self._events)
+                self._events.clear()
+                frame = self._queue.popleft() if self._queue else None
+                finished = self._finished and not self._queue
+                dropped = self.dropped
+            for event in events:
+                self.on_event(event)
+            now = time.monotonic()
+            if dropped > reported and (now - last_report >= DROP_REPORT_S or frame is None):
+                self.on_event({"event": "dropped", "count": dropped - reported, "total": dropped,
+                               "time": self._clock(), "wall": time.time()})
+                reported, last_report = dropped, now
+            if frame is not None:
+                frame.index = delivered
+                delivered += 1
+                yield frame
+            elif finished:
+                break
+        if self._failure is not None:
+            raise self._failure
+
+    def close(self) -> None:
+        """Stop the reader (interrupting a backoff wait at once) and end iteration; safe from any thread."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            # A read blocked inside FFmpeg cannot be interrupted; the thread closes its connection itself
+            # as soon as the read returns (at most read_timeout_s later), so don't wait for it longer.
+            thread.join(CLOSE_JOIN_S)
+        with self._cond:
+            self._queue.clear()
+
+    def _note(self, what: str) -> None:
+        if len(self.errors) >= MAX_ERRORS:
+            self.errors.pop()
+        self.errors.append(what)
 
 
 def _network_options(spec: str, cfg: SourceConfig, options: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
@@ -398,11 +725,14 @@ def open_source(
     name: str | None = None,
     *,
     options: Mapping[str, str] | None = None,
+    on_event: Callable[[dict], None] | None = None,
 ) -> Source:
     """Open a video file, image folder, single image, camera URL or `/dev/videoN` webcam.
 
     Raises `InputError` with a one-line message naming the problem and the (redacted) path/URL.
-    `options` are extra FFmpeg demuxer/protocol options for network and webcam sources.
+    `options` are extra FFmpeg demuxer/protocol options for network and webcam sources. Cameras and
+    webcams give a `LiveSource`; `on_event` receives its events (also settable later as `.on_event`),
+    including the retries while opening. `${VAR}` in a URL is filled from the environment.
     """
     cfg = cfg or SourceConfig()
     spec = str(spec)
@@ -410,16 +740,17 @@ def open_source(
     scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
 
     if scheme in NETWORK_SCHEMES:
-        target, opts = _network_options(spec, cfg, options)
+        expanded, secrets = _expand_env(spec, shown)
+        target, opts = _network_options(expanded, cfg, options)
         parts = urlsplit(shown)
         display = name or (parts.netloc + parts.path) or shown
-        return VideoSource(target, cfg, display, shown, live=True, options=opts)
+        return LiveSource(target, cfg, display, shown, options=opts, secrets=secrets, on_event=on_event)
     if scheme:
         raise InputError(f"unsupported source {shown}: use a file, a folder, rtsp://, http(s):// or /dev/videoN")
 
     if re.fullmatch(r"/dev/video\d+", spec):
         opts = {**(options or {})}
-        return VideoSource(spec, cfg, name or Path(spec).name, spec, live=True, format="v4l2", options=opts)
+        return LiveSource(spec, cfg, name or Path(spec).name, spec, format="v4l2", options=opts, on_event=on_event)
 
     path = Path(spec).expanduser()
     try:

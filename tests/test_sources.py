@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
+from rtsp import live_config  # noqa: E402
 
 from pipeline.config import SourceConfig  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
@@ -318,14 +319,17 @@ def test_folder_of_only_unreadable_images(tmp_path):
 
 
 def test_unreachable_rtsp_hides_credentials():
-    cfg = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0)
+    cfg = live_config(open_timeout_s=1.0, read_timeout_s=1.0, reconnect_attempts_at_start=2,
+                      reconnect_initial_s=0.2)
+    events = []
     t0 = time.monotonic()
     with pytest.raises(InputError) as info:
-        open_source("rtsp://user:secret@127.0.0.1:1/cam", cfg)
+        open_source("rtsp://user:secret@127.0.0.1:1/cam", cfg, on_event=events.append)
     assert time.monotonic() - t0 < 5
     msg = str(info.value)
-    assert msg.startswith("cannot open rtsp://***@127.0.0.1:1/cam: ")
+    assert msg.startswith("cannot open rtsp://***@127.0.0.1:1/cam after 2 attempts: ")
     assert "secret" not in msg and "user" not in msg and "\n" not in msg
+    assert [e["event"] for e in events] == ["reconnect"] and "secret" not in repr(events)
 
 
 def test_silent_camera_times_out():
@@ -336,7 +340,7 @@ def test_silent_camera_times_out():
     port = server.getsockname()[1]
     held: list[socket.socket] = []
     threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
-    cfg = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0)
+    cfg = live_config(open_timeout_s=1.0, read_timeout_s=1.0, reconnect_attempts_at_start=1)
     t0 = time.monotonic()
     try:
         with pytest.raises(InputError) as info:
@@ -377,3 +381,42 @@ def test_network_options():
     assert opts["rtsp_transport"] == "tcp"
     _, opts = _network_options("http://h/cam.mjpg", cfg, {"reconnect": "1"})
     assert opts == {"timeout": "3500000", "reconnect": "1"}
+
+
+def test_url_credentials_from_environment(monkeypatch):
+    monkeypatch.delenv("ENH_CAM_PASS", raising=False)
+    monkeypatch.setenv("ENH_CAM_USER", "operator")
+    with pytest.raises(InputError) as info:
+        open_source("rtsp://${ENH_CAM_USER}:${ENH_CAM_PASS}@127.0.0.1:1/cam")
+    assert str(info.value) == "environment variable ENH_CAM_PASS is not set (used in rtsp://***@127.0.0.1:1/cam)"
+    # set: the values are used to connect but never shown, not even inside FFmpeg's error text
+    monkeypatch.setenv("ENH_CAM_PASS", "s3cr3t-pw")
+    monkeypatch.setenv("ENH_CAM_TOKEN", "tok-123456")
+    events = []
+    cfg = live_config(open_timeout_s=1.0, reconnect_attempts_at_start=2, reconnect_initial_s=0.1)
+    with pytest.raises(InputError) as info:
+        open_source("rtsp://${ENH_CAM_USER}:${ENH_CAM_PASS}@127.0.0.1:1/cam?t=${ENH_CAM_TOKEN}", cfg,
+                    on_event=events.append)
+    text = str(info.value) + repr(events)
+    assert "cannot open rtsp://***@127.0.0.1:1/cam?t=${ENH_CAM_TOKEN} after 2 attempts" in text
+    for secret in ("operator", "s3cr3t-pw", "tok-123456"):
+        assert secret not in text
+
+
+def test_reconnect_backoff_doubles_with_jitter_and_cap():
+    from pipeline.sources import LiveSource
+
+    src = LiveSource.__new__(LiveSource)  # only the backoff arithmetic, no connection
+    src.cfg = live_config(reconnect_initial_s=0.5, reconnect_max_s=4.0)
+    for attempt, base in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (40, 4.0)]:
+        delays = [src._backoff(attempt) for _ in range(200)]
+        assert base * 0.5 <= min(delays) and max(delays) <= base
+        assert max(delays) - min(delays) > base * 0.2  # jittered, so cameras don't reconnect in lockstep
+
+
+def test_scrub_and_userinfo():
+    from pipeline.sources import _scrub, _userinfo
+
+    assert _userinfo("rtsp://admin:pa:ss@h/x") == ["admin:pa:ss", "admin", "pa:ss"]
+    assert _userinfo("rtsp://h/x") == []
+    assert _scrub("401 for admin with pa:ss", ["admin:pa:ss", "admin", "pa:ss", "x"]) == "401 for *** with ***"
