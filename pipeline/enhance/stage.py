@@ -3,16 +3,16 @@
 On a 2-core CPU the generator cannot see every face of every frame, so a per-track policy picks
 observations: `best_k` keeps the K best by quality (enhancing early only when a face clearly
 beats the best so far, so the video inset improves as the track goes on), `every_n` and `all`
-for when a GPU is there, `none` to only detect and track.
+for when a GPU is there, `none` to only detect and track. The generator itself runs on a backend
+from `backends` (tensorrt / torch-cuda / onnxruntime / torch-cpu) behind a `DynamicBatcher`.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from ..errors import ModelNotFound
 from ..models import sha256
@@ -34,45 +34,49 @@ def default_weights() -> Path:
 
 
 class Enhancer:
-    """Batched generator inference on CPU: aligned LR crops in, 128×128 faces out (BGR uint8)."""
+    """Aligned LR crops in, 128×128 faces out (BGR uint8), on the chosen backend through a dynamic batcher.
 
-    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, threads: int = 0) -> None:
+    The runner calls it synchronously per frame (`__call__` flushes at once); several camera threads
+    may share one Enhancer, and their crops then share batches up to `batch_size` / `max_wait_ms`.
+    """
+
+    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, threads: int = 0,
+                 backend: str = "auto", max_wait_ms: float = 5.0, max_queue: int = 1024) -> None:
+        from .backends import create
+        from .batcher import DynamicBatcher
         from .generator import load_generator
 
         path = Path(weights) if weights else default_weights()
         if not path.is_file():
             raise ModelNotFound(f"generator weights not found: {path}")
-        if threads:
-            torch.set_num_threads(threads)
-        self.model, self.meta = load_generator(path)
-        self.model.eval()
         self.path = path
         self.sha256 = sha256(path)
+        model, self.meta = load_generator(path)
+        self.backend = create(backend, path, model=model, threads=threads, weights_sha=self.sha256)
         self.batch_size = batch_size
+        self.batcher = DynamicBatcher(self.backend.run, batch_size, max_wait_ms, max_queue)
+        self._finalizer = weakref.finalize(self, self.batcher.close)
         self.count = 0
+        self._lock = threading.Lock()
 
     @property
     def info(self) -> dict:
         """What ran, for the manifest: a file name alone is not enough to tell weights apart."""
-        return {"path": str(self.path), "sha256": self.sha256, "backend": "torch-cpu", **self.meta}
+        return {**self.meta, "path": str(self.path), "sha256": self.sha256, **self.backend.describe()}
 
-    @torch.inference_mode()
     def __call__(self, faces: list[Face]) -> list[Face]:
-        """Fill `enhanced` for each face; faces of the same entry size share a batch."""
-        by_entry: dict[int, list[Face]] = {}
-        for f in faces:
-            by_entry.setdefault(f.lr.shape[0], []).append(f)
-        for group in by_entry.values():
-            for i in range(0, len(group), self.batch_size):
-                chunk = group[i : i + self.batch_size]
-                lr = np.stack([f.lr[..., ::-1] for f in chunk])  # BGR → RGB
-                x = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-                y = self.model(x).clamp_(-1, 1).add_(1.0).mul_(127.5).round_()
-                out = y.permute(0, 2, 3, 1).to(torch.uint8).numpy()[..., ::-1]
-                for f, img in zip(chunk, out):
-                    f.enhanced = np.ascontiguousarray(img)
-        self.count += len(faces)
+        """Fill `enhanced` for each face (faces of one entry size share batches); returns `faces`."""
+        if not faces:
+            return faces
+        for f, img in zip(faces, self.batcher.map([f.lr for f in faces])):
+            f.enhanced = img
+        with self._lock:
+            self.count += len(faces)
         return faces
+
+    def close(self) -> None:
+        """Finish queued work and stop the batcher thread (also done at garbage collection)."""
+        self._finalizer()
 
 
 @dataclass
