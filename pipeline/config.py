@@ -34,6 +34,12 @@ class SourceConfig:
     image_fps: float = _range(0.01, 1000, default=1.0)  # nominal rate for an image folder
     open_timeout_s: float = _range(0.1, 600, default=10.0)  # network sources
     read_timeout_s: float = _range(0.1, 600, default=10.0)
+    transport: Literal["tcp", "udp"] = "tcp"  # RTSP transport
+    live_queue: int = _range(1, 1000, default=8)  # live: frames buffered; the oldest is dropped when behind
+    reconnect_initial_s: float = _range(0.0, 600, default=0.5)  # live: first backoff delay, doubling per attempt
+    reconnect_max_s: float = _range(0.1, 3600, default=10.0)  # live: backoff ceiling (jittered)
+    reconnect_attempts: int = _range(0, 1_000_000, default=0)  # live: attempts per outage, 0 = forever
+    reconnect_attempts_at_start: int = _range(1, 1000, default=3)  # live: attempts to open before giving up
 
 
 @dataclass
