@@ -1,8 +1,10 @@
 """Tracks: per-track folders with the original crop, the low-res input and the enhanced tile side by side.
 
-Every enhanced tile carries its provenance twice: a visible "AI-enhanced" mark in a corner and PNG
-text chunks ("AI-Generated"="true", …), so a tile copied out of the folder still says what it is.
-The original crop and the low-res input are always written next to it.
+Every enhanced tile carries its provenance visibly ("AI-enhanced / not a photograph" stamped on its
+pixels) and in metadata (PNG text chunks, XMP, a JSON sidecar `<tile>.json`, and a C2PA manifest when
+a signing certificate is configured), so a tile copied out of the folder still says what it is.
+The original crop and the low-res input are always written next to it, with the same metadata
+saying they are source pixels. See `pipeline.provenance`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
+from .. import provenance as prov
 from ..types import Face, TrackSummary
-from .annotate import AI_LABEL, mark_ai, put_label
+from .annotate import put_label
 
-AI_DESCRIPTION = "AI-enhanced reconstruction, not a photograph"
-ORIGINAL_DESCRIPTION = "Original pixels sampled from the source (aligned crop), not enhanced"
+AI_DESCRIPTION = prov.AI_DESCRIPTION
+ORIGINAL_DESCRIPTION = prov.ORIGINAL_DESCRIPTION
+MARK = prov.MARK_TEXT
 
 
 def _round(v: Any, nd: int = 2) -> Any:
@@ -39,12 +41,8 @@ def face_meta(face: Face) -> dict[str, str]:
 
 
 def save_png(path: Path, bgr: np.ndarray, text: dict[str, str]) -> None:
-    """Write a BGR image as PNG with tEXt/iTXt chunks (PIL picks iTXt for non-Latin-1 values)."""
-    info = PngInfo()
-    for k, v in text.items():
-        info.add_text(k, str(v))
-    rgb = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2RGB)
-    Image.fromarray(rgb).save(path, format="PNG", pnginfo=info, compress_level=4)
+    """Write a BGR image as PNG with text chunks (kept for callers; see provenance.save_png)."""
+    prov.save_png(Path(path), bgr, text)
 
 
 def ai_text(face: Face) -> dict[str, str]:
@@ -53,6 +51,14 @@ def ai_text(face: Face) -> dict[str, str]:
 
 def original_text(face: Face) -> dict[str, str]:
     return {"Software": "Enhance", "AI-Generated": "false", "Description": ORIGINAL_DESCRIPTION, **face_meta(face)}
+
+
+def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
+    """The provenance record of one tile of `face` (see provenance.tile_record)."""
+    return prov.tile_record(
+        kind, source=face.source, frame=face.frame_index, time=face.time, box=face.box, track=face.track_id,
+        kps=face.kps, entry=face.entry or None, matrix=face.matrix, run_info=run_info, visible_mark=visible_mark,
+    )
 
 
 def lr_upscaled(face: Face, size: int) -> np.ndarray | None:
@@ -64,7 +70,7 @@ def lr_upscaled(face: Face, size: int) -> np.ndarray | None:
 
 
 def comparison(face: Face, panel: int = 256) -> np.ndarray | None:
-    """Original (LR, nearest-neighbour) | enhanced, each labelled; original alone if not enhanced."""
+    """Original (LR, nearest-neighbour) | enhanced (marked), each labelled; original alone if not enhanced."""
     left = lr_upscaled(face, panel)
     if left is None:
         return None
@@ -72,15 +78,15 @@ def comparison(face: Face, panel: int = 256) -> np.ndarray | None:
     labels = [f"original {face.entry or left.shape[0]}px" if face.lr is not None else "original"]
     if face.enhanced is not None:
         right = cv2.resize(face.enhanced, (panel, panel), interpolation=cv2.INTER_NEAREST)
-        panels.append(mark_ai(right, scale=0.5))
-        labels.append(AI_LABEL)
+        panels.append(prov.mark_enhanced(right))
+        labels.append(MARK)
     gap = 4
     head = 24
     out = np.full((head + panel, len(panels) * panel + (len(panels) - 1) * gap, 3), 32, np.uint8)
     for i, (p, lab) in enumerate(zip(panels, labels)):
         x = i * (panel + gap)
         out[head:, x : x + panel] = p
-        put_label(out, lab, (x, 2), color=(32, 32, 32), scale=0.5, max_width=panel)
+        put_label(out, lab.replace("—", "-"), (x, 2), color=(32, 32, 32), scale=0.5, max_width=panel)
     return out
 
 
@@ -89,11 +95,26 @@ def _obs_key(face: Face) -> tuple[str, int]:
 
 
 class TrackWriter:
-    """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json."""
+    """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json.
 
-    def __init__(self, out_dir: Path, save_tiles: bool = True) -> None:
+    Per enhanced observation: `fNNNNNN_original.png` (128 aligned crop of source pixels),
+    `fNNNNNN_lr.png` (the generator's low-res input, source pixels), `fNNNNNN_enhanced.png`
+    (visibly marked) and, only when `unmarked` is set, `fNNNNNN_enhanced_unmarked.png` (same
+    metadata, "Visible-Mark: none"). Each tile has a `.json` sidecar with its provenance record.
+
+    `run_info`: the runner's `info()` dict (generator {name, sha256}, inputs, settings), written into
+    every tile's metadata. `signer`: a provenance.C2paSigner to embed a signed C2PA manifest in
+    enhanced tiles.
+    """
+
+    def __init__(self, out_dir: Path, save_tiles: bool = True, run_info: dict | None = None,
+                 unmarked: bool = False, signer: prov.C2paSigner | None = None, sidecars: bool = True) -> None:
         self.out_dir = Path(out_dir)
         self.save_tiles = save_tiles
+        self.run_info = run_info
+        self.unmarked = unmarked
+        self.signer = signer
+        self.sidecars = sidecars
 
     def write(self, track: TrackSummary) -> dict:
         """Write one finished track; returns its summary for the manifest (paths relative to out_dir)."""
@@ -105,6 +126,13 @@ class TrackWriter:
             files.append(p.relative_to(self.out_dir).as_posix())
             return p.name
 
+        def tile(name: str, image: np.ndarray, rec: dict, signed: bool = False) -> str:
+            paths = prov.write_tile(tdir / name, image, rec, sidecar=self.sidecars,
+                                    signer=self.signer if signed else None)
+            for p in paths[1:]:
+                rel(p)
+            return rel(paths[0])
+
         enhanced = [f for f in track.enhanced if f.enhanced is not None]
         tiles: dict[tuple[str, int], dict[str, str]] = {}
         if self.save_tiles:
@@ -112,16 +140,15 @@ class TrackWriter:
                 stem = f"f{f.frame_index:06d}"
                 names: dict[str, str] = {}
                 if f.crop is not None:
-                    p = tdir / f"{stem}_original.png"
-                    save_png(p, f.crop, original_text(f))
-                    names["original"] = rel(p)
+                    names["original"] = tile(f"{stem}_original.png", f.crop, record(f, "original", self.run_info))
                 if f.lr is not None:
-                    p = tdir / f"{stem}_lr.png"
-                    save_png(p, f.lr, original_text(f))
-                    names["lr"] = rel(p)
-                p = tdir / f"{stem}_enhanced.png"
-                save_png(p, mark_ai(f.enhanced.copy()), ai_text(f))
-                names["enhanced"] = rel(p)
+                    names["lr"] = tile(f"{stem}_lr.png", f.lr, record(f, "lr", self.run_info))
+                names["enhanced"] = tile(f"{stem}_enhanced.png", prov.mark_enhanced(f.enhanced.copy()),
+                                         record(f, "enhanced", self.run_info, visible_mark=True), signed=True)
+                if self.unmarked:
+                    names["enhanced_unmarked"] = tile(
+                        f"{stem}_enhanced_unmarked.png", f.enhanced,
+                        record(f, "enhanced_unmarked", self.run_info, visible_mark=False), signed=True)
                 tiles[_obs_key(f)] = names
 
             best = max(enhanced, key=lambda f: f.quality, default=None)
@@ -131,7 +158,11 @@ class TrackWriter:
             sheet = comparison(best) if best is not None else None
             if sheet is not None:
                 p = tdir / "best.png"
-                save_png(p, sheet, ai_text(best) if best.enhanced is not None else original_text(best))
+                kind = "enhanced" if best.enhanced is not None else "original"
+                rec = record(best, kind, self.run_info, visible_mark=True)
+                rec["description"] = ("Comparison: source pixels (left) beside an AI-enhanced reconstruction "
+                                      "(right, not a photograph)" if kind == "enhanced" else rec["description"])
+                prov.save_png(p, sheet, prov.png_text(rec))
                 rel(p)
 
         # Every observation, enhanced ones merged in by (source, frame).
@@ -158,17 +189,22 @@ class TrackWriter:
             })
         first = ordered[0] if ordered else None
         last = ordered[-1] if ordered else None
+        gen = prov.generator_of(self.run_info)
+        inputs = (self.run_info or {}).get("inputs") or []
         doc = {
             "track_id": track.track_id,
             "source": track.source,
+            "source_uri": prov.redact(inputs[0]) if inputs else None,
+            "generator": gen,
             "first_frame": first.frame_index if first else None,
             "last_frame": last.frame_index if last else None,
             "first_time": round(float(first.time), 4) if first else None,
             "last_time": round(float(last.time), 4) if last else None,
             "n_observations": len(ordered),
             "n_enhanced": len(enhanced),
-            "provenance": "*_enhanced.png (and the right half of best.png) are AI-enhanced reconstructions, "
-            "not photographs; *_original.png and *_lr.png are source pixels.",
+            "provenance": "*_enhanced.png (marked 'AI-enhanced / not a photograph'), *_enhanced_unmarked.png "
+            "and the right half of best.png are AI-enhanced reconstructions, not photographs; "
+            "*_original.png and *_lr.png are source pixels. Each tile's .json sidecar holds its provenance.",
             "observations": rows,
         }
         p = tdir / "track.json"
