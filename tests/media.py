@@ -61,12 +61,14 @@ def make_video(
     vfr: bool | Sequence[float] = False,
     audio: bool = False,
     container: str | None = None,
+    gop: int | None = None,
 ) -> Path:
     """Encode `frames` pattern frames; `rotate` is the clockwise display rotation (like a phone's `rotate=90` tag).
 
     The container comes from the extension, or `container` (e.g. "mp4" for an H.265 file named `.jpg`).
     `vfr=True` uses `vfr_times`, a sequence gives the times (s) directly. mp4/mov get `faststart` so a
-    truncated copy keeps its index.
+    truncated copy keeps its index. `gop` sets the keyframe interval (a live viewer joining mid-stream
+    waits for the next keyframe).
     """
     path = Path(path)
     fmt = container or _FORMATS.get(path.suffix.lower(), "mp4")
@@ -79,6 +81,8 @@ def make_video(
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         if codec in ("h265", "hevc"):
             stream.codec_context.options = {"x265-params": "log-level=error"}
+        if gop:
+            stream.codec_context.gop_size = gop
         tb = Fraction(1, 1000) if times else 1 / rate
         stream.codec_context.time_base = tb
         if rotate:
