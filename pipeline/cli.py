@@ -33,7 +33,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         from .models import find_model
 
         model = find_model(cfg.detect.model, args.models)
-        for spec in args.inputs:
+        for spec in args.inputs + [c.uri for c in cfg.sources]:
             with open_source(spec, cfg.source) as src:
                 frames = src.frame_count if src.frame_count is not None else "live"
                 print(f"{src.name}: {src.width}x{src.height} @ {src.fps:.2f} fps, {frames} frames")
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("process", help="process video files, image folders or camera URLs")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="video files, image folders, rtsp:// URLs, /dev/videoN (or a `sources:` list in --config)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dry-run", action="store_true", help="check inputs, models and config, then stop")
     _add_run_options(p)
