@@ -1,107 +1,239 @@
-"""Gallery: one contact sheet with a row per track, originals beside their enhanced reconstructions.
+"""Gallery: a contact sheet with a row per track (grouped by person when known), originals beside
+their enhanced reconstructions.
 
-The original is the generator's low-res input blown up with nearest neighbour, so a reader sees how
-few real pixels there were before judging the reconstruction next to it.
+The original is the camera's pixels at their real resolution (the generator's low-res input) blown
+up with nearest neighbour, so a reader sees how few real pixels there were before judging the
+reconstruction next to it. Per track the best K observations by quality are shown, skipping
+near-duplicates (SSIM of the originals at or above `dedupe`).
+
+Two ways in: `write_gallery(path, tracks, per_track)` from the runner's in-memory TrackSummary
+list, and `draw_sheet(...)` with `Row`s built from a finished run's files (pipeline.sinks.report).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 import cv2
 import numpy as np
 
-from ..types import TrackSummary
-from .annotate import AI_LABEL, mark_ai, put_label
-from .tracks import lr_upscaled, save_png
+from ..provenance import MARK_TEXT, mark_enhanced, save_png
+from ..types import Face, TrackSummary
+from .annotate import put_label
 
 HEADER = "Enhanced faces are AI reconstructions, not photographs"
 MAX_ROWS = 200
-TILE = 96
+TILE = 128
 GAP = 6
 LABEL_W = 190
 ROW_HEAD = 16  # small caption above each tile
+SECTION_H = 26
 BG = (28, 28, 28)
+DEFAULT_DEDUPE = 0.9  # SSIM of two originals at or above this: a near-duplicate, not shown twice
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------ selection
+
+
+def ssim(a: np.ndarray, b: np.ndarray, size: int = 32) -> float:
+    """Mean SSIM of two crops (grey, resized to size×size): 1 for identical pictures."""
+    def prep(x: np.ndarray) -> np.ndarray:
+        g = cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) if x.ndim == 3 else x
+        interp = cv2.INTER_AREA if g.shape[0] > size else cv2.INTER_LINEAR
+        return cv2.resize(g, (size, size), interpolation=interp).astype(np.float64)
+
+    x, y = prep(a), prep(b)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def mu(z: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(z, (7, 7), 1.5)
+
+    mx, my = mu(x), mu(y)
+    vx, vy, cxy = mu(x * x) - mx * mx, mu(y * y) - my * my, mu(x * y) - mx * my
+    return float((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean())
+
+
+def select(cands: Sequence[T], k: int, quality: Callable[[T], float],
+           image: Callable[[T], np.ndarray | None], dedupe: float = DEFAULT_DEDUPE) -> tuple[list[T], list[T]]:
+    """The best `k` by quality, skipping any whose original is a near-duplicate of one already chosen.
+
+    Returns (chosen in quality order, skipped near-duplicates). `dedupe` ≥ 1 turns de-duplication off.
+    """
+    chosen: list[T] = []
+    imgs: list[np.ndarray] = []
+    dupes: list[T] = []
+    for c in sorted(cands, key=lambda c: -quality(c)):
+        if len(chosen) >= k:
+            break
+        img = image(c)
+        if img is not None and dedupe < 1.0 and any(ssim(img, o) >= dedupe for o in imgs):
+            dupes.append(c)
+            continue
+        chosen.append(c)
+        if img is not None:
+            imgs.append(img)
+    return chosen, dupes
+
+
+# ------------------------------------------------------------------------------ drawing
+
+
+@dataclass
+class Tile:
+    """One observation: source pixels at their real resolution, and the enhanced face if any."""
+
+    original: np.ndarray | None
+    enhanced: np.ndarray | None  # unmarked or already marked; the sheet stamps the mark again
+    frame: int
+    time: float
+    entry: int = 0
+
+
+@dataclass
+class Row:
+    lines: list[str]  # first line large (e.g. "#12"), the rest small
+    tiles: list[Tile] = field(default_factory=list)
+    fallback: np.ndarray | None = None  # an original crop when nothing was enhanced
+
+
+@dataclass
+class Section:
+    title: str | None  # a person header bar; None: no bar
+    rows: list[Row] = field(default_factory=list)
 
 
 def _caption(img: np.ndarray, text: str, x: int, y: int) -> None:
     put_label(img, text, (x, y), color=BG, scale=0.38, max_width=TILE)
 
 
-def _row(track: TrackSummary, per_track: int, width: int) -> np.ndarray:
-    row = np.full((ROW_HEAD + TILE + GAP, width, 3), BG, np.uint8)
-    obs = track.faces or track.enhanced
-    times = [f.time for f in obs] or [0.0]
-    n = len({(f.source, f.frame_index) for f in [*track.faces, *track.enhanced]})
-    put_label(row, f"#{track.track_id}", (4, ROW_HEAD), color=BG, scale=0.6)
-    put_label(row, f"t={min(times):.1f}-{max(times):.1f}s", (4, ROW_HEAD + 26), color=BG, scale=0.42)
-    all_enhanced = [f for f in track.enhanced if f.enhanced is not None]
-    put_label(row, f"{n} obs, {len(all_enhanced)} enhanced", (4, ROW_HEAD + 46), color=BG, scale=0.42)
-
+def _draw_row(row: Row, width: int) -> np.ndarray:
+    out = np.full((ROW_HEAD + TILE + GAP, width, 3), BG, np.uint8)
+    y = ROW_HEAD
+    for i, line in enumerate(row.lines):
+        put_label(out, line, (4, y), color=BG, scale=0.6 if i == 0 else 0.42, max_width=LABEL_W - 8)
+        y += 26 if i == 0 else 20
     x = LABEL_W
-    enhanced = sorted(all_enhanced, key=lambda f: -f.quality)[:per_track]
-    if enhanced:
-        for f in enhanced:
-            orig = lr_upscaled(f, TILE)
-            if orig is not None:
-                row[ROW_HEAD : ROW_HEAD + TILE, x : x + TILE] = orig
-                _caption(row, f"orig {f.entry or ''}px f{f.frame_index}", x, 0)
+    if row.tiles:
+        for t in row.tiles:
+            if t.original is not None:
+                out[ROW_HEAD : ROW_HEAD + TILE, x : x + TILE] = cv2.resize(t.original, (TILE, TILE),
+                                                                         interpolation=cv2.INTER_NEAREST)
+                px = t.entry or t.original.shape[0]
+                _caption(out, f"camera {px}px f{t.frame} {t.time:.1f}s", x, 0)
             x += TILE + 2
-            enh = cv2.resize(f.enhanced, (TILE, TILE), interpolation=cv2.INTER_AREA)
-            row[ROW_HEAD : ROW_HEAD + TILE, x : x + TILE] = mark_ai(enh)
-            _caption(row, AI_LABEL, x, 0)
+            if t.enhanced is not None:
+                interp = cv2.INTER_AREA if t.enhanced.shape[0] > TILE else cv2.INTER_LINEAR
+                enh = cv2.resize(t.enhanced, (TILE, TILE), interpolation=interp)
+                out[ROW_HEAD : ROW_HEAD + TILE, x : x + TILE] = mark_enhanced(enh)
+                _caption(out, MARK_TEXT.replace("—", "-"), x, 0)
             x += TILE + GAP * 2
+    elif row.fallback is not None:
+        src = row.fallback
+        interp = cv2.INTER_AREA if src.shape[0] > TILE else cv2.INTER_NEAREST
+        out[ROW_HEAD : ROW_HEAD + TILE, x : x + TILE] = cv2.resize(src, (TILE, TILE), interpolation=interp)
+        _caption(out, "original (not enhanced)", x, 0)
     else:
-        best = max((f for f in obs if f.crop is not None or f.lr is not None), key=lambda f: f.quality, default=None)
-        if best is not None:
-            src = best.crop if best.crop is not None else best.lr
-            interp = cv2.INTER_AREA if src.shape[0] > TILE else cv2.INTER_NEAREST
-            row[ROW_HEAD : ROW_HEAD + TILE, x : x + TILE] = cv2.resize(src, (TILE, TILE), interpolation=interp)
-            _caption(row, "original (not enhanced)", x, 0)
-        else:
-            put_label(row, "no crop kept", (x, ROW_HEAD + TILE // 2), color=BG, scale=0.42)
-    return row
+        put_label(out, "no crop kept", (x, ROW_HEAD + TILE // 2), color=BG, scale=0.42)
+    return out
 
 
-def write_gallery(path: Path, tracks: list[TrackSummary], per_track: int = 3) -> None:
-    """Write the contact sheet PNG (rows sorted by track id, at most MAX_ROWS of them)."""
+def draw_sheet(path: Path, sections: list[Section], per_track: int, extra_text: dict[str, str] | None = None,
+               note: str = "") -> None:
+    """Write the contact sheet PNG: header, then each section's bar and rows (at most MAX_ROWS rows)."""
     path = Path(path)
     per_track = max(1, int(per_track))
-    width = max(LABEL_W + per_track * (2 * TILE + 2 + 2 * GAP), 560)
-    ordered = sorted(tracks, key=lambda t: t.track_id)
-    shown, omitted = ordered[:MAX_ROWS], max(0, len(ordered) - MAX_ROWS)
+    width = max(LABEL_W + per_track * (2 * TILE + 2 + 2 * GAP), 640)
+    row_h = ROW_HEAD + TILE + GAP
+    total = sum(len(s.rows) for s in sections)
+    budget = MAX_ROWS
+    shown: list[Section] = []
+    for s in sections:
+        if budget <= 0:
+            break
+        shown.append(Section(s.title, s.rows[:budget]))
+        budget -= len(shown[-1].rows)
+    n_shown = sum(len(s.rows) for s in shown)
+    omitted = total - n_shown
 
     head = np.full((56, width, 3), BG, np.uint8)
     put_label(head, HEADER, (6, 6), color=(0, 0, 160), scale=0.55, max_width=width - 12)
-    put_label(head, "left: camera pixels (low-res input, nearest-neighbour); right: AI-enhanced", (6, 32),
-              color=BG, scale=0.42, max_width=width - 12)
-    parts: list[np.ndarray] = []
-    if not shown:
+    put_label(head, note or "left: camera pixels at their real resolution (nearest-neighbour); right: AI-enhanced",
+              (6, 32), color=BG, scale=0.42, max_width=width - 12)
+    tail: list[np.ndarray] = []
+    if not total:
         msg = np.full((60, width, 3), BG, np.uint8)
         put_label(msg, "No faces found.", (6, 18), color=BG, scale=0.6)
-        parts.append(msg)
+        tail.append(msg)
     if omitted:
         foot = np.full((30, width, 3), BG, np.uint8)
-        put_label(foot, f"... {omitted} more tracks omitted (see tracks/ and manifest.json)", (6, 6),
+        put_label(foot, f"... {omitted} more tracks omitted (see report.html, tracks/ and manifest.json)", (6, 6),
                   color=BG, scale=0.45, max_width=width - 12)
-        parts.append(foot)
-    row_h = ROW_HEAD + TILE + GAP
+        tail.append(foot)
+    bars = sum(1 for s in shown if s.title)
     # Rows are drawn straight into one preallocated sheet: no list of row images held at once.
-    sheet = np.empty((head.shape[0] + row_h * len(shown) + sum(p.shape[0] for p in parts), width, 3), np.uint8)
+    height = head.shape[0] + row_h * n_shown + SECTION_H * bars + sum(p.shape[0] for p in tail)
+    sheet = np.empty((height, width, 3), np.uint8)
     sheet[: head.shape[0]] = head
     y = head.shape[0]
-    for t in shown:
-        sheet[y : y + row_h] = _row(t, per_track, width)
-        y += row_h
-    for p in parts:
+    for s in shown:
+        if s.title:
+            sheet[y : y + SECTION_H] = (60, 45, 20)
+            put_label(sheet, s.title, (6, y + 4), color=(60, 45, 20), scale=0.5, max_width=width - 12)
+            y += SECTION_H
+        for r in s.rows:
+            sheet[y : y + row_h] = _draw_row(r, width)
+            y += row_h
+    for p in tail:
         sheet[y : y + p.shape[0]] = p
         y += p.shape[0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_png(tmp, sheet, {
+    any_ai = any(t.enhanced is not None for s in shown for r in s.rows for t in r.tiles)
+    text = {
         "Software": "Enhance",
-        "AI-Generated": "true" if any(t.enhanced for t in shown) else "false",
+        "AI-Generated": "true" if any_ai else "false",
         "Description": "Contact sheet: original crops beside AI-enhanced reconstructions (not photographs)",
-        "Tracks": str(len(ordered)),
-    })
-    tmp.replace(path)
+        "Tracks": str(total),
+        **(extra_text or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(path, sheet, text)
+
+
+# ------------------------------------------------------------------------------ from the runner's memory
+
+
+def _real_pixels(f: Face) -> np.ndarray | None:
+    return f.lr if f.lr is not None else f.crop
+
+
+def track_row(track: TrackSummary, per_track: int, dedupe: float = DEFAULT_DEDUPE,
+              extra: list[str] | None = None) -> Row:
+    obs = track.faces or track.enhanced
+    times = [f.time for f in obs] or [0.0]
+    n = len({(f.source, f.frame_index) for f in [*track.faces, *track.enhanced]})
+    enhanced = [f for f in track.enhanced if f.enhanced is not None]
+    chosen, dupes = select(enhanced, per_track, lambda f: f.quality, _real_pixels, dedupe)
+    lines = [f"#{track.track_id}", f"t={min(times):.1f}-{max(times):.1f}s", f"{n} obs, {len(enhanced)} enhanced"]
+    if dupes:
+        lines.append(f"{len(dupes)} near-duplicate(s) hidden")
+    row = Row(lines + (extra or []))
+    row.tiles = [Tile(_real_pixels(f), f.enhanced, f.frame_index, f.time, f.entry) for f in chosen]
+    if not chosen:
+        best = max((f for f in obs if f.crop is not None or f.lr is not None), key=lambda f: f.quality, default=None)
+        if best is not None:
+            row.fallback = best.crop if best.crop is not None else best.lr
+    return row
+
+
+def write_gallery(path: Path, tracks: list[TrackSummary], per_track: int = 3, dedupe: float = DEFAULT_DEDUPE) -> None:
+    """Write the contact sheet PNG (rows sorted by track id, at most MAX_ROWS of them)."""
+    ordered = sorted(tracks, key=lambda t: t.track_id)
+    rows = [track_row(t, per_track, dedupe) for t in ordered[:MAX_ROWS]]
+    rows += [Row([f"#{t.track_id}"]) for t in ordered[MAX_ROWS:]]  # counted, not drawn
+    draw_sheet(Path(path), [Section(None, rows)], per_track)
+
+
+__all__ = ["Row", "Section", "Tile", "draw_sheet", "select", "ssim", "track_row", "write_gallery"]

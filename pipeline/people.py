@@ -1,0 +1,179 @@
+"""People: face embeddings of the ORIGINAL crops, and tracks grouped into person clusters.
+
+Embeddings come from `mobilefacenet_128d.onnx` on camera pixels only — never on enhanced faces,
+whose detail is invented. The saved 128×128 original crop (pipeline.align's template) is re-warped
+to the 112×112 ArcFace template the recogniser was trained on.
+
+Grouping is average-linkage agglomerative clustering over per-track mean embeddings with a cosine
+threshold: two groups join only while their mean pairwise similarity is at least the threshold, and
+never when two of their tracks were seen at the same time in the same source (one person cannot
+be two faces in one frame). Every join is recorded with its similarity, and every track keeps the
+similarity to its nearest track outside its group, so the report can show why tracks were — or
+were not — put together. Nothing is merged silently.
+
+At 10–20 px faces an embedding says little about identity: the report shows similarities as
+hints for an analyst, not as identification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Hashable, Iterable
+
+import cv2
+import numpy as np
+
+from .align import TEMPLATE, similarity
+
+MODEL = "mobilefacenet_128d.onnx"
+DEFAULT_THRESHOLD = 0.5  # measured on the photos: same person ≥ 0.65, different ≤ 0.19
+# insightface's ArcFace 112×112 template (face_align.arcface_dst)
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+def crop112(original: np.ndarray, kps: np.ndarray | None = None) -> np.ndarray:
+    """The 112×112 ArcFace-aligned face from a 128×128 original crop.
+
+    With the observation's source keypoints, the crop's real landmark positions are recomputed
+    (the runner's similarity is deterministic), so the result equals `norm_crop` on the source up
+    to resampling; without them the canonical TEMPLATE is assumed.
+    """
+    if kps is not None:
+        k = np.asarray(kps, np.float64).reshape(5, 2)
+        m = similarity(k)
+        pts = (np.c_[k, np.ones(5)] @ m.T).astype(np.float32)
+    else:
+        pts = TEMPLATE
+    s = similarity(pts, ARCFACE_112)
+    return cv2.warpAffine(original, s, (112, 112), flags=cv2.INTER_LINEAR, borderValue=0.0)
+
+
+class Embedder:
+    """MobileFaceNet 128-D embeddings (L2-normalised) of 112×112 BGR aligned faces."""
+
+    def __init__(self, model: str | Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.log_severity_level = 3
+        self.path = Path(model)
+        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, faces112: list[np.ndarray], batch: int = 32) -> np.ndarray:
+        if not faces112:
+            return np.zeros((0, 128), np.float32)
+        out = []
+        for i in range(0, len(faces112), batch):
+            x = np.stack(faces112[i : i + batch]).astype(np.float32)  # BGR, as the model expects
+            x = ((x - 127.5) / 127.5).transpose(0, 3, 1, 2)
+            out.append(self.session.run(None, {self.input: np.ascontiguousarray(x)})[0])
+        e = np.concatenate(out).astype(np.float32)
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def mean_embedding(embs: np.ndarray, weights: Iterable[float] | None = None) -> np.ndarray | None:
+    """The normalised (optionally weighted) mean of unit embeddings; None for none."""
+    if len(embs) == 0:
+        return None
+    w = np.ones(len(embs)) if weights is None else np.asarray(list(weights), np.float64)
+    m = (np.asarray(embs, np.float64) * w[:, None]).sum(0)
+    n = np.linalg.norm(m)
+    return (m / n).astype(np.float32) if n > 0 else None
+
+
+@dataclass
+class Merge:
+    """Two groups joined at `similarity` (mean pairwise cosine of their tracks)."""
+
+    left: list[Hashable]
+    right: list[Hashable]
+    similarity: float
+
+
+@dataclass
+class Person:
+    members: list[Hashable]
+    merges: list[Merge] = field(default_factory=list)
+
+
+@dataclass
+class Clustering:
+    people: list[Person]
+    threshold: float
+    nearest_outside: dict[Hashable, tuple[Hashable, float] | None]  # per track: closest track in another person
+    similarity: dict[tuple[Hashable, Hashable], float]  # pairwise cosine of tracks with embeddings
+
+
+def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float = DEFAULT_THRESHOLD,
+            cannot_link: Iterable[tuple[Hashable, Hashable]] = ()) -> Clustering:
+    """Average-linkage grouping of track embeddings; tracks without an embedding stay alone.
+
+    The order of `embeddings` decides the order of people (first member) and of members.
+    """
+    keys = list(embeddings)
+    have = [k for k in keys if embeddings[k] is not None]
+    idx = {k: i for i, k in enumerate(have)}
+    E = np.stack([embeddings[k] for k in have]) if have else np.zeros((0, 128), np.float32)
+    S = E @ E.T if len(have) else np.zeros((0, 0))
+    forbid = np.zeros_like(S, dtype=bool)
+    for a, b in cannot_link:
+        if a in idx and b in idx:
+            forbid[idx[a], idx[b]] = forbid[idx[b], idx[a]] = True
+
+    groups: list[list[int]] = [[i] for i in range(len(have))]
+    merges: list[list[Merge]] = [[] for _ in groups]
+    while len(groups) > 1:
+        best, pair = None, None
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                gi, gj = groups[i], groups[j]
+                if forbid[np.ix_(gi, gj)].any():
+                    continue
+                s = float(S[np.ix_(gi, gj)].mean())
+                if s >= threshold and (best is None or s > best):
+                    best, pair = s, (i, j)
+        if pair is None:
+            break
+        i, j = pair
+        m = Merge([have[k] for k in groups[i]], [have[k] for k in groups[j]], round(best, 4))
+        groups[i] = sorted(groups[i] + groups[j])
+        merges[i] = merges[i] + merges[j] + [m]
+        del groups[j], merges[j]
+
+    order = {k: n for n, k in enumerate(keys)}
+    people = [Person([have[k] for k in g], ms) for g, ms in zip(groups, merges)]
+    people += [Person([k]) for k in keys if embeddings[k] is None]
+    for p in people:
+        p.members.sort(key=order.__getitem__)
+    people.sort(key=lambda p: order[p.members[0]])
+
+    owner = {k: n for n, p in enumerate(people) for k in p.members}
+    nearest: dict[Hashable, tuple[Hashable, float] | None] = {}
+    for k in keys:
+        best = None
+        if k in idx:
+            for o in have:
+                if owner[o] != owner[k]:
+                    s = float(S[idx[k], idx[o]])
+                    if best is None or s > best[1]:
+                        best = (o, round(s, 4))
+        nearest[k] = best
+    sims = {(a, b): round(float(S[idx[a], idx[b]]), 4) for a in have for b in have if a != b}
+    return Clustering(people, float(threshold), nearest, sims)
+
+
+def cooccurring(frames: dict[Hashable, tuple[str, set[int]]]) -> list[tuple[Hashable, Hashable]]:
+    """Pairs of tracks seen in the same frame of the same source: two faces at once, never one person."""
+    items = list(frames.items())
+    out = []
+    for i, (a, (sa, fa)) in enumerate(items):
+        for b, (sb, fb) in items[i + 1 :]:
+            if sa == sb and not fa.isdisjoint(fb):
+                out.append((a, b))
+    return out
