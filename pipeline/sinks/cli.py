@@ -1,0 +1,74 @@
+"""`run.py gallery OUT_DIR`: regenerate gallery.png, people.json and report.html from a finished run.
+
+Nothing is reprocessed: the run's own files (manifest.json, tracks/*/track.json, the tiles) are read
+back. Settings: the ones saved in the run's manifest, then --config FILE, then --set key=value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, EnhanceError
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def gallery_settings(out_dir: Path, config: str | None, overrides: list[str]) -> dict:
+    """The run's saved settings overlaid with a YAML file and --set overrides (validated by the report)."""
+    from ..config import parse_override, read_yaml
+
+    cfg: dict[str, Any] = {}
+    for m in [out_dir / "manifest.json", *sorted(out_dir.glob("*/manifest.json"))]:
+        try:
+            settings = json.loads(m.read_text(encoding="utf-8")).get("settings")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(settings, dict):
+            cfg = settings
+            break
+    if config:
+        cfg = _merge(cfg, read_yaml(config))
+    for item in overrides:
+        cfg = _merge(cfg, parse_override(item))
+    return cfg
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    out = Path(args.out_dir)
+    if not out.is_dir():
+        raise EnhanceError(f"output folder not found: {out}")
+    cfg = gallery_settings(out, args.config, args.overrides)
+    if not isinstance(cfg, dict):
+        raise ConfigError("settings must be a mapping")
+    path = write_report(out, cfg, args.models)
+    people = json.loads((out / "people.json").read_text(encoding="utf-8"))
+    n_people = len(people["people"])
+    n_tracks = sum(len(p["tracks"]) for p in people["people"])
+    if not args.quiet:
+        print(f"{n_tracks} tracks, {n_people} people (threshold {people['threshold']:.2f}) → {path}")
+        print(f"  also {out / 'gallery.png'} and {out / 'people.json'}")
+        if people.get("status") not in (None, "grouped"):
+            print(f"  note: {people['status']}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `gallery` on the top-level subparsers."""
+    p = sub.add_parser("gallery", help="rebuild gallery.png, people.json and report.html from a finished run")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="a finished run's output folder (or a folder of runs)")
+    p.add_argument("--config", help="YAML file overlaid on the run's saved settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set people.threshold=0.7 (repeatable)")
+    p.add_argument("--models", help="folder with mobilefacenet_128d.onnx (else $ENHANCE_MODELS, else ~/.insightface/models)")
+    p.add_argument("--quiet", action="store_true", help="no summary output")
+    p.set_defaults(func=cmd_gallery)
