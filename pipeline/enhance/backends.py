@@ -133,6 +133,9 @@ class TorchCUDA:
 
     def _aot(self, entry: int) -> Callable:
         if entry not in self._compiled:
+            import torch._inductor
+            import torch.export
+
             gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name(0)).lower()
             cc = "".join(map(str, torch.cuda.get_device_capability(0)))
             tag = str(self.dtype).replace("torch.", "")
