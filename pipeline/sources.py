@@ -291,6 +291,7 @@ class VideoSource(Source):
         self._target = target
         self._secrets = tuple(secrets)
         self.stop_reason: str | None = None  # live: why the stream ended (read error, end of stream)
+        self._opening = True  # which timeout an interrupted call ran into
         timeout = (cfg.open_timeout_s, cfg.read_timeout_s) if live else None
         try:
             self._container = av.open(
@@ -306,6 +307,7 @@ class VideoSource(Source):
                 e, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError)
             )
             raise error from None
+        self._opening = False
         try:
             self._setup()
         except BaseException:
@@ -434,6 +436,10 @@ class VideoSource(Source):
 
     def _why(self, e: BaseException) -> str:
         """The error's reason with the URL redacted and any secret (password, `${VAR}` value) scrubbed."""
+        if self.live and isinstance(e, av.error.ExitError):  # PyAV's timeout interrupts FFmpeg with AVERROR_EXIT
+            if self._opening:
+                return f"timed out (no answer in {self.cfg.open_timeout_s:g} s)"
+            return f"timed out (no data for {self.cfg.read_timeout_s:g} s)"
         return _scrub(_reason(e, self._target), self._secrets)
 
     def _note(self, what: str) -> None:

@@ -142,12 +142,23 @@ class RtspServer:
     def stop(self) -> None:
         """SIGTERM and wait (orderly shutdown)."""
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         self._reap()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the camera hangs with its connections open (a stalled feed; reads must time out)."""
+        if self.running:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after `freeze`."""
+        if self.running:
+            self.proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> RtspServer:
         """Kill if running, then start again on the same port."""

@@ -217,6 +217,28 @@ def test_close_interrupts_reconnect_wait_and_limited_attempts_give_up(short_clip
     assert all(f.segment == 0 for f in rest)
 
 
+def test_stalled_camera_times_out_and_reconnects(short_clip):
+    """A camera that hangs with the connection open: the read timeout ends it, then it is reconnected."""
+    events: list[dict] = []
+    cfg = live_config(read_timeout_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5)
+    with RtspServer({"cam": short_clip}, loop=True) as srv:
+        with open_source(srv.url("cam"), cfg, on_event=events.append) as src:
+            guard = watchdog(src, 30)
+            frames = read_for(src, 0.5)
+            srv.freeze()
+            frozen = time.monotonic()
+            threading.Timer(4.0, srv.thaw).start()
+            for f in src:
+                frames.append(f)
+                if f.segment == 1:
+                    break
+            guard.cancel()
+    disconnect = next(e for e in events if e["event"] == "disconnect")
+    assert disconnect["reason"] == "read error: timed out (no data for 1 s)"
+    assert disconnect["wall"] - (frozen - time.monotonic() + time.time()) < 4.0  # noticed well before the thaw
+    assert frames[-1].segment == 1 and src.reconnects == 1
+
+
 def test_end_of_stream_reconnects(short_clip):
     """A camera whose stream ends (here: a file played once per connection) is reconnected, not finished."""
     events: list[dict] = []
