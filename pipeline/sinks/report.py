@@ -223,13 +223,46 @@ def _read(out_dir: Path, rel: str | None) -> np.ndarray | None:
 # ------------------------------------------------------------------------------ the report
 
 
+@dataclass
+class Analysis:
+    """Everything the report shows, computed from a finished run's files."""
+
+    out: Path
+    settings: ReportSettings
+    runs: list[Run]
+    tracks: list[TrackRec]  # in order of first appearance
+    persons: list[tuple[str, ppl.Person]]  # ("P1", Person) …
+    clustering: ppl.Clustering
+    model: dict | None  # embedding model {name, sha256}, None when not used
+    note: str  # why people were not grouped, if they were not
+    problems: list[str]  # unreadable files, shown in the report
+
+    @property
+    def by_key(self) -> dict[tuple[str, int], TrackRec]:
+        return {t.key: t for t in self.tracks}
+
+
 def write_report(out_dir: str | Path, cfg: dict | None = None, models_dir: str | Path | None = None) -> Path:
     """Read a finished run (or a folder of runs), group tracks into people, write gallery.png,
     people.json and report.html into out_dir; returns the report's path.
 
     `cfg`: a config dict (Config.to_dict()); None uses the settings saved in the run's manifest.
-    Raises EnhanceError when out_dir holds no run.
+    Raises EnhanceError when out_dir holds no run, ConfigError for a bad people/gallery setting.
     """
+    a = analyse(out_dir, cfg, models_dir)
+    out, persons, clustering, by_key, st = a.out, a.persons, a.clustering, a.by_key, a.settings
+    _write_people_json(out, persons, clustering, by_key, st, a.model, a.note)
+    _write_sheet(out, persons, clustering, by_key, st)
+    path = out / REPORT
+    doc = _html(out, a.runs, persons, clustering, by_key, st, a.model, a.note, a.problems)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(doc, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def analyse(out_dir: str | Path, cfg: dict | None = None, models_dir: str | Path | None = None) -> Analysis:
+    """Load the run(s) in out_dir, pick each track's observations, embed and group tracks into people."""
     from ..models import find_model, sha256
 
     out = Path(out_dir)
@@ -281,19 +314,10 @@ def write_report(out_dir: str | Path, cfg: dict | None = None, models_dir: str |
         people_note = "Grouping into people is switched off (people.enabled: false)."
 
     tracks.sort(key=lambda t: (t.first_time, t.run.rel, t.id))
-    by_key = {t.key: t for t in tracks}
     cannot = ppl.cooccurring({t.key: ((t.run.rel, t.source), t.frames) for t in tracks})
     clustering = ppl.cluster({t.key: t.embedding for t in tracks}, st.threshold, cannot)
     persons = [(f"P{i + 1}", p) for i, p in enumerate(clustering.people)]
-
-    _write_people_json(out, persons, clustering, by_key, st, model_info, people_note)
-    _write_sheet(out, persons, clustering, by_key, st)
-    path = out / REPORT
-    doc = _html(out, runs, persons, clustering, by_key, st, model_info, people_note, problems)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return Analysis(out, st, runs, tracks, persons, clustering, model_info, people_note, problems)
 
 
 def _key_json(k: tuple[str, int]) -> dict:
@@ -311,6 +335,8 @@ def _write_people_json(out: Path, persons, clustering, by_key, st: ReportSetting
             "id": pid,
             "tracks": [{**_key_json(k), "source": by_key[k].source, "first_time": by_key[k].first_time,
                         "last_time": by_key[k].last_time, "embedded_crops": by_key[k].n_embedded,
+                        "shown_frames": [o.frame for o in by_key[k].chosen],
+                        "hidden_near_duplicates": [o.frame for o in by_key[k].dupes],
                         "nearest_other": ({**_key_json(clustering.nearest_outside[k][0]),
                                            "similarity": clustering.nearest_outside[k][1]}
                                           if clustering.nearest_outside.get(k) else None)}

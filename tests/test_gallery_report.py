@@ -1,0 +1,323 @@
+"""Galleries and report: selection and de-duplication on a real run, people clustering on the photos,
+report.html in a real headless Chromium, hostile strings escaped, `gallery` regenerating from files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import IMAGES, MODELS, VIDEO, run_cli
+from pipeline import people as ppl
+from pipeline.align import Aligner
+from pipeline.errors import ConfigError, EnhanceError
+from pipeline.sinks import TrackWriter
+from pipeline.sinks.cli import add_commands
+from pipeline.sinks.gallery import select, ssim
+from pipeline.sinks.report import analyse, write_report
+from pipeline.types import Face, TrackSummary
+
+OFFICE = VIDEO / "office_fisheye_cctv.mp4"
+PHOTOS = ["obama_1", "obama_2", "obama_3", "obama_4", "obama_small", "biden_1", "biden_2",
+          "kit_1", "kit_2", "kit_3", "rose_1", "rose_2", "alex_1", "alex_2"]
+HOSTILE = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
+
+
+def person_of(name: str) -> str:
+    return name.split("_")[0]
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def photo_faces(detector) -> dict[str, Face]:
+    """The largest face of each photo, aligned the way the runner aligns video faces."""
+    out = {}
+    for name in PHOTOS:
+        path = next(IMAGES.glob(name + ".*"), None)
+        if path is None:
+            pytest.skip(f"photo missing: {name}")
+        img = cv2.imread(str(path))
+        face = max(detector(img), key=lambda f: f.size)
+        Aligner()(img, face)
+        out[name] = face
+    return out
+
+
+def write_photo_run(run_dir: Path, faces: dict[str, Face], source: str = "photos", frames: dict[str, int] | None = None,
+                    inputs: list[str] | None = None) -> dict[str, int]:
+    """One track per photo (track ids 1..n), written by the real TrackWriter, plus a minimal manifest."""
+    ids = {}
+    for i, (name, f) in enumerate(faces.items(), start=1):
+        frame = (frames or {}).get(name, i * 10)
+        g = Face(box=f.box.copy(), kps=f.kps.copy(), score=f.score, frame_index=frame, time=frame / 25.0,
+                 source=source, track_id=i, crop=f.crop.copy(), lr=f.lr.copy(), entry=f.entry, matrix=f.matrix,
+                 quality=f.quality)
+        g.enhanced = cv2.resize(g.lr, (128, 128), interpolation=cv2.INTER_CUBIC)  # stand-in for the generator
+        TrackWriter(run_dir, run_info={"inputs": inputs or [source]}).write(
+            TrackSummary(i, source, faces=[g], enhanced=[g]))
+        ids[name] = i
+    (run_dir / "manifest.json").write_text(json.dumps({"status": "complete", "inputs": inputs or [source],
+                                                       "settings": {}, "stats": {"frames": 1}}))
+    return ids
+
+
+@pytest.fixture(scope="module")
+def office_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("office_gallery")
+    proc = run_cli("process", str(OFFICE), "--out", str(out), "--models", str(MODELS), "--quiet", timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def chrome(tmp: Path):
+    """Headless Debian Chromium through chromedriver (selenium); skips when either is missing."""
+    pytest.importorskip("selenium", reason="selenium not installed (test extra)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    profile = tmp / "chrome-profile"
+    profile.mkdir(parents=True, exist_ok=True)
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={profile}", "--window-size=1300,1800"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+IMAGES_JS = "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);"
+
+
+def open_report(drv, path: Path) -> None:
+    drv.get(path.resolve().as_uri())
+    drv.execute_script("return document.readyState")
+
+
+def console_errors(drv) -> list[dict]:
+    return [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def all_images_loaded(drv) -> list:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    drv.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+    WebDriverWait(drv, 20).until(lambda d: d.execute_script(
+        "return Array.from(document.images).every(i => i.complete)"))
+    return drv.execute_script(IMAGES_JS)
+
+
+# ------------------------------------------------------------------------------ clustering
+
+
+def test_cluster_unit() -> None:
+    a = np.array([1, 0, 0], np.float32)
+    b = np.array([0.8, 0.6, 0], np.float32)  # cos(a, b) = 0.8
+    c = np.array([0, 0, 1], np.float32)
+    got = ppl.cluster({"a": a, "b": b, "c": c, "d": None}, threshold=0.7)
+    assert [p.members for p in got.people] == [["a", "b"], ["c"], ["d"]]
+    assert got.people[0].merges[0].similarity == pytest.approx(0.8)
+    assert got.nearest_outside["c"][1] == pytest.approx(0.0, abs=1e-6) and got.nearest_outside["d"] is None
+    assert [p.members for p in ppl.cluster({"a": a, "b": b}, threshold=0.81).people] == [["a"], ["b"]]
+    apart = ppl.cluster({"a": a, "b": b}, threshold=0.7, cannot_link=[("a", "b")])
+    assert [p.members for p in apart.people] == [["a"], ["b"]] and apart.nearest_person[0] == (1, 0.8, True)
+    assert ppl.cooccurring({1: ("s", {1, 2}), 2: ("s", {2, 3}), 3: ("t", {2}), 4: ("s", {5})}) == [(1, 2)]
+
+
+def test_photos_cluster_by_person_through_the_saved_tiles(tmp_path: Path, photo_faces) -> None:
+    ids = write_photo_run(tmp_path, photo_faces)
+    a = analyse(tmp_path, {}, MODELS)
+    name_of = {v: k for k, v in ids.items()}
+    groups = sorted(sorted(person_of(name_of[k[1]]) + ":" + name_of[k[1]] for k in p.members) for _, p in a.persons)
+    expected = sorted(sorted(f"{person_of(n)}:{n}" for n in PHOTOS if person_of(n) == who)
+                      for who in ("obama", "biden", "kit", "rose", "alex"))
+    assert groups == expected  # same person together, different people apart
+    for _, p in a.persons:  # every join is recorded with its similarity, all at or above the threshold
+        assert len(p.merges) == len(p.members) - 1
+        assert all(m.similarity >= a.settings.threshold for m in p.merges)
+    # embeddings of the re-warped 128 original equal insightface's own 112 crop of the source
+    t = a.tracks[0]
+    assert t.n_embedded == 1 and t.embedding is not None
+    write_report(tmp_path, {}, MODELS)
+    doc = json.loads((tmp_path / "people.json").read_text())
+    assert len(doc["people"]) == 5 and doc["model"]["name"] == ppl.MODEL
+
+
+def test_same_frame_is_never_one_person(tmp_path: Path, photo_faces) -> None:
+    faces = {n: photo_faces[n] for n in ("obama_1", "obama_2", "biden_1")}
+    write_photo_run(tmp_path, faces, frames={"obama_1": 7, "obama_2": 7, "biden_1": 9})
+    a = analyse(tmp_path, {}, MODELS)
+    assert len(a.persons) == 3  # obama_1 and obama_2 share frame 7: two faces at once
+    html = (write_report(tmp_path, {}, MODELS)).read_text()
+    assert "same frame" in html
+
+
+def test_threshold_and_missing_model(tmp_path: Path, photo_faces) -> None:
+    write_photo_run(tmp_path, {n: photo_faces[n] for n in ("obama_1", "obama_2")})
+    assert len(analyse(tmp_path, {"people": {"threshold": 0.99}}, MODELS).persons) == 2
+    assert len(analyse(tmp_path, {"people": {"threshold": 0.5}}, MODELS).persons) == 1
+    a = analyse(tmp_path, {"people": {"model": "no_such_model.onnx"}}, tmp_path)
+    assert len(a.persons) == 2 and "not grouped" in a.note
+    with pytest.raises(ConfigError, match="people.threshold"):
+        analyse(tmp_path, {"people": {"threshold": 1.5}}, MODELS)
+    with pytest.raises(ConfigError, match="gallery.dedupe"):
+        analyse(tmp_path, {"gallery": {"dedupe": "x"}}, MODELS)
+    with pytest.raises(EnhanceError, match="no finished run"):
+        write_report(tmp_path / "tracks" / "1", {}, MODELS)
+
+
+def test_people_across_runs_in_one_folder(tmp_path: Path, photo_faces) -> None:
+    write_photo_run(tmp_path / "cam_a", {"obama_1": photo_faces["obama_1"], "kit_1": photo_faces["kit_1"]}, "cam A")
+    write_photo_run(tmp_path / "cam_b", {"obama_2": photo_faces["obama_2"]}, "cam B")
+    a = analyse(tmp_path, {}, MODELS)
+    groups = sorted(sorted(k for k in p.members) for _, p in a.persons)
+    assert groups == [[("cam_a", 1), ("cam_b", 1)], [("cam_a", 2)]]
+    html = write_report(tmp_path, {}, MODELS).read_text()
+    assert 'src="cam_b/tracks/1/' in html and "cam A" in html and "cam B" in html
+
+
+# ------------------------------------------------------------------------------ selection
+
+
+def test_select_dedupe_unit() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (16, 16, 3), np.uint8)
+    other = rng.integers(0, 255, (16, 16, 3), np.uint8)
+    items = [("a", 0.9, base), ("a2", 0.8, base.copy()), ("b", 0.7, other), ("c", 0.6, 255 - base)]
+    chosen, dupes = select(items, 2, lambda x: x[1], lambda x: x[2], dedupe=0.9)
+    assert [c[0] for c in chosen] == ["a", "b"] and [d[0] for d in dupes] == ["a2"]
+    chosen, dupes = select(items, 3, lambda x: x[1], lambda x: x[2], dedupe=1.0)
+    assert [c[0] for c in chosen] == ["a", "a2", "b"] and not dupes
+    assert ssim(base, base) == pytest.approx(1.0) and ssim(base, other) < 0.5
+
+
+@pytest.mark.slow
+def test_office_gallery_selection_and_dedupe(office_run: Path) -> None:
+    a = analyse(office_run, {"gallery": {"dedupe": 0.9}, "output": {"gallery_per_track": 3}}, MODELS)
+    manifest = json.loads((office_run / "manifest.json").read_text())
+    assert len(a.tracks) == manifest["stats"]["tracks"] > 0
+    hidden = 0
+    for t in a.tracks:
+        assert 1 <= len(t.chosen) <= 3
+        q = [o.quality for o in t.chosen]
+        assert q == sorted(q, reverse=True)
+        real = [cv2.imread(str(office_run / o.files["lr"])) for o in t.chosen]
+        for i in range(len(real)):
+            for j in range(i + 1, len(real)):
+                assert ssim(real[i], real[j]) < 0.9  # no near-duplicates shown
+        for d in t.dupes:  # each hidden one duplicates a better one that is shown
+            img = cv2.imread(str(office_run / d.files["lr"]))
+            assert any(ssim(img, r) >= 0.9 and o.quality >= d.quality for o, r in zip(t.chosen, real))
+        # the best observation by quality is always shown
+        assert t.chosen[0].quality == max(o.quality for o in t.tiles)
+        hidden += len(t.dupes)
+        assert all(o.files.get("enhanced") for o in t.chosen)
+    assert hidden >= 1  # this clip has people standing still: near-identical crops exist
+    off = analyse(office_run, {"gallery": {"dedupe": 1.0}, "output": {"gallery_per_track": 3}}, MODELS)
+    assert all(not t.dupes and len(t.chosen) == min(3, len(t.tiles)) for t in off.tracks)
+    # people: every track is in exactly one person; embeddings came from original crops
+    members = [k for _, p in a.persons for k in p.members]
+    assert sorted(members) == sorted(t.key for t in a.tracks)
+    assert all(t.n_embedded == len([o for o in t.tiles if "original" in o.files]) for t in a.tracks)
+
+
+@pytest.mark.slow
+def test_gallery_command_regenerates_without_reprocessing(office_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(office_run, out)
+    tiles = {p: p.stat().st_mtime_ns for p in (out / "tracks").rglob("*")}
+    video = (out / "annotated.mp4").stat().st_mtime_ns
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["gallery", str(out), "--models", str(MODELS), "--set", "people.threshold=0.7",
+                              "--set", "gallery.dedupe=0.95", "--quiet"])
+    assert args.func(args) == 0
+    for name in ("report.html", "gallery.png", "people.json"):
+        assert (out / name).stat().st_size > 0
+    doc = json.loads((out / "people.json").read_text())
+    assert doc["threshold"] == 0.7
+    assert {p: p.stat().st_mtime_ns for p in (out / "tracks").rglob("*")} == tiles  # nothing re-made
+    assert (out / "annotated.mp4").stat().st_mtime_ns == video
+    bad = parser.parse_args(["gallery", str(tmp_path / "nothing")])
+    with pytest.raises(EnhanceError):
+        bad.func(bad)
+
+
+# ------------------------------------------------------------------------------ browser
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(office_run: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    path = write_report(office_run, None, MODELS)
+    html = path.read_text()
+    assert "<script" not in html.lower() and "http://" not in html and "https://" not in html  # offline, static
+    drv = chrome(tmp_path)
+    try:
+        open_report(drv, path)
+        first = drv.find_element(By.CSS_SELECTOR, "details.track")
+        obs = first.find_elements(By.CSS_SELECTOR, "figure.obs")
+        assert obs and not obs[0].is_displayed() and first.get_attribute("open") is None
+        first.find_element(By.CSS_SELECTOR, "summary img").click()  # a click on the track …
+        assert first.get_attribute("open") is not None and obs[0].is_displayed()  # … opens its observations
+        assert obs[0].find_element(By.CSS_SELECTOR, "img.ai").is_displayed()
+        link = obs[0].find_element(By.PARTIAL_LINK_TEXT, "video at")
+        assert "annotated.mp4#t=" in link.get_attribute("href")
+        shot = tmp_path / "report.png"
+        drv.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000 and cv2.imread(str(shot)).std() > 10
+        images = all_images_loaded(drv)
+        n_tiles = sum(len(t.chosen) for t in analyse(office_run, None, MODELS).tracks)
+        assert len(images) >= 2 * n_tiles and all(ok for _, ok in images), [s for s, ok in images if not ok]
+        assert console_errors(drv) == []
+    finally:
+        drv.quit()
+
+
+def test_hostile_strings_are_escaped(tmp_path: Path, photo_faces) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    run = tmp_path / "run"
+    write_photo_run(run, {"obama_1": photo_faces["obama_1"]}, source=HOSTILE, inputs=[HOSTILE + ".mp4"])
+    # a tile whose file name itself is hostile, listed in track.json
+    tdir = run / "tracks" / "1"
+    doc = json.loads((tdir / "track.json").read_text())
+    files = doc["observations"][0]["files"]
+    evil = "<script>alert(3)<!--#?&.png"
+    shutil.copy(tdir / files["lr"], tdir / evil)
+    files["lr"] = evil
+    files["original"] = "../../../etc/passwd"  # not a plain file name: ignored
+    (tdir / "track.json").write_text(json.dumps(doc))
+    path = write_report(run, {}, MODELS)
+    html = path.read_text()
+    assert "<script" not in html.lower() and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "%3Cscript%3Ealert%283%29%3C%21--%23%3F%26.png" in html  # the link is percent-encoded
+    assert "passwd" not in html
+    drv = chrome(tmp_path)
+    try:
+        open_report(drv, path)
+        with pytest.raises(NoAlertPresentException):
+            drv.switch_to.alert.text  # noqa: B018
+        assert drv.execute_script("return document.scripts.length") == 0
+        assert drv.execute_script("return document.querySelectorAll('[onerror]').length") == 0
+        assert HOSTILE in drv.execute_script("return document.body.innerText")  # shown as text
+        images = all_images_loaded(drv)
+        assert any("alert%283%29" in src and ok for src, ok in images), images  # the odd file name loads
+        assert all(ok for _, ok in images)
+        assert console_errors(drv) == []
+    finally:
+        drv.quit()
