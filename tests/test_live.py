@@ -342,12 +342,3 @@ def test_slow_consumer_gets_recent_frames(server):
     assert reports and sum(e["count"] for e in reports) <= dropped and reports[-1]["total"] <= dropped
     assert all(b["time"] - a["time"] >= 0.9 for a, b in zip(reports, reports[1:]))  # rate-limited
 
-
-def test_files_never_drop(tmp_path):
-    clip = media.make_video(tmp_path / "c.mp4", frames=20)
-    with open_source(str(clip), live_config(live_queue=1)) as src:
-        frames = []
-        for f in src:
-            frames.append(f)
-            time.sleep(0.01)
-    assert [media.read_index(f.image) for f in frames] == list(range(20)) and src.dropped == 0

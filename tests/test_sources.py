@@ -420,3 +420,14 @@ def test_scrub_and_userinfo():
     assert _userinfo("rtsp://admin:pa:ss@h/x") == ["admin:pa:ss", "admin", "pa:ss"]
     assert _userinfo("rtsp://h/x") == []
     assert _scrub("401 for admin with pa:ss", ["admin:pa:ss", "admin", "pa:ss", "x"]) == "401 for *** with ***"
+
+
+def test_files_never_drop(tmp_path):
+    """Only live feeds drop frames for a slow consumer; a file waits for it."""
+    clip = media.make_video(tmp_path / "c.mp4", frames=20)
+    with open_source(str(clip), live_config(live_queue=1)) as src:
+        frames = []
+        for f in src:
+            frames.append(f)
+            time.sleep(0.01)
+    assert [media.read_index(f.image) for f in frames] == list(range(20)) and src.dropped == 0
