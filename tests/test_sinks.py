@@ -380,3 +380,25 @@ def test_video_bad_preset_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="video_preset"):
         VideoWriter(tmp_path / "bad.mp4", 64, 48, fps=25.0, preset="no-such-preset")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_gallery_row_hides_near_duplicates_and_marks(photo: np.ndarray) -> None:
+    from pipeline.sinks.gallery import track_row
+
+    track = make_track(photo, tid=4, enhanced_frames=(1, 2, 3))
+    # the same face at three sizes is itself a near-duplicate: make two of them look different
+    track.enhanced[1].lr = 255 - track.enhanced[1].lr
+    track.enhanced[2].lr = np.ascontiguousarray(np.rot90(track.enhanced[2].lr))
+    assert len(track_row(track, per_track=4).tiles) == 3
+    dup = dataclasses.replace(track.enhanced[0], frame_index=99, quality=track.enhanced[0].quality - 1e-3)
+    track.enhanced.append(dup)  # same pixels, another frame: a near-duplicate
+    row = track_row(track, per_track=4)
+    assert sorted(t.frame for t in row.tiles) == [11, 12, 13] and "1 near-duplicate(s) hidden" in row.lines
+    assert [t.frame for t in track_row(track, per_track=4, dedupe=1.0).tiles].count(99) == 1
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d) / "g.png"
+        write_gallery(tmp, [track], per_track=4)
+        sheet = np.asarray(Image.open(tmp))
+    assert sheet.shape[1] >= 190 + 3 * 2 * 128  # three pairs drawn at 128 px
