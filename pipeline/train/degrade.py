@@ -16,8 +16,8 @@ import numpy as np
 
 @dataclass
 class DegradeConfig:
-    p_clean: float = 0.35  # area downscale only
-    p_misalign: float = 0.7
+    p_clean: float = 0.5  # area downscale only
+    p_misalign: float = 0.5
     shift: float = 2.0  # max shift in 128 px units
     rotate: float = 3.0  # degrees
     scale: float = 0.04  # relative

@@ -271,7 +271,7 @@ class Trainer:
         rec = {k: float(v.detach()) for k, v in losses.items()}
         rec.update(total=float(total.detach()), out=out, alpha=alpha, entry=entry)
         if use_adv:
-            rec["d"] = float(d_loss)
+            rec["d"] = float(d_loss.detach())
         return rec
 
     @torch.no_grad()

@@ -1,0 +1,158 @@
+"""Training on real prepared faces: prepare output, degradation chain, loss falls, exact resume, CLI errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FACES = SHARED / "data" / "faces"
+MODELS = SHARED / "models"
+
+pytestmark = pytest.mark.skipif(not (FACES / "train").is_dir(), reason="../shared/data/faces not available")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    from pipeline.train.prepare import prepare
+
+    src = tmp_path_factory.mktemp("src")
+    shutil.copy(FACES / "identities.csv", src / "identities.csv")
+    for split, n in (("train", 12), ("val", 4)):
+        (src / split).mkdir()
+        for p in sorted((FACES / split).glob("*.jpg"))[:n]:
+            shutil.copy(p, src / split / p.name)
+    (src / "train" / "blank.jpg").write_bytes(cv2.imencode(".jpg", np.full((200, 200, 3), 127, np.uint8))[1].tobytes())
+    out = tmp_path_factory.mktemp("prepared")
+    counts = prepare(src, out, str(MODELS), log=lambda m: None)
+    assert counts == {"train": 12, "val": 4}  # the blank photo has no face: reported and skipped
+    return out
+
+
+def test_prepare_writes_aligned_crops_and_attention(prepared: Path):
+    z = np.load(prepared / "train.npz", allow_pickle=False)
+    assert len(z["names"]) == 12 and "blank.jpg" not in list(z["names"])
+    assert z["attention"].shape == (12, 64, 64) and z["attention"].dtype == np.uint8
+    assert z["identities"][0] != ""  # identities come from identities.csv
+    for n in z["names"]:
+        img = cv2.imread(str(prepared / "train" / str(n)))
+        assert img.shape == (128, 128, 3)
+    # the attention map concentrates on the face: eyes/mouth region brighter than the corners
+    att = z["attention"].astype(np.float32).mean(0)
+    assert att[24:48, 16:48].mean() > 2 * att[:8, :8].mean()
+
+
+def test_degradation_chain():
+    from pipeline.train.degrade import DegradeConfig, clean, degrade, h264_roundtrip
+
+    hr = cv2.imread(str(sorted((FACES / "val").glob("*.jpg"))[0]))
+    hr = cv2.resize(hr, (128, 128), interpolation=cv2.INTER_AREA)
+    for e in (16, 32, 64):
+        a = degrade(hr, e, np.random.default_rng(5))
+        b = degrade(hr, e, np.random.default_rng(5))
+        assert a.shape == (e, e, 3) and a.dtype == np.uint8
+        assert np.array_equal(a, b)  # fixed seed → same degradation (eval's cctv mode relies on it)
+        assert np.array_equal(degrade(hr, e, np.random.default_rng(1), DegradeConfig(p_clean=1.0)), clean(hr, e))
+    outs = [degrade(hr, 16, np.random.default_rng(s), DegradeConfig(p_clean=0.0)) for s in range(8)]
+    diffs = [np.abs(o.astype(int) - clean(hr, 16).astype(int)).mean() for o in outs]
+    assert max(diffs) > 3 and len({round(d, 3) for d in diffs}) > 4  # really random, really degraded
+    h = h264_roundtrip(clean(hr, 32), 35)
+    assert h.shape == (32, 32, 3) and not np.array_equal(h, clean(hr, 32))
+
+
+def _cfg(prepared: Path, out: Path, **kw) -> dict:
+    from pipeline.train.trainer import merge_config
+
+    base = {
+        "data": str(prepared),
+        "out": str(out),
+        "models": str(MODELS),
+        "threads": 2,
+        "device": "cpu",
+        "model": {"channels": [32, 24, 16, 8], "blocks": [2, 1, 1, 1]},
+        "steps": 30,
+        "batch": 4,
+        "lr": 3e-3,
+        "lr_final": 3e-3,
+        "ema": 0.0,
+        "grow": {"to64": 2, "to128": 4, "fade": 2},
+        "loss": {"heatmap_every": 3, "adv_start": 24},
+        "val_every": 15,
+        "val_faces": 4,
+        "ckpt_every": 100,
+    }
+    base.update(kw)
+    return merge_config(base)
+
+
+def _fixed_loss(model, prepared: Path) -> float:
+    from pipeline.train.data import FaceSet, to_tensor
+    from pipeline.train.degrade import clean
+
+    faces = FaceSet(prepared, "train")
+    with torch.no_grad():
+        lr = to_tensor(np.stack([clean(im, 16) for im in faces.images]))
+        return float((model.eval()(lr) - to_tensor(faces.images)).abs().mean())
+
+
+def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
+    from pipeline.enhance.generator import load_generator
+    from pipeline.train.trainer import Trainer
+
+    # a clean 16 px entry from the first step, so 30 CPU steps measurably fit these 12 real faces
+    cfg = _cfg(prepared, tmp_path / "run", degrade_p=0.0, entries=[16], entry_weights=[1.0],
+               grow={"to64": 0, "to128": 0, "fade": 1})  # fmt: skip
+    t = Trainer(cfg, log=lambda m: None)
+    before = _fixed_loss(t.G, prepared)
+    res = t.fit()
+    after = _fixed_loss(t.G, prepared)
+    assert res["step"] == 30 and res["samples"] == 120
+    assert after < before * 0.97, (before, after)
+    h = res["history"]
+    assert np.mean(h[-10:]) < np.mean(h[:10])  # the training loss falls too
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "val psnr16" in log and "samples/s" in log and "adv" in log and "hm" in log
+    g, meta = load_generator(tmp_path / "run" / "generator.safetensors")
+    assert meta["steps"] == 30 and meta["arch"] == cfg["model"]
+
+
+def test_resume_is_exact(prepared: Path, tmp_path: Path):
+    from pipeline.train.trainer import Trainer
+
+    quiet = lambda m: None  # noqa: E731
+    kw = {"steps": 10, "batch": 4, "loss": {"heatmap_every": 2, "adv_start": 7}, "val_every": 0}
+    straight = Trainer(_cfg(prepared, tmp_path / "a", **kw), log=quiet)
+    straight.fit()
+    first = Trainer(_cfg(prepared, tmp_path / "b", **kw), log=quiet)
+    first.fit(max_steps=6)
+    second = Trainer(_cfg(prepared, tmp_path / "b", **kw), log=quiet)
+    second.load(tmp_path / "b" / "ckpt_last.pt")
+    assert second.step == 6
+    second.fit()
+    assert second.step == 10 and second.samples == straight.samples
+    for (name, a), b in zip(straight.G.state_dict().items(), second.G.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    for a, b in zip(straight.D.state_dict().values(), second.D.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_cli_errors_are_one_line(prepared: Path, tmp_path: Path, capsys):
+    from pipeline.train.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "unknown train config key 'stepz'" in capsys.readouterr().err
+    good = tmp_path / "ok.yaml"
+    good.write_text(f"data: {tmp_path / 'nothing'}\nout: {tmp_path / 'r'}\nmodels: {MODELS}\n")
+    assert main(["train", "--config", str(good)]) == 2
+    assert "prepare" in capsys.readouterr().err
+    ok = tmp_path / "ok2.yaml"
+    ok.write_text(f"data: {prepared}\nout: {tmp_path / 'r'}\nmodels: {MODELS}\nthreads: 1\n")
+    assert main(["train", "--config", str(ok), "--resume", str(tmp_path / "none.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
