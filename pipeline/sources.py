@@ -699,9 +699,9 @@ class LiveSource(Source):
 
 
 def _network_options(spec: str, cfg: SourceConfig, options: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
-    """FFmpeg options for a camera URL: TCP for RTSP unless asked otherwise, socket timeouts in µs.
+    """FFmpeg options for a camera URL: RTSP over `cfg.transport` (TCP by default), socket timeouts in µs.
 
-    A `transport=udp|tcp|http` query parameter (or `options["transport"]`) picks the RTSP transport and
+    A `transport=udp|tcp|http` query parameter (or `options["transport"]`) overrides it for one camera and
     is removed from the URL sent to the camera.
     """
     parts = urlsplit(spec)
@@ -718,7 +718,7 @@ def _network_options(spec: str, cfg: SourceConfig, options: Mapping[str, str] | 
     # the old rtsp name `stimeout` no longer exists.
     opts["timeout"] = str(int(cfg.read_timeout_s * 1_000_000))
     if scheme in ("rtsp", "rtsps"):
-        opts["rtsp_transport"] = transport or "tcp"
+        opts["rtsp_transport"] = transport or getattr(cfg, "transport", "tcp")
     if scheme in ("rtmp", "rtmps"):
         opts.pop("timeout")  # rtmp's `timeout` means "listen", which would turn us into a server
     opts.update(extra)

@@ -379,6 +379,9 @@ def test_network_options():
     assert opts == {"rtsp_transport": "udp", "timeout": "3500000"}
     _, opts = _network_options("rtsp://h/cam", cfg, None)
     assert opts["rtsp_transport"] == "tcp"
+    cfg_udp = live_config(transport="udp")
+    assert _network_options("rtsp://h/cam", cfg_udp, None)[1]["rtsp_transport"] == "udp"
+    assert _network_options("rtsp://h/cam?transport=tcp", cfg_udp, None)[1]["rtsp_transport"] == "tcp"
     _, opts = _network_options("http://h/cam.mjpg", cfg, {"reconnect": "1"})
     assert opts == {"timeout": "3500000", "reconnect": "1"}
 
