@@ -142,6 +142,7 @@ def evaluate(
     seed: int = 0,
     sheet: int = 8,
     log=print,
+    det_size: int = 320,
 ) -> dict:
     from .detect import Detector
     from .enhance.generator import load_generator
@@ -154,7 +155,8 @@ def evaluate(
     if not photos:
         raise InputError(f"no images in {faces_dir}")
     model, meta = load_generator(weights)
-    detector = Detector(find_model("det_500m.onnx", models_dir))
+    # photos of single faces ~200 px across: a 320 input keeps them inside SCRFD's anchor range (as `prepare`)
+    detector = Detector(find_model("det_500m.onnx", models_dir), input_size=det_size)
     ident = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
     lms = LandmarkScorer(find_model("pfld.onnx", models_dir))
 
@@ -245,7 +247,8 @@ def run_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{args.degrade}_{args.entry}"
     summary = evaluate(
-        Path(args.faces), args.entry, args.degrade, args.limit, args.weights, args.models, out, args.seed, args.sheet
+        Path(args.faces), args.entry, args.degrade, args.limit, args.weights, args.models, out, args.seed, args.sheet,
+        det_size=args.det_size,
     )
     print(format_table(summary))
     print(f"per-image CSV: {summary['csv']}\nsample sheet: {summary['sheet']}")

@@ -66,7 +66,7 @@ class ProgressiveGenerator(nn.Module):
     def __init__(
         self,
         channels: tuple[int, ...] | list[int] = (64, 48, 32, 16),
-        blocks: tuple[int, ...] | list[int] = (4, 3, 2, 1),
+        blocks: tuple[int, ...] | list[int] = (6, 4, 2, 1),
     ) -> None:
         super().__init__()
         channels, blocks = [int(c) for c in channels], [int(b) for b in blocks]

@@ -22,7 +22,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    counts = prepare(Path(args.faces), Path(args.out), args.models, tuple(args.splits), args.limit, args.quality)
+    counts = prepare(
+        Path(args.faces), Path(args.out), args.models, tuple(args.splits), args.limit, args.quality, args.det_size
+    )
     return 0 if all(counts.values()) else 1
 
 
@@ -89,6 +91,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--limit", type=int, default=0, help="only the first N photos of each split")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality of the cached crops")
+    p.add_argument("--det-size", type=int, default=320, help="detector input size (the photos are ~200 px)")
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=cmd_prepare)
 
@@ -116,6 +119,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="also write the summary as JSON here")
     p.add_argument("--seed", type=int, default=0, help="seed of the cctv degradation")
     p.add_argument("--sheet", type=int, default=8, help="faces on the sample sheet")
+    p.add_argument("--det-size", type=int, default=320, help="detector input size (as `prepare`)")
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=cmd_eval)
 
