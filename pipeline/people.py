@@ -107,7 +107,6 @@ class Clustering:
     people: list[Person]
     threshold: float
     nearest_outside: dict[Hashable, tuple[Hashable, float] | None]  # per track: closest track in another person
-    similarity: dict[tuple[Hashable, Hashable], float]  # pairwise cosine of tracks with embeddings
     apart: set[frozenset] = field(default_factory=set)  # pairs seen in one frame: never one person
     # per person (index into people): the closest other person by average linkage, and whether
     # some of their tracks share a frame (then they can never be joined): (index, similarity, apart)
@@ -119,79 +118,100 @@ def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float = DE
     """Average-linkage grouping of track embeddings; tracks without an embedding stay alone.
 
     The order of `embeddings` decides the order of people (first member) and of members.
+    Group-to-group sums of similarities are updated in place on each join (Lance–Williams), so a
+    run with n tracks costs O(n²) memory and about n numpy passes over an n×n matrix.
     """
     keys = list(embeddings)
     have = [k for k in keys if embeddings[k] is not None]
     idx = {k: i for i, k in enumerate(have)}
-    E = np.stack([embeddings[k] for k in have]) if have else np.zeros((0, 128), np.float32)
-    S = E @ E.T if len(have) else np.zeros((0, 0))
-    forbid = np.zeros_like(S, dtype=bool)
+    n = len(have)
+    E = np.stack([embeddings[k] for k in have]).astype(np.float64) if n else np.zeros((0, 1))
+    S = E @ E.T
     cannot_link = list(cannot_link)
+    forbid = np.zeros((n, n), dtype=bool)
     for a, b in cannot_link:
         if a in idx and b in idx:
             forbid[idx[a], idx[b]] = forbid[idx[b], idx[a]] = True
 
-    groups: list[list[int]] = [[i] for i in range(len(have))]
-    merges: list[list[Merge]] = [[] for _ in groups]
-    while len(groups) > 1:
-        best, pair = None, None
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                gi, gj = groups[i], groups[j]
-                if forbid[np.ix_(gi, gj)].any():
-                    continue
-                s = float(S[np.ix_(gi, gj)].mean())
-                if s >= threshold and (best is None or s > best):
-                    best, pair = s, (i, j)
-        if pair is None:
+    # Group state: sums of pairwise similarities, sizes, forbidden pairs; row i is group i while alive.
+    total = S.copy()
+    size = np.ones(n)
+    banned = forbid.copy()
+    alive = np.ones(n, dtype=bool)
+    members: list[list[int]] = [[i] for i in range(n)]
+    merges: list[list[Merge]] = [[] for _ in range(n)]
+    # avg: mean similarity between live groups, -inf where they may not (or cannot) join
+    avg = np.where(banned | np.eye(n, dtype=bool), -np.inf, S)
+    while n > 1:
+        i, j = np.unravel_index(int(np.argmax(avg)), avg.shape)
+        best = float(avg[i, j])
+        if not best >= threshold:
             break
-        i, j = pair
-        m = Merge([have[k] for k in groups[i]], [have[k] for k in groups[j]], round(best, 4))
-        groups[i] = sorted(groups[i] + groups[j])
-        merges[i] = merges[i] + merges[j] + [m]
-        del groups[j], merges[j]
+        i, j = min(i, j), max(i, j)
+        merges[i] = merges[i] + merges[j] + [
+            Merge([have[k] for k in members[i]], [have[k] for k in members[j]], round(best, 4))]
+        members[i] = sorted(members[i] + members[j])
+        total[i, :] += total[j, :]
+        total[:, i] = total[i, :]
+        banned[i, :] |= banned[j, :]
+        banned[:, i] = banned[i, :]
+        size[i] += size[j]
+        alive[j] = False
+        members[j], merges[j] = [], []
+        row = np.where(alive & ~banned[i], total[i] / (size[i] * size), -np.inf)
+        row[i] = -np.inf
+        avg[i, :] = row
+        avg[:, i] = row
+        avg[j, :] = -np.inf
+        avg[:, j] = -np.inf
 
-    order = {k: n for n, k in enumerate(keys)}
-    people = [Person([have[k] for k in g], ms) for g, ms in zip(groups, merges)]
+    live = [g for g in range(n) if alive[g]]
+    order = {k: m for m, k in enumerate(keys)}
+    people = [Person([have[k] for k in members[g]], merges[g]) for g in live]
     people += [Person([k]) for k in keys if embeddings[k] is None]
     for p in people:
         p.members.sort(key=order.__getitem__)
     people.sort(key=lambda p: order[p.members[0]])
 
-    owner = {k: n for n, p in enumerate(people) for k in p.members}
-    nearest: dict[Hashable, tuple[Hashable, float] | None] = {}
-    for k in keys:
-        best = None
-        if k in idx:
-            for o in have:
-                if owner[o] != owner[k]:
-                    s = float(S[idx[k], idx[o]])
-                    if best is None or s > best[1]:
-                        best = (o, round(s, 4))
-        nearest[k] = best
-    sims = {(a, b): round(float(S[idx[a], idx[b]]), 4) for a in have for b in have if a != b}
-    apart = {frozenset((a, b)) for a, b in cannot_link}
+    # Nearest track in another person, and nearest other person by average linkage.
+    owner = np.full(n, -1)
+    for pi, p in enumerate(people):
+        for k in p.members:
+            if k in idx:
+                owner[idx[k]] = pi
+    nearest: dict[Hashable, tuple[Hashable, float] | None] = {k: None for k in keys}
+    if n > 1:
+        masked = np.where(owner[:, None] != owner[None, :], S, -np.inf)
+        for r in range(n):
+            c = int(np.argmax(masked[r]))
+            if np.isfinite(masked[r, c]):
+                nearest[have[r]] = (have[c], round(float(S[r, c]), 4))
+    onehot = np.zeros((n, len(people)))
+    onehot[np.arange(n), owner] = 1.0
+    cnt = onehot.sum(0)
+    link = onehot.T @ S @ onehot / np.maximum(np.outer(cnt, cnt), 1)
+    apart_p = (onehot.T @ forbid.astype(np.float64) @ onehot) > 0
     near_p: list[tuple[int, float, bool] | None] = []
-    for i, p in enumerate(people):
-        gi = [idx[k] for k in p.members if k in idx]
-        best = None
-        for j, q in enumerate(people):
-            gj = [idx[k] for k in q.members if k in idx]
-            if j == i or not gi or not gj:
-                continue
-            s = round(float(S[np.ix_(gi, gj)].mean()), 4)
-            if best is None or s > best[1]:
-                best = (j, s, bool(forbid[np.ix_(gi, gj)].any()))
-        near_p.append(best)
-    return Clustering(people, float(threshold), nearest, sims, apart, near_p)
+    for pi in range(len(people)):
+        cand = [(round(float(link[pi, q]), 4), q) for q in range(len(people)) if q != pi and cnt[pi] and cnt[q]]
+        if cand:
+            s, q = max(cand)
+            near_p.append((q, s, bool(apart_p[pi, q])))
+        else:
+            near_p.append(None)
+    apart = {frozenset((a, b)) for a, b in cannot_link}
+    return Clustering(people, float(threshold), nearest, apart, near_p)
 
 
-def cooccurring(frames: dict[Hashable, tuple[str, set[int]]]) -> list[tuple[Hashable, Hashable]]:
+def cooccurring(frames: dict[Hashable, tuple[Hashable, set[int]]]) -> list[tuple[Hashable, Hashable]]:
     """Pairs of tracks seen in the same frame of the same source: two faces at once, never one person."""
-    items = list(frames.items())
-    out = []
-    for i, (a, (sa, fa)) in enumerate(items):
-        for b, (sb, fb) in items[i + 1 :]:
-            if sa == sb and not fa.isdisjoint(fb):
-                out.append((a, b))
-    return out
+    at: dict[tuple[Hashable, int], list[Hashable]] = {}
+    for k, (source, fs) in frames.items():
+        for f in fs:
+            at.setdefault((source, f), []).append(k)
+    pairs: dict[frozenset, tuple[Hashable, Hashable]] = {}
+    for ks in at.values():
+        for i, a in enumerate(ks):
+            for b in ks[i + 1 :]:
+                pairs.setdefault(frozenset((a, b)), (a, b))
+    return list(pairs.values())

@@ -29,30 +29,6 @@ def _round(v: Any, nd: int = 2) -> Any:
     return [round(float(x), nd) for x in np.asarray(v, dtype=np.float64).ravel()]
 
 
-def face_meta(face: Face) -> dict[str, str]:
-    """Frame/time/box/source as PNG text values."""
-    return {
-        "Source": face.source,
-        "Frame": str(face.frame_index),
-        "Time": f"{face.time:.3f}",
-        "Box": ",".join(f"{v:.1f}" for v in _round(face.box, 1)),
-        "Track": str(face.track_id),
-    }
-
-
-def save_png(path: Path, bgr: np.ndarray, text: dict[str, str]) -> None:
-    """Write a BGR image as PNG with text chunks (kept for callers; see provenance.save_png)."""
-    prov.save_png(Path(path), bgr, text)
-
-
-def ai_text(face: Face) -> dict[str, str]:
-    return {"Software": "Enhance", "AI-Generated": "true", "Description": AI_DESCRIPTION, **face_meta(face)}
-
-
-def original_text(face: Face) -> dict[str, str]:
-    return {"Software": "Enhance", "AI-Generated": "false", "Description": ORIGINAL_DESCRIPTION, **face_meta(face)}
-
-
 def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
     """The provenance record of one tile of `face` (see provenance.tile_record)."""
     return prov.tile_record(
