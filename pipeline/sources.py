@@ -48,6 +48,7 @@ DEFAULT_FPS = 25.0
 DROP_REPORT_S = 1.0  # at most one "dropped" event per this many seconds
 CLOSE_JOIN_S = 1.5  # how long close() waits for a live reader thread blocked inside FFmpeg
 MAX_EVENTS = 1000  # events waiting for the consumer (older ones are discarded beyond this)
+MIN_BACKOFF_S = 0.05  # even reconnect_initial_s=0 must not spin on a refused connection
 
 # Live-feed settings and their defaults, read with getattr so an older SourceConfig still works.
 LIVE_DEFAULTS = {
@@ -533,7 +534,7 @@ class LiveSource(Source):
 
     def _backoff(self, attempt: int) -> float:
         """Delay before reconnect `attempt` (1-based): exponential, capped, with 50–100 % jitter."""
-        first = max(0.0, float(_live_setting(self.cfg, "reconnect_initial_s")))
+        first = max(MIN_BACKOFF_S, float(_live_setting(self.cfg, "reconnect_initial_s")))
         ceiling = max(first, float(_live_setting(self.cfg, "reconnect_max_s")))
         return min(ceiling, first * 2 ** min(attempt - 1, 30)) * random.uniform(0.5, 1.0)
 
