@@ -321,3 +321,25 @@ def test_hostile_strings_are_escaped(tmp_path: Path, photo_faces) -> None:
         assert console_errors(drv) == []
     finally:
         drv.quit()
+
+
+def test_report_without_tiles_or_faces(tmp_path: Path, photo_faces) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.json").write_text(json.dumps({"status": "complete", "inputs": ["x.mp4"], "tracks": []}))
+    html = write_report(empty, None, MODELS).read_text()
+    assert "No faces were tracked." in html and (empty / "gallery.png").is_file()
+    assert json.loads((empty / "people.json").read_text())["people"] == []
+
+    notiles = tmp_path / "notiles"  # enhance.policy none / output.tiles false: track.json only
+    f = photo_faces["kit_1"]
+    for tid in (1, 2):
+        g = Face(box=f.box, kps=f.kps, score=f.score, frame_index=tid, time=tid / 25, source="cam", track_id=tid)
+        TrackWriter(notiles, save_tiles=False).write(TrackSummary(tid, "cam", faces=[g]))
+    (notiles / "tracks" / "3").mkdir()
+    (notiles / "tracks" / "3" / "track.json").write_text("{not json")
+    a = analyse(notiles, {}, MODELS)
+    assert len(a.persons) == 2 and all(t.embedding is None and not t.chosen for t in a.tracks)
+    assert any("tracks/3/track.json" in p for p in a.problems)
+    html = write_report(notiles, {}, MODELS).read_text()
+    assert "No tiles saved for this track." in html and "no original crop" in html and "unreadable" in html
