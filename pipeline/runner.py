@@ -47,6 +47,19 @@ class StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: str | None = None
+        self._callbacks: list = []
+
+    def on_stop(self, callback) -> None:
+        """Run `callback` (in a helper thread) when a stop is requested: e.g. close a camera whose
+        read is blocked while it is down, so the frame loop sees the end instead of waiting forever."""
+        self._callbacks.append(callback)
+
+    def set(self, reason: str | None = None) -> None:
+        if self.event.is_set():
+            return
+        self.signal = reason
+        self.event.set()
+        threading.Thread(target=lambda: [cb() for cb in list(self._callbacks)], daemon=True).start()
 
     def __bool__(self) -> bool:
         return self.event.is_set()
@@ -60,8 +73,7 @@ class StopFlag:
         def handler(signum: int, _frame: object) -> None:
             if self.event.is_set():
                 raise SystemExit(128 + signum)  # second signal: leave now
-            self.signal = signal.Signals(signum).name
-            self.event.set()
+            self.set(signal.Signals(signum).name)
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -160,6 +172,8 @@ class Pipeline:
         manifest = Manifest(out, self.info([source.uri]))
         events = EventLog(out / "events.jsonl")
         source.on_event = lambda e: events({"source": source.name, **e})
+        if source.live:
+            stop.on_stop(source.close)
 
         def new_tracker() -> Tracker:
             return Tracker(source.fps, cfg.track.high_threshold, cfg.track.match_threshold,
@@ -361,7 +375,7 @@ def _run_concurrently(pipe: Pipeline, sources: list[Source], targets: list[Path]
             results[i] = pipe.run(sources[i], targets[i], stop)
         except BaseException as e:  # re-raised in the main thread
             errors.append(e)
-            stop.event.set()
+            stop.set(f"error in {sources[i].name}")
 
     threads = [threading.Thread(target=work, args=(i,), name=f"source-{i}", daemon=True) for i in range(len(sources))]
     for t in threads:
