@@ -110,7 +110,7 @@ def test_c2pa_manifest_signed_with_test_certificate(tmp_path: Path, photo: np.nd
     got = prov.read_c2pa(Path(f"{stem}_enhanced.png"))
     assert got is not None and got["state"] in ("Valid", "Trusted"), got
     m = got["manifest"]
-    assert m["signature_info"]["common_name"] == "Enhance test signer"
+    assert m["signature_info"]["common_name"] == "Enhance test signer" and "thumbnail" not in m
     labels = {a["label"]: a["data"] for a in m["assertions"]}
     action = next(v for k, v in labels.items() if k.startswith("c2pa.actions"))["actions"][0]
     assert action["action"] == "c2pa.created" and action["digitalSourceType"] == prov.IPTC_TRAINED
