@@ -284,7 +284,7 @@ class C2paSigner:
 
     def __post_init__(self) -> None:
         try:
-            import c2pa  # noqa: F401
+            import c2pa
         except ImportError:
             raise ConfigError("provenance.c2pa_cert is set but c2pa-python is not installed "
                               "(pip install c2pa-python)") from None
@@ -295,8 +295,6 @@ class C2paSigner:
         self._key = Path(self.key).read_bytes()
         self._signer()  # fail now, with the reason, rather than at the first tile
         # No embedded thumbnail: a tile is its own thumbnail, and making one costs ~0.2 s per tile.
-        import c2pa
-
         try:
             self._context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
         except Exception:  # an older c2pa-python without per-builder settings

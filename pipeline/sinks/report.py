@@ -192,7 +192,8 @@ def load_run(out_dir: Path, run_dir: Path, problems: list[str]) -> tuple[Run, li
                 continue
             frames.add(int(_num(o.get("frame"), -1)))
             files = {}
-            for kind, name in (o.get("files") or {}).items():
+            listed = o.get("files")
+            for kind, name in (listed.items() if isinstance(listed, dict) else ()):
                 name = _safe_name(name)
                 if name and (tdir / name).is_file():
                     files[str(kind)] = base + name
@@ -216,8 +217,7 @@ def load_run(out_dir: Path, run_dir: Path, problems: list[str]) -> tuple[Run, li
 def _read(out_dir: Path, rel: str | None) -> np.ndarray | None:
     if not rel:
         return None
-    img = cv2.imread(str(out_dir / rel), cv2.IMREAD_COLOR)
-    return img
+    return cv2.imread(str(out_dir / rel), cv2.IMREAD_COLOR)
 
 
 # ------------------------------------------------------------------------------ the report
@@ -250,11 +250,10 @@ def write_report(out_dir: str | Path, cfg: dict | None = None, models_dir: str |
     Raises EnhanceError when out_dir holds no run, ConfigError for a bad people/gallery setting.
     """
     a = analyse(out_dir, cfg, models_dir)
-    out, persons, clustering, by_key, st = a.out, a.persons, a.clustering, a.by_key, a.settings
-    _write_people_json(out, persons, clustering, by_key, st, a.model, a.note)
-    _write_sheet(out, persons, clustering, by_key, st)
-    path = out / REPORT
-    doc = _html(out, a.runs, persons, clustering, by_key, st, a.model, a.note, a.problems)
+    _write_people_json(a)
+    _write_sheet(a)
+    path = a.out / REPORT
+    doc = _html(a)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(doc, encoding="utf-8")
     os.replace(tmp, path)
@@ -324,13 +323,14 @@ def _key_json(k: tuple[str, int]) -> dict:
     return {"run": k[0], "track": k[1]}
 
 
-def _write_people_json(out: Path, persons, clustering, by_key, st: ReportSettings, model_info, note: str) -> None:
+def _write_people_json(a: Analysis) -> None:
+    persons, clustering, by_key, st = a.persons, a.clustering, a.by_key, a.settings
     doc = {
         "note": "Similarities are cosine similarities of face embeddings computed on the camera's original crops "
                 "(never on enhanced faces). At CCTV face sizes they are hints for an analyst, not identification.",
         "threshold": st.threshold,
-        "model": model_info,
-        "status": note or "grouped",
+        "model": a.model,
+        "status": a.note or "grouped",
         "people": [{
             "id": pid,
             "tracks": [{**_key_json(k), "source": by_key[k].source, "first_time": by_key[k].first_time,
@@ -345,13 +345,14 @@ def _write_people_json(out: Path, persons, clustering, by_key, st: ReportSetting
                         "similarity": m.similarity} for m in p.merges],
         } for pid, p in persons],
     }
-    p = out / PEOPLE
+    p = a.out / PEOPLE
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     os.replace(tmp, p)
 
 
-def _write_sheet(out: Path, persons, clustering, by_key, st: ReportSettings) -> None:
+def _write_sheet(a: Analysis) -> None:
+    out, persons, by_key, st = a.out, a.persons, a.by_key, a.settings
     sections = []
     for pid, p in persons:
         members = [by_key[k] for k in p.members]
@@ -476,7 +477,7 @@ def _track_html(t: TrackRec, clustering, by_key) -> str:
         + (f", {len(t.dupes)} near-duplicate(s) hidden" if t.dupes else "")
         + f"{video}<br><span class='small'>{why}</span></span></summary>"
     )
-    body = [f'<div class="obs-list">']
+    body = ['<div class="obs-list">']
     body += [_obs_html(t, o) for o in t.chosen] or ["<p class='small'>No tiles saved for this track.</p>"]
     body.append("</div>")
     if t.best_png:
@@ -485,8 +486,9 @@ def _track_html(t: TrackRec, clustering, by_key) -> str:
     return "".join(head) + "".join(body)
 
 
-def _html(out: Path, runs: list[Run], persons, clustering, by_key, st: ReportSettings, model_info, note: str,
-          problems: list[str]) -> str:
+def _html(a: Analysis) -> str:
+    runs, persons, clustering, by_key, st = a.runs, a.persons, a.clustering, a.by_key, a.settings
+    model_info, note, problems = a.model, a.note, a.problems
     n_tracks = sum(len(p.members) for _, p in persons)
     rows = []
     for r in runs:
