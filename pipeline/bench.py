@@ -55,7 +55,11 @@ def bench_loop(run: Callable[[np.ndarray], np.ndarray], entry: int, faces: int =
 def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BATCHES, entries=ENTRIES,
                     budget_s: float = 2.0, threads: int = 0, loop_faces: int = 16,
                     log: Callable[[str], None] = print) -> list[dict]:
-    """Every available backend × entry × batch, plus a batch-1 loop per backend × entry."""
+    """Every available backend × entry × batch, plus a batch-1 loop per backend × entry.
+
+    Backends are interleaved cell by cell (not one backend after the other), so a load change on a
+    shared machine hits all of them alike; each row records the load average when it was measured.
+    """
     from .enhance.backends import availability, create
     from .enhance.generator import load_generator
     from .models import sha256
@@ -64,6 +68,7 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
     model, _ = load_generator(weights)
     digest = sha256(weights)
     rows: list[dict] = []
+    built = {}
     for name in backends:
         ok, why = found.get(name, (False, "unknown backend"))
         if not ok:
@@ -71,18 +76,24 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
             rows.append({"backend": name, "skipped": why})
             continue
         t = time.perf_counter()
-        be = create(name, weights, model=model, threads=threads, weights_sha=digest, entries=tuple(entries))
-        setup = round(time.perf_counter() - t, 2)
-        for e in entries:
+        built[name] = create(name, weights, model=model, threads=threads, weights_sha=digest, entries=tuple(entries))
+        log(f"{name}: ready in {time.perf_counter() - t:.1f}s")
+    for e in entries:
+        loops = {}
+        for name, be in built.items():
             loop = bench_loop(be.run, e, loop_faces)
-            rows.append({"backend": name, "kind": "loop", "setup_s": setup, **loop})
+            loops[name] = loop["faces_per_s"]
+            rows.append({"backend": name, "kind": "loop", "load_avg_1m": os.getloadavg()[0], **loop})
             log(f"{name:<12} e{e:<3} batch-1 loop        {loop['faces_per_s']:>9.1f} faces/s")
-            for b in batches:
+        for b in batches:
+            for name, be in built.items():
                 cell = bench_cell(be.run, e, b, budget_s)
-                cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loop["faces_per_s"], 2)
-                rows.append({"backend": name, "kind": "batch", **cell})
+                cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loops[name], 2)
+                rows.append({"backend": name, "kind": "batch", "load_avg_1m": os.getloadavg()[0], **cell})
                 log(f"{name:<12} e{e:<3} batch {b:<5} {cell['faces_per_s']:>9.1f} faces/s  p50 {cell['p50_ms']:.1f} ms"
                     f"  p99 {cell['p99_ms']:.1f} ms  ({cell['runs']} runs)")
+    order = {n: i for i, n in enumerate(backends)}
+    rows.sort(key=lambda r: (order.get(r["backend"], 99), r.get("entry", 0), r.get("kind") != "loop", r.get("batch", 0)))
     return rows
 
 

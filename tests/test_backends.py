@@ -342,3 +342,36 @@ def test_torch_cuda_graphs_and_batches(weights):
         lr = crops(n, 32, n)
         diff = np.abs(be.run(lr).astype(int) - reference(weights, lr))
         assert diff.mean() < 0.5 and diff.max() <= 8
+
+
+# ------------------------------------------------------------------ bench helpers (no model needed)
+
+
+def test_bench_cell_and_loop_report_throughput_and_latency():
+    from pipeline.bench import bench_cell, bench_loop, table
+
+    def fake(x):
+        return np.zeros((len(x), 128, 128, 3), np.uint8)
+
+    cell = bench_cell(fake, 16, 8, budget_s=0.05)
+    assert cell["runs"] >= 1 and cell["faces_per_s"] > 0 and cell["p99_ms"] >= cell["p50_ms"] >= 0
+    loop = bench_loop(fake, 32, faces=4)
+    assert loop["faces_per_s"] > 0
+    text = table([{"backend": "x", "kind": "loop", **loop},
+                  {"backend": "x", "kind": "batch", "speedup_vs_loop": 1.0, **cell},
+                  {"backend": "tensorrt", "skipped": "no GPU"}])
+    assert "skipped: no GPU" in text and "| x | 16 | 8 |" in text
+
+
+def test_half_storage_emulation_changes_little_and_restores(weights):
+    from pipeline.bench import _HalfStorage
+
+    model, _ = load_generator(weights)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        ref = model(x)
+        with _HalfStorage(torch.float16):
+            y = model(x)
+        after = model(x)
+    assert y.dtype == torch.float32 and torch.equal(after, ref)  # the mode ends with its block
+    assert 0 < float((y - ref).abs().max()) < 0.01
