@@ -52,7 +52,9 @@ class Enhancer:
         self.path = path
         self.sha256 = sha256(path)
         model, self.meta = load_generator(path)
-        self.backend = create(backend, path, model=model, threads=threads, weights_sha=self.sha256)
+        # every entry's session/engine is made up front: the first frame must not pay for an export
+        self.backend = create(backend, path, model=model, threads=threads, weights_sha=self.sha256,
+                              entries=(16, 32, 64))
         self.batch_size = batch_size
         self.batcher = DynamicBatcher(self.backend.run, batch_size, max_wait_ms, max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)
