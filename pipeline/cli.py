@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="folder with the detector models")
     p.set_defaults(func=cmd_doctor)
 
+    from .enhance.cli import add_commands as add_engine_commands
+    from .sinks.cli import add_commands as add_gallery
+
+    add_gallery(sub)
+    add_engine_commands(sub)
     try:
         from .train.cli import add_commands
     except ImportError:  # training extras missing: the product still runs

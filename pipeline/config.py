@@ -76,7 +76,9 @@ class EnhanceConfig:
     """The generator and which observations it spends time on."""
 
     weights: str = ""  # safetensors file; empty = the default shipped in engines/
-    backend: Literal["auto", "torch-cpu"] = "auto"
+    backend: Literal["auto", "tensorrt", "torch-cuda", "onnxruntime", "torch-cpu"] = "auto"
+    max_wait_ms: float = _range(0.0, 10000.0, default=5.0)  # batcher: flush a partial batch after this wait
+    max_queue: int = _range(1, 1_000_000, default=1024)  # batcher: crops waiting before producers block
     policy: Literal["best_k", "every_n", "all", "none"] = "best_k"
     best_k: int = _range(1, 1000, default=3)  # per track, for policy best_k
     every_n: int = _range(1, 100000, default=10)  # per track, for policy every_n
@@ -96,7 +98,32 @@ class OutputConfig:
     tiles: bool = True  # tracks/<id>/ crops and enhanced tiles
     gallery: bool = True  # gallery.png
     gallery_per_track: int = _range(1, 50, default=3)
+    unmarked_tiles: bool = False  # also save enhanced tiles without the visible mark (metadata kept)
     segment_minutes: float = _range(0.0, 1440.0, default=5.0)  # live feeds: roll annotated video every N min (0 = one file)
+
+
+@dataclass
+class PeopleConfig:
+    """Grouping tracks into people with face embeddings of the ORIGINAL crops (never enhanced ones)."""
+
+    enabled: bool = True
+    model: str = "mobilefacenet_128d.onnx"
+    threshold: float = _range(0.0, 1.0, default=0.6)  # mean cosine for tracks to join one person
+
+
+@dataclass
+class GalleryConfig:
+    dedupe: float = _range(0.0, 1.0, default=0.9)  # SSIM ≥ this counts as a near-duplicate; 1 = keep all
+
+
+@dataclass
+class ProvenanceConfig:
+    """Optional C2PA manifest on every tile, signed with the user's certificate."""
+
+    c2pa_cert: str = ""  # PEM chain, signing certificate first; empty = no C2PA
+    c2pa_key: str = ""
+    c2pa_alg: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
+    c2pa_tsa_url: str = ""
 
 
 @dataclass
@@ -116,6 +143,9 @@ class Config:
     align: AlignConfig = field(default_factory=AlignConfig)
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    people: PeopleConfig = field(default_factory=PeopleConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import platform
 import sys
-from pathlib import Path
 
 from .errors import EnhanceError
 from .models import find_model, search_dirs, sha256
@@ -64,23 +63,10 @@ def report(models_dir: str | None = None) -> bool:
         print(f"generator   missing: {e}")
         ok = False
 
+    from .enhance.backends import backend_report
+
     print("backends")
-    try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-        name = torch.cuda.get_device_name(0) if cuda else "no CUDA device"
-        print(f"  torch-cpu     available (torch {torch.__version__}, {torch.get_num_threads()} threads)")
-        print(f"  torch-cuda    {'available: ' + name if cuda else 'unavailable: ' + name}")
-    except ImportError as e:
-        print(f"  torch         unavailable: {e}")
-    try:
-        import onnxruntime as ort
-
-        print(f"  onnxruntime   providers: {', '.join(ort.get_available_providers())}")
-    except ImportError as e:
-        print(f"  onnxruntime   unavailable: {e}")
-    trt = _version("tensorrt")
-    print(f"  tensorrt      {trt if not trt.startswith('unavailable') else trt + ' — install TensorRT 10 on a CUDA machine'}")
+    for line in backend_report():
+        print(f"  {line}")
     print("status      " + ("ready" if ok else "something the default run needs is missing (see above)"), file=sys.stdout)
     return ok

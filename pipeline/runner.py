@@ -30,9 +30,10 @@ from .enhance.stage import Enhancer, Policy
 from .errors import EnhanceError
 from .models import find_model, sha256
 from .progress import ProgressBoard
+from .provenance import signer_from_config
 from .sinks.annotate import Annotator
-from .sinks.gallery import write_gallery
 from .sinks.manifest import Manifest
+from .sinks.report import write_report
 from .sinks.tracks import TrackWriter
 from .sinks.events import EventLog
 from .sinks.video import SegmentedVideoWriter, VideoWriter
@@ -145,10 +146,13 @@ class Pipeline:
         )
         self.aligner = Aligner(cfg.align.entries, cfg.align.entry_margin)
         self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(
-            cfg.enhance.weights or None, cfg.enhance.batch_size, cfg.enhance.threads
+            cfg.enhance.weights or None, cfg.enhance.batch_size, cfg.enhance.threads, backend=cfg.enhance.backend,
+            max_wait_ms=cfg.enhance.max_wait_ms, max_queue=cfg.enhance.max_queue,
         )
         self.annotator = Annotator(cfg.output.inset_size)
         self._detector_sha = sha256(self.detector_path)
+        self.models_dir = models_dir
+        self.signer = signer_from_config(cfg.to_dict())  # fails early on a bad certificate
 
     def info(self, inputs: list[str]) -> dict:
         return {
@@ -162,6 +166,8 @@ class Pipeline:
 
     def close(self) -> None:
         self.board.close()
+        if self.enhancer is not None:
+            self.enhancer.close()
 
     def run(self, source: Source, out: Path, stop: StopFlag | None = None) -> dict:
         """Process one source into `out`; returns the run's stats. Always finalizes outputs."""
@@ -169,7 +175,8 @@ class Pipeline:
         stop = stop if stop is not None else StopFlag()
         prepare_out(out)
         timings = Timings()
-        manifest = Manifest(out, self.info([source.uri]))
+        info = self.info([source.uri])
+        manifest = Manifest(out, info)
         events = EventLog(out / "events.jsonl")
         source.on_event = lambda e: events({"source": source.name, **e})
         if source.live:
@@ -181,7 +188,8 @@ class Pipeline:
 
         tracker = new_tracker()
         policy = Policy(cfg.enhance.policy, cfg.enhance.best_k, cfg.enhance.every_n, cfg.enhance.improve)
-        writer = TrackWriter(out, save_tiles=cfg.output.tiles)
+        writer = TrackWriter(out, save_tiles=cfg.output.tiles, run_info=info,
+                             unmarked=cfg.output.unmarked_tiles, signer=self.signer)
         video: VideoWriter | SegmentedVideoWriter | None = None
         if cfg.output.video and source.live:
             video = SegmentedVideoWriter(out, source.width, source.height, source.fps,
@@ -190,7 +198,6 @@ class Pipeline:
             video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, source.time_base,
                                 cfg.output.video_crf, cfg.output.video_preset)
         open_tracks: dict[int, TrackSummary] = {}
-        finished: list[TrackSummary] = []
         insets: dict[int, Face] = {}
         stats = {"frames": 0, "faces": 0, "tracks": 0, "enhanced": 0}
         latency = Latency()
@@ -214,8 +221,6 @@ class Pipeline:
             events({"source": source.name, "event": "track_end", "track": tid, "reason": reason,
                     "observations": len(summary.faces), "enhanced": len(summary.enhanced),
                     "last_time": round(summary.faces[-1].time, 3)})
-            summary.faces = summary.faces[:1]  # written out; the gallery needs only the kept tiles
-            finished.append(summary)
             if source.live:
                 checkpoint()
 
@@ -228,7 +233,10 @@ class Pipeline:
             last_checkpoint[0] = time.perf_counter()
             with timings("write"):
                 if cfg.output.gallery:
-                    write_gallery(out / "gallery.png", finished, cfg.output.gallery_per_track)
+                    try:
+                        write_report(out, cfg.to_dict(), self.models_dir)
+                    except EnhanceError as e:
+                        stats["report_error"] = str(e)
                 manifest.write(timings.as_dict(), {**stats, "frames_so_far": stats["frames"]}, "running")
 
         def end_all(reason: str) -> None:
@@ -304,9 +312,12 @@ class Pipeline:
             if video is not None:
                 with timings("encode"):
                     video.close()
-            if cfg.output.gallery:
-                with timings("write"):
-                    write_gallery(out / "gallery.png", finished, cfg.output.gallery_per_track)
+            if cfg.output.gallery:  # gallery.png, people.json and report.html, from the files just written
+                with timings("report"):
+                    try:
+                        write_report(out, cfg.to_dict(), self.models_dir)
+                    except EnhanceError as e:
+                        stats["report_error"] = str(e)
             wall = time.perf_counter() - started
             stats.update(
                 wall_s=round(wall, 3),
@@ -363,7 +374,10 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
         with stop.installed():
             if len(sources) == 1:
                 return [pipe.run(sources[0], targets[0], stop)]
-            return _run_concurrently(pipe, sources, targets, stop)
+            results = _run_concurrently(pipe, sources, targets, stop)
+    if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
+        write_report(out, cfg.to_dict(), models_dir)
+    return results
 
 
 def _run_concurrently(pipe: Pipeline, sources: list[Source], targets: list[Path], stop: StopFlag) -> list[dict]:

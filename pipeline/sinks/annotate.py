@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..provenance import mark_enhanced
 from ..types import Face
 
 AI_LABEL = "AI-enhanced"
@@ -140,9 +141,7 @@ class Annotator:
             if tile.shape[0] != size or tile.shape[1] != size:
                 interp = cv2.INTER_AREA if size < tile.shape[0] else cv2.INTER_LINEAR
                 tile = cv2.resize(tile, (size, size), interpolation=interp)
-            out[y1:y2, x1:x2] = tile
-            _, lh, scale = label_size(AI_LABEL, 0.38 * k, max_width=size)
-            put_label(out, AI_LABEL, (x1, y2 - lh), scale=scale)
+            out[y1:y2, x1:x2] = mark_enhanced(tile.copy())  # "AI-enhanced / not a photograph"
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, 1)
         return out
 
