@@ -39,10 +39,12 @@ class IdentityScorer:
 
         self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
-        from insightface.utils import face_align
+        from insightface.utils.face_align import arcface_dst
+
+        from .align import similarity
 
         # the canonical crop's 5 points are TEMPLATE by construction: one fixed warp to ArcFace's 112 layout
-        self.m = face_align.estimate_norm(TEMPLATE, 112, mode="arcface")
+        self.m = similarity(TEMPLATE, arcface_dst.astype(np.float32))
 
     def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         x = np.stack([cv2.warpAffine(c, self.m, (112, 112), borderValue=0.0) for c in crops_bgr]).astype(np.float32)
