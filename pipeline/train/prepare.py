@@ -9,7 +9,6 @@ Photos with no face found are reported and skipped.
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from pathlib import Path
 
@@ -104,7 +103,3 @@ def prepare(
         size = sum(f.stat().st_size for f in dst.iterdir()) / 1e6
         log(f"{split}: {len(names)} faces cached in {dst} ({size:.1f} MB JPEG), {len(skipped)} skipped")
     return counts
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0)
