@@ -133,17 +133,10 @@ def _export_default(a: argparse.Namespace) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import EnhanceError
+    """`python -m pipeline.train.cli CMD …` is `run.py CMD …`: one parser, one error policy."""
+    from ..cli import main as run_main
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline.train.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except EnhanceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    return run_main(argv)
 
 
 if __name__ == "__main__":
