@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +63,3 @@ class Detector:
                 faces.append(face)
         faces.sort(key=lambda f: -f.size)
         return faces
-
-
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 2))

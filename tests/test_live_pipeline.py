@@ -1,7 +1,6 @@
 """The whole pipeline on live RTSP cameras served by a real GStreamer RTSP server on 127.0.0.1."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
