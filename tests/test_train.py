@@ -156,3 +156,49 @@ def test_cli_errors_are_one_line(prepared: Path, tmp_path: Path, capsys):
     ok.write_text(f"data: {prepared}\nout: {tmp_path / 'r'}\nmodels: {MODELS}\nthreads: 1\n")
     assert main(["train", "--config", str(ok), "--resume", str(tmp_path / "none.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_warm_start_grows_without_changing_the_function(tmp_path: Path):
+    from pipeline.enhance.generator import ProgressiveGenerator
+    from pipeline.train.warmstart import grow_into
+
+    torch.manual_seed(0)
+    small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1)).eval()
+    for p in small.parameters():  # trained-looking weights, not the near-bicubic init
+        p.data.add_(torch.randn_like(p) * 0.05)
+    big = ProgressiveGenerator((48, 32, 16, 12), (3, 2, 1, 2)).eval()
+    grown = grow_into(big, small.state_dict())
+    assert "stages.0.blocks.2.conv2.weight" in grown and "from_rgb.16.weight" in grown
+    assert big.num_params() > small.num_params()
+    with torch.no_grad():
+        for e in (16, 32, 64):
+            x = torch.rand(2, 3, e, e) * 2 - 1
+            assert torch.allclose(big(x), small(x), atol=1e-6), e
+    with pytest.raises(ValueError, match="cannot grow"):  # shrinking would change the function
+        grow_into(ProgressiveGenerator((16, 24, 16, 8), (2, 1, 1, 1)), small.state_dict())
+
+
+def test_fine_tune_from_weights_in_bf16(prepared: Path, tmp_path: Path):
+    from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+    from pipeline.train.trainer import Trainer
+
+    torch.manual_seed(1)
+    small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1))
+    init = save_generator(small, tmp_path / "small.safetensors")
+    small, _ = load_generator(init)  # fp16-rounded, as the trainer will see it
+    cfg = _cfg(prepared, tmp_path / "run", init=str(init), precision="bf16", name="tiny_v2", steps=8,
+               model={"channels": [40, 24, 16, 8], "blocks": [3, 1, 1, 1]}, grow={"to64": 0, "to128": 0, "fade": 1},
+               val_every=0)  # fmt: skip
+    t = Trainer(cfg, log=lambda m: None)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(t.G.eval()(x), small(x), atol=1e-6)  # starts as the init model
+        with t.autocast():
+            y = t.G(x)
+        assert (y.float() - small(x)).abs().max() < 0.05  # bf16 forward stays close to fp32
+    res = t.fit()
+    assert res["step"] == 8 and all(np.isfinite(res["history"]))
+    g, meta = load_generator(res["export"])
+    assert meta["name"] == "tiny_v2" and meta["init"] == str(init) and meta["arch"]["channels"] == [40, 24, 16, 8]
+    with pytest.raises(Exception, match="precision"):
+        _cfg(prepared, tmp_path / "r2", precision="fp8")

@@ -54,7 +54,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..enhance.generator import ProgressiveGenerator, save_generator
+    from ..enhance.generator import NAME, ProgressiveGenerator, save_generator
     from ..errors import InputError
 
     try:
@@ -65,6 +65,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     g = ProgressiveGenerator(**cfg["model"])
     g.load_state_dict(state["G_ema"])
     meta = {
+        "name": args.name or cfg.get("name") or NAME,
+        "init": cfg.get("init") or None,
         "steps": int(state["step"]),
         "samples": int(state["samples"]),
         "train_seconds": round(float(state["train_seconds"])),
@@ -106,6 +108,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a checkpoint's EMA generator as fp16 safetensors")
     p.add_argument("checkpoint")
     p.add_argument("--out", default=None)
+    p.add_argument("--name", default=None, help="generator name in the file (default: the run config's `name`)")
     p.set_defaults(func=lambda a: cmd_export(_export_default(a)))
 
     p = sub.add_parser("eval", help="score bicubic and the generator on a folder of face photos")

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_MODELS = REPO.parent / "shared" / "models"
 
 DEFAULTS: dict[str, Any] = {
+    "name": "pfsr_custom",  # the generator's name in the exported file (the pipeline shows it)
     "data": "data/faces128",
     "out": "runs/pfsr_lite",
     "models": "",
@@ -37,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "threads": 2,
     "device": "auto",
     "model": {"channels": [64, 48, 32, 16], "blocks": [6, 4, 2, 1]},
+    "init": "",  # generator .safetensors to start from (may be narrower/shallower: grown function-preservingly)
+    "precision": "fp32",  # fp32 | bf16 (autocast; weights, optimizer and losses stay fp32)
     "steps": 6000,
     "batch": 16,
     "lr": 3e-4,
@@ -78,6 +81,8 @@ def merge_config(user: dict[str, Any]) -> dict[str, Any]:
     bad = sorted(set(cfg["degrade"]) - known)
     if bad:
         raise ConfigError(f"unknown train config key 'degrade.{bad[0]}' (known: {', '.join(sorted(known))})")
+    if cfg["precision"] not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be fp32 or bf16, got {cfg['precision']!r}")
     if any(e not in (16, 32, 64) for e in cfg["entries"]) or len(cfg["entries"]) != len(cfg["entry_weights"]):
         raise ConfigError("entries must be a subset of [16, 32, 64] with one weight each")
     return cfg
@@ -137,7 +142,10 @@ class Trainer:
         except InputError:
             self.val_set = None
         self.dcfg = DegradeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["degrade"].items()})
-        self.G = ProgressiveGenerator(**cfg["model"]).to(self.device)
+        self.G = ProgressiveGenerator(**cfg["model"])
+        if cfg["init"]:
+            self._init_from(cfg["init"])
+        self.G = self.G.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         for p in self.G_ema.parameters():
             p.requires_grad_(False)
@@ -150,6 +158,19 @@ class Trainer:
         self.step = 0
         self.samples = 0
         self.train_seconds = 0.0
+
+    def _init_from(self, path: str) -> None:
+        from ..enhance.generator import load_generator
+        from .warmstart import grow_into
+
+        small, meta = load_generator(path)
+        grown = grow_into(self.G, small.state_dict())
+        self.log_fn(f"initialised from {path} ({meta.get('arch')}); {len(grown)} tensors grown to {self.cfg['model']}")
+
+    def autocast(self) -> Any:
+        """bf16 autocast when asked for (about 1.6× faster training on an AVX512-BF16 CPU), else a no-op."""
+        on = self.cfg["precision"] == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     # ------------------------------------------------------------------ bookkeeping
     def log(self, msg: str) -> None:
@@ -209,6 +230,8 @@ class Trainer:
     def export(self, path: Path | None = None) -> Path:
         path = path or self.out / "generator.safetensors"
         meta = {
+            "name": self.cfg["name"],
+            "init": self.cfg["init"] or None,
             "steps": self.step,
             "samples": self.samples,
             "train_seconds": round(self.train_seconds),
@@ -221,7 +244,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def train_step(self) -> dict[str, float]:
-        c, lc = self.cfg, self.cfg["loss"]
+        c = self.cfg
         step = self.step
         out, alpha = out_size_at(step, c["grow"])
         rng = np.random.default_rng([c["seed"], step, 7])
@@ -234,7 +257,33 @@ class Trainer:
             g["lr"] = self.lr_at(step)
         target = hr if out == 128 else F.interpolate(hr, size=(out, out), mode="area")
         self.G.train()
-        sr = self.G(lr_img, out_size=out, alpha=alpha)
+        losses, sr, d_loss, use_adv = self._losses(lr_img, target, att, out, alpha, step)
+        total = sum(losses.values())
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        with torch.no_grad():
+            d = c["ema"] if step > 200 else 0.0  # EMA warms up after the first steps
+            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+            for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                be.copy_(b)
+        self.step += 1
+        self.samples += sr.shape[0]
+        rec = {k: float(v.detach()) for k, v in losses.items()}
+        rec.update(total=float(total.detach()), out=out, alpha=alpha, entry=entry)
+        if use_adv:
+            rec["d"] = float(d_loss.detach())
+        return rec
+
+    def _losses(
+        self, lr_img: torch.Tensor, target: torch.Tensor, att: torch.Tensor, out: int, alpha: float, step: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None, bool]:
+        """Generator losses of one batch (and the discriminator's update when the GAN term is on)."""
+        lc = self.cfg["loss"]
+        d_loss = None
+        with self.autocast():  # the generator only: SSIM's variances and the FAN need fp32
+            sr = self.G(lr_img, out_size=out, alpha=alpha).float()
         losses: dict[str, torch.Tensor] = {}
         losses["l1"] = (sr - target).abs().mean() * lc["l1"]
         if lc["attention"] > 0:
@@ -257,23 +306,7 @@ class Trainer:
             losses["adv"] = g_hinge(self.D(sr[:n])) * lc["adv"]
             for p in self.D.parameters():
                 p.requires_grad_(True)
-        total = sum(losses.values())
-        self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_g.step()
-        with torch.no_grad():
-            d = c["ema"] if step > 200 else 0.0  # EMA warms up after the first steps
-            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
-            for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                be.copy_(b)
-        self.step += 1
-        self.samples += sr.shape[0]
-        rec = {k: float(v.detach()) for k, v in losses.items()}
-        rec.update(total=float(total.detach()), out=out, alpha=alpha, entry=entry)
-        if use_adv:
-            rec["d"] = float(d_loss.detach())
-        return rec
+        return losses, sr, d_loss, use_adv
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

@@ -1,0 +1,46 @@
+"""Start a (possibly wider and deeper) generator from trained weights without changing what it computes.
+
+A CPU budget cannot afford to throw a trained model away to try a larger one. `grow_into` copies a smaller
+generator's weights into a larger one so the larger one starts as exactly the smaller function:
+
+- wider layers: old weights go in the leading slice; weights that *read* new channels are zero, so the new
+  channels carry values that nothing uses yet (gradients then bring them in);
+- deeper stages: added residual blocks get a zero second convolution, so each starts as the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..enhance.generator import ProgressiveGenerator
+
+
+def grow_into(big: ProgressiveGenerator, small_state: dict[str, torch.Tensor]) -> list[str]:
+    """Load `small_state` into `big` function-preservingly; returns the names of the parameters that grew."""
+    grown = []
+    state = big.state_dict()
+    with torch.no_grad():
+        for name, new in state.items():
+            old = small_state.get(name)
+            if old is None:
+                if name.endswith("conv2.weight") or name.endswith("conv2.bias"):
+                    new.zero_()  # a new residual block starts as the identity
+                grown.append(name)
+                continue
+            old = old.to(new.dtype)
+            if old.shape == new.shape:
+                new.copy_(old)
+                continue
+            if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape)):
+                raise ValueError(f"{name}: cannot grow {tuple(old.shape)} into {tuple(new.shape)}")
+            if new.dim() == 4:
+                new[:, old.shape[1] :] = 0  # nothing reads the new input channels yet
+                new[: old.shape[0], : old.shape[1]] = old
+            else:
+                new[: old.shape[0]] = old
+            grown.append(name)
+        missing = sorted(set(small_state) - set(state))
+        if missing:
+            raise ValueError(f"weights have layers the model lacks: {missing[:3]}")
+    big.load_state_dict(state)
+    return grown
