@@ -103,8 +103,8 @@ def test_missing_or_corrupt_weights_are_user_errors(tmp_path: Path):
 
 
 def test_size_and_cost_budget(model):
-    assert model.num_params() < 3e6  # far below PFSR's 8.97 M
-    assert model.flops(16) < 3e9  # far below PFSR's 10.5 GFLOP per face
+    assert model.num_params() < 4e6  # well below PFSR's 8.97 M
+    assert model.flops(16) < 3.5e9  # well below PFSR's 10.5 GFLOP per face
 
 
 def test_shipped_weights_load_and_fit_budget():

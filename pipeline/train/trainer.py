@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1234,
     "threads": 2,
     "device": "auto",
-    "model": {"channels": [64, 48, 32, 16], "blocks": [6, 4, 2, 1]},
+    "model": {"channels": [128, 64, 32, 16], "blocks": [8, 6, 2, 1]},
     "init": "",  # generator .safetensors to start from (may be narrower/shallower: grown function-preservingly)
     "precision": "fp32",  # fp32 | bf16 (autocast; weights, optimizer and losses stay fp32)
     "steps": 6000,
