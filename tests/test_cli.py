@@ -108,3 +108,13 @@ def test_dry_run_checks_without_processing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "640x360" in proc.stdout and "det_500m.onnx" in proc.stdout
     assert not (tmp_path / "o" / "annotated.mp4").exists()
+
+
+def test_bench_checks_its_clip_and_detector_before_timing(tmp_path):
+    env = {"ENHANCE_MODELS": "", "INSIGHTFACE_HOME": str(tmp_path)}
+    no_det = run_cli("bench", "--models", str(tmp_path), "--json", str(tmp_path / "b.json"), env=env)
+    _one_line_error(no_det, "det_500m.onnx", "--models")
+    no_clip = run_cli("bench", "--clip", str(tmp_path / "gone.mp4"), "--models", str(MODELS))
+    _one_line_error(no_clip, "gone.mp4")
+    for proc in (no_det, no_clip):  # neither spent minutes on generator timings first
+        assert "faces/s" not in proc.stdout, proc.stdout

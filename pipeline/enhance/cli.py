@@ -36,6 +36,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
         raise ConfigError(f"--backends: unknown {unknown} (known: {', '.join(BACKENDS)})")
+    if args.clip != "none":  # fail now, not after minutes of generator timings
+        _check_e2e_inputs(args)
     batches = list(FULL_BATCHES) if args.full else args.batches
     result: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": host(),
                     "weights": str(weights), "budget_s": args.budget,
@@ -58,6 +60,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out.with_suffix(".md").write_text(table(result["generator"]) + "\n")
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
+
+
+def _check_e2e_inputs(args: argparse.Namespace) -> None:
+    """The end-to-end run's config, clip and detector model must be there before the long part starts."""
+    from ..config import load_config
+    from ..errors import InputError
+    from ..models import find_model
+
+    cfg = load_config(args.config, args.overrides)
+    if "://" not in str(args.clip) and not Path(args.clip).is_file():
+        raise InputError(f"--clip: file not found: {args.clip} (or pass --clip none)")
+    find_model(cfg.detect.model, args.models)
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
