@@ -67,9 +67,12 @@ def test_server_restart_reconnects_and_segments_stay_playable(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run.py"), "process", s.url("cam"), "--out", str(out), "--models", str(MODELS),
              "--set", "source.max_frames=150", "--set", "source.read_timeout_s=2", "--set", "source.reconnect_max_s=1",
+             # this test is about the restart, not start-up: a server still prerolling its first client
+             # ("Invalid data found") must not end the run before the restart happens
+             "--set", "source.reconnect_attempts_at_start=10",
              *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         deadline = time.time() + 120
-        while time.time() < deadline and not (out / "faces.csv").exists():
+        while time.time() < deadline and proc.poll() is None and not (out / "faces.csv").exists():
             time.sleep(0.2)
         time.sleep(2)
         s.kill()
