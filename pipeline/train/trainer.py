@@ -257,7 +257,7 @@ class Trainer:
             g["lr"] = self.lr_at(step)
         target = hr if out == 128 else F.interpolate(hr, size=(out, out), mode="area")
         self.G.train()
-        losses, sr, d_loss, use_adv = self._losses(lr_img, target, att, out, alpha, step)
+        losses, sr, d_loss = self._losses(lr_img, target, att, out, alpha, step)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
@@ -272,14 +272,14 @@ class Trainer:
         self.samples += sr.shape[0]
         rec = {k: float(v.detach()) for k, v in losses.items()}
         rec.update(total=float(total.detach()), out=out, alpha=alpha, entry=entry)
-        if use_adv:
+        if d_loss is not None:
             rec["d"] = float(d_loss.detach())
         return rec
 
     def _losses(
         self, lr_img: torch.Tensor, target: torch.Tensor, att: torch.Tensor, out: int, alpha: float, step: int
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None, bool]:
-        """Generator losses of one batch (and the discriminator's update when the GAN term is on)."""
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """Generator losses, output and discriminator loss (None while the GAN term is off) of one batch."""
         lc = self.cfg["loss"]
         d_loss = None
         with self.autocast():  # the generator only: SSIM's variances and the FAN need fp32
@@ -306,7 +306,7 @@ class Trainer:
             losses["adv"] = g_hinge(self.D(sr[:n])) * lc["adv"]
             for p in self.D.parameters():
                 p.requires_grad_(True)
-        return losses, sr, d_loss, use_adv
+        return losses, sr, d_loss
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
