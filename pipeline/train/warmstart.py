@@ -16,9 +16,19 @@ from ..enhance.generator import ProgressiveGenerator
 
 
 def grow_into(big: ProgressiveGenerator, small_state: dict[str, torch.Tensor]) -> list[str]:
-    """Load `small_state` into `big` function-preservingly; returns the names of the parameters that grew."""
+    """Load `small_state` into `big` function-preservingly; returns the names of the parameters that grew.
+
+    Everything is checked before anything is written, so a mismatch leaves `big` untouched.
+    """
+    state = big.state_dict()  # shares storage with big's parameters: writing here writes the model
+    missing = sorted(set(small_state) - set(state))
+    if missing:
+        raise ValueError(f"weights have layers the model lacks: {missing[:3]}")
+    for name, old in small_state.items():
+        new = state[name]
+        if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape)):
+            raise ValueError(f"{name}: cannot grow {tuple(old.shape)} into {tuple(new.shape)}")
     grown = []
-    state = big.state_dict()
     with torch.no_grad():
         for name, new in state.items():
             old = small_state.get(name)
@@ -26,21 +36,11 @@ def grow_into(big: ProgressiveGenerator, small_state: dict[str, torch.Tensor]) -
                 if name.endswith("conv2.weight") or name.endswith("conv2.bias"):
                     new.zero_()  # a new residual block starts as the identity
                 grown.append(name)
-                continue
-            old = old.to(new.dtype)
-            if old.shape == new.shape:
+            elif old.shape == new.shape:
                 new.copy_(old)
-                continue
-            if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape)):
-                raise ValueError(f"{name}: cannot grow {tuple(old.shape)} into {tuple(new.shape)}")
-            if new.dim() == 4:
-                new[:, old.shape[1] :] = 0  # nothing reads the new input channels yet
-                new[: old.shape[0], : old.shape[1]] = old
             else:
-                new[: old.shape[0]] = old
-            grown.append(name)
-        missing = sorted(set(small_state) - set(state))
-        if missing:
-            raise ValueError(f"weights have layers the model lacks: {missing[:3]}")
-    big.load_state_dict(state)
+                if new.dim() == 4:
+                    new[:, old.shape[1] :] = 0  # nothing reads the new input channels yet
+                new[tuple(slice(0, n) for n in old.shape)] = old
+                grown.append(name)
     return grown
