@@ -14,6 +14,7 @@ import numpy as np
 from .types import Face
 
 CROP = 128
+MAX_DOWNSCALE = 1.1  # an entry may hold at most ~10% fewer pixels than the camera put across the crop
 # insightface's ArcFace 112 template, shrunk by 0.75 and moved into a 128 crop so the whole face,
 # chin and some hair included, is in frame (close to the CelebA crops face SR is usually trained on).
 _ARCFACE_112 = np.array(
@@ -50,23 +51,48 @@ def scale_of(m: np.ndarray) -> float:
     return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
 
 
-def warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-    """Sample a size×size crop through m (source → 128 canonical), anti-aliased when shrinking."""
-    target = m * (size / CROP)
-    src_per_px = 1.0 / max(scale_of(target), 1e-6)
+def resize_matrix(m: np.ndarray, size: int) -> np.ndarray:
+    """m (source → 128 canonical crop) re-expressed for a size×size crop of the same square, pixel centres kept.
+
+    A pixel centre u of the size crop lies at (u + 0.5)·128/size − 0.5 in the 128 crop (the area-resize
+    convention that training's `cv2.resize(..., INTER_AREA)` follows); merely scaling m by size/128 would
+    shift the crop by (128/size − 1)/2 canonical pixels: 1.5 px at 32, 3.5 px at 16.
+    """
+    r = size / CROP
+    out = np.asarray(m, dtype=np.float64) * r
+    out[:, 2] += 0.5 * r - 0.5
+    return out
+
+
+def warp(image: np.ndarray, m: np.ndarray, size: int, border_value: float | None = None) -> np.ndarray:
+    """Sample a size×size crop through m (source → 128 canonical), anti-aliased when shrinking.
+
+    The result equals the 128 crop area-resized to `size` (pixel-centre exact) wherever the source has
+    the resolution. `border_value`: constant fill outside the image (default: reflect).
+    """
+    border = cv2.BORDER_REFLECT if border_value is None else cv2.BORDER_CONSTANT
+    fill = 0 if border_value is None else (border_value,) * 3
+    src_per_px = CROP / size / max(scale_of(m), 1e-6)
     if src_per_px <= 1.25:
-        return cv2.warpAffine(image, target, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    # Shrinking: warp at (about) source resolution, then average down with INTER_AREA.
+        return cv2.warpAffine(image, resize_matrix(m, size), (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=border, borderValue=fill)
+    # Shrinking: warp at (about) source resolution, then average k×k blocks (INTER_AREA, integer factor).
     k = int(min(np.ceil(src_per_px), max(1, 1024 // size)))
-    big = cv2.warpAffine(image, target * k, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    big = cv2.warpAffine(image, resize_matrix(m, size * k), (size * k, size * k), flags=cv2.INTER_LINEAR,
+                         borderMode=border, borderValue=fill)
     return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def choose_entry(m: np.ndarray, entries: list[int], margin: float = 1.0) -> int:
-    """The largest entry size the source actually resolves: source pixels across the crop × margin."""
+def choose_entry(m: np.ndarray, entries: list[int], max_downscale: float = MAX_DOWNSCALE) -> int:
+    """The smallest entry size that keeps what the camera resolved: at least the source pixels across the crop
+    divided by `max_downscale` (else the largest entry).
+
+    Cutting a 25 px span down to a 16 px input throws a third of the camera's pixels away before the
+    generator sees them; a slightly upsampled 32 px input keeps them (training cuts its inputs the same way).
+    """
     src_span = CROP / max(scale_of(m), 1e-6)
-    fitting = [e for e in sorted(entries) if e <= src_span * margin]
-    return fitting[-1] if fitting else min(entries)
+    fitting = [e for e in sorted(entries) if e * max_downscale >= src_span]
+    return fitting[0] if fitting else max(entries)
 
 
 def sharpness(crop: np.ndarray) -> float:
@@ -89,15 +115,15 @@ def frontalness(kps: np.ndarray) -> float:
 class Aligner:
     """Fills `crop`, `lr`, `entry`, `matrix`, `inverse` and the quality terms of a Face."""
 
-    def __init__(self, entries: list[int] | None = None, entry_margin: float = 1.0) -> None:
+    def __init__(self, entries: list[int] | None = None, max_downscale: float = MAX_DOWNSCALE) -> None:
         self.entries = sorted(entries or [16, 32, 64])
-        self.entry_margin = entry_margin
+        self.max_downscale = max_downscale
 
     def __call__(self, image: np.ndarray, face: Face) -> Face:
         m = similarity(face.kps)
         face.matrix = m
         face.inverse = cv2.invertAffineTransform(m)
-        face.entry = choose_entry(m, self.entries, self.entry_margin)
+        face.entry = choose_entry(m, self.entries, self.max_downscale)
         face.crop = warp(image, m, CROP)
         face.lr = warp(image, m, face.entry)
         # Sharpness measured at the resolution the source really has (the LR input), so upsampling blur doesn't count.

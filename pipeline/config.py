@@ -68,7 +68,7 @@ class AlignConfig:
     """5-point similarity alignment to the generator's canonical crop."""
 
     entries: list[int] = field(default_factory=lambda: [16, 32, 64])  # generator entry sizes allowed
-    entry_margin: float = _range(0.5, 2.0, default=1.0)  # pick the largest entry ≤ face size × margin
+    max_downscale: float = _range(1.0, 4.0, default=1.1)  # smallest entry with ≥ (source px across the crop) / this
 
 
 @dataclass

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from .enhance.confidence import LOW
 from .errors import ConfigError
 
 SOFTWARE = "Enhance"
@@ -100,7 +101,8 @@ def generator_of(run_info: dict | None) -> dict | None:
 
 def tile_record(kind: str, *, source: str, frame: int, time: float, box: Any, track: int,
                 kps: Any = None, entry: int | None = None, matrix: Any = None,
-                run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
+                run_info: dict | None = None, visible_mark: bool | None = None,
+                confidence: float | None = None, consistency: float | None = None) -> dict:
     """The provenance of one tile. `kind`: "enhanced" (synthesized), "original" or "lr" (source pixels)."""
     ai = kind.startswith("enhanced")
     info = run_info or {}
@@ -127,6 +129,12 @@ def tile_record(kind: str, *, source: str, frame: int, time: float, box: Any, tr
         rec["entry"] = int(entry)
     if matrix is not None:
         rec["crop_matrix"] = [_floats(r, 5) for r in np.asarray(matrix, dtype=np.float64).reshape(2, 3)]
+    if ai and confidence is not None:
+        rec["confidence"] = round(float(confidence), 4)
+        rec["input_mismatch"] = None if consistency is None else round(float(consistency), 3)
+        rec["low_confidence"] = bool(confidence < LOW)
+        if confidence < LOW:
+            rec["warning"] = "low confidence: too small or too damaged to reconstruct faithfully"
     if info.get("settings") is not None:
         rec["settings"] = info["settings"]
     return rec

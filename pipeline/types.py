@@ -47,6 +47,8 @@ class Face:
     frontalness: float = 0.0
     # enhance
     enhanced: np.ndarray | None = None  # 128x128 BGR generator output (synthesized pixels)
+    consistency: float | None = None  # mean |enhanced shrunk to the input size − input|, 0–255
+    confidence: float | None = None  # 0–1: how far the enhanced face can be trusted (enhance/confidence.py)
 
     @property
     def size(self) -> float:

@@ -68,9 +68,12 @@ def test_lr_input_is_resampled_from_source_not_from_the_crop():
     assert lr.shape == (16, 16, 3)
     assert direct_err < 12  # same picture …
     # … and a face small in the source picks a small entry, a larger one a larger entry
-    assert choose_entry(similarity(TEMPLATE * 0.15 + 5), [16, 32, 64]) == 16
-    assert choose_entry(similarity(TEMPLATE * 0.4 + 5), [16, 32, 64]) == 32
-    assert choose_entry(similarity(TEMPLATE * 0.6 + 5), [16, 32, 64]) == 64
+    # source pixels across the crop = 128 × the template scale: 15.4 → 16, 25.6 → 32 (not cut down to 16), 38.4 → 64
+    assert choose_entry(similarity(TEMPLATE * 0.12 + 5), [16, 32, 64]) == 16
+    assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64]) == 32
+    assert choose_entry(similarity(TEMPLATE * 0.3 + 5), [16, 32, 64]) == 64
+    assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64], max_downscale=2.0) == 16  # the old rule
+    assert choose_entry(similarity(TEMPLATE * 0.9 + 5), [16, 32]) == 32
 
 
 def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import ModelNotFound
 from ..models import sha256
 from ..types import Face
+from .confidence import assess
 
 ENGINES = Path(__file__).resolve().parents[2] / "engines"
 
@@ -72,6 +73,7 @@ class Enhancer:
             return faces
         for f, img in zip(faces, self.batcher.map([f.lr for f in faces])):
             f.enhanced = img
+            assess(f)
         with self._lock:
             self.count += len(faces)
         return faces

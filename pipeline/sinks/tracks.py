@@ -34,6 +34,7 @@ def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bo
     return prov.tile_record(
         kind, source=face.source, frame=face.frame_index, time=face.time, box=face.box, track=face.track_id,
         kps=face.kps, entry=face.entry or None, matrix=face.matrix, run_info=run_info, visible_mark=visible_mark,
+        confidence=face.confidence, consistency=face.consistency,
     )
 
 
@@ -160,7 +161,10 @@ class TrackWriter:
                 "sharpness": round(float(f.sharpness), 2),
                 "frontalness": round(float(f.frontalness), 4),
                 "entry": int(f.entry),
+                # source → 128 crop: the same crop can be cut again from another copy of the frame
+                "matrix": [_round(r, 6) for r in f.matrix] if f.matrix is not None else None,
                 "enhanced": key in enhanced_keys,
+                "confidence": f.confidence if key in enhanced_keys else None,
                 "files": tiles.get(key, {}),
             })
         first = ordered[0] if ordered else None

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..align import MAX_DOWNSCALE
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 
@@ -125,6 +127,79 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--det-size", type=int, default=320, help="detector input size (as `prepare`)")
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=cmd_eval)
+    add_eval_video(sub)
+
+    p = sub.add_parser("prepare-video", help="make training sequences the way the pipeline sees faces in video")
+    p.add_argument("--clips", nargs="*", default=[str(SHARED / "data" / "video" / "talking_heads")],
+                   help="high-res face clips (only those in the split's train list are used)")
+    p.add_argument("--split", default=str(REPO / "configs" / "video_split.yaml"), help="train/eval split by person")
+    p.add_argument("--stills", default=str(SHARED / "data" / "faces" / "train"),
+                   help="face photos turned into short clips ('' for none)")
+    p.add_argument("--stills-limit", type=int, default=0)
+    p.add_argument("--renders", type=int, default=8, help="camera renderings of each clip")
+    p.add_argument("--still-frames", type=int, default=6)
+    p.add_argument("--min-px", type=float, default=14.0)
+    p.add_argument("--max-px", type=float, default=44.0)
+    p.add_argument("--crf-min", type=int, default=20)
+    p.add_argument("--crf-max", type=int, default=34)
+    p.add_argument("--max-downscale", type=float, default=MAX_DOWNSCALE, help="as align.max_downscale at run time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="train")
+    p.add_argument("--out", default=str(REPO / "data" / "video_seq"))
+    p.add_argument("--models", default=_default_models())
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_prepare_video)
+
+
+def cmd_prepare_video(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..config import read_yaml
+    from ..errors import InputError
+    from .prepare import list_images
+    from .sequences import prepare_video
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    split = read_yaml(args.split)
+    train_names = set(split.get("train") or [])
+    held_out = set(split.get("eval") or [])
+    clips = []
+    for c in args.clips:
+        p = Path(c)
+        for f in sorted(p.glob("*.mp4")) if p.is_dir() else [p]:
+            if f.stem in held_out:  # evaluation people never enter training
+                print(f"{f.name}: held out for evaluation in {args.split}, skipped")
+                continue
+            if f.stem not in train_names:
+                raise InputError(f"{f.name} is not in the train list of {args.split}: add it there first")
+            clips.append(f)
+    stills = list_images(Path(args.stills))[: args.stills_limit or None] if args.stills else []
+    counts = prepare_video(clips, stills, Path(args.out), args.models, args.renders, args.still_frames,
+                           (args.min_px, args.max_px), (args.crf_min, args.crf_max), seed=args.seed,
+                           max_downscale=args.max_downscale, name=args.name)
+    return 0 if counts["frames"] else 1
+
+
+def add_eval_video(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-video", help="score the generator against the truth on real high-res face video")
+    p.add_argument("clips", nargs="+", metavar="CLIP", help="high-resolution face clips (files or folders of .mp4)")
+    p.add_argument("--face-px", default="16,20,24,32,40", help="face heights to shrink to (comma-separated)")
+    p.add_argument("--crf", type=int, default=26, help="H.264 CRF of the camera-like encode")
+    p.add_argument("--weights", default=None, help="generator safetensors (default: the one in engines/)")
+    p.add_argument("--models", default=_default_models())
+    p.add_argument("--out", default="runs/eval_video", help="working folder: camera clips, runs, sample sheets")
+    p.add_argument("--json", default=None, help="also write the summary here")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline setting for the runs, e.g. --set align.max_downscale=2")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=cmd_eval_video)
+
+
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from ..eval_video import run_eval_video
+
+    return run_eval_video(args)
 
 
 def _export_default(a: argparse.Namespace) -> argparse.Namespace:

@@ -44,6 +44,32 @@ class FaceSet:
         return len(self.names)
 
 
+class SequenceSet:
+    """Frames from `prepare-video` (pipeline-cut low-res inputs, 128 px targets, attention maps), RGB in memory."""
+
+    def __init__(self, path: str | Path, limit: int = 0) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"video training cache not found: {path} (run `prepare-video` first)")
+        z = np.load(path, allow_pickle=False)
+        n = len(z["entry"]) if not limit else min(limit, len(z["entry"]))
+        self.entry = z["entry"][:n].astype(int)
+        self.seq, self.frame, self.face_px = z["seq"][:n], z["frame"][:n], z["face_px"][:n]
+        self.lr_row = z["lr_row"][:n]
+        self.lr = {e: np.ascontiguousarray(z[f"lr{e}"][..., ::-1]) for e in (16, 32, 64)}
+        blob, off = z["hr_jpeg"], z["hr_offset"]
+        self.images = np.stack([cv2.imdecode(blob[off[i] : off[i + 1]], cv2.IMREAD_COLOR)[:, :, ::-1] for i in range(n)])
+        self.attention = np.ascontiguousarray(z["attention"][:n])
+        self.by_entry = {e: np.flatnonzero(self.entry == e) for e in (16, 32, 64)}
+
+    def __len__(self) -> int:
+        return len(self.entry)
+
+    def input(self, i: int) -> np.ndarray:
+        """The low-res input of frame i (RGB, at its entry size)."""
+        return self.lr[int(self.entry[i])][self.lr_row[i]]
+
+
 def to_tensor(rgb_u8: np.ndarray) -> torch.Tensor:
     """(N,H,W,3) or (H,W,3) uint8 RGB → float (N,3,H,W) in [-1,1]."""
     a = rgb_u8[None] if rgb_u8.ndim == 3 else rgb_u8
@@ -63,11 +89,27 @@ def make_batch(
     entry: int,
     dcfg: DegradeConfig | None = None,
     degrade_p: float = 1.0,
+    video: SequenceSet | None = None,
+    video_p: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(lr (B,3,e,e), hr (B,3,128,128), att (B,64,64) in [0,1]) for one training step, flips included."""
+    """(lr (B,3,e,e), hr (B,3,128,128), att (B,64,64) in [0,1]) for one training step, flips included.
+
+    With `video`, a `video_p` share of the batch are frames made the way the pipeline sees faces (their
+    inputs are used as cut; only a flip is added), the rest stills through the degradation chain.
+    """
     rng = np.random.default_rng([seed, step])
-    idx = rng.integers(0, len(faces), size=batch)
+    n_video = 0
+    if video is not None and video_p > 0 and len(video.by_entry[entry]):
+        n_video = int(rng.binomial(batch, video_p))
+    idx = rng.integers(0, len(faces), size=batch - n_video)
     hrs, lrs, atts = [], [], []
+    for i in (rng.choice(video.by_entry[entry], n_video) if n_video else []):
+        hr, lr, att = video.images[i], video.input(i), video.attention[i]
+        if rng.random() < 0.5:
+            hr, lr, att = hr[:, ::-1], lr[:, ::-1], att[:, ::-1]
+        hrs.append(np.ascontiguousarray(hr))
+        lrs.append(np.ascontiguousarray(lr))
+        atts.append(np.ascontiguousarray(att))
     for i in idx:
         hr, att = faces.images[i], faces.attention[i]
         if rng.random() < 0.5:

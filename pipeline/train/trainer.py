@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..enhance.generator import ProgressiveGenerator, save_generator
 from ..errors import ConfigError, InputError
 from ..models import find_model
-from .data import FaceSet, make_batch, to_tensor
+from .data import FaceSet, SequenceSet, make_batch, to_tensor
 from .degrade import DegradeConfig, clean
 from .discriminator import ProgressiveDiscriminator
 from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ssim_loss
@@ -32,6 +32,8 @@ SHARED_MODELS = REPO.parent / "shared" / "models"
 DEFAULTS: dict[str, Any] = {
     "name": "pfsr_custom",  # the generator's name in the exported file (the pipeline shows it)
     "data": "data/faces128",
+    "video": "",  # `prepare-video` cache (.npz): frames cut the way the pipeline cuts them
+    "video_p": 0.0,  # share of each batch drawn from `video`
     "out": "runs/pfsr_lite",
     "models": "",
     "seed": 1234,
@@ -137,6 +139,7 @@ class Trainer:
         self.out = Path(cfg["out"])
         self.out.mkdir(parents=True, exist_ok=True)
         self.train_set = FaceSet(cfg["data"], "train", limit=cfg["limit"])
+        self.video_set = SequenceSet(cfg["video"], limit=cfg["limit"]) if cfg["video"] else None
         try:
             self.val_set: FaceSet | None = FaceSet(cfg["data"], "val", limit=cfg["val_faces"])
         except InputError:
@@ -235,7 +238,9 @@ class Trainer:
             "steps": self.step,
             "samples": self.samples,
             "train_seconds": round(self.train_seconds),
-            "trained_on": f"CelebA test-partition crops, {len(self.train_set)} train faces (../shared/data/faces/train)",
+            "trained_on": f"CelebA test-partition crops, {len(self.train_set)} train faces (../shared/data/faces/train)"
+            + (f"; {len(self.video_set)} camera-like video frames ({self.cfg['video']}, share {self.cfg['video_p']})"
+               if self.video_set is not None else ""),
             "device": str(self.device),
             "ema": self.cfg["ema"],
             "seed": self.cfg["seed"],
@@ -249,7 +254,8 @@ class Trainer:
         out, alpha = out_size_at(step, c["grow"])
         rng = np.random.default_rng([c["seed"], step, 7])
         entry = pick_entry(rng, out, c["entries"], c["entry_weights"])
-        lr_img, hr, att = make_batch(self.train_set, c["seed"], step, c["batch"], entry, self.dcfg, c["degrade_p"])
+        lr_img, hr, att = make_batch(self.train_set, c["seed"], step, c["batch"], entry, self.dcfg, c["degrade_p"],
+                                     self.video_set, c["video_p"])
         lr_img, hr, att = lr_img.to(self.device), hr.to(self.device), att.to(self.device)
         for g in self.opt_g.param_groups:
             g["lr"] = self.lr_at(step)
@@ -335,7 +341,7 @@ class Trainer:
         t_last, n_last = time.time(), self.samples
         self.log(
             f"training {self.G.num_params() / 1e6:.3f} M params from step {self.step} to {end} on {self.device} "
-            f"({len(self.train_set)} train faces, batch {c['batch']}, threads {torch.get_num_threads()})"
+            f"({len(self.train_set)} train faces, {len(self.video_set) if self.video_set else 0} video frames, batch {c['batch']}, threads {torch.get_num_threads()})"
         )
         history = []
         while self.step < end:

@@ -1,0 +1,114 @@
+"""Real-video fidelity geometry: pixel-centre-exact cutting, and the shrink → encode → crop chain on a moving blob."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.align import CROP, resize_matrix, similarity, warp
+from pipeline.truth import bicubic_crop, encode, plan_shrink, read_frames
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+HEADS = SHARED / "data" / "video" / "talking_heads"
+MODELS = SHARED / "models"
+
+
+def blob(h: int, w: int, cx: float, cy: float, sigma: float) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    g = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
+    return np.dstack([np.clip(20 + 220 * g, 0, 255).round().astype(np.uint8)] * 3)
+
+
+def centroid(img: np.ndarray) -> np.ndarray:
+    g = img[..., 1].astype(np.float64) - np.median(img[..., 1])
+    g = np.clip(g, 0, None)
+    y, x = np.mgrid[0 : g.shape[0], 0 : g.shape[1]]
+    return np.array([(g * x).sum(), (g * y).sum()]) / g.sum()
+
+
+def face_matrix(cx: float, cy: float, span: float, angle: float = 0.0) -> np.ndarray:
+    """A source → crop similarity putting (cx, cy) at the crop centre with `span` source pixels across it."""
+    k, a = CROP / span, np.deg2rad(angle)
+    r = k * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return np.hstack([r, (np.array([63.5, 63.5]) - r @ [cx, cy])[:, None]])
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_lr_input_is_the_area_resized_crop(size):
+    """The generator input cut at an entry size sits exactly where training puts it: the 128 crop area-resized."""
+    img = blob(400, 400, 201.3, 187.7, 9.0)
+    m = similarity(np.array([[180, 170], [222, 172], [201, 190], [184, 210], [218, 211]], np.float32))
+    lr = warp(img, m, size)
+    ref = cv2.resize(warp(img, m, CROP), (size, size), interpolation=cv2.INTER_AREA)
+    err = np.linalg.norm(centroid(lr) - centroid(ref)) * CROP / size
+    assert err < 0.1, f"entry {size}: {err:.3f} px (128-crop units) off the area-resized crop"
+    # and the old cut (matrix scaled by size/128, no centre correction) would be visibly off
+    old = cv2.warpAffine(img, m * (size / CROP), (size, size), flags=cv2.INTER_LINEAR)
+    assert np.linalg.norm(centroid(old) - centroid(ref)) * CROP / size > 0.4
+
+
+def test_resize_matrix_maps_pixel_centres():
+    m = np.array([[0.9, 0.1, 3.0], [-0.1, 0.9, 5.0]])
+    for size in (16, 32, 64):
+        r = resize_matrix(m, size)
+        p = np.array([17.0, 33.0, 1.0])
+        u128, u = m @ p, r @ p
+        assert np.allclose((u + 0.5) * CROP / size - 0.5, u128)
+
+
+def test_truth_and_bicubic_agree_on_a_moving_blob(tmp_path):
+    """HR blob clip → area shrink → pad → H.264 → decode: the crop cut from the camera frame (bicubic) and the
+    one cut from the HR frame through the composed matrix put the blob at the same place (< 0.1 px)."""
+    w = h = 480
+    frames = [blob(h, w, 200 + 7.3 * t, 230 - 3.1 * t, 36.0) for t in range(8)]
+    shrink = plan_shrink(w, h, face_h=240, face_px=32)  # 7.5× down into a 640×360 frame
+    assert shrink.ox % 2 == 0 and shrink.oy % 2 == 0
+    encode((shrink.apply(f) for f in frames), tmp_path / "cam.mp4", Fraction(25), crf=0)  # x264 lossless: geometry only
+    cams = list(read_frames(tmp_path / "cam.mp4"))
+    assert len(cams) == len(frames)
+    a = shrink.hr_to_lr()
+    errs = []
+    for t, (hr, cam) in enumerate(zip(frames, cams)):
+        cx, cy = a @ np.array([200 + 7.3 * t, 230 - 3.1 * t, 1.0])
+        m = face_matrix(cx + 0.37, cy - 0.21, span=48, angle=7)  # a crop not centred on the blob
+        truth = shrink.truth(hr, m)
+        bic = bicubic_crop(cam, m)
+        exact = bicubic_crop(shrink.apply(hr), m)  # the camera frame before encoding
+        assert np.linalg.norm(centroid(truth) - centroid(exact)) < 0.02
+        errs.append(np.linalg.norm(centroid(truth) - centroid(bic)))
+        assert truth.shape == bic.shape == (CROP, CROP, 3)
+    assert max(errs) < 0.1, f"truth and bicubic disagree by up to {max(errs):.3f} px"
+
+
+def test_truth_takes_the_padding_outside_the_frame():
+    shrink = plan_shrink(200, 200, face_h=100, face_px=20)
+    hr = np.full((200, 200, 3), 250, np.uint8)
+    a = shrink.hr_to_lr()
+    cx, cy = a @ np.array([0.0, 0.0, 1.0])  # the crop centred on the HR frame's corner
+    truth = shrink.truth(hr, face_matrix(cx, cy, span=30))
+    assert truth[5, 5, 0] == shrink.pad and truth[-5, -5, 0] == 250
+
+
+@pytest.mark.skipif(not (HEADS / "d0.mp4").is_file(), reason="talking-head clips not in ../shared")
+def test_eval_video_end_to_end(tmp_path):
+    """`run.py eval-video` on a real clip: the pipeline finds the face, the tiles score against the truth."""
+    from pipeline.cli import main
+
+    js = tmp_path / "s.json"
+    rc = main(["eval-video", str(HEADS / "d0.mp4"), "--face-px", "24", "--out", str(tmp_path / "ev"),
+               "--models", str(MODELS), "--json", str(js)])
+    assert rc == 0
+    r = json.loads(js.read_text())["clips"]["d0"]["24"]
+    assert r["detection_rate"] > 0.9 and r["observations"] > 60
+    for m in ("model", "bicubic"):
+        assert 20 < r[m]["psnr"] < 40 and 0 < r[m]["ssim"] < 1 and -1 < r[m]["id_cos"] <= 1
+        assert 0 < r[m]["temporal"] < 20
+    assert r["temporal_pairs"] > 50
+    assert (tmp_path / "ev" / "d0" / "face24" / "samples.png").is_file()
+    track = json.loads(next((tmp_path / "ev" / "d0" / "face24" / "run" / "tracks").glob("*/track.json")).read_text())
+    assert len(track["observations"][0]["matrix"]) == 2

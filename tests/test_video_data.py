@@ -1,0 +1,113 @@
+"""`prepare-video` on real clips and stills, the mixed training batch, and the per-tile confidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+HEADS = SHARED / "data" / "video" / "talking_heads"
+STILLS = SHARED / "data" / "faces" / "train"
+MODELS = SHARED / "models"
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / max(np.mean((a.astype(float) - b.astype(float)) ** 2), 1e-9)))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    from pipeline.cli import main
+
+    out = tmp_path_factory.mktemp("seq")
+    stills = out / "stills"
+    stills.mkdir()
+    for p in sorted(STILLS.glob("*.jpg"))[:8]:
+        (stills / p.name).write_bytes(p.read_bytes())
+    rc = main(["prepare-video", "--clips", str(HEADS / "vr3.mp4"), str(HEADS / "d0.mp4"), "--renders", "1",
+               "--stills", str(stills), "--out", str(out), "--models", str(MODELS)])
+    assert rc == 0
+    return out / "train.npz"
+
+
+@pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
+def test_prepare_video_cuts_inputs_and_targets_together(cache: Path):
+    from pipeline.train.data import SequenceSet
+
+    s = SequenceSet(cache)
+    assert len(s) > 100
+    assert set(np.unique(s.seq)) >= {0}  # the clip's sequence, then one per still
+    assert s.images.shape[1:] == (128, 128, 3) and s.attention.shape[1:] == (64, 64)
+    # every input is registered with its target: the bicubic upsampling of the input resembles it
+    scores = [_psnr(cv2.resize(s.input(i), (128, 128), interpolation=cv2.INTER_CUBIC), s.images[i]) for i in range(len(s))]
+    assert np.median(scores) > 21
+    # inputs enter at the size the camera resolved: faces ≥ 26 px never at 16
+    assert all(s.entry[i] in (32, 64) for i in range(len(s)) if s.face_px[i] >= 26)
+    # consecutive frames of the clip stay together as one sequence
+    first = s.frame[s.seq == 0]
+    assert len(first) > 60 and (np.diff(first) >= 1).all()
+
+
+@pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
+def test_prepare_video_keeps_evaluation_people_out(cache: Path, tmp_path: Path, capsys):
+    from pipeline.cli import main
+
+    from pipeline.train.data import SequenceSet
+
+    # d0 is in the eval list of configs/video_split.yaml: the cache above holds vr3's sequence and 6-frame stills only
+    s = SequenceSet(cache)
+    lengths = np.bincount(s.seq)
+    assert (lengths > 6).sum() == 1
+    split = tmp_path / "split.yaml"
+    split.write_text("train: [vr3]\neval: [d0]\n")
+    rc = main(["prepare-video", "--clips", str(HEADS / "d9.mp4"), "--split", str(split), "--stills", "",
+               "--out", str(tmp_path / "o"), "--models", str(MODELS)])
+    assert rc == 2 and "d9.mp4 is not in the train list" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
+def test_batches_mix_video_frames_and_stills(cache: Path, tmp_path: Path):
+    from pipeline.train.data import SequenceSet, make_batch
+
+    class Stills:  # a stand-in FaceSet of three real 128 px targets (the video cache's own images)
+        def __init__(self, s: SequenceSet) -> None:
+            self.images, self.attention = s.images[:3], s.attention[:3]
+
+        def __len__(self) -> int:
+            return 3
+
+    s = SequenceSet(cache)
+    e = 32 if len(s.by_entry[32]) else 64
+    lr, hr, att = make_batch(Stills(s), 0, 1, 16, e, video=s, video_p=1.0)
+    assert lr.shape == (16, 3, e, e) and hr.shape == (16, 3, 128, 128) and att.shape == (16, 64, 64)
+    lr2, _, _ = make_batch(Stills(s), 0, 1, 16, e, video=s, video_p=1.0)
+    assert np.array_equal(lr.numpy(), lr2.numpy())  # a pure function of (seed, step)
+
+
+def test_confidence_follows_resolution_and_input_agreement():
+    from pipeline.align import TEMPLATE, similarity
+    from pipeline.enhance.confidence import LOW, assess
+    from pipeline.provenance import tile_record
+    from pipeline.types import Face
+
+    rng = np.random.default_rng(0)
+    lr = cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (32, 32), interpolation=cv2.INTER_CUBIC)
+
+    def face(scale: float, enhanced: np.ndarray) -> Face:
+        f = Face(box=np.array([0, 0, 30, 30], np.float32), kps=(TEMPLATE / scale).astype(np.float32), score=0.9)
+        f.matrix, f.lr, f.enhanced = similarity(f.kps), lr, enhanced
+        return assess(f)
+
+    faithful = cv2.resize(lr, (128, 128), interpolation=cv2.INTER_CUBIC)
+    big, small = face(128 / 48, faithful), face(128 / 15, faithful)  # 48 vs 15 source px across the crop
+    assert big.consistency < 3 and big.confidence > 0.8
+    assert small.confidence < LOW
+    invented = face(128 / 48, 255 - faithful)  # sharp, but not what the camera saw
+    assert invented.consistency > 40 and invented.confidence < LOW
+    rec = tile_record("enhanced", source="cam", frame=1, time=0.0, box=[0, 0, 1, 1], track=1,
+                      confidence=invented.confidence, consistency=invented.consistency)
+    assert rec["low_confidence"] and "too small or too damaged" in rec["warning"]
+    assert "confidence" not in tile_record("original", source="cam", frame=1, time=0.0, box=[0, 0, 1, 1], track=1)
