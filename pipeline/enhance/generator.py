@@ -97,13 +97,20 @@ class ProgressiveGenerator(nn.Module):
 
         alpha < 1 fades the last stage in: alpha·(new stage image) + (1−alpha)·(previous image, upsampled).
         """
+        return self.decode(self.encode(x), x, out_size, alpha)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The entry's features of a low-res face (B,3,e,e) → (B,C_e,e,e); track fusion combines these."""
         e = x.shape[-1]
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] != e or e not in ENTRIES:
             raise ValueError(f"expected (B,3,e,e) with e in {ENTRIES}, got {tuple(x.shape)}")
+        return F.leaky_relu(self.from_rgb[str(e)](x), 0.2)
+
+    def decode(self, feat: torch.Tensor, x: torch.Tensor, out_size: int = OUT, alpha: float = 1.0) -> torch.Tensor:
+        """Entry features + the low-res face they came from (for the bicubic residual) → the face at out_size."""
+        e = x.shape[-1]
         if out_size not in (32, 64, 128) or out_size <= e:
             raise ValueError(f"out_size must be 32, 64 or 128 and larger than the entry {e}, got {out_size}")
-        feat = self.from_rgb[str(e)](x)
-        feat = F.leaky_relu(feat, 0.2)
         prev_img = None
         res = e
         while res < out_size:

@@ -61,6 +61,23 @@ class SequenceSet:
         self.images = np.stack([cv2.imdecode(blob[off[i] : off[i + 1]], cv2.IMREAD_COLOR)[:, :, ::-1] for i in range(n)])
         self.attention = np.ascontiguousarray(z["attention"][:n])
         self.by_entry = {e: np.flatnonzero(self.entry == e) for e in (16, 32, 64)}
+        self.index = {(int(q), int(f)): i for i, (q, f) in enumerate(zip(self.seq, self.frame))}
+
+    def window(self, i: int, k: int, centred: bool) -> list[int]:
+        """Up to k−1 other frames of i's sequence at i's entry size, nearest first: centred on i (files) or
+        before it only (live cameras)."""
+        q, f, e = int(self.seq[i]), int(self.frame[i]), int(self.entry[i])
+        offsets = sorted(range(-(k - 1), k), key=lambda d: (abs(d), d)) if centred else range(-1, -k, -1)
+        out = []
+        for d in offsets:
+            if d == 0 or (centred and abs(d) > k // 2):
+                continue
+            j = self.index.get((q, f + d))
+            if j is not None and self.entry[j] == e:
+                out.append(j)
+            if len(out) == k - 1:
+                break
+        return out
 
     def __len__(self) -> int:
         return len(self.entry)
@@ -121,3 +138,52 @@ def make_batch(
         atts.append(np.ascontiguousarray(att))
     att_t = torch.from_numpy(np.stack(atts)).float().div(255.0)
     return to_tensor(np.stack(lrs)), to_tensor(np.stack(hrs)), att_t
+
+
+def make_fusion_batch(
+    faces: FaceSet,
+    seed: int,
+    step: int,
+    batch: int,
+    entry: int,
+    k: int,
+    video: SequenceSet,
+    video_p: float,
+    dcfg: DegradeConfig | None = None,
+    degrade_p: float = 1.0,
+    p_centred: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lr (B,k,3,e,e) target first, valid (B,k), hr (B,3,128,128), att (B,64,64)) for track fusion.
+
+    Video samples carry up to k−1 neighbours of their sequence (centred or past-only windows, and a random
+    number of them dropped, so every track length is seen); stills are one-frame tracks.
+    """
+    rng = np.random.default_rng([seed, step, 11])
+    n_video = int(rng.binomial(batch, video_p)) if len(video.by_entry[entry]) else 0
+    lrs = np.zeros((batch, k, entry, entry, 3), np.uint8)
+    valid = np.zeros((batch, k), np.float32)
+    hrs, atts = [], []
+    for b, i in enumerate(rng.choice(video.by_entry[entry], n_video) if n_video else []):
+        others = video.window(int(i), k, bool(rng.random() < p_centred))
+        others = others[: int(rng.integers(0, len(others) + 1))]
+        flip = rng.random() < 0.5
+        for j, idx in enumerate([int(i)] + others):
+            lr = video.input(idx)
+            lrs[b, j] = lr[:, ::-1] if flip else lr
+            valid[b, j] = 1.0
+        hr, att = video.images[i], video.attention[i]
+        hrs.append(np.ascontiguousarray(hr[:, ::-1] if flip else hr))
+        atts.append(np.ascontiguousarray(att[:, ::-1] if flip else att))
+    for b in range(n_video, batch):
+        i = int(rng.integers(0, len(faces)))
+        hr, att = faces.images[i], faces.attention[i]
+        if rng.random() < 0.5:
+            hr, att = hr[:, ::-1], att[:, ::-1]
+        hr = np.ascontiguousarray(hr)
+        lrs[b, 0] = degrade(hr, entry, rng, dcfg) if rng.random() < degrade_p else clean(hr, entry)
+        valid[b, 0] = 1.0
+        hrs.append(hr)
+        atts.append(np.ascontiguousarray(att))
+    x = torch.from_numpy(lrs).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1.0)
+    att_t = torch.from_numpy(np.stack(atts)).float().div(255.0)
+    return x, torch.from_numpy(valid), to_tensor(np.stack(hrs)), att_t
