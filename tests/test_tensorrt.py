@@ -594,4 +594,4 @@ def test_fp16_arithmetic_on_the_shipped_weights(weights):
         with torch.no_grad():
             ref = model.float()(x).clamp(-1, 1)
             half = model.half()(x.half()).float().clamp(-1, 1)
-        assert (half - ref).abs().max().item() < 2 / 255, entry  # measured about 2.3e-3 (pfsr_v2, e16)
+        assert (half - ref).abs().max().item() < 2 / 255, entry  # measured at most 2.5e-3 (pfsr_v2, e16)
