@@ -42,7 +42,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
@@ -104,6 +104,9 @@ class Secrets:
 
     def __bool__(self) -> bool:
         return bool(self._values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
 
     def __repr__(self) -> str:
         return f"Secrets({len(self._values)} hidden)"
@@ -320,8 +323,8 @@ class CameraOnline(Event):
     KIND: ClassVar[str] = "reconnected"
     WALL: ClassVar[bool] = True
     attempt: int
-    downtime_s: float
     segment: int
+    downtime_s: float
 
 
 @dataclass(frozen=True, kw_only=True)
