@@ -22,7 +22,6 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.events import (
-    CameraGaveUp,
     CameraOffline,
     CameraOnline,
     DictSink,
@@ -126,8 +125,8 @@ def test_the_new_classes_write_what_the_runner_writes_today() -> None:
 
 
 def test_optional_fields_are_written_only_when_known() -> None:
-    end = TrackEnded(source="desk", at=1714557600.5, track=5, reason="lost", observations=4, enhanced=2, time=2.0, first_time=0.5,
-                     best_tile=Path("tracks/5/best.png"), confidence=0.81, person=2)
+    end = TrackEnded(source="desk", at=1714557600.5, track=5, reason="lost", observations=4, enhanced=2, time=2.0,
+                     first_time=0.5, best_tile=Path("tracks/5/best.png"), confidence=0.81, person=2)
     d = end.to_dict()
     assert d["best_tile"] == "tracks/5/best.png" and d["confidence"] == 0.81 and d["person"] == 2
     assert d["first_time"] == 0.5 and d["last_time"] == 2.0

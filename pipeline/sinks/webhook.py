@@ -86,7 +86,8 @@ class WebhookSink:
         host = parts.hostname or ""
         self.shown = f"{scheme}://{host}{f':{port}' if port else ''}" + ("/…" if parts.path.strip("/") else "")
         if scheme not in ("http", "https") or not host or bad_port:
-            raise ConfigError(f"webhook URL must be http(s)://host[:port]/path, got {Secrets(url_values).scrub(self.shown)}")
+            shown = Secrets(url_values).scrub(self.shown)
+            raise ConfigError(f"webhook URL must be http(s)://host[:port]/path, got {shown}")
         self._headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "enhance-webhook/1"}
         if parts.username is not None:  # urllib does not send URL credentials by itself
             user, pw = unquote(parts.username), unquote(parts.password or "")
