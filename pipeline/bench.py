@@ -17,9 +17,10 @@ from typing import Callable
 
 import numpy as np
 
+from .geometry import CROP, ENTRIES
+
 DEFAULT_BATCHES = (1, 16, 64)
 FULL_BATCHES = (1, 16, 64, 256, 1024)
-ENTRIES = (16, 32, 64)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -139,7 +140,7 @@ def val_faces(folder: str | Path, limit: int = 0) -> np.ndarray:
         h, w = img.shape[:2]
         s = min(h, w)
         y0, x0 = (h - s) // 2, (w - s) // 2
-        out.append(cv2.resize(img[y0 : y0 + s, x0 : x0 + s], (128, 128), interpolation=cv2.INTER_AREA))
+        out.append(cv2.resize(img[y0 : y0 + s, x0 : x0 + s], (CROP, CROP), interpolation=cv2.INTER_AREA))
     return np.stack(out)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import ConfigError
+from .geometry import ENTRIES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
@@ -67,7 +68,7 @@ class TrackConfig:
 class AlignConfig:
     """5-point similarity alignment to the generator's canonical crop."""
 
-    entries: list[int] = field(default_factory=lambda: [16, 32, 64])  # generator entry sizes allowed
+    entries: list[int] = field(default_factory=lambda: list(ENTRIES))  # generator entry sizes allowed
     max_downscale: float = _range(1.0, 4.0, default=1.1)  # smallest entry with ≥ (source px across the crop) / this
 
 
@@ -285,7 +286,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     names = [c.name for c in cfg.sources if c.name]
     if len(names) != len(set(names)):
         raise ConfigError(f"sources: camera names must be unique, got {names}")
-    bad = [e for e in cfg.align.entries if e not in (16, 32, 64)]
+    bad = [e for e in cfg.align.entries if e not in ENTRIES]
     if bad or not cfg.align.entries:
-        raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of [16, 32, 64]")
+        raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of {list(ENTRIES)}")
     return cfg

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .align import CROP
+from .geometry import CROP
 from .errors import InputError
 from .truth import Shrink, bicubic_crop, encode, plan_shrink, read_frames, video_rate
 

@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 import torch
 
-from .align import CROP, TEMPLATE, similarity, warp
+from .align import warp
 from .errors import InputError
+from .geometry import ARCFACE_112, CROP, TEMPLATE, similarity
 from .models import find_model
 
 METRICS = ("psnr", "ssim", "msssim", "id_cos", "lm_nme")
@@ -39,12 +40,8 @@ class IdentityScorer:
 
         self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
-        from insightface.utils.face_align import arcface_dst
-
-        from .align import similarity
-
         # the canonical crop's 5 points are TEMPLATE by construction: one fixed warp to ArcFace's 112 layout
-        self.m = similarity(TEMPLATE, arcface_dst.astype(np.float32))
+        self.m = similarity(TEMPLATE, ARCFACE_112)
 
     def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         x = np.stack([cv2.warpAffine(c, self.m, (112, 112), borderValue=0.0) for c in crops_bgr]).astype(np.float32)

@@ -24,15 +24,10 @@ from typing import Hashable, Iterable
 import cv2
 import numpy as np
 
-from .align import TEMPLATE, similarity
+from .geometry import ARCFACE_112, TEMPLATE, similarity
 
 MODEL = "mobilefacenet_128d.onnx"
 DEFAULT_THRESHOLD = 0.6  # photos: same person ≥ 0.67, different ≤ 0.18 at full size, ≤ 0.50 when shrunk to 12 px faces
-# insightface's ArcFace 112×112 template (face_align.arcface_dst)
-ARCFACE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
 
 
 def crop112(original: np.ndarray, kps: np.ndarray | None = None) -> np.ndarray:

@@ -144,7 +144,7 @@ class Pipeline:
         self.detector = Detector(
             self.detector_path, cfg.detect.input_size, cfg.detect.threshold, cfg.detect.min_face
         )
-        self.aligner = Aligner(cfg.align.entries, cfg.align.max_downscale)
+        self.aligner = Aligner(cfg.align)
         self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(
             cfg.enhance.weights or None, cfg.enhance.batch_size, cfg.enhance.threads, backend=cfg.enhance.backend,
             max_wait_ms=cfg.enhance.max_wait_ms, max_queue=cfg.enhance.max_queue,

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import IMAGES, MODELS
-from pipeline.align import CROP, TEMPLATE, Aligner, choose_entry, similarity, warp
+from pipeline.align import Aligner, choose_entry, warp
+from pipeline.config import AlignConfig
+from pipeline.geometry import CROP, TEMPLATE, similarity
 from pipeline.errors import ModelNotFound
 from pipeline.models import find_model
 from pipeline.track import Tracker
@@ -45,7 +47,7 @@ def test_tracker_keeps_one_id_for_a_moving_face(detector):
 def test_aligner_maps_keypoints_to_template_and_keeps_inverse(detector):
     image = cv2.imread(str(IMAGES / "obama_1.jpg"))
     (face,) = detector(image)
-    Aligner()(image, face)
+    Aligner(AlignConfig())(image, face)
     assert face.crop.shape == (CROP, CROP, 3)
     assert face.entry == 64  # a large photo face enters at the largest stage
     assert face.lr.shape == (64, 64, 3)
@@ -69,11 +71,12 @@ def test_lr_input_is_resampled_from_source_not_from_the_crop():
     assert direct_err < 12  # same picture …
     # … and a face small in the source picks a small entry, a larger one a larger entry
     # source pixels across the crop = 128 × the template scale: 15.4 → 16, 25.6 → 32 (not cut down to 16), 38.4 → 64
-    assert choose_entry(similarity(TEMPLATE * 0.12 + 5), [16, 32, 64]) == 16
-    assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64]) == 32
-    assert choose_entry(similarity(TEMPLATE * 0.3 + 5), [16, 32, 64]) == 64
+    md = AlignConfig().max_downscale
+    assert choose_entry(similarity(TEMPLATE * 0.12 + 5), [16, 32, 64], md) == 16
+    assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64], md) == 32
+    assert choose_entry(similarity(TEMPLATE * 0.3 + 5), [16, 32, 64], md) == 64
     assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64], max_downscale=2.0) == 16  # the old rule
-    assert choose_entry(similarity(TEMPLATE * 0.9 + 5), [16, 32]) == 32
+    assert choose_entry(similarity(TEMPLATE * 0.9 + 5), [16, 32], md) == 32
 
 
 def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import pytest
 from conftest import IMAGES, MODELS, VIDEO, run_cli
 from pipeline import people as ppl
 from pipeline.align import Aligner
+from pipeline.config import AlignConfig
 from pipeline.errors import ConfigError, EnhanceError
 from pipeline.sinks import TrackWriter
 from pipeline.sinks.cli import add_commands
@@ -45,7 +46,7 @@ def photo_faces(detector) -> dict[str, Face]:
             pytest.skip(f"photo missing: {name}")
         img = cv2.imread(str(path))
         face = max(detector(img), key=lambda f: f.size)
-        Aligner()(img, face)
+        Aligner(AlignConfig())(img, face)
         out[name] = face
     return out
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from pipeline.align import Aligner
+from pipeline.config import AlignConfig
 from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter, write_gallery
 from pipeline.sinks.annotate import PALETTE
 from pipeline.types import Face, TrackSummary
@@ -50,7 +51,7 @@ def cctv_face(photo: np.ndarray, face_px: float = 40, at: tuple[int, int] = (300
     off = np.array([ox, oy], np.float32)
     face = Face(box=(BOX.reshape(2, 2) * s + off).ravel().astype(np.float32), kps=KPS * s + off, score=0.84,
                 track_id=track_id, frame_index=frame, time=frame / 25.0, source="cam1")
-    Aligner()(image, face)
+    Aligner(AlignConfig())(image, face)
     # Stand-in for the generator (someone else's work): a smooth upscale of the LR input, tinted.
     face.enhanced = cv2.add(cv2.resize(face.lr, (128, 128), interpolation=cv2.INTER_CUBIC), (0, 40, 0, 0))
     return image, face

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.align import CROP, resize_matrix, similarity, warp
+from pipeline.align import warp
+from pipeline.geometry import CROP, resize_matrix, similarity
 from pipeline.truth import bicubic_crop, encode, plan_shrink, read_frames
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

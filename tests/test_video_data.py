@@ -88,7 +88,7 @@ def test_batches_mix_video_frames_and_stills(cache: Path, tmp_path: Path):
 
 
 def test_confidence_follows_resolution_and_input_agreement():
-    from pipeline.align import TEMPLATE, similarity
+    from pipeline.geometry import TEMPLATE, similarity
     from pipeline.enhance.confidence import LOW, assess
     from pipeline.provenance import tile_record
     from pipeline.types import Face

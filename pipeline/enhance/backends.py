@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from ..errors import EnhanceError
+from ..models import ENGINE_CACHE
+from ..geometry import CROP, ENTRIES
 
-OUT = 128
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime-gpu", "torch-cpu", "onnxruntime")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -61,8 +62,8 @@ def postprocess(y: torch.Tensor) -> torch.Tensor:
 
 def _check(lr: np.ndarray) -> np.ndarray:
     if not isinstance(lr, np.ndarray) or lr.dtype != np.uint8 or lr.ndim != 4 or lr.shape[1:] not in (
-        (16, 16, 3), (32, 32, 3), (64, 64, 3)):
-        raise ValueError(f"expected uint8 (B,e,e,3) with e in 16/32/64, got {getattr(lr, 'dtype', type(lr))} "
+            [(e, e, 3) for e in ENTRIES]):
+        raise ValueError(f"expected uint8 (B,e,e,3) with e in {ENTRIES}, got {getattr(lr, 'dtype', type(lr))} "
                          f"{getattr(lr, 'shape', '')}")
     return np.ascontiguousarray(lr)
 
@@ -121,9 +122,7 @@ class TorchCUDA:
         self._compiled: dict[int, Callable] = {}
         self._compile = compile
         self._sha = weights_sha
-        from .export import CACHE
-
-        self._cache = Path(cache_dir or CACHE)
+        self._cache = Path(cache_dir or ENGINE_CACHE)
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -182,7 +181,7 @@ class TorchCUDA:
     def run(self, lr: np.ndarray, chunk: int = 256) -> np.ndarray:
         lr = _check(lr)
         host_in = torch.from_numpy(lr).pin_memory()
-        host_out = torch.empty((lr.shape[0], OUT, OUT, 3), dtype=torch.uint8).pin_memory()
+        host_out = torch.empty((lr.shape[0], CROP, CROP, 3), dtype=torch.uint8).pin_memory()
         compute = torch.cuda.current_stream()
         pieces = list(range(0, lr.shape[0], chunk))
         uploads = []
@@ -276,7 +275,7 @@ class TensorRT:
     name = "tensorrt"
 
     def __init__(self, weights: str | Path, profile=None, cache_dir: str | Path | None = None,
-                 entries: tuple[int, ...] = (16, 32, 64)) -> None:
+                 entries: tuple[int, ...] = ENTRIES) -> None:
         from . import tensorrt as trt_mod
 
         ok, why = trt_mod.available()
@@ -356,7 +355,7 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
                 return TorchCUDA(m, weights_sha=digest, **kw)
             if n == "onnxruntime":
                 return OnnxRuntime(weights, model, threads, digest, entries=entries, **kw)
-            return TensorRT(weights, entries=entries or (16, 32, 64), **kw)
+            return TensorRT(weights, entries=entries or ENTRIES, **kw)
         except EnhanceError as e:
             if name != "auto":
                 raise

@@ -28,10 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ENTRIES = (16, 32, 64)
-OUT = 128
+from ..geometry import CROP, ENTRIES
+from ..models import ENGINES
+
 NAME = "pfsr_v2"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "engines" / f"{NAME}.safetensors"
+DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
 class ResBlock(nn.Module):
@@ -92,7 +93,7 @@ class ProgressiveGenerator(nn.Module):
             return x
         return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
 
-    def forward(self, x: torch.Tensor, out_size: int = OUT, alpha: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_size: int = CROP, alpha: float = 1.0) -> torch.Tensor:
         """Enter at x's size, run the stages up to out_size (32/64/128, for progressive training).
 
         alpha < 1 fades the last stage in: alpha·(new stage image) + (1−alpha)·(previous image, upsampled).
@@ -112,7 +113,7 @@ class ProgressiveGenerator(nn.Module):
                 prev_img = self._up(x, res) + self.to_rgb[str(res)](feat)
             feat = stage(feat)
             res *= 2
-        if res == OUT:
+        if res == CROP:
             feat = self.refine(feat)
         img = self._up(x, res) + self.to_rgb[str(res)](feat)
         if prev_img is not None:

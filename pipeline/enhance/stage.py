@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelNotFound
-from ..models import sha256
+from ..geometry import ENTRIES
+from ..models import ENGINES, sha256
 from ..types import Face
 from .confidence import assess
-
-ENGINES = Path(__file__).resolve().parents[2] / "engines"
 
 
 def default_weights() -> Path:
@@ -55,7 +54,7 @@ class Enhancer:
         model, self.meta = load_generator(path)
         # every entry's session/engine is made up front: the first frame must not pay for an export
         self.backend = create(backend, path, model=model, threads=threads, weights_sha=self.sha256,
-                              entries=(16, 32, 64))
+                              entries=ENTRIES)
         self.batch_size = batch_size
         self.batcher = DynamicBatcher(self.backend.run, batch_size, max_wait_ms, max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..align import MAX_DOWNSCALE
+from ..config import AlignConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -142,7 +142,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-px", type=float, default=44.0)
     p.add_argument("--crf-min", type=int, default=20)
     p.add_argument("--crf-max", type=int, default=34)
-    p.add_argument("--max-downscale", type=float, default=MAX_DOWNSCALE, help="as align.max_downscale at run time")
+    p.add_argument("--max-downscale", type=float, default=AlignConfig.max_downscale, help="as align.max_downscale at run time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="train")
     p.add_argument("--out", default=str(REPO / "data" / "video_seq"))

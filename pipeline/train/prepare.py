@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from ..align import CROP, similarity, warp
+from ..align import warp
 from ..detect import Detector
 from ..errors import InputError
+from ..geometry import CROP, similarity
 from ..models import find_model
 from .losses import attention_map, load_fan
 
