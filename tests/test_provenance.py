@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from certs import make_test_certificate
 from pipeline import provenance as prov
+from pipeline.draw import MARK_TEXT, mark_enhanced
 from pipeline.errors import ConfigError
 from pipeline.sinks import TrackWriter
 from test_sinks import make_track, photo  # noqa: F401  (fixture)
@@ -59,7 +61,7 @@ def test_metadata_round_trips_from_written_pngs(tmp_path: Path, photo: np.ndarra
             if ai:
                 assert rec["generator"] == {"name": "pfsr-v1", "sha256": GEN_SHA, "trained": True}
                 assert text["Generator"] == "pfsr-v1" and text["Generator-SHA256"] == GEN_SHA
-                assert rec["visible_mark"] is True and text["Visible-Mark"] == prov.MARK_TEXT
+                assert rec["visible_mark"] is True and text["Visible-Mark"] == MARK_TEXT
                 assert xmp["Iptc4xmpExt:DigitalSourceType"] == prov.IPTC_TRAINED
             else:
                 assert rec["generator"] is None and "Generator" not in text
@@ -95,13 +97,13 @@ def test_visible_mark_and_unmarked_only_when_asked(tmp_path: Path, photo: np.nda
         assert meta["record"]["visible_mark"] is False and meta["record"]["generator"]["sha256"] == GEN_SHA
     doc = json.loads((tmp_path / "b" / "tracks" / "5" / "track.json").read_text())
     assert "enhanced_unmarked" in doc["observations"][1]["files"]
-    tiny = prov.mark_enhanced(np.full((16, 16, 3), 128, np.uint8))  # too small for two lines: no crash
+    tiny = mark_enhanced(np.full((16, 16, 3), 128, np.uint8))  # too small for two lines: no crash
     assert tiny.shape == (16, 16, 3)
 
 
 def test_c2pa_manifest_signed_with_test_certificate(tmp_path: Path, photo: np.ndarray) -> None:  # noqa: F811
     pytest.importorskip("c2pa", reason="c2pa-python not installed (optional: pip install c2pa-python)")
-    cert, key = prov.make_test_certificate(tmp_path / "certs")
+    cert, key = make_test_certificate(tmp_path / "certs")
     signer = prov.signer_from_config({"provenance": {"c2pa_cert": str(cert), "c2pa_key": str(key)}})
     track = make_track(photo, tid=6)
     TrackWriter(tmp_path / "run", run_info=RUN_INFO, signer=signer).write(track)

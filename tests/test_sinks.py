@@ -18,7 +18,7 @@ from PIL import Image
 from pipeline.align import Aligner
 from pipeline.config import AlignConfig
 from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter, write_gallery
-from pipeline.sinks.annotate import PALETTE
+from pipeline.draw import PALETTE
 from pipeline.types import Face, TrackSummary
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -19,9 +19,9 @@ from typing import Callable, Sequence, TypeVar
 import cv2
 import numpy as np
 
-from ..provenance import MARK_TEXT, mark_enhanced, save_png
+from ..draw import MARK_TEXT, mark_enhanced, put_label
+from ..provenance import save_png
 from ..types import Face, TrackSummary
-from .annotate import put_label
 
 HEADER = "Enhanced faces are AI reconstructions, not photographs"
 MAX_ROWS = 200

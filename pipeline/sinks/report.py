@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import people as ppl
 from ..errors import ConfigError, EnhanceError, ModelNotFound
-from ..provenance import MARK_TEXT
+from ..draw import MARK_TEXT
 from .gallery import DEFAULT_DEDUPE, Row, Section, Tile, draw_sheet, select
 
 REPORT = "report.html"

@@ -17,12 +17,8 @@ import cv2
 import numpy as np
 
 from .. import provenance as prov
+from ..draw import MARK_TEXT, mark_enhanced, put_label
 from ..types import Face, TrackSummary
-from .annotate import put_label
-
-AI_DESCRIPTION = prov.AI_DESCRIPTION
-ORIGINAL_DESCRIPTION = prov.ORIGINAL_DESCRIPTION
-MARK = prov.MARK_TEXT
 
 
 def _round(v: Any, nd: int = 2) -> Any:
@@ -55,8 +51,8 @@ def comparison(face: Face, panel: int = 256) -> np.ndarray | None:
     labels = [f"original {face.entry or left.shape[0]}px" if face.lr is not None else "original"]
     if face.enhanced is not None:
         right = cv2.resize(face.enhanced, (panel, panel), interpolation=cv2.INTER_NEAREST)
-        panels.append(prov.mark_enhanced(right))
-        labels.append(MARK)
+        panels.append(mark_enhanced(right))
+        labels.append(MARK_TEXT)
     gap = 4
     head = 24
     out = np.full((head + panel, len(panels) * panel + (len(panels) - 1) * gap, 3), 32, np.uint8)
@@ -120,7 +116,7 @@ class TrackWriter:
                     names["original"] = tile(f"{stem}_original.png", f.crop, record(f, "original", self.run_info))
                 if f.lr is not None:
                     names["lr"] = tile(f"{stem}_lr.png", f.lr, record(f, "lr", self.run_info))
-                names["enhanced"] = tile(f"{stem}_enhanced.png", prov.mark_enhanced(f.enhanced.copy()),
+                names["enhanced"] = tile(f"{stem}_enhanced.png", mark_enhanced(f.enhanced.copy()),
                                          record(f, "enhanced", self.run_info, visible_mark=True), signed=True)
                 if self.unmarked:
                     names["enhanced_unmarked"] = tile(
