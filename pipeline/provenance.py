@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from PIL.PngImagePlugin import PngInfo
 from .draw import MARK_TEXT
 from .enhance.confidence import LOW
 from .errors import ConfigError
+from .sources.urls import redact
 
 SOFTWARE = "Enhance"
 AI_DESCRIPTION = "AI-enhanced reconstruction, not a photograph"
@@ -46,14 +46,6 @@ XMP_NS = "http://ns.enhance.invalid/provenance/1.0/"  # ours; .invalid: a name, 
 IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 IPTC_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 IPTC_CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
-_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
-
-
-def redact(uri: str) -> str:
-    """Hide `user:pass@` in a URL (sources already do; this is a second lock on the door)."""
-    return _CREDENTIALS.sub(r"\1***@", str(uri))
-
-
 # ------------------------------------------------------------------------------ the record
 
 

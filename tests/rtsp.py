@@ -183,17 +183,3 @@ class RtspServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def live_config(**settings: object):
-    """A SourceConfig with live settings that an older SourceConfig may not declare yet (set as attributes)."""
-    import dataclasses
-
-    from pipeline.config import SourceConfig
-
-    names = {f.name for f in dataclasses.fields(SourceConfig)}
-    cfg = SourceConfig(**{k: v for k, v in settings.items() if k in names})
-    for k, v in settings.items():
-        if k not in names:
-            setattr(cfg, k, v)
-    return cfg
