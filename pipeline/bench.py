@@ -102,20 +102,16 @@ def bench_e2e(clip: str | Path, backend: str = "auto", overrides: list[str] | No
               models_dir: str | None = None, config: str | None = None, weights: str | None = None) -> dict:
     """Run the whole pipeline on `clip` with the chosen backend; real-time factor and per-stage seconds."""
     from .config import load_config
-    from .enhance.stage import Enhancer
     from .runner import Pipeline
     from .sources import open_source
 
     cfg = load_config(config, overrides)
+    cfg.enhance.backend = backend
     if weights:
         cfg.enhance.weights = weights
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         with open_source(str(clip), cfg.source) as src:
             pipe = Pipeline(cfg, models_dir, progress=False)
-            if pipe.enhancer is not None:  # the runner may not pass the backend yet: set it here
-                pipe.enhancer.close()
-                pipe.enhancer = Enhancer(cfg.enhance.weights or None, cfg.enhance.batch_size, cfg.enhance.threads,
-                                         backend=backend)
             r = pipe.run(src, Path(tmp))
             gen = pipe.enhancer.info["backend"] if pipe.enhancer else None
             if pipe.enhancer is not None:

@@ -176,7 +176,7 @@ def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> 
 def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26, weights: str | None = None,
                    models_dir: str | None = None, overrides: list[str] | None = None, log=print) -> dict:
     """Run the protocol for every clip × face size; returns (and writes) the summary."""
-    from .config import load_config
+    from .config import DetectConfig, load_config
     from .detect import Detector
     from .evaluate import IdentityScorer
     from .models import find_model
@@ -193,7 +193,7 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
     cfg = load_config(None, sets)
     pipe = Pipeline(cfg, models_dir, progress=False)
     scorer = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
-    hr_detector = Detector(find_model(cfg.detect.model, models_dir), input_size=320)
+    hr_detector = Detector(DetectConfig(model=cfg.detect.model, input_size=320), models_dir)
     summary: dict = {"crf": crf, "sizes": sizes, "generator": pipe.enhancer.info if pipe.enhancer else None,
                      "settings": sets, "clips": {}}
     try:

@@ -143,6 +143,7 @@ def evaluate(
     log=print,
     det_size: int = 320,
 ) -> dict:
+    from .config import DetectConfig
     from .detect import Detector
     from .enhance.generator import load_generator
 
@@ -155,7 +156,7 @@ def evaluate(
         raise InputError(f"no images in {faces_dir}")
     model, meta = load_generator(weights)
     # photos of single faces ~200 px across: a 320 input keeps them inside SCRFD's anchor range (as `prepare`)
-    detector = Detector(find_model("det_500m.onnx", models_dir), input_size=det_size)
+    detector = Detector(DetectConfig(input_size=det_size), models_dir)
     ident = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
     lms = LandmarkScorer(find_model("pfld.onnx", models_dir))
 

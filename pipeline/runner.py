@@ -28,7 +28,7 @@ from .config import Config
 from .detect import Detector
 from .enhance.stage import Enhancer, Policy
 from .errors import EnhanceError
-from .models import find_model, sha256
+from .models import sha256
 from .progress import ProgressBoard
 from .provenance import signer_from_config
 from .sinks.annotate import Annotator
@@ -140,15 +140,10 @@ class Pipeline:
     def __init__(self, cfg: Config, models_dir: str | Path | None = None, progress: bool = True) -> None:
         self.cfg = cfg
         self.board = ProgressBoard(progress)
-        self.detector_path = find_model(cfg.detect.model, models_dir)
-        self.detector = Detector(
-            self.detector_path, cfg.detect.input_size, cfg.detect.threshold, cfg.detect.min_face
-        )
+        self.detector = Detector(cfg.detect, models_dir)
+        self.detector_path = self.detector.path
         self.aligner = Aligner(cfg.align)
-        self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(
-            cfg.enhance.weights or None, cfg.enhance.batch_size, cfg.enhance.threads, backend=cfg.enhance.backend,
-            max_wait_ms=cfg.enhance.max_wait_ms, max_queue=cfg.enhance.max_queue,
-        )
+        self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(cfg.enhance)
         self.annotator = Annotator(cfg.output.inset_size)
         self._detector_sha = sha256(self.detector_path)
         self.models_dir = models_dir
@@ -183,8 +178,7 @@ class Pipeline:
             stop.on_stop(source.close)
 
         def new_tracker() -> Tracker:
-            return Tracker(source.fps, cfg.track.high_threshold, cfg.track.match_threshold,
-                           cfg.track.lost_seconds, cfg.track.min_hits)
+            return Tracker(cfg.track, source.fps)
 
         tracker = new_tracker()
         policy = Policy(cfg.enhance.policy, cfg.enhance.best_k, cfg.enhance.every_n, cfg.enhance.improve)

@@ -13,28 +13,22 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
+from .config import TrackConfig
 from .types import Face
 
 
 class Tracker:
     """Assigns `track_id` to Faces and reports tracks that have ended."""
 
-    def __init__(
-        self,
-        fps: float = 30.0,
-        high_threshold: float = 0.5,
-        match_threshold: float = 0.2,
-        lost_seconds: float = 1.0,
-        min_hits: int = 2,
-    ) -> None:
-        self.lost_seconds = lost_seconds
+    def __init__(self, cfg: TrackConfig, fps: float) -> None:
+        self.lost_seconds = cfg.lost_seconds
         self._bt = ByteTrackTracker(
-            lost_track_buffer=max(0, round(lost_seconds * 30)),  # the library counts 30-fps frames
+            lost_track_buffer=max(0, round(cfg.lost_seconds * 30)),  # the library counts 30-fps frames
             frame_rate=max(fps, 1e-3),
-            track_activation_threshold=high_threshold,
-            high_conf_det_threshold=high_threshold,
-            minimum_consecutive_frames=min_hits,
-            minimum_iou_threshold=match_threshold,
+            track_activation_threshold=cfg.high_threshold,
+            high_conf_det_threshold=cfg.high_threshold,
+            minimum_consecutive_frames=cfg.min_hits,
+            minimum_iou_threshold=cfg.match_threshold,
         )
         self._last_seen: dict[int, float] = {}
 

@@ -21,9 +21,10 @@ if not SHARED.is_dir():
 
 @pytest.fixture(scope="session")
 def detector():
+    from pipeline.config import DetectConfig
     from pipeline.detect import Detector
 
-    return Detector(MODELS / "det_500m.onnx")
+    return Detector(DetectConfig(), MODELS)
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None):

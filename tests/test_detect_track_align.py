@@ -6,7 +6,7 @@ import pytest
 
 from conftest import IMAGES, MODELS
 from pipeline.align import Aligner, choose_entry, warp
-from pipeline.config import AlignConfig
+from pipeline.config import AlignConfig, TrackConfig
 from pipeline.geometry import CROP, TEMPLATE, similarity
 from pipeline.errors import ModelNotFound
 from pipeline.models import find_model
@@ -28,7 +28,7 @@ def test_tracker_keeps_one_id_for_a_moving_face(detector):
     """A real face slides steadily across a 640×360 canvas over 60 frames: one track ID throughout."""
     photo = cv2.imread(str(IMAGES / "obama_small.jpg"))
     face = cv2.resize(photo, None, fx=80 / photo.shape[1], fy=80 / photo.shape[1], interpolation=cv2.INTER_AREA)
-    tracker = Tracker(fps=30)
+    tracker = Tracker(TrackConfig(), fps=30)
     ids = []
     for i in range(60):
         canvas = np.full((360, 640, 3), 90, np.uint8)

@@ -65,8 +65,8 @@ def test_degradation_chain():
     assert h.shape == (32, 32, 3) and not np.array_equal(h, clean(hr, 32))
 
 
-def _cfg(prepared: Path, out: Path, **kw) -> dict:
-    from pipeline.train.trainer import merge_config
+def _cfg(prepared: Path, out: Path, **kw):
+    from pipeline.train.config import load_train_config
 
     base = {
         "data": str(prepared),
@@ -87,7 +87,7 @@ def _cfg(prepared: Path, out: Path, **kw) -> dict:
         "ckpt_every": 100,
     }
     base.update(kw)
-    return merge_config(base)
+    return load_train_config(over=base)
 
 
 def _fixed_loss(model, prepared: Path) -> float:
@@ -118,7 +118,7 @@ def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "val psnr16" in log and "samples/s" in log and "adv" in log and "hm" in log
     g, meta = load_generator(tmp_path / "run" / "generator.safetensors")
-    assert meta["steps"] == 30 and meta["arch"] == cfg["model"]
+    assert meta["steps"] == 30 and meta["arch"] == {"channels": cfg.model.channels, "blocks": cfg.model.blocks}
 
 
 def test_resume_is_exact(prepared: Path, tmp_path: Path):

@@ -13,8 +13,9 @@ so torch-cpu is preferred there; `run.py bench` measures both.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -77,10 +78,8 @@ class TorchCPU:
     name = "torch-cpu"
 
     def __init__(self, model: torch.nn.Module, threads: int = 0, dtype: torch.dtype = torch.float32) -> None:
-        if threads:
-            torch.set_num_threads(threads)
         self.model = (model if dtype == torch.float32 else copy.deepcopy(model)).eval().to(dtype)
-        self.dtype = dtype
+        self.dtype, self.threads = dtype, threads
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -89,11 +88,26 @@ class TorchCPU:
     @torch.inference_mode()
     def run(self, lr: np.ndarray) -> np.ndarray:
         x = preprocess(torch.from_numpy(_check(lr)), self.dtype)
-        return postprocess(self.model(x)).numpy()
+        with _threads(self.threads):
+            return postprocess(self.model(x)).numpy()
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": "cpu", "precision": str(self.dtype).replace("torch.", ""),
-                "threads": torch.get_num_threads()}
+                "threads": self.threads or torch.get_num_threads()}
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count for one call, then back: the count is process-wide, a backend's is not."""
+    old = torch.get_num_threads()
+    if not n or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class TorchCUDA:

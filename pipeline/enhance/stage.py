@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import EnhanceConfig
 from ..errors import ModelNotFound
 from ..geometry import ENTRIES
 from ..models import ENGINES, sha256
@@ -40,23 +41,22 @@ class Enhancer:
     may share one Enhancer, and their crops then share batches up to `batch_size` / `max_wait_ms`.
     """
 
-    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, threads: int = 0,
-                 backend: str = "auto", max_wait_ms: float = 5.0, max_queue: int = 1024) -> None:
+    def __init__(self, cfg: EnhanceConfig) -> None:
         from .backends import create
         from .batcher import DynamicBatcher
         from .generator import load_generator
 
-        path = Path(weights) if weights else default_weights()
+        path = Path(cfg.weights) if cfg.weights else default_weights()
         if not path.is_file():
             raise ModelNotFound(f"generator weights not found: {path}")
         self.path = path
         self.sha256 = sha256(path)
         model, self.meta = load_generator(path)
         # every entry's session/engine is made up front: the first frame must not pay for an export
-        self.backend = create(backend, path, model=model, threads=threads, weights_sha=self.sha256,
+        self.backend = create(cfg.backend, path, model=model, threads=cfg.threads, weights_sha=self.sha256,
                               entries=ENTRIES)
-        self.batch_size = batch_size
-        self.batcher = DynamicBatcher(self.backend.run, batch_size, max_wait_ms, max_queue)
+        self.batch_size = cfg.batch_size
+        self.batcher = DynamicBatcher(self.backend.run, cfg.batch_size, cfg.max_wait_ms, cfg.max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)
         self.count = 0
         self._lock = threading.Lock()

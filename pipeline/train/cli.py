@@ -31,19 +31,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..config import read_yaml
-    from .trainer import Trainer, merge_config
+    from .config import load_train_config
+    from .trainer import Trainer
 
-    user = read_yaml(args.config) if args.config else {}
-    for item in args.set or []:
-        from ..config import parse_override
-
-        over = parse_override(item)
-        key = next(iter(over))
-        user[key] = {**user.get(key, {}), **over[key]} if isinstance(over[key], dict) else over[key]
-    cfg = merge_config(user)
-    if args.out:
-        cfg["out"] = args.out
+    cfg = load_train_config(args.config, args.overrides, {"out": args.out} if args.out else None)
     trainer = Trainer(cfg)
     if args.resume:
         trainer.load(args.resume)
@@ -52,29 +43,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     import torch
 
-    from ..enhance.generator import NAME, ProgressiveGenerator, save_generator
+    from ..enhance.generator import ProgressiveGenerator, save_generator
     from ..errors import InputError
+    from .config import saved_train_config
 
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"checkpoint not found: {args.checkpoint}") from None
-    cfg = json.loads(state["config"])
-    g = ProgressiveGenerator(**cfg["model"])
+    cfg = saved_train_config(json.loads(state["config"]))
+    g = ProgressiveGenerator(**dataclasses.asdict(cfg.model))
     g.load_state_dict(state["G_ema"])
     meta = {
-        "name": args.name or cfg.get("name") or NAME,
-        "init": cfg.get("init") or None,
+        "name": args.name or cfg.name,
+        "init": cfg.init or None,
         "steps": int(state["step"]),
         "samples": int(state["samples"]),
         "train_seconds": round(float(state["train_seconds"])),
         "trained_on": "CelebA test-partition crops (../shared/data/faces/train), aligned by `prepare`",
-        "seed": cfg["seed"],
-        "ema": cfg["ema"],
+        "seed": cfg.seed,
+        "ema": cfg.ema,
     }
     path = save_generator(g, args.out, meta)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, step {meta['steps']})")
@@ -104,7 +97,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--out", default=None, help="override the config's out folder")
     p.add_argument("--steps", type=int, default=None, help="stop at this step (default: the config's steps)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (top-level or section.key)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (top-level or section.key)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="write a checkpoint's EMA generator as fp16 safetensors")

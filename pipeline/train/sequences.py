@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..align import Aligner
-from ..config import AlignConfig
+from ..config import AlignConfig, DetectConfig
 from ..detect import Detector
 from ..errors import InputError
 from ..geometry import ENTRIES
@@ -88,9 +88,8 @@ class Builder:
 
     def __init__(self, models_dir: str | None, max_downscale: float = AlignConfig.max_downscale, jpeg_quality: int = 90,
                  log: Callable[[str], None] = print) -> None:
-        self.detector = Detector(find_model("det_500m.onnx", models_dir), input_size=max(FRAME), threshold=0.5,
-                                 min_face=6)
-        self.hr_detector = Detector(find_model("det_500m.onnx", models_dir), input_size=320)
+        self.detector = Detector(DetectConfig(input_size=max(FRAME), min_face=6), models_dir)
+        self.hr_detector = Detector(DetectConfig(input_size=320), models_dir)
         self.aligner = Aligner(AlignConfig(list(ENTRIES), max_downscale))
         self.fan = load_fan(find_model("fan68_compressed.pth", models_dir))
         self.quality = jpeg_quality
