@@ -102,8 +102,9 @@ def bench_e2e(clip: str | Path, backend: str = "auto", overrides: list[str] | No
               models_dir: str | None = None, config: str | None = None, weights: str | None = None) -> dict:
     """Run the whole pipeline on `clip` with the chosen backend; real-time factor and per-stage seconds."""
     from .config import load_config
-    from .runner import Pipeline
+    from .session import run_source
     from .sources import open_source
+    from .stages import Stages
 
     cfg = load_config(config, overrides)
     cfg.enhance.backend = backend
@@ -111,13 +112,15 @@ def bench_e2e(clip: str | Path, backend: str = "auto", overrides: list[str] | No
         cfg.enhance.weights = weights
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         with open_source(str(clip), cfg.source) as src:
-            pipe = Pipeline(cfg, models_dir, progress=False)
-            r = pipe.run(src, Path(tmp))
-            gen = pipe.enhancer.info["backend"] if pipe.enhancer else None
-            if pipe.enhancer is not None:
-                pipe.enhancer.close()
-    keys = ("frames", "faces", "tracks", "enhanced", "wall_s", "fps", "realtime_factor", "timings")
-    return {"clip": str(clip), "backend": gen, **{k: r[k] for k in keys}}
+            stages = Stages(cfg, models_dir, progress=False)
+            try:
+                r = run_source(stages, src, Path(tmp))
+            finally:
+                stages.close()
+    s = r.stats
+    return {"clip": str(clip), "backend": r.generator["backend"] if r.generator else None, "frames": s.frames,
+            "faces": s.faces, "tracks": s.tracks, "enhanced": s.enhanced, "wall_s": s.wall_s, "fps": s.fps,
+            "realtime_factor": s.realtime_factor, "timings": r.timings}
 
 
 # ------------------------------------------------------------------ fp16 vs fp32

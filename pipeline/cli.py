@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import EnhanceError
+from .session import RunResult
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -44,21 +45,22 @@ def cmd_process(args: argparse.Namespace) -> int:
     results = process(args.inputs, Path(args.out), cfg, args.models, progress=not args.quiet)
     for r in results:
         _summary(r)
-    return 130 if any(r["status"] == "interrupted" for r in results) else 0
+    return 130 if any(r.status == "interrupted" for r in results) else 0
 
 
-def _summary(r: dict) -> None:
-    stages = "  ".join(f"{k} {v:.1f}s" for k, v in sorted(r["timings"].items(), key=lambda kv: -kv[1]))
-    rt = f", {r['realtime_factor']:.2f}x real time" if r.get("realtime_factor") else ""
-    print(f"{r['status']}: {r['frames']} frames in {r['wall_s']:.1f}s ({r['fps']:.1f} fps{rt}), "
-          f"{r['faces']} faces, {r['tracks']} tracks, {r['enhanced']} enhanced → {r['out']}")
+def _summary(r: RunResult) -> None:
+    s = r.stats
+    stages = "  ".join(f"{k} {v:.1f}s" for k, v in sorted(r.timings.items(), key=lambda kv: -kv[1]))
+    rt = f", {s.realtime_factor:.2f}x real time" if s.realtime_factor else ""
+    print(f"{r.status}: {s.frames} frames in {s.wall_s:.1f}s ({s.fps:.1f} fps{rt}), "
+          f"{s.faces} faces, {s.tracks} tracks, {s.enhanced} enhanced → {r.out}")
     print(f"  stages: {stages}")
-    gen = r.get("generator")
+    gen = r.generator
     if gen:
         state = "trained" if gen.get("trained", True) else "UNTRAINED"
         print(f"  generator: {gen.get('name', Path(gen['path']).stem)} ({state}, sha256 {gen['sha256'][:12]}, {gen.get('backend', '?')})")
-    if r.get("skipped_frames"):
-        print(f"  skipped {r['skipped_frames']} undecodable frames/packets")
+    if s.skipped_frames:
+        print(f"  skipped {s.skipped_frames} undecodable frames/packets")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

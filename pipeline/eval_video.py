@@ -180,8 +180,9 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
     from .detect import Detector
     from .evaluate import IdentityScorer
     from .models import find_model
-    from .runner import Pipeline
+    from .session import run_source
     from .sources import open_source
+    from .stages import Stages
 
     for c in clips:
         if not c.is_file():
@@ -191,10 +192,10 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
     if weights:
         sets.append(f"enhance.weights={weights}")
     cfg = load_config(None, sets)
-    pipe = Pipeline(cfg, models_dir, progress=False)
+    stages = Stages(cfg, models_dir, progress=False)
     scorer = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
     hr_detector = Detector(DetectConfig(model=cfg.detect.model, input_size=320), models_dir)
-    summary: dict = {"crf": crf, "sizes": sizes, "generator": pipe.enhancer.info if pipe.enhancer else None,
+    summary: dict = {"crf": crf, "sizes": sizes, "generator": stages.enhancer.info if stages.enhancer else None,
                      "settings": sets, "clips": {}}
     try:
         for clip in clips:
@@ -208,7 +209,7 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
                 lr_path = d / "camera.mp4"
                 n = encode((shrink.apply(f) for f in read_frames(clip)), lr_path, video_rate(clip), crf=crf)
                 with open_source(str(lr_path), cfg.source) as src:
-                    pipe.run(src, d / "run")
+                    run_source(stages, src, d / "run")
                 obs = read_run(d / "run")
                 res = score_clip(clip, lr_path, shrink, obs, n, scorer)
                 res.update(face_px=px, hr_face_px=round(hr_h, 1), shrink=list(shrink.scale))
@@ -216,7 +217,7 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
                 sample_sheet(obs, d / "samples.png", title=f"{clip.stem} {px}px")
                 log(_line(clip.stem, px, res) + f"  ({time.time() - t0:.0f}s)")
     finally:
-        pipe.close()
+        stages.close()
     summary["mean"] = {str(px): _mean([summary["clips"][c][str(px)] for c in summary["clips"]
                                        if str(px) in summary["clips"][c]]) for px in sizes}
     out.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from .config import ProvenanceConfig
 from .draw import MARK_TEXT
 from .enhance.confidence import LOW
 from .errors import ConfigError
@@ -334,12 +335,10 @@ def read_c2pa(path: Path) -> dict | None:
         return None
 
 
-def signer_from_config(cfg: dict | None) -> C2paSigner | None:
-    """A signer from a config dict's `provenance` section (c2pa_cert, c2pa_key, c2pa_alg), or None."""
-    prov = (cfg or {}).get("provenance") or {}
-    cert, key = prov.get("c2pa_cert") or "", prov.get("c2pa_key") or ""
-    if not cert and not key:
+def signer_from_config(cfg: ProvenanceConfig) -> C2paSigner | None:
+    """A signer from the `provenance` section (c2pa_cert, c2pa_key, c2pa_alg, c2pa_tsa_url), or None."""
+    if not cfg.c2pa_cert and not cfg.c2pa_key:
         return None
-    if not cert or not key:
+    if not cfg.c2pa_cert or not cfg.c2pa_key:
         raise ConfigError("provenance.c2pa_cert and provenance.c2pa_key must be set together")
-    return C2paSigner(Path(cert), Path(key), str(prov.get("c2pa_alg") or "es256"), prov.get("c2pa_tsa_url") or None)
+    return C2paSigner(Path(cfg.c2pa_cert), Path(cfg.c2pa_key), cfg.c2pa_alg, cfg.c2pa_tsa_url or None)

@@ -39,9 +39,10 @@ def test_tracker_keeps_one_id_for_a_moving_face(detector):
         ids += [f.track_id for f in faces if f.track_id > 0]
     assert len(ids) >= 50
     assert len(set(ids)) == 1
+    assert list(tracker.tracks) == [ids[0]] and tracker.tracks[ids[0]].last_seen == 59 / 30  # the open Track
     assert tracker.ended(60 / 30) == []  # just seen
-    assert tracker.ended(10.0) == [ids[0]]  # ended once unseen for lost_seconds …
-    assert tracker.finish() == []  # … and reported only once
+    assert [t.id for t in tracker.ended(10.0)] == [ids[0]]  # ended once unseen for lost_seconds …
+    assert tracker.finish() == [] and not tracker.tracks  # … and handed over only once
 
 
 def test_aligner_maps_keypoints_to_template_and_keeps_inverse(detector):

@@ -21,7 +21,7 @@ from pipeline.sinks import TrackWriter
 from pipeline.sinks.cli import add_commands
 from pipeline.sinks.gallery import select, ssim
 from pipeline.sinks.report import analyse, write_report
-from pipeline.types import Face, TrackSummary
+from pipeline.types import Face, Track
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "obama_2", "obama_3", "obama_4", "obama_small", "biden_1", "biden_2",
@@ -62,7 +62,7 @@ def write_photo_run(run_dir: Path, faces: dict[str, Face], source: str = "photos
                  quality=f.quality)
         g.enhanced = cv2.resize(g.lr, (128, 128), interpolation=cv2.INTER_CUBIC)  # stand-in for the generator
         TrackWriter(run_dir, run_info={"inputs": inputs or [source]}).write(
-            TrackSummary(i, source, faces=[g], enhanced=[g]))
+            Track(i, source, faces=[g], candidates=[g]))
         ids[name] = i
     (run_dir / "manifest.json").write_text(json.dumps({"status": "complete", "inputs": inputs or [source],
                                                        "settings": {}, "stats": {"frames": 1}}))
@@ -336,7 +336,7 @@ def test_report_without_tiles_or_faces(tmp_path: Path, photo_faces) -> None:
     f = photo_faces["kit_1"]
     for tid in (1, 2):
         g = Face(box=f.box, kps=f.kps, score=f.score, frame_index=tid, time=tid / 25, source="cam", track_id=tid)
-        TrackWriter(notiles, save_tiles=False).write(TrackSummary(tid, "cam", faces=[g]))
+        TrackWriter(notiles, save_tiles=False).write(Track(tid, "cam", faces=[g]))
     (notiles / "tracks" / "3").mkdir()
     (notiles / "tracks" / "3" / "track.json").write_text("{not json")
     a = analyse(notiles, {}, MODELS)

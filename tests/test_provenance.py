@@ -12,6 +12,7 @@ from PIL import Image
 
 from certs import make_test_certificate
 from pipeline import provenance as prov
+from pipeline.config import ProvenanceConfig
 from pipeline.draw import MARK_TEXT, mark_enhanced
 from pipeline.errors import ConfigError
 from pipeline.sinks import TrackWriter
@@ -104,7 +105,7 @@ def test_visible_mark_and_unmarked_only_when_asked(tmp_path: Path, photo: np.nda
 def test_c2pa_manifest_signed_with_test_certificate(tmp_path: Path, photo: np.ndarray) -> None:  # noqa: F811
     pytest.importorskip("c2pa", reason="c2pa-python not installed (optional: pip install c2pa-python)")
     cert, key = make_test_certificate(tmp_path / "certs")
-    signer = prov.signer_from_config({"provenance": {"c2pa_cert": str(cert), "c2pa_key": str(key)}})
+    signer = prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(cert), c2pa_key=str(key)))
     track = make_track(photo, tid=6)
     TrackWriter(tmp_path / "run", run_info=RUN_INFO, signer=signer).write(track)
     f = track.enhanced[0]
@@ -137,13 +138,13 @@ def test_c2pa_manifest_signed_with_test_certificate(tmp_path: Path, photo: np.nd
 
 
 def test_c2pa_config_errors(tmp_path: Path) -> None:
-    assert prov.signer_from_config({}) is None and prov.signer_from_config({"provenance": {}}) is None
+    assert prov.signer_from_config(ProvenanceConfig()) is None
     with pytest.raises(ConfigError, match="together"):
-        prov.signer_from_config({"provenance": {"c2pa_cert": "x.pem"}})
+        prov.signer_from_config(ProvenanceConfig(c2pa_cert="x.pem"))
     pytest.importorskip("c2pa")
     with pytest.raises(ConfigError, match="not found"):
-        prov.signer_from_config({"provenance": {"c2pa_cert": str(tmp_path / "no.pem"), "c2pa_key": str(tmp_path / "k")}})
+        prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(tmp_path / "no.pem"), c2pa_key=str(tmp_path / "k")))
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match="cannot make a C2PA signer"):
-        prov.signer_from_config({"provenance": {"c2pa_cert": str(tmp_path / "junk.pem"),
-                                                "c2pa_key": str(tmp_path / "junk.pem")}})
+        prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(tmp_path / "junk.pem"),
+                                                 c2pa_key=str(tmp_path / "junk.pem")))

@@ -17,9 +17,10 @@ from PIL import Image
 
 from pipeline.align import Aligner
 from pipeline.config import AlignConfig
-from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter, write_gallery
+from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter
+from pipeline.sinks.gallery import Row, Section, Tile, draw_sheet, select
 from pipeline.draw import PALETTE
-from pipeline.types import Face, TrackSummary
+from pipeline.types import Face, Track
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PHOTO = SHARED / "data" / "images" / "obama_1.jpg"
@@ -220,7 +221,7 @@ def test_annotator_is_fast(photo: np.ndarray) -> None:
 # ---------------------------------------------------------------------------- TrackWriter
 
 
-def make_track(photo: np.ndarray, tid: int = 3, n: int = 4, enhanced_frames: tuple[int, ...] = (1, 3)) -> TrackSummary:
+def make_track(photo: np.ndarray, tid: int = 3, n: int = 4, enhanced_frames: tuple[int, ...] = (1, 3)) -> Track:
     faces = []
     for k in range(n):
         _, f = cctv_face(photo, face_px=24 + 6 * k, at=(200 + 5 * k, 120), track_id=tid, frame=10 + k)
@@ -229,7 +230,7 @@ def make_track(photo: np.ndarray, tid: int = 3, n: int = 4, enhanced_frames: tup
             if k == 0:
                 f.crop = f.lr = None  # the runner drops pixels it doesn't keep
         faces.append(f)
-    return TrackSummary(tid, "cam1", faces=faces, enhanced=[f for f in faces if f.enhanced is not None])
+    return Track(tid, "cam1", faces=faces, candidates=[f for f in faces if f.enhanced is not None])
 
 
 def test_track_writer_files_and_json(tmp_path: Path, photo: np.ndarray) -> None:
@@ -285,10 +286,16 @@ def test_track_writer_without_enhanced_or_tiles(tmp_path: Path, photo: np.ndarra
 # ---------------------------------------------------------------------------- gallery
 
 
+def tiles_of(faces: list[Face]) -> list[Tile]:
+    return [Tile(f.lr, f.enhanced, f.frame_index, f.time, f.entry) for f in faces]
+
+
 def test_gallery_three_tracks_and_none(tmp_path: Path, photo: np.ndarray) -> None:
     tracks = [make_track(photo, tid=t, enhanced_frames=e) for t, e in ((5, (0, 1, 2, 3)), (2, (1,)), (9, ()))]
+    rows = [Row([f"#{t.id}"], tiles_of(t.enhanced[:3])) for t in tracks]
+    rows[2].fallback = tracks[2].faces[1].crop  # nothing enhanced: an original crop
     path = tmp_path / "gallery.png"
-    write_gallery(path, tracks, per_track=3)
+    draw_sheet(path, [Section(None, rows)], per_track=3)
     img = Image.open(path)
     assert img.text["AI-Generated"] == "true"
     w, h = img.size
@@ -297,19 +304,19 @@ def test_gallery_three_tracks_and_none(tmp_path: Path, photo: np.ndarray) -> Non
     assert arr.std() > 10  # it has content, not a blank sheet
 
     empty = tmp_path / "empty.png"
-    write_gallery(empty, [])
+    draw_sheet(empty, [], per_track=3)
     e = Image.open(empty)
     assert e.size[1] < 200 and e.text["AI-Generated"] == "false"
 
 
 def test_gallery_caps_rows(tmp_path: Path, photo: np.ndarray) -> None:
     _, f = cctv_face(photo)
-    tracks = [TrackSummary(i, "cam", faces=[f], enhanced=[f]) for i in range(1, 231)]
+    rows = [Row([f"#{i}"], tiles_of([f])) for i in range(1, 231)]
     path = tmp_path / "many.png"
-    write_gallery(path, tracks, per_track=1)
+    draw_sheet(path, [Section(None, rows)], per_track=1)
     h = Image.open(path).size[1]
     one = tmp_path / "one.png"
-    write_gallery(one, tracks[:1], per_track=1)
+    draw_sheet(one, [Section(None, rows[:1])], per_track=1)
     row = Image.open(one).size[1] - 56
     assert 200 * row < h < 202 * row + 100  # 200 rows plus the "omitted" footer
 
@@ -383,23 +390,21 @@ def test_video_bad_preset_is_a_config_error(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.mp4").exists()
 
 
-def test_gallery_row_hides_near_duplicates_and_marks(photo: np.ndarray) -> None:
-    from pipeline.sinks.gallery import track_row
-
-    track = make_track(photo, tid=4, enhanced_frames=(1, 2, 3))
+def test_gallery_row_hides_near_duplicates_and_marks(tmp_path: Path, photo: np.ndarray) -> None:
+    faces = make_track(photo, tid=4, enhanced_frames=(1, 2, 3)).enhanced
     # the same face at three sizes is itself a near-duplicate: make two of them look different
-    track.enhanced[1].lr = 255 - track.enhanced[1].lr
-    track.enhanced[2].lr = np.ascontiguousarray(np.rot90(track.enhanced[2].lr))
-    assert len(track_row(track, per_track=4).tiles) == 3
-    dup = dataclasses.replace(track.enhanced[0], frame_index=99, quality=track.enhanced[0].quality - 1e-3)
-    track.enhanced.append(dup)  # same pixels, another frame: a near-duplicate
-    row = track_row(track, per_track=4)
-    assert sorted(t.frame for t in row.tiles) == [11, 12, 13] and "1 near-duplicate(s) hidden" in row.lines
-    assert [t.frame for t in track_row(track, per_track=4, dedupe=1.0).tiles].count(99) == 1
-    import tempfile
+    faces[1].lr = 255 - faces[1].lr
+    faces[2].lr = np.ascontiguousarray(np.rot90(faces[2].lr))
 
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d) / "g.png"
-        write_gallery(tmp, [track], per_track=4)
-        sheet = np.asarray(Image.open(tmp))
+    def pick(cands: list[Face], dedupe: float = 0.9) -> tuple[list[Face], list[Face]]:
+        return select(cands, 4, lambda f: f.quality, lambda f: f.lr, dedupe)
+
+    assert len(pick(faces)[0]) == 3
+    dup = dataclasses.replace(faces[0], frame_index=99, quality=faces[0].quality - 1e-3)
+    chosen, dupes = pick([*faces, dup])  # same pixels, another frame: a near-duplicate
+    assert sorted(f.frame_index for f in chosen) == [11, 12, 13] and [f.frame_index for f in dupes] == [99]
+    assert [f.frame_index for f in pick([*faces, dup], dedupe=1.0)[0]].count(99) == 1
+    path = tmp_path / "g.png"
+    draw_sheet(path, [Section(None, [Row(["#4", "1 near-duplicate(s) hidden"], tiles_of(chosen))])], per_track=4)
+    sheet = np.asarray(Image.open(path))
     assert sheet.shape[1] >= 190 + 3 * 2 * 128  # three pairs drawn at 128 px

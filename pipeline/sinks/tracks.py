@@ -9,20 +9,15 @@ saying they are source pixels. See `pipeline.provenance`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from .. import provenance as prov
 from ..draw import MARK_TEXT, mark_enhanced, put_label
-from ..types import Face, TrackSummary
-
-
-def _round(v: Any, nd: int = 2) -> Any:
-    return [round(float(x), nd) for x in np.asarray(v, dtype=np.float64).ravel()]
+from ..records import Observation, TrackRecord
+from ..types import Face, Track
 
 
 def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
@@ -68,7 +63,7 @@ def _obs_key(face: Face) -> tuple[str, int]:
 
 
 class TrackWriter:
-    """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json.
+    """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json (`TrackRecord`).
 
     Per enhanced observation: `fNNNNNN_original.png` (128 aligned crop of source pixels),
     `fNNNNNN_lr.png` (the generator's low-res input, source pixels), `fNNNNNN_enhanced.png`
@@ -89,9 +84,9 @@ class TrackWriter:
         self.signer = signer
         self.sidecars = sidecars
 
-    def write(self, track: TrackSummary) -> dict:
+    def write(self, track: Track) -> dict:
         """Write one finished track; returns its summary for the manifest (paths relative to out_dir)."""
-        tdir = self.out_dir / "tracks" / str(track.track_id)
+        tdir = self.out_dir / "tracks" / str(track.id)
         tdir.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
 
@@ -106,7 +101,7 @@ class TrackWriter:
                 rel(p)
             return rel(paths[0])
 
-        enhanced = [f for f in track.enhanced if f.enhanced is not None]
+        enhanced = track.enhanced
         tiles: dict[tuple[str, int], dict[str, str]] = {}
         if self.save_tiles:
             for f in enhanced:
@@ -126,7 +121,7 @@ class TrackWriter:
 
             best = max(enhanced, key=lambda f: f.quality, default=None)
             if best is None:  # nothing enhanced: the best original crop we still have
-                best = max((f for f in track.faces if f.crop is not None or f.lr is not None),
+                best = max((f for f in [*track.candidates, *track.faces] if f.crop is not None or f.lr is not None),
                            key=lambda f: f.quality, default=None)
             sheet = comparison(best) if best is not None else None
             if sheet is not None:
@@ -144,58 +139,19 @@ class TrackWriter:
         for f in enhanced:
             obs[_obs_key(f)] = f
         ordered = sorted(obs.values(), key=lambda f: (f.frame_index, f.time))
-        rows = []
-        for f in ordered:
-            key = _obs_key(f)
-            rows.append({
-                "frame": f.frame_index,
-                "time": round(float(f.time), 4),
-                "box": _round(f.box, 1),
-                "kps": [_round(p, 1) for p in np.asarray(f.kps).reshape(-1, 2)],
-                "score": round(float(f.score), 4),
-                "quality": round(float(f.quality), 4),
-                "sharpness": round(float(f.sharpness), 2),
-                "frontalness": round(float(f.frontalness), 4),
-                "entry": int(f.entry),
-                # source → 128 crop: the same crop can be cut again from another copy of the frame
-                "matrix": [_round(r, 6) for r in f.matrix] if f.matrix is not None else None,
-                "enhanced": key in enhanced_keys,
-                "confidence": f.confidence if key in enhanced_keys else None,
-                "files": tiles.get(key, {}),
-            })
-        first = ordered[0] if ordered else None
-        last = ordered[-1] if ordered else None
-        gen = prov.generator_of(self.run_info)
+        rows = [Observation.of(f, _obs_key(f) in enhanced_keys, tiles.get(_obs_key(f), {})) for f in ordered]
         inputs = (self.run_info or {}).get("inputs") or []
-        doc = {
-            "track_id": track.track_id,
-            "source": track.source,
-            "source_uri": prov.redact(inputs[0]) if inputs else None,
-            "generator": gen,
-            "first_frame": first.frame_index if first else None,
-            "last_frame": last.frame_index if last else None,
-            "first_time": round(float(first.time), 4) if first else None,
-            "last_time": round(float(last.time), 4) if last else None,
-            "n_observations": len(ordered),
-            "n_enhanced": len(enhanced),
-            "provenance": "*_enhanced.png (marked 'AI-enhanced / not a photograph'), *_enhanced_unmarked.png "
-            "and the right half of best.png are AI-enhanced reconstructions, not photographs; "
-            "*_original.png and *_lr.png are source pixels. Each tile's .json sidecar holds its provenance.",
-            "observations": rows,
-        }
-        p = tdir / "track.json"
-        tmp = p.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(p)
-        rel(p)
+        doc = TrackRecord.of(track.id, track.source, rows, len(enhanced),
+                             prov.redact(inputs[0]) if inputs else None, prov.generator_of(self.run_info))
+        rel(doc.write(tdir / "track.json"))
 
         return {
-            "id": track.track_id,
+            "id": track.id,
             "source": track.source,
-            "frames": [doc["first_frame"], doc["last_frame"]],
-            "first_time": doc["first_time"],
-            "last_time": doc["last_time"],
-            "n_observations": doc["n_observations"],
-            "n_enhanced": doc["n_enhanced"],
+            "frames": [doc.first_frame, doc.last_frame],
+            "first_time": doc.first_time,
+            "last_time": doc.last_time,
+            "n_observations": doc.n_observations,
+            "n_enhanced": doc.n_enhanced,
             "files": files,
         }
