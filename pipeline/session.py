@@ -27,7 +27,7 @@ import numpy as np
 
 from .enhance.policy import Policy
 from .errors import EnhanceError
-from .sinks.report import write_report
+from .report import write_report
 from .sinks.events import EventLog
 from .sinks.manifest import Manifest
 from .sinks.tracks import TrackWriter
@@ -307,7 +307,7 @@ class Session:
             return
         with self.timings(report_timing) if report_timing else _nothing():
             try:
-                write_report(self.out, self.cfg.to_dict(), self.pipe.models_dir)
+                write_report(self.out, self.cfg, self.pipe.models_dir)
             except EnhanceError as e:
                 self.stats.report_error = str(e)
         self.manifest.write(self.timings.as_dict(), stats(), status)

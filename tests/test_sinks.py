@@ -18,7 +18,7 @@ from PIL import Image
 from pipeline.align import Aligner
 from pipeline.config import AlignConfig
 from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter
-from pipeline.sinks.gallery import Row, Section, Tile, draw_sheet, select
+from pipeline.report.sheet import Row, Section, Tile, draw_sheet, select
 from pipeline.draw import PALETTE
 from pipeline.types import Face, Track
 

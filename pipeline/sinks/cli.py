@@ -11,46 +11,33 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, EnhanceError
+from ..config import Config
+from ..errors import EnhanceError
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def gallery_config(out_dir: Path, config: str | None, overrides: list[str]) -> Config:
+    """The run's saved settings, then a YAML file, then --set overrides: through the one config loader."""
+    from ..config import load_config
 
-
-def gallery_settings(out_dir: Path, config: str | None, overrides: list[str]) -> dict:
-    """The run's saved settings overlaid with a YAML file and --set overrides (validated by the report)."""
-    from ..config import parse_override, read_yaml
-
-    cfg: dict[str, Any] = {}
+    saved: dict[str, Any] = {}
     for m in [out_dir / "manifest.json", *sorted(out_dir.glob("*/manifest.json"))]:
         try:
             settings = json.loads(m.read_text(encoding="utf-8")).get("settings")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(settings, dict):
-            cfg = settings
+            saved = settings
             break
-    if config:
-        cfg = _merge(cfg, read_yaml(config))
-    for item in overrides:
-        cfg = _merge(cfg, parse_override(item))
-    return cfg
+    return load_config(config, overrides, saved=saved)
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from ..report import write_report
 
     out = Path(args.out_dir)
     if not out.is_dir():
         raise EnhanceError(f"output folder not found: {out}")
-    cfg = gallery_settings(out, args.config, args.overrides)
-    if not isinstance(cfg, dict):
-        raise ConfigError("settings must be a mapping")
-    path = write_report(out, cfg, args.models)
+    path = write_report(out, gallery_config(out, args.config, args.overrides), args.models)
     people = json.loads((out / "people.json").read_text(encoding="utf-8"))
     n_people = len(people["people"])
     n_tracks = sum(len(p["tracks"]) for p in people["people"])

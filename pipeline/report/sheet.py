@@ -1,10 +1,10 @@
-"""Gallery: a contact sheet with a row per track (grouped by person when known), originals beside
+"""gallery.png: a contact sheet with a row per track (grouped by person when known), originals beside
 their enhanced reconstructions.
 
 The original is the camera's pixels at their real resolution (the generator's low-res input) blown
 up with nearest neighbour, so a reader sees how few real pixels there were before judging the
 reconstruction next to it. Per track the best K observations by quality are shown, skipping
-near-duplicates (SSIM of the originals at or above `dedupe`).
+near-duplicates (SSIM of the originals at or above `gallery.dedupe`).
 
 The report builds the `Row`s from a finished run's files and calls `draw_sheet`.
 """
@@ -19,17 +19,17 @@ import cv2
 import numpy as np
 
 from ..draw import MARK_TEXT, mark_enhanced, put_label
+from ..geometry import CROP
 from ..provenance import save_png
 
 HEADER = "Enhanced faces are AI reconstructions, not photographs"
 MAX_ROWS = 200
-TILE = 128
+TILE = CROP  # tiles drawn at the canonical crop size
 GAP = 6
 LABEL_W = 190
 ROW_HEAD = 16  # small caption above each tile
 SECTION_H = 26
 BG = (28, 28, 28)
-DEFAULT_DEDUPE = 0.9  # SSIM of two originals at or above this: a near-duplicate, not shown twice
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def ssim(a: np.ndarray, b: np.ndarray, size: int = 32) -> float:
 
 
 def select(cands: Sequence[T], k: int, quality: Callable[[T], float],
-           image: Callable[[T], np.ndarray | None], dedupe: float = DEFAULT_DEDUPE) -> tuple[list[T], list[T]]:
+           image: Callable[[T], np.ndarray | None], dedupe: float) -> tuple[list[T], list[T]]:
     """The best `k` by quality, skipping any whose original is a near-duplicate of one already chosen.
 
     Returns (chosen in quality order, skipped near-duplicates). `dedupe` ≥ 1 turns de-duplication off.
