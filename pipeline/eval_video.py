@@ -11,7 +11,6 @@ cosine (MobileFaceNet, never a training loss), mean skin colour error, detection
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import defaultdict
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from .geometry import CROP
+from .records import TrackRecord
 from .errors import InputError
 from .truth import Shrink, bicubic_crop, encode, plan_shrink, read_frames, video_rate
 
@@ -64,15 +64,13 @@ def read_run(run_dir: Path) -> list[Obs]:
     """The enhanced observations of a pipeline run, with their unmarked tiles and crop matrices."""
     out = []
     for tj in sorted((run_dir / "tracks").glob("*/track.json")):
-        doc = json.loads(tj.read_text())
-        for o in doc["observations"]:
-            files = o.get("files") or {}
-            if not o.get("enhanced") or "enhanced_unmarked" not in files or o.get("matrix") is None:
+        rec = TrackRecord.read(tj)
+        for o in rec.observations:
+            if not o.enhanced or "enhanced_unmarked" not in o.files or o.matrix is None:
                 continue
-            model = cv2.imread(str(tj.parent / files["enhanced_unmarked"]), cv2.IMREAD_COLOR)
-            lr = cv2.imread(str(tj.parent / files["lr"]), cv2.IMREAD_COLOR)
-            out.append(Obs(doc["track_id"], o["frame"], np.array(o["matrix"], np.float64), model, lr,
-                           o.get("confidence")))
+            model = cv2.imread(str(tj.parent / o.files["enhanced_unmarked"]), cv2.IMREAD_COLOR)
+            lr = cv2.imread(str(tj.parent / o.files["lr"]), cv2.IMREAD_COLOR)
+            out.append(Obs(rec.track_id, o.frame, np.array(o.matrix, np.float64), model, lr, o.confidence))
     return out
 
 
@@ -262,30 +260,3 @@ def format_summary(summary: dict) -> str:
                          f"(worst ratio {mean['id_ratio_min']:.2f})  temporal {m['temporal']:.2f} vs {b['temporal']:.2f}")
         lines.append("")
     return "\n".join(lines)
-
-
-def run_eval_video(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        sizes = [int(s) for s in str(args.face_px).split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"--face-px expects sizes like 16,20,32, got {args.face_px!r}") from None
-    if not sizes or min(sizes) < 8:
-        raise InputError(f"--face-px: sizes must be 8 px or more, got {args.face_px!r}")
-    clips: list[Path] = []
-    for c in args.clips:
-        p = Path(c)
-        clips.extend(sorted(p.glob("*.mp4")) if p.is_dir() else [p])
-    if not clips:
-        raise InputError("no clips given")
-    out = Path(args.out)
-    summary = evaluate_clips(clips, sizes, out, args.crf, args.weights, args.models, args.overrides)
-    print(format_summary(summary))
-    print(f"summary: {out / 'summary.json'}; sample sheets: {out}/<clip>/face<px>/samples.png")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=1))
-    return 0

@@ -11,10 +11,7 @@ and skipped.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -240,26 +237,3 @@ def format_table(summary: dict) -> str:
     if summary["skipped"]:
         lines.append(f"skipped {len(summary['skipped'])}: " + ", ".join(f"{s['file']} ({s['reason']})" for s in summary["skipped"]))
     return "\n".join(lines)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    if getattr(args, "threads", 0):
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else Path("runs") / "eval" / f"{args.degrade}_{args.entry}"
-    summary = evaluate(
-        Path(args.faces), args.entry, args.degrade, args.limit, args.weights, args.models, out, args.seed, args.sheet,
-        det_size=args.det_size,
-    )
-    print(format_table(summary))
-    print(f"per-image CSV: {summary['csv']}\nsample sheet: {summary['sheet']}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-        print(f"summary: {args.json}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .train.cli import main
-
-    sys.exit(main(["eval", *sys.argv[1:]]))

@@ -6,8 +6,6 @@ tests (torch-cuda, tensorrt) skip with the reason when there is no CUDA device /
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
@@ -299,10 +297,9 @@ def test_engine_cache_builds_once_and_reuses(tmp_path):
 
 
 def test_build_engine_command_exports_onnx_then_explains_missing_tensorrt(weights, cache, capsys):
-    from pipeline.enhance.cli import add_commands
+    from pipeline.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["build-engine", "--weights", str(weights), "--cache", str(cache), "--entries", "16"])
     ok, why = B.availability()["tensorrt"]
     if ok:

@@ -112,7 +112,8 @@ def test_dry_run_checks_without_processing(tmp_path):
 
 def test_bench_checks_its_clip_and_detector_before_timing(tmp_path):
     env = {"ENHANCE_MODELS": "", "INSIGHTFACE_HOME": str(tmp_path)}
-    no_det = run_cli("bench", "--models", str(tmp_path), "--json", str(tmp_path / "b.json"), env=env)
+    no_det = run_cli("bench", "--clip", str(OFFICE), "--models", str(tmp_path), "--json", str(tmp_path / "b.json"),
+                     env=env)
     _one_line_error(no_det, "det_500m.onnx", "--models")
     no_clip = run_cli("bench", "--clip", str(tmp_path / "gone.mp4"), "--models", str(MODELS))
     _one_line_error(no_clip, "gone.mp4")

@@ -39,7 +39,7 @@ def weights(tmp_path_factory) -> Path:
 
 
 def test_eval_clean_writes_table_csv_sheet(photos: Path, weights: Path, tmp_path: Path, capsys):
-    from pipeline.train.cli import main
+    from pipeline.cli import main
 
     js = tmp_path / "s.json"
     rc = main(["eval", "--faces", str(photos), "--weights", str(weights), "--models", str(MODELS),
@@ -88,7 +88,7 @@ def test_larger_entries_score_higher(photos: Path, weights: Path, entry: int):
 
 
 def test_eval_errors(tmp_path: Path, weights: Path, capsys):
-    from pipeline.train.cli import main
+    from pipeline.cli import main
 
     assert main(["eval", "--faces", str(tmp_path / "missing"), "--weights", str(weights)]) == 2
     assert "not found" in capsys.readouterr().err

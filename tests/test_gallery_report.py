@@ -3,7 +3,6 @@ report.html in a real headless Chromium, hostile strings escaped, `gallery` rege
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ from pipeline.report import analyse, write_report
 from pipeline.report import people as ppl
 from pipeline.report.sheet import select, ssim
 from pipeline.sinks import TrackWriter
-from pipeline.sinks.cli import add_commands
+from pipeline.cli import build_parser
 from pipeline.types import Face, Track
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
@@ -246,8 +245,7 @@ def test_gallery_command_regenerates_without_reprocessing(office_run: Path, tmp_
     shutil.copytree(office_run, out)
     tiles = {p: p.stat().st_mtime_ns for p in (out / "tracks").rglob("*")}
     video = (out / "annotated.mp4").stat().st_mtime_ns
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(["gallery", str(out), "--models", str(MODELS), "--set", "people.threshold=0.7",
                               "--set", "gallery.dedupe=0.95", "--quiet"])
     assert args.func(args) == 0

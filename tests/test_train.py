@@ -142,7 +142,7 @@ def test_resume_is_exact(prepared: Path, tmp_path: Path):
 
 
 def test_cli_errors_are_one_line(prepared: Path, tmp_path: Path, capsys):
-    from pipeline.train.cli import main
+    from pipeline.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("stepz: 3\n")
