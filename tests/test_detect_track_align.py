@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS
+from conftest import IMAGES, MODELS, needs_shared
 from pipeline.align import Aligner, choose_entry, warp
 from pipeline.config import AlignConfig, TrackConfig
 from pipeline.geometry import CROP, TEMPLATE, similarity
@@ -80,6 +80,7 @@ def test_lr_input_is_resampled_from_source_not_from_the_crop():
     assert choose_entry(similarity(TEMPLATE * 0.9 + 5), [16, 32], md) == 32
 
 
+@needs_shared
 def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("ENHANCE_MODELS", str(tmp_path / "env"))
     with pytest.raises(ModelNotFound) as e:

@@ -10,9 +10,10 @@ import av
 import cv2
 import pytest
 
-from conftest import MODELS, ROOT, VIDEO, report_runs, run_cli
+from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
+pytestmark = needs_shared
 
 
 def _frames_and_duration(path):

@@ -11,10 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VAL = SHARED / "data" / "faces" / "val"
-MODELS = SHARED / "models"
+from conftest import FACES, MODELS
 
+VAL = FACES / "val"
 pytestmark = pytest.mark.skipif(not VAL.is_dir(), reason="../shared/data/faces/val not available")
 
 

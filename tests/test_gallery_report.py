@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS, VIDEO, run_cli
+from conftest import IMAGES, MODELS, VIDEO, require, run_cli
 from pipeline.align import Aligner
 from pipeline.config import AlignConfig, load_config
 from pipeline.errors import ConfigError, EnhanceError
@@ -75,6 +75,7 @@ def write_photo_run(run_dir: Path, faces: dict[str, Face], source: str = "photos
 
 @pytest.fixture(scope="module")
 def office_run(tmp_path_factory) -> Path:
+    require(OFFICE, MODELS)
     out = tmp_path_factory.mktemp("office_gallery")
     proc = run_cli("process", str(OFFICE), "--out", str(out), "--models", str(MODELS), "--quiet", timeout=1200)
     assert proc.returncode == 0, proc.stderr

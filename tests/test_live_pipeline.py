@@ -9,11 +9,11 @@ import time
 import av
 import pytest
 
-from conftest import MODELS, ROOT, VIDEO, report_runs, run_cli
+from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 import rtsp
 
 OK, WHY = rtsp.available()
-pytestmark = pytest.mark.skipif(not OK, reason=f"GStreamer RTSP server unavailable: {WHY}")
+pytestmark = [pytest.mark.skipif(not OK, reason=f"GStreamer RTSP server unavailable: {WHY}"), needs_shared]
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 FAST = ["--set", "enhance.policy=best_k", "--set", "detect.stride=2", "--quiet"]
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import IMAGES
 from pipeline.align import Aligner
 from pipeline.config import AlignConfig
 from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter
@@ -22,8 +23,7 @@ from pipeline.report.sheet import Row, Section, Tile, draw_sheet, select
 from pipeline.draw import PALETTE
 from pipeline.types import Face, Track
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PHOTO = SHARED / "data" / "images" / "obama_1.jpg"
+PHOTO = IMAGES / "obama_1.jpg"
 # SCRFD-500M on obama_1.jpg (pipeline.detect.Detector), fixed here so these tests need no detector.
 BOX = np.array([378.3, 84.2, 609.8, 426.4], np.float32)
 KPS = np.array([[440.8, 214.9], [548.0, 213.0], [495.2, 277.9], [438.8, 319.7], [548.8, 318.0]], np.float32)

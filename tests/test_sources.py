@@ -18,16 +18,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
+from conftest import IMAGES, VIDEO, needs_shared  # noqa: E402
 
 from pipeline.config import SourceConfig  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.sources import ImageSource, VideoSource, open_source, redact  # noqa: E402
 
-OFFICE = media.VIDEOS / "office_fisheye_cctv.mp4"
-MEGAMIND = media.VIDEOS / "megamind_animated.avi"
-PEDESTRIANS = media.VIDEOS / "pedestrians_vtest.avi"
+OFFICE = VIDEO / "office_fisheye_cctv.mp4"
+MEGAMIND = VIDEO / "megamind_animated.avi"
+PEDESTRIANS = VIDEO / "pedestrians_vtest.avi"
 
-needs_shared = pytest.mark.skipif(not media.VIDEOS.is_dir(), reason="../shared/data/video not present")
 
 
 def _rss() -> int | None:
@@ -285,11 +285,11 @@ def test_image_folder_natural_order_and_corrupt_image(tmp_path):
     expected = ["kit_1.jpg", "biden_1.jpg", "rose_1.jpg", "obama_1.jpg"]  # img1, img2, IMG3, (img7 bad), img10
     assert len(frames) == 4
     for f, name in zip(frames, expected):
-        assert np.array_equal(f.image, cv2.imread(str(media.IMAGES / name))), name
+        assert np.array_equal(f.image, cv2.imread(str(IMAGES / name))), name
     assert src.skipped == 1 and "img7.jpg" in src.errors[0]
     assert [f.time for f in frames] == [0.0, 0.5, 1.0, 1.5]
     assert src.fps == 2.0 and src.time_base == Fraction(1, 2) and src.frame_count == 5
-    first = cv2.imread(str(media.IMAGES / "kit_1.jpg"))
+    first = cv2.imread(str(IMAGES / "kit_1.jpg"))
     assert (src.height, src.width) == first.shape[:2]
     assert len({f.image.shape for f in frames}) > 1  # sizes may differ frame to frame
 
@@ -301,10 +301,10 @@ def test_image_folder_max_frames_and_single_image(tmp_path):
     assert len(frames) == 2
     # one picture, under a misleading name: probed by content
     odd = tmp_path / "still.mp4"
-    shutil.copyfile(media.IMAGES / "two_people.jpg", odd)
+    shutil.copyfile(IMAGES / "two_people.jpg", odd)
     src, frames = read_all(odd)
     assert len(frames) == 1 and src.frame_count == 1 and src.name == "still.mp4"
-    assert np.array_equal(frames[0].image, cv2.imread(str(media.IMAGES / "two_people.jpg")))
+    assert np.array_equal(frames[0].image, cv2.imread(str(IMAGES / "two_people.jpg")))
 
 
 def test_folder_of_only_unreadable_images(tmp_path):

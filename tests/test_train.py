@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FACES = SHARED / "data" / "faces"
-MODELS = SHARED / "models"
-
-pytestmark = pytest.mark.skipif(not (FACES / "train").is_dir(), reason="../shared/data/faces not available")
+from conftest import FACES, MODELS, require
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     from pipeline.train.prepare import prepare
 
+    require(FACES / "train", MODELS)
     src = tmp_path_factory.mktemp("src")
     shutil.copy(FACES / "identities.csv", src / "identities.csv")
     for split, n in (("train", 12), ("val", 4)):
@@ -50,6 +47,7 @@ def test_prepare_writes_aligned_crops_and_attention(prepared: Path):
 def test_degradation_chain():
     from pipeline.train.degrade import DegradeConfig, clean, degrade, h264_roundtrip
 
+    require(FACES / "val")
     hr = cv2.imread(str(sorted((FACES / "val").glob("*.jpg"))[0]))
     hr = cv2.resize(hr, (128, 128), interpolation=cv2.INTER_AREA)
     for e in (16, 32, 64):

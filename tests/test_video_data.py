@@ -8,10 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-HEADS = SHARED / "data" / "video" / "talking_heads"
-STILLS = SHARED / "data" / "faces" / "train"
-MODELS = SHARED / "models"
+from conftest import FACES, HEADS, MODELS
+
+STILLS = FACES / "train"
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
