@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .config import Config
 from .errors import EnhanceError
-from .report import write_report
 from .session import RunResult, prepare_out, run_source
 from .sources import Source, open_source
 from .stages import Stages
@@ -44,6 +43,8 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
                 return [run_source(stages, sources[0], targets[0], stop)]
             results = _run_concurrently(stages, sources, targets, stop)
     if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
+        from .report import write_report
+
         write_report(out, cfg, models_dir)
     return results
 

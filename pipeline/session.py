@@ -27,7 +27,6 @@ import numpy as np
 
 from .enhance.policy import Policy
 from .errors import EnhanceError
-from .report import write_report
 from .sinks.events import EventLog
 from .sinks.manifest import Manifest
 from .sinks.tracks import TrackWriter
@@ -305,6 +304,8 @@ class Session:
         self.manifest.write(self.timings.as_dict(), stats(), status)
         if not self.cfg.output.gallery:
             return
+        from .report import write_report  # scipy and jinja2 load only when a report is written
+
         with self.timings(report_timing) if report_timing else _nothing():
             try:
                 write_report(self.out, self.cfg, self.pipe.models_dir)

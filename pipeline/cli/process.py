@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..session import RunResult
 from .common import add_config_options, add_models_option
+
+if TYPE_CHECKING:  # the command line starts fast: the pipeline is imported when a command runs
+    from ..session import RunResult
 
 
 def add(sub: argparse._SubParsersAction) -> None:
