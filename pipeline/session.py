@@ -165,16 +165,13 @@ class Session:
             stop.on_stop(source.close)
         self.tracker = Tracker(cfg.track, source.fps)
         self.policy = Policy(cfg.enhance)
-        self.writer = TrackWriter(out, save_tiles=cfg.output.tiles, run_info=self.info,
-                                  unmarked=cfg.output.unmarked_tiles, signer=pipe.signer)
+        self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=pipe.signer)
         self.video: VideoWriter | SegmentedVideoWriter | None = None
         if cfg.output.video and source.live:
-            self.video = SegmentedVideoWriter(out, source.width, source.height, source.fps,
-                                              cfg.output.segment_minutes * 60, cfg.output.video_crf,
-                                              cfg.output.video_preset)
+            self.video = SegmentedVideoWriter(out, source.width, source.height, source.fps, cfg.output)
         elif cfg.output.video:
-            self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps,
-                                     source.time_base, cfg.output.video_crf, cfg.output.video_preset)
+            self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, cfg.output,
+                                     source.time_base)
         self.stats = RunStats()
         self.latency = Latency()
         self.shown: list[Face] = []  # the faces drawn on frames between detections

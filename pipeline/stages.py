@@ -27,7 +27,7 @@ class Stages:
         self.detector = Detector(cfg.detect, models_dir)
         self.aligner = Aligner(cfg.align)
         self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(cfg.enhance)
-        self.annotator = Annotator(cfg.output.inset_size)
+        self.annotator = Annotator(cfg.output)
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import IMAGES, MODELS, VIDEO, require, run_cli
 from pipeline.align import Aligner
-from pipeline.config import AlignConfig, load_config
+from pipeline.config import AlignConfig, OutputConfig, load_config
 from pipeline.errors import ConfigError, EnhanceError
 from pipeline.report import analyse, write_report
 from pipeline.report import people as ppl
@@ -65,7 +65,7 @@ def write_photo_run(run_dir: Path, faces: dict[str, Face], source: str = "photos
                  source=source, track_id=i, crop=f.crop.copy(), lr=f.lr.copy(), entry=f.entry, matrix=f.matrix,
                  quality=f.quality)
         g.enhanced = cv2.resize(g.lr, (128, 128), interpolation=cv2.INTER_CUBIC)  # stand-in for the generator
-        TrackWriter(run_dir, run_info={"inputs": inputs or [source]}).write(
+        TrackWriter(run_dir, OutputConfig(), run_info={"inputs": inputs or [source]}).write(
             Track(i, source, faces=[g], candidates=[g]))
         ids[name] = i
     (run_dir / "manifest.json").write_text(json.dumps({"status": "complete", "inputs": inputs or [source],
@@ -341,7 +341,7 @@ def test_report_without_tiles_or_faces(tmp_path: Path, photo_faces) -> None:
     f = photo_faces["kit_1"]
     for tid in (1, 2):
         g = Face(box=f.box, kps=f.kps, score=f.score, frame_index=tid, time=tid / 25, source="cam", track_id=tid)
-        TrackWriter(notiles, save_tiles=False).write(Track(tid, "cam", faces=[g]))
+        TrackWriter(notiles, OutputConfig(tiles=False)).write(Track(tid, "cam", faces=[g]))
     (notiles / "tracks" / "3").mkdir()
     (notiles / "tracks" / "3" / "track.json").write_text("{not json")
     a = analyse(notiles, settings(), MODELS)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from certs import make_test_certificate
 from pipeline import provenance as prov
-from pipeline.config import ProvenanceConfig
+from pipeline.config import OutputConfig, ProvenanceConfig
 from pipeline.draw import MARK_TEXT, mark_enhanced
 from pipeline.errors import ConfigError
 from pipeline.sinks import TrackWriter
@@ -36,7 +36,7 @@ def test_metadata_round_trips_from_written_pngs(tmp_path: Path, photo: np.ndarra
     track.source = "cam ☃ <1> & \"2\""  # non-Latin-1 (iTXt) and XML-special characters
     for f in track.faces:
         f.source = track.source
-    summary = TrackWriter(tmp_path, run_info=RUN_INFO).write(track)
+    summary = TrackWriter(tmp_path, OutputConfig(), run_info=RUN_INFO).write(track)
     tdir = tmp_path / "tracks" / "4"
     for f in track.enhanced:
         stem = tdir / f"f{f.frame_index:06d}"
@@ -82,9 +82,9 @@ def test_metadata_round_trips_from_written_pngs(tmp_path: Path, photo: np.ndarra
 
 def test_visible_mark_and_unmarked_only_when_asked(tmp_path: Path, photo: np.ndarray) -> None:  # noqa: F811
     track = make_track(photo, tid=5)
-    TrackWriter(tmp_path / "a", run_info=RUN_INFO).write(track)
+    TrackWriter(tmp_path / "a", OutputConfig(), run_info=RUN_INFO).write(track)
     assert not list((tmp_path / "a").rglob("*unmarked*"))
-    TrackWriter(tmp_path / "b", run_info=RUN_INFO, unmarked=True).write(track)
+    TrackWriter(tmp_path / "b", OutputConfig(unmarked_tiles=True), run_info=RUN_INFO).write(track)
     for f in track.enhanced:
         stem = tmp_path / "b" / "tracks" / "5" / f"f{f.frame_index:06d}"
         marked = _rgb_to_bgr(Image.open(f"{stem}_enhanced.png")).astype(int)
@@ -107,7 +107,7 @@ def test_c2pa_manifest_signed_with_test_certificate(tmp_path: Path, photo: np.nd
     cert, key = make_test_certificate(tmp_path / "certs")
     signer = prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(cert), c2pa_key=str(key)))
     track = make_track(photo, tid=6)
-    TrackWriter(tmp_path / "run", run_info=RUN_INFO, signer=signer).write(track)
+    TrackWriter(tmp_path / "run", OutputConfig(), run_info=RUN_INFO, signer=signer).write(track)
     f = track.enhanced[0]
     stem = tmp_path / "run" / "tracks" / "6" / f"f{f.frame_index:06d}"
     got = prov.read_c2pa(Path(f"{stem}_enhanced.png"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..config import OutputConfig
 from ..draw import BLACK, GREY, WHITE, label_size, mark_enhanced, put_label, track_color
 from ..types import Face
 
@@ -23,8 +24,8 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
 class Annotator:
     """Draws every face's box and label, plus an enhanced-face inset beside tracked faces."""
 
-    def __init__(self, inset_size: int = 96) -> None:
-        self.inset_size = int(inset_size)
+    def __init__(self, cfg: OutputConfig) -> None:
+        self.inset_size = cfg.inset_size
 
     def __call__(self, image: np.ndarray, faces: list[Face], insets: dict[int, Face]) -> np.ndarray:
         """A copy of `image` with the annotations; `insets` maps track id → its latest enhanced Face."""

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .. import provenance as prov
+from ..config import OutputConfig
 from ..draw import MARK_TEXT, mark_enhanced, put_label
 from ..records import Observation, TrackRecord
 from ..types import Face, Track
@@ -75,12 +76,12 @@ class TrackWriter:
     enhanced tiles.
     """
 
-    def __init__(self, out_dir: Path, save_tiles: bool = True, run_info: dict | None = None,
-                 unmarked: bool = False, signer: prov.C2paSigner | None = None, sidecars: bool = True) -> None:
+    def __init__(self, out_dir: Path, cfg: OutputConfig, run_info: dict | None = None,
+                 signer: prov.C2paSigner | None = None, sidecars: bool = True) -> None:
         self.out_dir = Path(out_dir)
-        self.save_tiles = save_tiles
+        self.save_tiles = cfg.tiles
         self.run_info = run_info
-        self.unmarked = unmarked
+        self.unmarked = cfg.unmarked_tiles
         self.signer = signer
         self.sidecars = sidecars
 
