@@ -17,7 +17,7 @@ from __future__ import annotations
 import resource
 import time
 from collections import defaultdict, deque
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,11 +153,11 @@ class RunResult:
 class Session:
     """The per-source state of a run: tracker, policy, writers, counters; the stages are shared."""
 
-    def __init__(self, pipe: Stages, source: Source, out: Path, stop: StopFlag) -> None:
-        cfg = self.cfg = pipe.cfg
-        self.pipe, self.source, self.out, self.stop = pipe, source, prepare_out(out), stop
+    def __init__(self, stages: Stages, source: Source, out: Path, stop: StopFlag) -> None:
+        cfg = self.cfg = stages.cfg
+        self.stages, self.source, self.out, self.stop = stages, source, prepare_out(out), stop
         self.timings = Timings()
-        self.info = pipe.info([source.uri])
+        self.info = stages.info([source.uri])
         self.manifest = Manifest(out, self.info)
         self.events = EventLog(out / "events.jsonl")
         source.on_event = lambda e: self.events({"source": source.name, **e})
@@ -165,7 +165,7 @@ class Session:
             stop.on_stop(source.close)
         self.tracker = Tracker(cfg.track, source.fps)
         self.policy = Policy(cfg.enhance)
-        self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=pipe.signer)
+        self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer)
         self.video: VideoWriter | SegmentedVideoWriter | None = None
         if cfg.output.video and source.live:
             self.video = SegmentedVideoWriter(out, source.width, source.height, source.fps, cfg.output)
@@ -176,7 +176,7 @@ class Session:
         self.latency = Latency()
         self.shown: list[Face] = []  # the faces drawn on frames between detections
         self.segment = 0
-        self.bar = pipe.board.add(source.name, source.frame_count)
+        self.bar = stages.board.add(source.name, source.frame_count)
         self.started = self._last_checkpoint = time.perf_counter()
 
     # ------------------------------------------------------------------ frames
@@ -204,7 +204,7 @@ class Session:
         if self.video is not None:
             with self.timings("annotate"):
                 insets = {t.id: t.inset for t in self.tracker.tracks.values() if t.inset is not None}
-                image = self.pipe.annotator(frame.image, self.shown, insets)
+                image = self.stages.annotator(frame.image, self.shown, insets)
             with self.timings("encode"):
                 self.video.write(image, frame.time)
         if frame.captured is not None:
@@ -215,9 +215,9 @@ class Session:
         self.bar.update(self.stats.frames, self.stats.faces, self.stats.tracks, self.source.dropped)
 
     def _detect(self, frame: Frame) -> list[Face]:
-        pipe, name = self.pipe, self.source.name
+        stages, name = self.stages, self.source.name
         with self.timings("detect"):
-            faces = pipe.detector(frame.image)
+            faces = stages.detector(frame.image)
         for f in faces:
             f.frame_index, f.time, f.source = frame.index, frame.time, name
         with self.timings("track"):
@@ -225,7 +225,7 @@ class Session:
         tracked = [f for f in faces if f.track_id > 0]
         with self.timings("align"):
             for f in tracked:
-                pipe.aligner(frame.image, f)
+                stages.aligner(frame.image, f)
         now = []
         for f in tracked:
             track = self.tracker.tracks[f.track_id]
@@ -239,17 +239,18 @@ class Session:
             if self.policy.keeps(track, f):
                 track.keep(f, self.policy.limit)
         self._enhance(now)
-        for f in now:
-            self.tracker.tracks[f.track_id].inset = f
+        for f in now:  # each one beats the one shown before (policy.select)
+            if f.enhanced is not None:
+                self.tracker.tracks[f.track_id].inset = f
         self.stats.faces += len(faces)
         with self.timings("write"):
             self.manifest.add_faces(faces)
         return faces
 
     def _enhance(self, faces: list[Face]) -> None:
-        if faces and self.pipe.enhancer is not None:
+        if faces and self.stages.enhancer is not None:
             with self.timings("enhance"):
-                self.pipe.enhancer(faces)
+                self.stages.enhancer(faces)
             self.stats.enhanced += len(faces)
 
     # ------------------------------------------------------------------ tracks
@@ -292,7 +293,7 @@ class Session:
         self.events.close()
         self._publish(status, self._final_stats, "report")
         self.manifest.close()
-        gen = self.pipe.enhancer.info if self.pipe.enhancer else None
+        gen = self.stages.enhancer.info if self.stages.enhancer else None
         return RunResult(status, self.out, self.source.name, self.timings.as_dict(), gen, self.stats)
 
     def _publish(self, status: str, stats: Callable[[], dict], report_timing: str | None) -> None:
@@ -303,9 +304,9 @@ class Session:
             return
         from .report import write_report  # scipy and jinja2 load only when a report is written
 
-        with self.timings(report_timing) if report_timing else _nothing():
+        with self.timings(report_timing) if report_timing else nullcontext():
             try:
-                write_report(self.out, self.cfg, self.pipe.models_dir)
+                write_report(self.out, self.cfg, self.stages.models_dir)
             except EnhanceError as e:
                 self.stats.report_error = str(e)
         self.manifest.write(self.timings.as_dict(), stats(), status)
@@ -323,8 +324,3 @@ class Session:
         s.stopped_by = self.stop.signal
         s.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return s.as_dict()
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
