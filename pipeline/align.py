@@ -11,57 +11,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .config import AlignConfig
+from .geometry import CROP, ENTRIES, resize_matrix, scale_of, similarity, source_span
 from .types import Face
-
-CROP = 128
-MAX_DOWNSCALE = 1.1  # an entry may hold at most ~10% fewer pixels than the camera put across the crop
-# insightface's ArcFace 112 template, shrunk by 0.75 and moved into a 128 crop so the whole face,
-# chin and some hair included, is in frame (close to the CelebA crops face SR is usually trained on).
-_ARCFACE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
-TEMPLATE = ((_ARCFACE_112 - 56.0) * (CROP / 112.0) * 0.75 + np.array([64.0, 66.0])).astype(np.float32)
-
-
-def similarity(kps: np.ndarray, dst: np.ndarray = TEMPLATE) -> np.ndarray:
-    """Least-squares similarity (Umeyama: rotation, uniform scale, shift) mapping kps onto dst, as (2, 3).
-
-    Deterministic on purpose: a robust random-sampling fit (RANSAC/LMEDS) would crop the same face
-    differently from run to run.
-    """
-    src = kps.astype(np.float64)
-    ref = dst.astype(np.float64)
-    mu_s, mu_d = src.mean(0), ref.mean(0)
-    s0, d0 = src - mu_s, ref - mu_d
-    cov = d0.T @ s0 / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rot = u @ fix @ vt
-    var = (s0**2).sum() / len(src)
-    scale = (sig * np.diag(fix)).sum() / max(var, 1e-12)
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
-    return m
-
-
-def scale_of(m: np.ndarray) -> float:
-    """How many canonical pixels one source pixel becomes."""
-    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-
-
-def resize_matrix(m: np.ndarray, size: int) -> np.ndarray:
-    """m (source → 128 canonical crop) re-expressed for a size×size crop of the same square, pixel centres kept.
-
-    A pixel centre u of the size crop lies at (u + 0.5)·128/size − 0.5 in the 128 crop (the area-resize
-    convention that training's `cv2.resize(..., INTER_AREA)` follows); merely scaling m by size/128 would
-    shift the crop by (128/size − 1)/2 canonical pixels: 1.5 px at 32, 3.5 px at 16.
-    """
-    r = size / CROP
-    out = np.asarray(m, dtype=np.float64) * r
-    out[:, 2] += 0.5 * r - 0.5
-    return out
 
 
 def warp(image: np.ndarray, m: np.ndarray, size: int, border_value: float | None = None) -> np.ndarray:
@@ -83,14 +35,14 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, border_value: float | None
     return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def choose_entry(m: np.ndarray, entries: list[int], max_downscale: float = MAX_DOWNSCALE) -> int:
+def choose_entry(m: np.ndarray, entries: list[int] | tuple[int, ...], max_downscale: float) -> int:
     """The smallest entry size that keeps what the camera resolved: at least the source pixels across the crop
     divided by `max_downscale` (else the largest entry).
 
     Cutting a 25 px span down to a 16 px input throws a third of the camera's pixels away before the
     generator sees them; a slightly upsampled 32 px input keeps them (training cuts its inputs the same way).
     """
-    src_span = CROP / max(scale_of(m), 1e-6)
+    src_span = source_span(m)
     fitting = [e for e in sorted(entries) if e * max_downscale >= src_span]
     return fitting[0] if fitting else max(entries)
 
@@ -115,9 +67,9 @@ def frontalness(kps: np.ndarray) -> float:
 class Aligner:
     """Fills `crop`, `lr`, `entry`, `matrix`, `inverse` and the quality terms of a Face."""
 
-    def __init__(self, entries: list[int] | None = None, max_downscale: float = MAX_DOWNSCALE) -> None:
-        self.entries = sorted(entries or [16, 32, 64])
-        self.max_downscale = max_downscale
+    def __init__(self, cfg: AlignConfig) -> None:
+        self.entries = sorted(cfg.entries or ENTRIES)
+        self.max_downscale = cfg.max_downscale
 
     def __call__(self, image: np.ndarray, face: Face) -> Face:
         m = similarity(face.kps)

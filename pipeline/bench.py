@@ -17,9 +17,10 @@ from typing import Callable
 
 import numpy as np
 
+from .geometry import CROP, ENTRIES
+
 DEFAULT_BATCHES = (1, 16, 64)
 FULL_BATCHES = (1, 16, 64, 256, 1024)
-ENTRIES = (16, 32, 64)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -101,26 +102,25 @@ def bench_e2e(clip: str | Path, backend: str = "auto", overrides: list[str] | No
               models_dir: str | None = None, config: str | None = None, weights: str | None = None) -> dict:
     """Run the whole pipeline on `clip` with the chosen backend; real-time factor and per-stage seconds."""
     from .config import load_config
-    from .enhance.stage import Enhancer
-    from .runner import Pipeline
+    from .session import run_source
     from .sources import open_source
+    from .stages import Stages
 
     cfg = load_config(config, overrides)
+    cfg.enhance.backend = backend
     if weights:
         cfg.enhance.weights = weights
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         with open_source(str(clip), cfg.source) as src:
-            pipe = Pipeline(cfg, models_dir, progress=False)
-            if pipe.enhancer is not None:  # the runner may not pass the backend yet: set it here
-                pipe.enhancer.close()
-                pipe.enhancer = Enhancer(cfg.enhance.weights or None, cfg.enhance.batch_size, cfg.enhance.threads,
-                                         backend=backend)
-            r = pipe.run(src, Path(tmp))
-            gen = pipe.enhancer.info["backend"] if pipe.enhancer else None
-            if pipe.enhancer is not None:
-                pipe.enhancer.close()
-    keys = ("frames", "faces", "tracks", "enhanced", "wall_s", "fps", "realtime_factor", "timings")
-    return {"clip": str(clip), "backend": gen, **{k: r[k] for k in keys}}
+            stages = Stages(cfg, models_dir, progress=False)
+            try:
+                r = run_source(stages, src, Path(tmp))
+            finally:
+                stages.close()
+    s = r.stats
+    return {"clip": str(clip), "backend": r.generator["backend"] if r.generator else None, "frames": s.frames,
+            "faces": s.faces, "tracks": s.tracks, "enhanced": s.enhanced, "wall_s": s.wall_s, "fps": s.fps,
+            "realtime_factor": s.realtime_factor, "timings": r.timings}
 
 
 # ------------------------------------------------------------------ fp16 vs fp32
@@ -139,7 +139,7 @@ def val_faces(folder: str | Path, limit: int = 0) -> np.ndarray:
         h, w = img.shape[:2]
         s = min(h, w)
         y0, x0 = (h - s) // 2, (w - s) // 2
-        out.append(cv2.resize(img[y0 : y0 + s, x0 : x0 + s], (128, 128), interpolation=cv2.INTER_AREA))
+        out.append(cv2.resize(img[y0 : y0 + s, x0 : x0 + s], (CROP, CROP), interpolation=cv2.INTER_AREA))
     return np.stack(out)
 
 

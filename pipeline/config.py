@@ -1,7 +1,10 @@
 """Typed, validated configuration: `configs/default.yaml` → user YAML → `--set key=value`.
 
-Every section is a dataclass; unknown keys and values of the wrong type or out of range are
-rejected with the dotted key's name, so a typo never silently falls back to a default.
+Every section is a dataclass and each stage takes its own section (`Detector(cfg.detect, …)`); the
+dataclass defaults are the only defaults. Unknown keys and values of the wrong type or out of range
+are rejected with the dotted key's name, so a typo never silently falls back to a default. The same
+loader (`load`) builds the training config (`pipeline/train/config.py`) and rebuilds a finished run's
+config from the settings its manifest saved (`run.py gallery`).
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 from .errors import ConfigError
+from .geometry import ENTRIES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+T = TypeVar("T")
 
 
 def _range(lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
@@ -67,7 +72,7 @@ class TrackConfig:
 class AlignConfig:
     """5-point similarity alignment to the generator's canonical crop."""
 
-    entries: list[int] = field(default_factory=lambda: [16, 32, 64])  # generator entry sizes allowed
+    entries: list[int] = field(default_factory=lambda: list(ENTRIES))  # generator entry sizes allowed
     max_downscale: float = _range(1.0, 4.0, default=1.1)  # smallest entry with ≥ (source px across the crop) / this
 
 
@@ -148,13 +153,14 @@ class Config:
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data, for the manifest and every tile's provenance record."""
         return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------- loading and validation
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, tp: Any, key: str, what: str) -> Any:
     """Check (and gently convert) one value against its annotated type."""
     origin = get_origin(tp)
     if origin is Literal:
@@ -167,14 +173,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (inner,) = get_args(tp)
         if dataclasses.is_dataclass(inner):
-            return [_build(inner, v, f"{key}[{i}].") for i, v in enumerate(value)]
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+            return [build(inner, v, what, f"{key}[{i}].") for i, v in enumerate(value)]
+        return [_coerce(v, inner, f"{key}[{i}]", what) for i, v in enumerate(value)]
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]", what) for i, (v, a) in enumerate(zip(value, args)))
     if origin in (typing.Union, types.UnionType):
         for arg in get_args(tp):
             if arg is type(None) and value is None:
                 return None
             try:
-                return _coerce(value, arg, key)
+                return _coerce(value, arg, key, what)
             except ConfigError:
                 continue
         raise ConfigError(f"{key}: {value!r} has the wrong type")
@@ -197,23 +208,24 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+def build(cls: type[T], data: dict[str, Any], what: str = "config", prefix: str = "") -> T:
+    """The dataclass `cls` from a mapping: every key known, every value typed and in range."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix or what}: expected a mapping, got {data!r}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = f"{prefix}{unknown[0]}"
-        raise ConfigError(f"unknown config key '{key}' (known: {', '.join(sorted(fields))})")
+        raise ConfigError(f"unknown {what} key '{key}' (known: {', '.join(sorted(fields))})")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value or {}, f"{key}.")
+            kwargs[name] = build(tp, value or {}, what, f"{key}.")
             continue
-        value = _coerce(value, tp, key)
+        value = _coerce(value, tp, key, what)
         lo, hi = fields[name].metadata.get("range", (None, None))
         if lo is not None and value < lo or hi is not None and value > hi:
             bounds = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
@@ -222,10 +234,20 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def known(cls: type, data: Any) -> Any:
+    """`data` without the keys `cls` does not declare (settings saved by another version of the program)."""
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+        return data
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: known(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in data.items() if k in names}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`, mappings merged key by key."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -269,14 +291,26 @@ def parse_override(item: str) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """defaults → configs/default.yaml → user YAML → --set overrides, validated once at the end."""
-    data: dict[str, Any] = read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+def load(cls: type[T], layers: list[dict[str, Any]], path: str | Path | None = None,
+         overrides: list[str] | None = None, what: str = "config") -> T:
+    """`layers` (mappings, in order) → YAML file → `--set` overrides, validated once at the end."""
+    data: dict[str, Any] = {}
+    for layer in layers:
+        data = merge(data, layer)
     if path is not None:
-        data = _merge(data, read_yaml(path))
+        data = merge(data, read_yaml(path))
     for item in overrides or []:
-        data = _merge(data, parse_override(item))
-    cfg = _build(Config, data, "")
+        data = merge(data, parse_override(item))
+    return build(cls, data, what)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                saved: dict[str, Any] | None = None) -> Config:
+    """configs/default.yaml → `saved` (a finished run's settings) → user YAML → --set overrides."""
+    layers = [read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}]
+    if saved:
+        layers.append(known(Config, saved))
+    cfg = load(Config, layers, path, overrides)
     if cfg.detect.input_size % 32:
         raise ConfigError(f"detect.input_size: {cfg.detect.input_size} is not a multiple of 32")
     for i, cam in enumerate(cfg.sources):
@@ -285,7 +319,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     names = [c.name for c in cfg.sources if c.name]
     if len(names) != len(set(names)):
         raise ConfigError(f"sources: camera names must be unique, got {names}")
-    bad = [e for e in cfg.align.entries if e not in (16, 32, 64)]
+    bad = [e for e in cfg.align.entries if e not in ENTRIES]
     if bad or not cfg.align.entries:
-        raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of [16, 32, 64]")
+        raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of {list(ENTRIES)}")
     return cfg

@@ -6,21 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import DetectConfig
 from .errors import ModelNotFound
+from .models import find_model
 from .types import Face
 
 
 class Detector:
     """SCRFD on ONNX Runtime (CPU), through insightface's own pre/post-processing."""
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        input_size: int = 640,
-        threshold: float = 0.5,
-        min_face: int = 10,
-        threads: int = 0,
-    ) -> None:
+    def __init__(self, cfg: DetectConfig, models_dir: str | Path | None = None) -> None:
+        model_path = find_model(cfg.model, models_dir)
         # insightface prints on import and on load; keep the user's terminal for our progress bar.
         import contextlib
         import io
@@ -30,18 +26,15 @@ class Detector:
         with contextlib.redirect_stdout(io.StringIO()):
             from insightface.model_zoo.scrfd import SCRFD
 
-            opts = ort.SessionOptions()
-            if threads:
-                opts.intra_op_num_threads = threads
             try:
-                session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
             except Exception as e:  # onnxruntime raises its own types for unreadable files
                 raise ModelNotFound(f"cannot load detector {model_path}: {str(e).splitlines()[0]}") from None
             self.model = SCRFD(model_file=str(model_path), session=session)
-            self.model.prepare(ctx_id=-1, det_thresh=threshold, input_size=(input_size, input_size))
-        self.input_size = input_size
-        self.min_face = min_face
-        self.path = Path(model_path)
+            self.model.prepare(ctx_id=-1, det_thresh=cfg.threshold, input_size=(cfg.input_size, cfg.input_size))
+        self.input_size = cfg.input_size
+        self.min_face = cfg.min_face
+        self.path = model_path
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
         """Input size with the image's aspect ratio (multiples of 32), long side = input_size.

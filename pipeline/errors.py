@@ -1,5 +1,7 @@
 """User-facing errors: the CLI prints these as one line and exits non-zero, with no traceback."""
 
+from __future__ import annotations
+
 
 class EnhanceError(Exception):
     """A problem with the user's input, configuration or environment (not a bug)."""
@@ -8,7 +10,16 @@ class EnhanceError(Exception):
 
 
 class InputError(EnhanceError):
-    """A source could not be opened or decoded."""
+    """A source could not be opened or decoded.
+
+    `reason`: why, without the source's name (a camera's retry loop words its own message around it);
+    `permanent`: retrying cannot help (a wrong password, a file with no video stream).
+    """
+
+    def __init__(self, message: str, reason: str | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        self.permanent = permanent
 
 
 class ConfigError(EnhanceError):

@@ -11,7 +11,6 @@ cosine (MobileFaceNet, never a training loss), mean skin colour error, detection
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import defaultdict
@@ -21,7 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .align import CROP
+from .geometry import CROP
+from .records import TrackRecord
 from .errors import InputError
 from .truth import Shrink, bicubic_crop, encode, plan_shrink, read_frames, video_rate
 
@@ -64,15 +64,13 @@ def read_run(run_dir: Path) -> list[Obs]:
     """The enhanced observations of a pipeline run, with their unmarked tiles and crop matrices."""
     out = []
     for tj in sorted((run_dir / "tracks").glob("*/track.json")):
-        doc = json.loads(tj.read_text())
-        for o in doc["observations"]:
-            files = o.get("files") or {}
-            if not o.get("enhanced") or "enhanced_unmarked" not in files or o.get("matrix") is None:
+        rec = TrackRecord.read(tj)
+        for o in rec.observations:
+            if not o.enhanced or "enhanced_unmarked" not in o.files or o.matrix is None:
                 continue
-            model = cv2.imread(str(tj.parent / files["enhanced_unmarked"]), cv2.IMREAD_COLOR)
-            lr = cv2.imread(str(tj.parent / files["lr"]), cv2.IMREAD_COLOR)
-            out.append(Obs(doc["track_id"], o["frame"], np.array(o["matrix"], np.float64), model, lr,
-                           o.get("confidence")))
+            model = cv2.imread(str(tj.parent / o.files["enhanced_unmarked"]), cv2.IMREAD_COLOR)
+            lr = cv2.imread(str(tj.parent / o.files["lr"]), cv2.IMREAD_COLOR)
+            out.append(Obs(rec.track_id, o.frame, np.array(o.matrix, np.float64), model, lr, o.confidence))
     return out
 
 
@@ -176,12 +174,13 @@ def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> 
 def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26, weights: str | None = None,
                    models_dir: str | None = None, overrides: list[str] | None = None, log=print) -> dict:
     """Run the protocol for every clip × face size; returns (and writes) the summary."""
-    from .config import load_config
+    from .config import DetectConfig, load_config
     from .detect import Detector
     from .evaluate import IdentityScorer
     from .models import find_model
-    from .runner import Pipeline
+    from .session import run_source
     from .sources import open_source
+    from .stages import Stages
 
     for c in clips:
         if not c.is_file():
@@ -191,10 +190,10 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
     if weights:
         sets.append(f"enhance.weights={weights}")
     cfg = load_config(None, sets)
-    pipe = Pipeline(cfg, models_dir, progress=False)
+    stages = Stages(cfg, models_dir, progress=False)
     scorer = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
-    hr_detector = Detector(find_model(cfg.detect.model, models_dir), input_size=320)
-    summary: dict = {"crf": crf, "sizes": sizes, "generator": pipe.enhancer.info if pipe.enhancer else None,
+    hr_detector = Detector(DetectConfig(model=cfg.detect.model, input_size=320), models_dir)
+    summary: dict = {"crf": crf, "sizes": sizes, "generator": stages.enhancer.info if stages.enhancer else None,
                      "settings": sets, "clips": {}}
     try:
         for clip in clips:
@@ -208,7 +207,7 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
                 lr_path = d / "camera.mp4"
                 n = encode((shrink.apply(f) for f in read_frames(clip)), lr_path, video_rate(clip), crf=crf)
                 with open_source(str(lr_path), cfg.source) as src:
-                    pipe.run(src, d / "run")
+                    run_source(stages, src, d / "run")
                 obs = read_run(d / "run")
                 res = score_clip(clip, lr_path, shrink, obs, n, scorer)
                 res.update(face_px=px, hr_face_px=round(hr_h, 1), shrink=list(shrink.scale))
@@ -216,7 +215,7 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
                 sample_sheet(obs, d / "samples.png", title=f"{clip.stem} {px}px")
                 log(_line(clip.stem, px, res) + f"  ({time.time() - t0:.0f}s)")
     finally:
-        pipe.close()
+        stages.close()
     summary["mean"] = {str(px): _mean([summary["clips"][c][str(px)] for c in summary["clips"]
                                        if str(px) in summary["clips"][c]]) for px in sizes}
     out.mkdir(parents=True, exist_ok=True)
@@ -261,30 +260,3 @@ def format_summary(summary: dict) -> str:
                          f"(worst ratio {mean['id_ratio_min']:.2f})  temporal {m['temporal']:.2f} vs {b['temporal']:.2f}")
         lines.append("")
     return "\n".join(lines)
-
-
-def run_eval_video(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        sizes = [int(s) for s in str(args.face_px).split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"--face-px expects sizes like 16,20,32, got {args.face_px!r}") from None
-    if not sizes or min(sizes) < 8:
-        raise InputError(f"--face-px: sizes must be 8 px or more, got {args.face_px!r}")
-    clips: list[Path] = []
-    for c in args.clips:
-        p = Path(c)
-        clips.extend(sorted(p.glob("*.mp4")) if p.is_dir() else [p])
-    if not clips:
-        raise InputError("no clips given")
-    out = Path(args.out)
-    summary = evaluate_clips(clips, sizes, out, args.crf, args.weights, args.models, args.overrides)
-    print(format_summary(summary))
-    print(f"summary: {out / 'summary.json'}; sample sheets: {out}/<clip>/face<px>/samples.png")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=1))
-    return 0

@@ -11,10 +11,7 @@ and skipped.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from .align import CROP, TEMPLATE, similarity, warp
+from .align import warp
 from .errors import InputError
+from .geometry import ARCFACE_112, CROP, TEMPLATE, similarity
 from .models import find_model
 
 METRICS = ("psnr", "ssim", "msssim", "id_cos", "lm_nme")
@@ -39,12 +37,8 @@ class IdentityScorer:
 
         self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
-        from insightface.utils.face_align import arcface_dst
-
-        from .align import similarity
-
         # the canonical crop's 5 points are TEMPLATE by construction: one fixed warp to ArcFace's 112 layout
-        self.m = similarity(TEMPLATE, arcface_dst.astype(np.float32))
+        self.m = similarity(TEMPLATE, ARCFACE_112)
 
     def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         x = np.stack([cv2.warpAffine(c, self.m, (112, 112), borderValue=0.0) for c in crops_bgr]).astype(np.float32)
@@ -146,6 +140,7 @@ def evaluate(
     log=print,
     det_size: int = 320,
 ) -> dict:
+    from .config import DetectConfig
     from .detect import Detector
     from .enhance.generator import load_generator
 
@@ -158,7 +153,7 @@ def evaluate(
         raise InputError(f"no images in {faces_dir}")
     model, meta = load_generator(weights)
     # photos of single faces ~200 px across: a 320 input keeps them inside SCRFD's anchor range (as `prepare`)
-    detector = Detector(find_model("det_500m.onnx", models_dir), input_size=det_size)
+    detector = Detector(DetectConfig(input_size=det_size), models_dir)
     ident = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
     lms = LandmarkScorer(find_model("pfld.onnx", models_dir))
 
@@ -242,26 +237,3 @@ def format_table(summary: dict) -> str:
     if summary["skipped"]:
         lines.append(f"skipped {len(summary['skipped'])}: " + ", ".join(f"{s['file']} ({s['reason']})" for s in summary["skipped"]))
     return "\n".join(lines)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    if getattr(args, "threads", 0):
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else Path("runs") / "eval" / f"{args.degrade}_{args.entry}"
-    summary = evaluate(
-        Path(args.faces), args.entry, args.degrade, args.limit, args.weights, args.models, out, args.seed, args.sheet,
-        det_size=args.det_size,
-    )
-    print(format_table(summary))
-    print(f"per-image CSV: {summary['csv']}\nsample sheet: {summary['sheet']}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-        print(f"summary: {args.json}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .train.cli import main
-
-    sys.exit(main(["eval", *sys.argv[1:]]))

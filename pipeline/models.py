@@ -1,4 +1,5 @@
-"""Where model files come from: --models DIR, then $ENHANCE_MODELS, then insightface's model folder."""
+"""Where model files come from: --models DIR, then $ENHANCE_MODELS, then insightface's model folder; the
+generator's shipped weights and their exported engines live in the repository's `engines/`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 from .errors import ModelNotFound
 
+ENGINES = Path(__file__).resolve().parents[1] / "engines"  # shipped generator weights and their model card
+ENGINE_CACHE = ENGINES / "cache"  # ONNX exports, TensorRT engines and AOTInductor packages, keyed by weights hash
 INSIGHTFACE_HOME = Path(os.environ.get("INSIGHTFACE_HOME", Path.home() / ".insightface")) / "models"
 # insightface model packs that carry the same SCRFD files (the user can get them with
 # `python -c "import insightface; insightface.app.FaceAnalysis(name='buffalo_sc')"`).

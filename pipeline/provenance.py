@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +31,13 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from .config import ProvenanceConfig
+from .draw import MARK_TEXT
 from .enhance.confidence import LOW
 from .errors import ConfigError
+from .sources.urls import redact
 
 SOFTWARE = "Enhance"
-MARK_LINES = ("AI-enhanced", "not a photograph")  # drawn on pixels (Hershey fonts have no em dash)
-MARK_TEXT = "AI-enhanced — not a photograph"
 AI_DESCRIPTION = "AI-enhanced reconstruction, not a photograph"
 ORIGINAL_DESCRIPTION = "Original pixels sampled from the source (aligned crop), not enhanced"
 SCHEMA = "enhance.tile/1"
@@ -47,37 +47,6 @@ XMP_NS = "http://ns.enhance.invalid/provenance/1.0/"  # ours; .invalid: a name, 
 IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 IPTC_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 IPTC_CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
-_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
-
-
-def redact(uri: str) -> str:
-    """Hide `user:pass@` in a URL (sources already do; this is a second lock on the door)."""
-    return _CREDENTIALS.sub(r"\1***@", str(uri))
-
-
-# ------------------------------------------------------------------------------ visible mark
-
-
-def mark_enhanced(tile: np.ndarray) -> np.ndarray:
-    """Stamp "AI-enhanced / not a photograph" along the bottom-right of a tile (in place); returns it.
-
-    Two short lines so the whole statement fits a 96–128 px tile and leaves the face's upper
-    half untouched. Tiles under 48 px get the first line only.
-    """
-    from .sinks.annotate import label_size, put_label
-
-    h, w = tile.shape[:2]
-    lines = MARK_LINES if min(h, w) >= 48 else MARK_LINES[:1]
-    base = 0.33 * max(1.0, w / 128.0)
-    scale = min(label_size(t, base, max_width=w)[2] for t in lines)  # one size for both lines
-    y = h
-    for text in reversed(lines):
-        lw, lh, _ = label_size(text, scale, max_width=w)
-        y -= lh
-        put_label(tile, text, (max(0, w - lw), max(0, y)), scale=scale)
-    return tile
-
-
 # ------------------------------------------------------------------------------ the record
 
 
@@ -366,61 +335,10 @@ def read_c2pa(path: Path) -> dict | None:
         return None
 
 
-def make_test_certificate(folder: Path, days: int = 30) -> tuple[Path, Path]:
-    """A throwaway test CA and an ES256 signing certificate issued by it (for tests and trying C2PA out).
-
-    Returns (chain.pem, key.pem). Validators will report it as untrusted — it is for testing only.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    now = _dt.datetime.now(_dt.timezone.utc)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Enhance test (untrusted)")])
-
-    def usage(sign: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(digital_signature=sign, content_commitment=False, key_encipherment=False,
-                             data_encipherment=False, key_agreement=False, key_cert_sign=not sign,
-                             crl_sign=not sign, encipher_only=False, decipher_only=False)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("Enhance test CA")).issuer_name(name("Enhance test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=days))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(usage(False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    ee = (x509.CertificateBuilder().subject_name(name("Enhance test signer")).issuer_name(ca.subject)
-          .public_key(key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=days))
-          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-          .add_extension(usage(True), critical=True)
-          .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-          .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    chain = folder / "chain.pem"
-    keyp = folder / "key.pem"
-    chain.write_bytes(ee.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
-    keyp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return chain, keyp
-
-
-def signer_from_config(cfg: dict | None) -> C2paSigner | None:
-    """A signer from a config dict's `provenance` section (c2pa_cert, c2pa_key, c2pa_alg), or None."""
-    prov = (cfg or {}).get("provenance") or {}
-    cert, key = prov.get("c2pa_cert") or "", prov.get("c2pa_key") or ""
-    if not cert and not key:
+def signer_from_config(cfg: ProvenanceConfig) -> C2paSigner | None:
+    """A signer from the `provenance` section (c2pa_cert, c2pa_key, c2pa_alg, c2pa_tsa_url), or None."""
+    if not cfg.c2pa_cert and not cfg.c2pa_key:
         return None
-    if not cert or not key:
+    if not cfg.c2pa_cert or not cfg.c2pa_key:
         raise ConfigError("provenance.c2pa_cert and provenance.c2pa_key must be set together")
-    return C2paSigner(Path(cert), Path(key), str(prov.get("c2pa_alg") or "es256"), prov.get("c2pa_tsa_url") or None)
+    return C2paSigner(Path(cfg.c2pa_cert), Path(cfg.c2pa_key), cfg.c2pa_alg, cfg.c2pa_tsa_url or None)

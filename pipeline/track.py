@@ -1,8 +1,8 @@
 """Track: persistent IDs with ByteTrack (the `trackers` library), keypoints riding along.
 
-ByteTrack only assigns IDs; it does not say when a track is over. `Tracker` adds that: a track
-unseen for `lost_seconds` of stream time has ended, and `finish()` ends the rest at end of input,
-so the sinks can write every track, the last one included.
+ByteTrack only assigns IDs; it does not say when a track is over. `Tracker` adds that, and owns the
+open `Track` records: a track unseen for `lost_seconds` of stream time has ended, and `finish()` ends
+the rest at end of input, so the sinks can write every track, the last one included.
 """
 
 from __future__ import annotations
@@ -13,33 +13,28 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from .types import Face
+from .config import TrackConfig
+from .types import Face, Track
 
 
 class Tracker:
-    """Assigns `track_id` to Faces and reports tracks that have ended."""
+    """Assigns `track_id` to Faces, keeps the open `Track`s (`tracks`) and hands over those that ended."""
 
-    def __init__(
-        self,
-        fps: float = 30.0,
-        high_threshold: float = 0.5,
-        match_threshold: float = 0.2,
-        lost_seconds: float = 1.0,
-        min_hits: int = 2,
-    ) -> None:
-        self.lost_seconds = lost_seconds
+    def __init__(self, cfg: TrackConfig, fps: float) -> None:
+        self.lost_seconds = cfg.lost_seconds
         self._bt = ByteTrackTracker(
-            lost_track_buffer=max(0, round(lost_seconds * 30)),  # the library counts 30-fps frames
+            lost_track_buffer=max(0, round(cfg.lost_seconds * 30)),  # the library counts 30-fps frames
             frame_rate=max(fps, 1e-3),
-            track_activation_threshold=high_threshold,
-            high_conf_det_threshold=high_threshold,
-            minimum_consecutive_frames=min_hits,
-            minimum_iou_threshold=match_threshold,
+            track_activation_threshold=cfg.high_threshold,
+            high_conf_det_threshold=cfg.high_threshold,
+            minimum_consecutive_frames=cfg.min_hits,
+            minimum_iou_threshold=cfg.match_threshold,
         )
-        self._last_seen: dict[int, float] = {}
+        self.tracks: dict[int, Track] = {}  # open tracks by id
 
     def __call__(self, faces: list[Face], time: float) -> list[Face]:
-        """Set track_id on each face (-1 while a track is unconfirmed); time in stream seconds."""
+        """Set track_id on each face (-1 while a track is unconfirmed), opening a `Track` for a new id;
+        time in stream seconds. A track just opened has no observations yet."""
         if faces:
             dets = sv.Detections(
                 xyxy=np.stack([f.box for f in faces]).astype(np.float32),
@@ -56,19 +51,17 @@ class Tracker:
         if len(out):
             for i, tid in zip(out.data["index"], out.tracker_id):
                 if tid >= 0:
-                    faces[int(i)].track_id = int(tid) + 1  # people count from 1
-                    self._last_seen[int(tid) + 1] = time
+                    face = faces[int(i)]
+                    face.track_id = int(tid) + 1  # people count from 1
+                    track = self.tracks.setdefault(face.track_id, Track(face.track_id, face.source))
+                    track.last_seen = time
         return faces
 
-    def ended(self, time: float) -> list[int]:
-        """Tracks not seen for longer than lost_seconds at stream time `time`; each reported once."""
-        done = [t for t, seen in self._last_seen.items() if time - seen > self.lost_seconds]
-        for t in done:
-            del self._last_seen[t]
-        return sorted(done)
+    def ended(self, time: float) -> list[Track]:
+        """Tracks not seen for longer than lost_seconds at stream time `time`, by id; each handed over once."""
+        done = sorted(t for t, track in self.tracks.items() if time - track.last_seen > self.lost_seconds)
+        return [self.tracks.pop(t) for t in done]
 
-    def finish(self) -> list[int]:
-        """End every open track (end of input, disconnect)."""
-        done = sorted(self._last_seen)
-        self._last_seen.clear()
-        return done
+    def finish(self) -> list[Track]:
+        """End every open track (end of input, disconnect), by id."""
+        return [self.tracks.pop(t) for t in sorted(self.tracks)]

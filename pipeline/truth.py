@@ -18,7 +18,8 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from .align import CROP, warp
+from .align import warp
+from .geometry import CROP, resize_matrix
 
 CCTV_FRAME = (640, 360)  # the frame a shrunk clip is padded into, as a small camera delivers
 PAD_VALUE = 110  # grey around the shrunk picture; the truth takes it outside the high-res frame
@@ -94,8 +95,6 @@ def plan_shrink(w: int, h: int, face_h: float, face_px: float, frame: tuple[int,
 
 def bicubic_crop(frame: np.ndarray, m: np.ndarray, size: int = CROP) -> np.ndarray:
     """The baseline: the camera frame resampled straight into the crop with bicubic interpolation."""
-    from .align import resize_matrix
-
     return cv2.warpAffine(frame, resize_matrix(m, size), (size, size), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REPLICATE)
 

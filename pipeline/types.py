@@ -1,12 +1,14 @@
 """The records that flow between stages.
 
-One `Frame` per decoded picture, one `Face` per detected face in it. A `Face` is filled in
-stage by stage (detect → track → align → enhance) and finally consumed by the sinks; no stage
-keeps its own parallel bookkeeping.
+One `Frame` per decoded picture, one `Face` per detected face in it, one `Track` per person followed.
+A `Face` is filled in stage by stage (detect → track → align → enhance); the tracker keeps each open
+`Track`, which is all the run remembers between frames; the sinks consume both. No stage keeps its own
+parallel bookkeeping.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,10 +63,35 @@ class Face:
 
 
 @dataclass
-class TrackSummary:
-    """What the sinks know about a track when it ends."""
+class Track:
+    """One person followed through one source: opened and ended by the tracker, filled in by the run.
 
-    track_id: int
+    It holds what the run needs while the track is open and nothing more: every observation's metadata
+    (`faces`, without pixels), the observations whose pixels the enhancement policy keeps (`candidates`:
+    enhanced already or waiting for the track's end), the latest enhanced face, drawn beside the track in
+    the video (`inset`), and when the tracker last saw it. A generator that fuses several frames would keep
+    its ring buffer of the track's recent aligned low-res crops here too.
+    """
+
+    id: int
     source: str
-    faces: list[Face] = field(default_factory=list)  # every observation (crops may be dropped)
-    enhanced: list[Face] = field(default_factory=list)  # the kept enhanced observations
+    faces: list[Face] = field(default_factory=list)
+    candidates: list[Face] = field(default_factory=list)
+    inset: Face | None = None
+    last_seen: float = 0.0
+
+    def observe(self, face: Face) -> None:
+        """Record an aligned observation; only its metadata stays (the pixels go with the frame)."""
+        self.faces.append(dataclasses.replace(face, crop=None, lr=None, enhanced=None))
+
+    def keep(self, face: Face, limit: int | None = None) -> None:
+        """Hold `face`'s pixels for the generator; with `limit`, only the best `limit` by quality stay."""
+        self.candidates.append(face)
+        if limit is not None:
+            self.candidates.sort(key=lambda f: -f.quality)
+            del self.candidates[limit:]
+
+    @property
+    def enhanced(self) -> list[Face]:
+        """The enhanced candidates, best first."""
+        return sorted((f for f in self.candidates if f.enhanced is not None), key=lambda f: -f.quality)

@@ -21,9 +21,11 @@ from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
+from conftest import VIDEO
+
 SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
 SYSTEM_PYTHON = os.environ.get("ENHANCE_GI_PYTHON", "/usr/bin/python3")
-OFFICE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "office_fisheye_cctv.mp4"
+OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 _PROBE = (
     "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
     "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
@@ -183,17 +185,3 @@ class RtspServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def live_config(**settings: object):
-    """A SourceConfig with live settings that an older SourceConfig may not declare yet (set as attributes)."""
-    import dataclasses
-
-    from pipeline.config import SourceConfig
-
-    names = {f.name for f in dataclasses.fields(SourceConfig)}
-    cfg = SourceConfig(**{k: v for k, v in settings.items() if k in names})
-    for k, v in settings.items():
-        if k not in names:
-            setattr(cfg, k, v)
-    return cfg

@@ -6,12 +6,11 @@ tests (torch-cuda, tensorrt) skip with the reason when there is no CUDA device /
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 
+from pipeline.config import EnhanceConfig
 from pipeline.enhance import backends as B
 from pipeline.enhance.export import cached_onnx, onnx_metadata, onnx_name
 from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
@@ -219,7 +218,7 @@ def test_backend_report_names_every_backend_and_the_pick():
 def test_enhancer_contract_for_the_runner(weights, cache):
     from pipeline.enhance.stage import Enhancer
 
-    enh = Enhancer(weights, 4, 0)  # the runner's positional call
+    enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4))
     try:
         faces = []
         for i, e in enumerate([16, 32, 16, 64, 16, 16, 16]):
@@ -245,7 +244,7 @@ def test_enhancer_with_an_unavailable_backend_is_a_clear_error(weights):
     if not missing:
         pytest.skip("every backend is available here")
     with pytest.raises(B.BackendUnavailable, match="unavailable"):
-        Enhancer(weights, 4, 0, backend=missing[0])
+        Enhancer(EnhanceConfig(weights=str(weights), batch_size=4, backend=missing[0]))
 
 
 # ------------------------------------------------------------------ TensorRT engine naming and caching
@@ -298,10 +297,9 @@ def test_engine_cache_builds_once_and_reuses(tmp_path):
 
 
 def test_build_engine_command_exports_onnx_then_explains_missing_tensorrt(weights, cache, capsys):
-    from pipeline.enhance.cli import add_commands
+    from pipeline.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["build-engine", "--weights", str(weights), "--cache", str(cache), "--entries", "16"])
     ok, why = B.availability()["tensorrt"]
     if ok:

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from conftest import MODELS, VIDEO, run_cli
+from conftest import MODELS, VIDEO, needs_shared, run_cli
 from media import corrupt_middle, make_audio_only, truncate
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
@@ -49,6 +49,7 @@ def test_no_video_stream(tmp_path):
     _one_line_error(_process(audio, out=tmp_path / "o"), "voice.m4a")
 
 
+@needs_shared
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")  # a regular file where a folder should go: fails even for root
@@ -65,6 +66,7 @@ def test_bad_config_file_key_and_value(tmp_path):
                     "detect.threshold", "out of range")
 
 
+@needs_shared
 def test_missing_models_say_where_they_looked(tmp_path):
     empty = tmp_path / "models"
     empty.mkdir()
@@ -75,6 +77,7 @@ def test_missing_models_say_where_they_looked(tmp_path):
     assert str(empty) in err
 
 
+@needs_shared
 def test_wrong_extension_still_processes(tmp_path):
     renamed = tmp_path / "clip.avi"
     shutil.copy(OFFICE, renamed)
@@ -84,6 +87,7 @@ def test_wrong_extension_still_processes(tmp_path):
     assert (tmp_path / "o" / "annotated.mp4").stat().st_size > 0
 
 
+@needs_shared
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_damaged_video_yields_what_decodes(tmp_path, damage):
     bad = tmp_path / f"{damage}.mp4"
@@ -103,6 +107,7 @@ def test_damaged_video_yields_what_decodes(tmp_path, damage):
         assert manifest["stats"]["frames"] < 641
 
 
+@needs_shared
 def test_dry_run_checks_without_processing(tmp_path):
     proc = run_cli("process", str(OFFICE), "--out", str(tmp_path / "o"), "--models", str(MODELS), "--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -110,9 +115,11 @@ def test_dry_run_checks_without_processing(tmp_path):
     assert not (tmp_path / "o" / "annotated.mp4").exists()
 
 
+@needs_shared
 def test_bench_checks_its_clip_and_detector_before_timing(tmp_path):
     env = {"ENHANCE_MODELS": "", "INSIGHTFACE_HOME": str(tmp_path)}
-    no_det = run_cli("bench", "--models", str(tmp_path), "--json", str(tmp_path / "b.json"), env=env)
+    no_det = run_cli("bench", "--clip", str(OFFICE), "--models", str(tmp_path), "--json", str(tmp_path / "b.json"),
+                     env=env)
     _one_line_error(no_det, "det_500m.onnx", "--models")
     no_clip = run_cli("bench", "--clip", str(tmp_path / "gone.mp4"), "--models", str(MODELS))
     _one_line_error(no_clip, "gone.mp4")

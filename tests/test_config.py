@@ -51,3 +51,47 @@ def test_bad_yaml_and_missing_file(tmp_path):
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(scalar)
+
+
+def test_default_yaml_only_documents_the_dataclass_defaults():
+    """configs/default.yaml shows the defaults to users; the dataclasses are the one place they are defined."""
+    from pipeline.config import DEFAULT_CONFIG, Config, read_yaml
+
+    def check(shown: dict, defined: dict, prefix: str) -> None:
+        for key, value in shown.items():
+            if isinstance(value, dict):
+                check(value, defined[key], f"{prefix}{key}.")
+            else:
+                assert value == defined[key], f"{prefix}{key}"
+
+    check(read_yaml(DEFAULT_CONFIG), Config().to_dict(), "")
+
+
+def test_saved_settings_rebuild_a_config_with_the_same_loader():
+    saved = load_config(None, ["people.threshold=0.7"]).to_dict()
+    saved["align"]["entry_margin"] = 0.5  # a key an older version saved, unknown today
+    cfg = load_config(None, ["gallery.dedupe=0.95"], saved=saved)
+    assert cfg.people.threshold == 0.7 and cfg.gallery.dedupe == 0.95
+    with pytest.raises(ConfigError, match="gallery.per_track"):  # one key for it: output.gallery_per_track
+        load_config(None, ["gallery.per_track=2"])
+    with pytest.raises(ConfigError, match="people.threshold"):
+        load_config(None, ["people.threshold=1.5"], saved=saved)
+
+
+def test_training_configs_load_typed(tmp_path):
+    from pathlib import Path
+
+    from pipeline.train.config import load_train_config
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("train*.yaml")):
+        cfg = load_train_config(path)
+        assert cfg.steps > 0 and len(cfg.entries) == len(cfg.entry_weights), path
+    v3 = load_train_config(Path(__file__).resolve().parents[1] / "configs" / "train_v3.yaml")
+    assert v3.video.endswith(".npz") and v3.video_p == 0.75 and v3.precision == "bf16"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    with pytest.raises(ConfigError, match="unknown train config key 'stepz'"):
+        load_train_config(bad)
+    with pytest.raises(ConfigError, match="degrade.blur_sigma"):
+        load_train_config(None, ["degrade.blur_sigma=[1, 2, 3]"])
+    assert load_train_config(None, ["degrade.blur_sigma=[0.5, 2]"]).degrade.blur_sigma == (0.5, 2.0)

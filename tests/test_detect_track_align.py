@@ -4,8 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS
-from pipeline.align import CROP, TEMPLATE, Aligner, choose_entry, similarity, warp
+from conftest import IMAGES, MODELS, needs_shared
+from pipeline.align import Aligner, choose_entry, warp
+from pipeline.config import AlignConfig, TrackConfig
+from pipeline.geometry import CROP, TEMPLATE, similarity
 from pipeline.errors import ModelNotFound
 from pipeline.models import find_model
 from pipeline.track import Tracker
@@ -26,7 +28,7 @@ def test_tracker_keeps_one_id_for_a_moving_face(detector):
     """A real face slides steadily across a 640×360 canvas over 60 frames: one track ID throughout."""
     photo = cv2.imread(str(IMAGES / "obama_small.jpg"))
     face = cv2.resize(photo, None, fx=80 / photo.shape[1], fy=80 / photo.shape[1], interpolation=cv2.INTER_AREA)
-    tracker = Tracker(fps=30)
+    tracker = Tracker(TrackConfig(), fps=30)
     ids = []
     for i in range(60):
         canvas = np.full((360, 640, 3), 90, np.uint8)
@@ -37,15 +39,16 @@ def test_tracker_keeps_one_id_for_a_moving_face(detector):
         ids += [f.track_id for f in faces if f.track_id > 0]
     assert len(ids) >= 50
     assert len(set(ids)) == 1
+    assert list(tracker.tracks) == [ids[0]] and tracker.tracks[ids[0]].last_seen == 59 / 30  # the open Track
     assert tracker.ended(60 / 30) == []  # just seen
-    assert tracker.ended(10.0) == [ids[0]]  # ended once unseen for lost_seconds …
-    assert tracker.finish() == []  # … and reported only once
+    assert [t.id for t in tracker.ended(10.0)] == [ids[0]]  # ended once unseen for lost_seconds …
+    assert tracker.finish() == [] and not tracker.tracks  # … and handed over only once
 
 
 def test_aligner_maps_keypoints_to_template_and_keeps_inverse(detector):
     image = cv2.imread(str(IMAGES / "obama_1.jpg"))
     (face,) = detector(image)
-    Aligner()(image, face)
+    Aligner(AlignConfig())(image, face)
     assert face.crop.shape == (CROP, CROP, 3)
     assert face.entry == 64  # a large photo face enters at the largest stage
     assert face.lr.shape == (64, 64, 3)
@@ -69,13 +72,15 @@ def test_lr_input_is_resampled_from_source_not_from_the_crop():
     assert direct_err < 12  # same picture …
     # … and a face small in the source picks a small entry, a larger one a larger entry
     # source pixels across the crop = 128 × the template scale: 15.4 → 16, 25.6 → 32 (not cut down to 16), 38.4 → 64
-    assert choose_entry(similarity(TEMPLATE * 0.12 + 5), [16, 32, 64]) == 16
-    assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64]) == 32
-    assert choose_entry(similarity(TEMPLATE * 0.3 + 5), [16, 32, 64]) == 64
+    md = AlignConfig().max_downscale
+    assert choose_entry(similarity(TEMPLATE * 0.12 + 5), [16, 32, 64], md) == 16
+    assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64], md) == 32
+    assert choose_entry(similarity(TEMPLATE * 0.3 + 5), [16, 32, 64], md) == 64
     assert choose_entry(similarity(TEMPLATE * 0.2 + 5), [16, 32, 64], max_downscale=2.0) == 16  # the old rule
-    assert choose_entry(similarity(TEMPLATE * 0.9 + 5), [16, 32]) == 32
+    assert choose_entry(similarity(TEMPLATE * 0.9 + 5), [16, 32], md) == 32
 
 
+@needs_shared
 def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("ENHANCE_MODELS", str(tmp_path / "env"))
     with pytest.raises(ModelNotFound) as e:

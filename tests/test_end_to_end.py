@@ -10,9 +10,10 @@ import av
 import cv2
 import pytest
 
-from conftest import MODELS, ROOT, VIDEO, run_cli
+from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
+pytestmark = needs_shared
 
 
 def _frames_and_duration(path):
@@ -67,6 +68,31 @@ def test_office_manifest_matches_disk(office_run):
     assert on_disk <= set(listed)
     rows = (out / "faces.csv").read_text().strip().splitlines()
     assert len(rows) - 1 == manifest["stats"]["faces"]
+
+
+def test_office_report_says_what_ran(office_run):
+    """The report's source table is read from this run's own manifest, written before the report."""
+    out, _ = office_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    (row,) = report_runs(out / "report.html")
+    assert row["source"] == str(OFFICE) and row["status"] == "complete" and row["frames"] == "641"
+    assert row["generator"].startswith(f"pfsr_v2 · sha256 {manifest['generator']['sha256']}")
+    assert row["finished"] and row["video"] == "annotated video"
+    assert {"report.html", "people.json", "gallery.png"} <= {f["path"] for f in manifest["files"]}
+
+
+def test_several_inputs_one_report_row_each(tmp_path):
+    clip = tmp_path / "other.mp4"
+    clip.write_bytes(OFFICE.read_bytes())
+    proc = run_cli("process", str(OFFICE), str(clip), "--out", str(tmp_path / "o"), "--models", str(MODELS),
+                   "--quiet", "--set", "source.max_frames=15", "--set", "enhance.policy=none")
+    assert proc.returncode == 0, proc.stderr
+    rows = report_runs(tmp_path / "o" / "report.html")  # one report over both
+    assert sorted(r["source"] for r in rows) == sorted([str(OFFICE), str(clip)])
+    assert all(r["status"] == "complete" and r["frames"] == "15" and r["finished"] for r in rows)
+    assert all(r["generator"] == "none (enhancement off)" for r in rows)
+    (own,) = report_runs(tmp_path / "o" / "other" / "report.html")  # and each run's own
+    assert own["source"] == str(clip) and own["frames"] == "15"
 
 
 def test_sigint_leaves_playable_video_and_manifest(tmp_path):

@@ -11,10 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VAL = SHARED / "data" / "faces" / "val"
-MODELS = SHARED / "models"
+from conftest import FACES, MODELS
 
+VAL = FACES / "val"
 pytestmark = pytest.mark.skipif(not VAL.is_dir(), reason="../shared/data/faces/val not available")
 
 
@@ -39,7 +38,7 @@ def weights(tmp_path_factory) -> Path:
 
 
 def test_eval_clean_writes_table_csv_sheet(photos: Path, weights: Path, tmp_path: Path, capsys):
-    from pipeline.train.cli import main
+    from pipeline.cli import main
 
     js = tmp_path / "s.json"
     rc = main(["eval", "--faces", str(photos), "--weights", str(weights), "--models", str(MODELS),
@@ -88,7 +87,7 @@ def test_larger_entries_score_higher(photos: Path, weights: Path, entry: int):
 
 
 def test_eval_errors(tmp_path: Path, weights: Path, capsys):
-    from pipeline.train.cli import main
+    from pipeline.cli import main
 
     assert main(["eval", "--faces", str(tmp_path / "missing"), "--weights", str(weights)]) == 2
     assert "not found" in capsys.readouterr().err

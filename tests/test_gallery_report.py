@@ -3,7 +3,6 @@ report.html in a real headless Chromium, hostile strings escaped, `gallery` rege
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -12,20 +11,26 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS, VIDEO, run_cli
-from pipeline import people as ppl
+from conftest import IMAGES, MODELS, VIDEO, require, run_cli
 from pipeline.align import Aligner
+from pipeline.config import AlignConfig, OutputConfig, load_config
 from pipeline.errors import ConfigError, EnhanceError
+from pipeline.report import analyse, write_report
+from pipeline.report import people as ppl
+from pipeline.report.sheet import select, ssim
 from pipeline.sinks import TrackWriter
-from pipeline.sinks.cli import add_commands
-from pipeline.sinks.gallery import select, ssim
-from pipeline.sinks.report import analyse, write_report
-from pipeline.types import Face, TrackSummary
+from pipeline.cli import build_parser
+from pipeline.types import Face, Track
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "obama_2", "obama_3", "obama_4", "obama_small", "biden_1", "biden_2",
           "kit_1", "kit_2", "kit_3", "rose_1", "rose_2", "alex_1", "alex_2"]
 HOSTILE = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
+
+
+def settings(*sets: str):
+    """The run's config with some `--set`s, through the one loader."""
+    return load_config(None, list(sets))
 
 
 def person_of(name: str) -> str:
@@ -45,7 +50,7 @@ def photo_faces(detector) -> dict[str, Face]:
             pytest.skip(f"photo missing: {name}")
         img = cv2.imread(str(path))
         face = max(detector(img), key=lambda f: f.size)
-        Aligner()(img, face)
+        Aligner(AlignConfig())(img, face)
         out[name] = face
     return out
 
@@ -60,8 +65,8 @@ def write_photo_run(run_dir: Path, faces: dict[str, Face], source: str = "photos
                  source=source, track_id=i, crop=f.crop.copy(), lr=f.lr.copy(), entry=f.entry, matrix=f.matrix,
                  quality=f.quality)
         g.enhanced = cv2.resize(g.lr, (128, 128), interpolation=cv2.INTER_CUBIC)  # stand-in for the generator
-        TrackWriter(run_dir, run_info={"inputs": inputs or [source]}).write(
-            TrackSummary(i, source, faces=[g], enhanced=[g]))
+        TrackWriter(run_dir, OutputConfig(), run_info={"inputs": inputs or [source]}).write(
+            Track(i, source, faces=[g], candidates=[g]))
         ids[name] = i
     (run_dir / "manifest.json").write_text(json.dumps({"status": "complete", "inputs": inputs or [source],
                                                        "settings": {}, "stats": {"frames": 1}}))
@@ -70,6 +75,7 @@ def write_photo_run(run_dir: Path, faces: dict[str, Face], source: str = "photos
 
 @pytest.fixture(scope="module")
 def office_run(tmp_path_factory) -> Path:
+    require(OFFICE, MODELS)
     out = tmp_path_factory.mktemp("office_gallery")
     proc = run_cli("process", str(OFFICE), "--out", str(out), "--models", str(MODELS), "--quiet", timeout=1200)
     assert proc.returncode == 0, proc.stderr
@@ -138,7 +144,7 @@ def test_cluster_unit() -> None:
 
 def test_photos_cluster_by_person_through_the_saved_tiles(tmp_path: Path, photo_faces) -> None:
     ids = write_photo_run(tmp_path, photo_faces)
-    a = analyse(tmp_path, {}, MODELS)
+    a = analyse(tmp_path, settings(), MODELS)
     name_of = {v: k for k, v in ids.items()}
     groups = sorted(sorted(person_of(name_of[k[1]]) + ":" + name_of[k[1]] for k in p.members) for _, p in a.persons)
     expected = sorted(sorted(f"{person_of(n)}:{n}" for n in PHOTOS if person_of(n) == who)
@@ -146,45 +152,46 @@ def test_photos_cluster_by_person_through_the_saved_tiles(tmp_path: Path, photo_
     assert groups == expected  # same person together, different people apart
     for _, p in a.persons:  # every join is recorded with its similarity, all at or above the threshold
         assert len(p.merges) == len(p.members) - 1
-        assert all(m.similarity >= a.settings.threshold for m in p.merges)
+        assert all(m.similarity >= a.cfg.people.threshold for m in p.merges)
     # embeddings of the re-warped 128 original equal insightface's own 112 crop of the source
     t = a.tracks[0]
     assert t.n_embedded == 1 and t.embedding is not None
-    write_report(tmp_path, {}, MODELS)
+    write_report(tmp_path, settings(), MODELS)
     doc = json.loads((tmp_path / "people.json").read_text())
-    assert len(doc["people"]) == 5 and doc["model"]["name"] == ppl.MODEL
+    assert len(doc["people"]) == 5 and doc["model"]["name"] == settings().people.model
 
 
 def test_same_frame_is_never_one_person(tmp_path: Path, photo_faces) -> None:
     faces = {n: photo_faces[n] for n in ("obama_1", "obama_2", "biden_1")}
     write_photo_run(tmp_path, faces, frames={"obama_1": 7, "obama_2": 7, "biden_1": 9})
-    a = analyse(tmp_path, {}, MODELS)
+    a = analyse(tmp_path, settings(), MODELS)
     assert len(a.persons) == 3  # obama_1 and obama_2 share frame 7: two faces at once
-    html = (write_report(tmp_path, {}, MODELS)).read_text()
+    html = (write_report(tmp_path, settings(), MODELS)).read_text()
     assert "same frame" in html
 
 
 def test_threshold_and_missing_model(tmp_path: Path, photo_faces) -> None:
     write_photo_run(tmp_path, {n: photo_faces[n] for n in ("obama_1", "obama_2")})
-    assert len(analyse(tmp_path, {"people": {"threshold": 0.99}}, MODELS).persons) == 2
-    assert len(analyse(tmp_path, {"people": {"threshold": 0.5}}, MODELS).persons) == 1
-    a = analyse(tmp_path, {"people": {"model": "no_such_model.onnx"}}, tmp_path)
+    assert len(analyse(tmp_path, settings("people.threshold=0.99"), MODELS).persons) == 2
+    assert len(analyse(tmp_path, settings("people.threshold=0.5"), MODELS).persons) == 1
+    a = analyse(tmp_path, settings("people.model=no_such_model.onnx"), tmp_path)
     assert len(a.persons) == 2 and "not grouped" in a.note
-    with pytest.raises(ConfigError, match="people.threshold"):
-        analyse(tmp_path, {"people": {"threshold": 1.5}}, MODELS)
+    with pytest.raises(ConfigError, match="people.threshold"):  # a bad saved setting: the loader says which
+        (tmp_path / "manifest.json").write_text(json.dumps({"settings": {"people": {"threshold": 1.5}}}))
+        analyse(tmp_path, None, MODELS)
     with pytest.raises(ConfigError, match="gallery.dedupe"):
-        analyse(tmp_path, {"gallery": {"dedupe": "x"}}, MODELS)
+        settings("gallery.dedupe=x")
     with pytest.raises(EnhanceError, match="no finished run"):
-        write_report(tmp_path / "tracks" / "1", {}, MODELS)
+        write_report(tmp_path / "tracks" / "1", settings(), MODELS)
 
 
 def test_people_across_runs_in_one_folder(tmp_path: Path, photo_faces) -> None:
     write_photo_run(tmp_path / "cam_a", {"obama_1": photo_faces["obama_1"], "kit_1": photo_faces["kit_1"]}, "cam A")
     write_photo_run(tmp_path / "cam_b", {"obama_2": photo_faces["obama_2"]}, "cam B")
-    a = analyse(tmp_path, {}, MODELS)
+    a = analyse(tmp_path, settings(), MODELS)
     groups = sorted(sorted(k for k in p.members) for _, p in a.persons)
     assert groups == [[("cam_a", 1), ("cam_b", 1)], [("cam_a", 2)]]
-    html = write_report(tmp_path, {}, MODELS).read_text()
+    html = write_report(tmp_path, settings(), MODELS).read_text()
     assert 'src="cam_b/tracks/1/' in html and "cam A" in html and "cam B" in html
 
 
@@ -205,7 +212,7 @@ def test_select_dedupe_unit() -> None:
 
 @pytest.mark.slow
 def test_office_gallery_selection_and_dedupe(office_run: Path) -> None:
-    a = analyse(office_run, {"gallery": {"dedupe": 0.9}, "output": {"gallery_per_track": 3}}, MODELS)
+    a = analyse(office_run, settings("gallery.dedupe=0.9", "output.gallery_per_track=3"), MODELS)
     manifest = json.loads((office_run / "manifest.json").read_text())
     assert len(a.tracks) == manifest["stats"]["tracks"] > 0
     hidden = 0
@@ -225,7 +232,7 @@ def test_office_gallery_selection_and_dedupe(office_run: Path) -> None:
         hidden += len(t.dupes)
         assert all(o.files.get("enhanced") for o in t.chosen)
     assert hidden >= 1  # this clip has people standing still: near-identical crops exist
-    off = analyse(office_run, {"gallery": {"dedupe": 1.0}, "output": {"gallery_per_track": 3}}, MODELS)
+    off = analyse(office_run, settings("gallery.dedupe=1.0", "output.gallery_per_track=3"), MODELS)
     assert all(not t.dupes and len(t.chosen) == min(3, len(t.tiles)) for t in off.tracks)
     # people: every track is in exactly one person; embeddings came from original crops
     members = [k for _, p in a.persons for k in p.members]
@@ -239,8 +246,7 @@ def test_gallery_command_regenerates_without_reprocessing(office_run: Path, tmp_
     shutil.copytree(office_run, out)
     tiles = {p: p.stat().st_mtime_ns for p in (out / "tracks").rglob("*")}
     video = (out / "annotated.mp4").stat().st_mtime_ns
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(["gallery", str(out), "--models", str(MODELS), "--set", "people.threshold=0.7",
                               "--set", "gallery.dedupe=0.95", "--quiet"])
     assert args.func(args) == 0
@@ -301,7 +307,7 @@ def test_hostile_strings_are_escaped(tmp_path: Path, photo_faces) -> None:
     files["lr"] = evil
     files["original"] = "../../../etc/passwd"  # not a plain file name: ignored
     (tdir / "track.json").write_text(json.dumps(doc))
-    path = write_report(run, {}, MODELS)
+    path = write_report(run, settings(), MODELS)
     html = path.read_text()
     assert "<script" not in html.lower() and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -335,11 +341,11 @@ def test_report_without_tiles_or_faces(tmp_path: Path, photo_faces) -> None:
     f = photo_faces["kit_1"]
     for tid in (1, 2):
         g = Face(box=f.box, kps=f.kps, score=f.score, frame_index=tid, time=tid / 25, source="cam", track_id=tid)
-        TrackWriter(notiles, save_tiles=False).write(TrackSummary(tid, "cam", faces=[g]))
+        TrackWriter(notiles, OutputConfig(tiles=False)).write(Track(tid, "cam", faces=[g]))
     (notiles / "tracks" / "3").mkdir()
     (notiles / "tracks" / "3" / "track.json").write_text("{not json")
-    a = analyse(notiles, {}, MODELS)
+    a = analyse(notiles, settings(), MODELS)
     assert len(a.persons) == 2 and all(t.embedding is None and not t.chosen for t in a.tracks)
     assert any("tracks/3/track.json" in p for p in a.problems)
-    html = write_report(notiles, {}, MODELS).read_text()
+    html = write_report(notiles, settings(), MODELS).read_text()
     assert "No tiles saved for this track." in html and "no original crop" in html and "unreadable" in html

@@ -14,8 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
 import rtsp  # noqa: E402
-from rtsp import RtspServer, live_config  # noqa: E402
+from rtsp import RtspServer  # noqa: E402
 
+from pipeline.config import SourceConfig  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.sources import LiveSource, open_source  # noqa: E402
 
@@ -123,7 +124,7 @@ def test_two_cameras_at_once(server):
 
 
 def test_camera_crash_and_return(short_clip):
-    cfg = live_config(reconnect_initial_s=0.3, reconnect_max_s=1.0, read_timeout_s=3.0)
+    cfg = SourceConfig(reconnect_initial_s=0.3, reconnect_max_s=1.0, read_timeout_s=3.0)
     events: list[dict] = []
     timeline: dict[str, float] = {}
     with RtspServer({"cam": short_clip}, loop=True) as srv:
@@ -185,7 +186,7 @@ def test_close_interrupts_reconnect_wait_and_limited_attempts_give_up(short_clip
             if e["event"] == "reconnect":
                 waiting.set()
 
-        src = open_source(srv.url("cam"), live_config(reconnect_initial_s=30.0, reconnect_max_s=60.0),
+        src = open_source(srv.url("cam"), SourceConfig(reconnect_initial_s=30.0, reconnect_max_s=60.0),
                           on_event=on_event)
         it = iter(src)
         next(it)
@@ -202,7 +203,7 @@ def test_close_interrupts_reconnect_wait_and_limited_attempts_give_up(short_clip
         # reconnect_attempts=2: two tries, then the source ends by itself and says why
         srv.start()
         events.clear()
-        cfg = live_config(reconnect_initial_s=0.1, reconnect_max_s=0.2, reconnect_attempts=2)
+        cfg = SourceConfig(reconnect_initial_s=0.1, reconnect_max_s=0.2, reconnect_attempts=2)
         with open_source(srv.url("cam"), cfg, on_event=events.append) as src:
             it = iter(src)
             next(it)
@@ -221,7 +222,7 @@ def test_close_interrupts_reconnect_wait_and_limited_attempts_give_up(short_clip
 def test_stalled_camera_times_out_and_reconnects(short_clip):
     """A camera that hangs with the connection open: the read timeout ends it, then it is reconnected."""
     events: list[dict] = []
-    cfg = live_config(read_timeout_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5)
+    cfg = SourceConfig(read_timeout_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5)
     with RtspServer({"cam": short_clip}, loop=True) as srv:
         with open_source(srv.url("cam"), cfg, on_event=events.append) as src:
             guard = watchdog(src, 30)
@@ -243,7 +244,7 @@ def test_stalled_camera_times_out_and_reconnects(short_clip):
 def test_end_of_stream_reconnects(short_clip):
     """A camera whose stream ends (here: a file played once per connection) is reconnected, not finished."""
     events: list[dict] = []
-    cfg = live_config(reconnect_initial_s=0.2)
+    cfg = SourceConfig(reconnect_initial_s=0.2)
     with RtspServer({"cam": short_clip}, loop=False) as srv:
         with open_source(srv.url("cam"), cfg, on_event=events.append) as src:
             frames = []
@@ -261,7 +262,7 @@ def test_end_of_stream_reconnects(short_clip):
 
 def test_unreachable_camera_gives_up_after_attempts():
     port = rtsp.free_port()  # nobody listens here
-    cfg = live_config(open_timeout_s=2.0, reconnect_attempts_at_start=3, reconnect_initial_s=0.4,
+    cfg = SourceConfig(open_timeout_s=2.0, reconnect_attempts_at_start=3, reconnect_initial_s=0.4,
                       reconnect_max_s=10.0)
     events: list[dict] = []
     t0 = time.monotonic()
@@ -281,7 +282,7 @@ def test_credentials_never_shown(short_clip, monkeypatch):
     monkeypatch.setenv("ENH_TEST_CAM_USER", user)
     monkeypatch.setenv("ENH_TEST_CAM_PASS", password)
     events: list[dict] = []
-    cfg = live_config(reconnect_initial_s=0.2, reconnect_max_s=0.4, reconnect_attempts_at_start=3)
+    cfg = SourceConfig(reconnect_initial_s=0.2, reconnect_max_s=0.4, reconnect_attempts_at_start=3)
     with RtspServer({"cam": short_clip}, loop=True, user=f"{user}:{password}") as srv:
         # the server really demands them: no or wrong credentials fail at once (a 401 is not retried)
         for bad in (srv.url("cam"), srv.url("cam", user=f"{user}:wrong-{password}")):
@@ -320,7 +321,7 @@ def test_credentials_never_shown(short_clip, monkeypatch):
 
 
 def test_slow_consumer_gets_recent_frames(server):
-    cfg = live_config(live_queue=4)
+    cfg = SourceConfig(live_queue=4)
     events: list[dict] = []
     frames, ages = [], []
     with open_source(server.url("office"), cfg, on_event=events.append) as src:

@@ -9,11 +9,11 @@ import time
 import av
 import pytest
 
-from conftest import MODELS, ROOT, VIDEO, run_cli
+from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 import rtsp
 
 OK, WHY = rtsp.available()
-pytestmark = pytest.mark.skipif(not OK, reason=f"GStreamer RTSP server unavailable: {WHY}")
+pytestmark = [pytest.mark.skipif(not OK, reason=f"GStreamer RTSP server unavailable: {WHY}"), needs_shared]
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 FAST = ["--set", "enhance.policy=best_k", "--set", "detect.stride=2", "--quiet"]
 
@@ -46,6 +46,9 @@ def test_one_camera_live(server, tmp_path):
     assert sum(_playable(p) for p in _segments(out)) == 60
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "run_end"
+    (row,) = report_runs(out / "report.html")
+    assert row["source"] == server.url("cam1") and row["status"] == "complete" and row["frames"] == "60"
+    assert row["generator"].startswith("pfsr_v2") and row["finished"]
 
 
 def test_two_cameras_at_once(server, tmp_path):
@@ -59,6 +62,9 @@ def test_two_cameras_at_once(server, tmp_path):
         manifest = json.loads((out / cam / "manifest.json").read_text())
         assert manifest["stats"]["frames"] == 45
         assert sum(_playable(p) for p in _segments(out / cam)) == 45
+    rows = report_runs(out / "report.html")  # one report over both cameras
+    assert sorted(r["source"] for r in rows) == sorted([server.url("cam1"), server.url("cam2")])
+    assert all(r["status"] == "complete" and r["frames"] == "45" and r["finished"] for r in rows)
 
 
 def test_server_restart_reconnects_and_segments_stay_playable(tmp_path):

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from certs import make_test_certificate
 from pipeline import provenance as prov
+from pipeline.config import OutputConfig, ProvenanceConfig
+from pipeline.draw import MARK_TEXT, mark_enhanced
 from pipeline.errors import ConfigError
 from pipeline.sinks import TrackWriter
 from test_sinks import make_track, photo  # noqa: F401  (fixture)
@@ -33,7 +36,7 @@ def test_metadata_round_trips_from_written_pngs(tmp_path: Path, photo: np.ndarra
     track.source = "cam ☃ <1> & \"2\""  # non-Latin-1 (iTXt) and XML-special characters
     for f in track.faces:
         f.source = track.source
-    summary = TrackWriter(tmp_path, run_info=RUN_INFO).write(track)
+    summary = TrackWriter(tmp_path, OutputConfig(), run_info=RUN_INFO).write(track)
     tdir = tmp_path / "tracks" / "4"
     for f in track.enhanced:
         stem = tdir / f"f{f.frame_index:06d}"
@@ -59,7 +62,7 @@ def test_metadata_round_trips_from_written_pngs(tmp_path: Path, photo: np.ndarra
             if ai:
                 assert rec["generator"] == {"name": "pfsr-v1", "sha256": GEN_SHA, "trained": True}
                 assert text["Generator"] == "pfsr-v1" and text["Generator-SHA256"] == GEN_SHA
-                assert rec["visible_mark"] is True and text["Visible-Mark"] == prov.MARK_TEXT
+                assert rec["visible_mark"] is True and text["Visible-Mark"] == MARK_TEXT
                 assert xmp["Iptc4xmpExt:DigitalSourceType"] == prov.IPTC_TRAINED
             else:
                 assert rec["generator"] is None and "Generator" not in text
@@ -79,9 +82,9 @@ def test_metadata_round_trips_from_written_pngs(tmp_path: Path, photo: np.ndarra
 
 def test_visible_mark_and_unmarked_only_when_asked(tmp_path: Path, photo: np.ndarray) -> None:  # noqa: F811
     track = make_track(photo, tid=5)
-    TrackWriter(tmp_path / "a", run_info=RUN_INFO).write(track)
+    TrackWriter(tmp_path / "a", OutputConfig(), run_info=RUN_INFO).write(track)
     assert not list((tmp_path / "a").rglob("*unmarked*"))
-    TrackWriter(tmp_path / "b", run_info=RUN_INFO, unmarked=True).write(track)
+    TrackWriter(tmp_path / "b", OutputConfig(unmarked_tiles=True), run_info=RUN_INFO).write(track)
     for f in track.enhanced:
         stem = tmp_path / "b" / "tracks" / "5" / f"f{f.frame_index:06d}"
         marked = _rgb_to_bgr(Image.open(f"{stem}_enhanced.png")).astype(int)
@@ -95,16 +98,16 @@ def test_visible_mark_and_unmarked_only_when_asked(tmp_path: Path, photo: np.nda
         assert meta["record"]["visible_mark"] is False and meta["record"]["generator"]["sha256"] == GEN_SHA
     doc = json.loads((tmp_path / "b" / "tracks" / "5" / "track.json").read_text())
     assert "enhanced_unmarked" in doc["observations"][1]["files"]
-    tiny = prov.mark_enhanced(np.full((16, 16, 3), 128, np.uint8))  # too small for two lines: no crash
+    tiny = mark_enhanced(np.full((16, 16, 3), 128, np.uint8))  # too small for two lines: no crash
     assert tiny.shape == (16, 16, 3)
 
 
 def test_c2pa_manifest_signed_with_test_certificate(tmp_path: Path, photo: np.ndarray) -> None:  # noqa: F811
     pytest.importorskip("c2pa", reason="c2pa-python not installed (optional: pip install c2pa-python)")
-    cert, key = prov.make_test_certificate(tmp_path / "certs")
-    signer = prov.signer_from_config({"provenance": {"c2pa_cert": str(cert), "c2pa_key": str(key)}})
+    cert, key = make_test_certificate(tmp_path / "certs")
+    signer = prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(cert), c2pa_key=str(key)))
     track = make_track(photo, tid=6)
-    TrackWriter(tmp_path / "run", run_info=RUN_INFO, signer=signer).write(track)
+    TrackWriter(tmp_path / "run", OutputConfig(), run_info=RUN_INFO, signer=signer).write(track)
     f = track.enhanced[0]
     stem = tmp_path / "run" / "tracks" / "6" / f"f{f.frame_index:06d}"
     got = prov.read_c2pa(Path(f"{stem}_enhanced.png"))
@@ -135,13 +138,13 @@ def test_c2pa_manifest_signed_with_test_certificate(tmp_path: Path, photo: np.nd
 
 
 def test_c2pa_config_errors(tmp_path: Path) -> None:
-    assert prov.signer_from_config({}) is None and prov.signer_from_config({"provenance": {}}) is None
+    assert prov.signer_from_config(ProvenanceConfig()) is None
     with pytest.raises(ConfigError, match="together"):
-        prov.signer_from_config({"provenance": {"c2pa_cert": "x.pem"}})
+        prov.signer_from_config(ProvenanceConfig(c2pa_cert="x.pem"))
     pytest.importorskip("c2pa")
     with pytest.raises(ConfigError, match="not found"):
-        prov.signer_from_config({"provenance": {"c2pa_cert": str(tmp_path / "no.pem"), "c2pa_key": str(tmp_path / "k")}})
+        prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(tmp_path / "no.pem"), c2pa_key=str(tmp_path / "k")))
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match="cannot make a C2PA signer"):
-        prov.signer_from_config({"provenance": {"c2pa_cert": str(tmp_path / "junk.pem"),
-                                                "c2pa_key": str(tmp_path / "junk.pem")}})
+        prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(tmp_path / "junk.pem"),
+                                                 c2pa_key=str(tmp_path / "junk.pem")))

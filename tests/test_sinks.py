@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import IMAGES
 from pipeline.align import Aligner
-from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter, write_gallery
-from pipeline.sinks.annotate import PALETTE
-from pipeline.types import Face, TrackSummary
+from pipeline.config import AlignConfig, OutputConfig
+from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter
+from pipeline.report.sheet import Row, Section, Tile, draw_sheet, select
+from pipeline.draw import PALETTE
+from pipeline.types import Face, Track
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PHOTO = SHARED / "data" / "images" / "obama_1.jpg"
+PHOTO = IMAGES / "obama_1.jpg"
+OUTPUT = OutputConfig()  # the defaults: 96 px insets, tiles on, crf 23, veryfast
 # SCRFD-500M on obama_1.jpg (pipeline.detect.Detector), fixed here so these tests need no detector.
 BOX = np.array([378.3, 84.2, 609.8, 426.4], np.float32)
 KPS = np.array([[440.8, 214.9], [548.0, 213.0], [495.2, 277.9], [438.8, 319.7], [548.8, 318.0]], np.float32)
@@ -50,7 +53,7 @@ def cctv_face(photo: np.ndarray, face_px: float = 40, at: tuple[int, int] = (300
     off = np.array([ox, oy], np.float32)
     face = Face(box=(BOX.reshape(2, 2) * s + off).ravel().astype(np.float32), kps=KPS * s + off, score=0.84,
                 track_id=track_id, frame_index=frame, time=frame / 25.0, source="cam1")
-    Aligner()(image, face)
+    Aligner(AlignConfig())(image, face)
     # Stand-in for the generator (someone else's work): a smooth upscale of the LR input, tinted.
     face.enhanced = cv2.add(cv2.resize(face.lr, (128, 128), interpolation=cv2.INTER_CUBIC), (0, 40, 0, 0))
     return image, face
@@ -75,7 +78,7 @@ def test_video_vfr_odd_size_roundtrip(tmp_path: Path) -> None:
     times[10] = times[9]  # collision: must be kept, bumped by one tick
     times = [float(t) for t in times - times[0]]
     path = tmp_path / "out.mp4"
-    w = VideoWriter(path, 641, 361, fps=25.0)
+    w = VideoWriter(path, 641, 361, 25.0, OUTPUT)
     for i, t in enumerate(times):
         w.write(np.full((361, 641, 3), 5 + i * 6, np.uint8), t)
     assert w.frames_written == 40
@@ -103,7 +106,7 @@ def test_video_input_time_base_and_offset_start(tmp_path: Path) -> None:
     path = tmp_path / "tb.mp4"
     tb = Fraction(1, 12800)
     times = [3.0 + k * 512 * tb for k in (0, 1, 2, 4, 7)]  # starts at 3 s, gaps of 1 and 2 frames
-    w = VideoWriter(path, 320, 240, fps=25.0, time_base=tb)
+    w = VideoWriter(path, 320, 240, 25.0, OUTPUT, time_base=tb)
     for i, t in enumerate(times):
         w.write(np.full((240, 320, 3), 40 * i, np.uint8), float(t))
     w.close()
@@ -115,7 +118,7 @@ def test_video_input_time_base_and_offset_start(tmp_path: Path) -> None:
 
 def test_video_few_frames_playable_and_close_during_write(tmp_path: Path) -> None:
     path = tmp_path / "short.mp4"
-    w = VideoWriter(path, 200, 100, fps=30.0)
+    w = VideoWriter(path, 200, 100, 30.0, OUTPUT)
     for i in range(3):
         w.write(np.full((100, 200, 3), 60 * i, np.uint8), i / 30)
     w.close()
@@ -132,7 +135,7 @@ def test_video_few_frames_playable_and_close_during_write(tmp_path: Path) -> Non
             return super()._fit(image)
 
     path2 = tmp_path / "interrupted.mp4"
-    w2 = Interrupted(path2, 200, 100, fps=30.0)
+    w2 = Interrupted(path2, 200, 100, 30.0, OUTPUT)
     for i in range(10):
         w2.write(np.full((100, 200, 3), 20 * i, np.uint8), i / 30)
     assert w2.closed and w2.frames_written == 5  # the interrupted write finished, then closed
@@ -157,7 +160,7 @@ def _find_inset(out: np.ndarray, face: Face, size: int) -> tuple[int, int, float
 def test_annotator_inset_beside_face(photo: np.ndarray) -> None:
     image, face = cctv_face(photo, face_px=40, at=(300, 150))
     before = image.copy()
-    ann = Annotator(inset_size=96)
+    ann = Annotator(OUTPUT)
     out = ann(image, [face], {face.track_id: face})
     assert np.array_equal(image, before)  # drawn on a copy
     x1, y1, x2, y2 = int_box(face)
@@ -181,7 +184,7 @@ def test_annotator_inset_inside_frame_at_edge(photo: np.ndarray) -> None:
     image, face = cctv_face(photo, face_px=40, at=(W - 42, H - 62))  # touching the right/bottom edge
     x1, y1, x2, y2 = int_box(face)
     assert x2 >= W - 3 and y2 >= H - 12
-    out = Annotator(inset_size=96)(image, [face], {face.track_id: face})
+    out = Annotator(OUTPUT)(image, [face], {face.track_id: face})
     assert out.shape == image.shape
     ix, iy, err = _find_inset(out, face, 96)
     assert err < 2.0
@@ -194,11 +197,11 @@ def test_annotator_inset_inside_frame_at_edge(photo: np.ndarray) -> None:
 def test_annotator_untracked_and_no_inset_without_enhanced(photo: np.ndarray) -> None:
     image, face = cctv_face(photo, face_px=40, at=(300, 150), track_id=-1)
     tracked = dataclasses.replace(face, track_id=5, enhanced=None)
-    out = Annotator()(image, [face], {})
+    out = Annotator(OUTPUT)(image, [face], {})
     diff = np.any(out != image, axis=2)
     x1, y1, x2, y2 = int_box(face)
     assert diff.sum() <= 2 * ((x2 - x1) + (y2 - y1)) + 8  # a thin (1 px) grey box, no label, no inset
-    out2 = Annotator()(image, [tracked], {5: tracked})  # a track with nothing enhanced: no inset
+    out2 = Annotator(OUTPUT)(image, [tracked], {5: tracked})  # a track with nothing enhanced: no inset
     assert np.any(out2 != image, axis=2).sum() < 40 * 40
 
 
@@ -208,7 +211,7 @@ def test_annotator_is_fast(photo: np.ndarray) -> None:
     image, face = cctv_face(photo)
     faces = [dataclasses.replace(face, track_id=i, box=face.box + np.float32([i * 60, 0, i * 60, 0]) - 240)
              for i in range(1, 8)]
-    ann = Annotator()
+    ann = Annotator(OUTPUT)
     ann(image, faces, {f.track_id: face for f in faces})
     t = time.perf_counter()
     for _ in range(30):
@@ -219,7 +222,7 @@ def test_annotator_is_fast(photo: np.ndarray) -> None:
 # ---------------------------------------------------------------------------- TrackWriter
 
 
-def make_track(photo: np.ndarray, tid: int = 3, n: int = 4, enhanced_frames: tuple[int, ...] = (1, 3)) -> TrackSummary:
+def make_track(photo: np.ndarray, tid: int = 3, n: int = 4, enhanced_frames: tuple[int, ...] = (1, 3)) -> Track:
     faces = []
     for k in range(n):
         _, f = cctv_face(photo, face_px=24 + 6 * k, at=(200 + 5 * k, 120), track_id=tid, frame=10 + k)
@@ -228,12 +231,12 @@ def make_track(photo: np.ndarray, tid: int = 3, n: int = 4, enhanced_frames: tup
             if k == 0:
                 f.crop = f.lr = None  # the runner drops pixels it doesn't keep
         faces.append(f)
-    return TrackSummary(tid, "cam1", faces=faces, enhanced=[f for f in faces if f.enhanced is not None])
+    return Track(tid, "cam1", faces=faces, candidates=[f for f in faces if f.enhanced is not None])
 
 
 def test_track_writer_files_and_json(tmp_path: Path, photo: np.ndarray) -> None:
     track = make_track(photo)
-    summary = TrackWriter(tmp_path).write(track)
+    summary = TrackWriter(tmp_path, OUTPUT).write(track)
     tdir = tmp_path / "tracks" / "3"
     for rel in summary["files"]:
         assert (tmp_path / rel).is_file()
@@ -273,21 +276,27 @@ def test_track_writer_files_and_json(tmp_path: Path, photo: np.ndarray) -> None:
 
 def test_track_writer_without_enhanced_or_tiles(tmp_path: Path, photo: np.ndarray) -> None:
     track = make_track(photo, tid=7, enhanced_frames=())
-    s = TrackWriter(tmp_path).write(track)
+    s = TrackWriter(tmp_path, OUTPUT).write(track)
     names = {Path(p).name for p in s["files"]}
     assert names == {"best.png", "track.json"}  # best original crop only
     assert Image.open(tmp_path / "tracks/7/best.png").text["AI-Generated"] == "false"
-    s2 = TrackWriter(tmp_path / "notiles", save_tiles=False).write(make_track(photo, tid=8))
+    s2 = TrackWriter(tmp_path / "notiles", OutputConfig(tiles=False)).write(make_track(photo, tid=8))
     assert [Path(p).name for p in s2["files"]] == ["track.json"] and s2["n_enhanced"] == 2
 
 
 # ---------------------------------------------------------------------------- gallery
 
 
+def tiles_of(faces: list[Face]) -> list[Tile]:
+    return [Tile(f.lr, f.enhanced, f.frame_index, f.time, f.entry) for f in faces]
+
+
 def test_gallery_three_tracks_and_none(tmp_path: Path, photo: np.ndarray) -> None:
     tracks = [make_track(photo, tid=t, enhanced_frames=e) for t, e in ((5, (0, 1, 2, 3)), (2, (1,)), (9, ()))]
+    rows = [Row([f"#{t.id}"], tiles_of(t.enhanced[:3])) for t in tracks]
+    rows[2].fallback = tracks[2].faces[1].crop  # nothing enhanced: an original crop
     path = tmp_path / "gallery.png"
-    write_gallery(path, tracks, per_track=3)
+    draw_sheet(path, [Section(None, rows)], per_track=3)
     img = Image.open(path)
     assert img.text["AI-Generated"] == "true"
     w, h = img.size
@@ -296,19 +305,19 @@ def test_gallery_three_tracks_and_none(tmp_path: Path, photo: np.ndarray) -> Non
     assert arr.std() > 10  # it has content, not a blank sheet
 
     empty = tmp_path / "empty.png"
-    write_gallery(empty, [])
+    draw_sheet(empty, [], per_track=3)
     e = Image.open(empty)
     assert e.size[1] < 200 and e.text["AI-Generated"] == "false"
 
 
 def test_gallery_caps_rows(tmp_path: Path, photo: np.ndarray) -> None:
     _, f = cctv_face(photo)
-    tracks = [TrackSummary(i, "cam", faces=[f], enhanced=[f]) for i in range(1, 231)]
+    rows = [Row([f"#{i}"], tiles_of([f])) for i in range(1, 231)]
     path = tmp_path / "many.png"
-    write_gallery(path, tracks, per_track=1)
+    draw_sheet(path, [Section(None, rows)], per_track=1)
     h = Image.open(path).size[1]
     one = tmp_path / "one.png"
-    write_gallery(one, tracks[:1], per_track=1)
+    draw_sheet(one, [Section(None, rows[:1])], per_track=1)
     row = Image.open(one).size[1] - 56
     assert 200 * row < h < 202 * row + 100  # 200 rows plus the "omitted" footer
 
@@ -323,7 +332,7 @@ def test_manifest_interrupted_then_complete(tmp_path: Path, photo: np.ndarray) -
     m = Manifest(tmp_path, info)
     track = make_track(photo)
     m.add_faces(track.faces[:2])
-    m.add_track(TrackWriter(tmp_path).write(track))
+    m.add_track(TrackWriter(tmp_path, OUTPUT).write(track))
     p = m.write({"detect": 1.5}, {"frames": 2}, status="interrupted")
     doc = json.loads(p.read_text())
     assert doc["status"] == "interrupted" and doc["stats"]["frames"] == 2
@@ -355,7 +364,7 @@ def test_manifest_interrupted_then_complete(tmp_path: Path, photo: np.ndarray) -
 
 def test_annotator_never_covers_its_own_face(photo: np.ndarray) -> None:
     image, face = cctv_face(photo, face_px=70, at=(45, 20), size=(160, 120))  # face fills the frame
-    out = Annotator(inset_size=96)(image, [face], {face.track_id: face})
+    out = Annotator(OUTPUT)(image, [face], {face.track_id: face})
     x1, y1, x2, y2 = int_box(face)
     xa, ya = min(x2, 159) - 1, min(y2, 119) - 1  # clear of the (clamped) 2 px rectangle
     assert np.array_equal(out[y1 + 2 : ya, x1 + 2 : xa], image[y1 + 2 : ya, x1 + 2 : xa])
@@ -363,7 +372,7 @@ def test_annotator_never_covers_its_own_face(photo: np.ndarray) -> None:
 
 def test_video_frame_of_other_size_is_letterboxed_not_dropped(tmp_path: Path) -> None:
     path = tmp_path / "mixed.mp4"
-    w = VideoWriter(path, 320, 240, fps=10.0)
+    w = VideoWriter(path, 320, 240, 10.0, OUTPUT)
     w.write(np.full((240, 320, 3), 200, np.uint8), 0.0)
     w.write(np.full((320, 240, 3), 200, np.uint8), 0.1)  # rotated/resized frame mid-stream
     w.close()
@@ -378,27 +387,25 @@ def test_video_bad_preset_is_a_config_error(tmp_path: Path) -> None:
     from pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="video_preset"):
-        VideoWriter(tmp_path / "bad.mp4", 64, 48, fps=25.0, preset="no-such-preset")
+        VideoWriter(tmp_path / "bad.mp4", 64, 48, 25.0, OutputConfig(video_preset="no-such-preset"))
     assert not (tmp_path / "bad.mp4").exists()
 
 
-def test_gallery_row_hides_near_duplicates_and_marks(photo: np.ndarray) -> None:
-    from pipeline.sinks.gallery import track_row
-
-    track = make_track(photo, tid=4, enhanced_frames=(1, 2, 3))
+def test_gallery_row_hides_near_duplicates_and_marks(tmp_path: Path, photo: np.ndarray) -> None:
+    faces = make_track(photo, tid=4, enhanced_frames=(1, 2, 3)).enhanced
     # the same face at three sizes is itself a near-duplicate: make two of them look different
-    track.enhanced[1].lr = 255 - track.enhanced[1].lr
-    track.enhanced[2].lr = np.ascontiguousarray(np.rot90(track.enhanced[2].lr))
-    assert len(track_row(track, per_track=4).tiles) == 3
-    dup = dataclasses.replace(track.enhanced[0], frame_index=99, quality=track.enhanced[0].quality - 1e-3)
-    track.enhanced.append(dup)  # same pixels, another frame: a near-duplicate
-    row = track_row(track, per_track=4)
-    assert sorted(t.frame for t in row.tiles) == [11, 12, 13] and "1 near-duplicate(s) hidden" in row.lines
-    assert [t.frame for t in track_row(track, per_track=4, dedupe=1.0).tiles].count(99) == 1
-    import tempfile
+    faces[1].lr = 255 - faces[1].lr
+    faces[2].lr = np.ascontiguousarray(np.rot90(faces[2].lr))
 
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d) / "g.png"
-        write_gallery(tmp, [track], per_track=4)
-        sheet = np.asarray(Image.open(tmp))
+    def pick(cands: list[Face], dedupe: float = 0.9) -> tuple[list[Face], list[Face]]:
+        return select(cands, 4, lambda f: f.quality, lambda f: f.lr, dedupe)
+
+    assert len(pick(faces)[0]) == 3
+    dup = dataclasses.replace(faces[0], frame_index=99, quality=faces[0].quality - 1e-3)
+    chosen, dupes = pick([*faces, dup])  # same pixels, another frame: a near-duplicate
+    assert sorted(f.frame_index for f in chosen) == [11, 12, 13] and [f.frame_index for f in dupes] == [99]
+    assert [f.frame_index for f in pick([*faces, dup], dedupe=1.0)[0]].count(99) == 1
+    path = tmp_path / "g.png"
+    draw_sheet(path, [Section(None, [Row(["#4", "1 near-duplicate(s) hidden"], tiles_of(chosen))])], per_track=4)
+    sheet = np.asarray(Image.open(path))
     assert sheet.shape[1] >= 190 + 3 * 2 * 128  # three pairs drawn at 128 px

@@ -18,17 +18,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
-from rtsp import live_config  # noqa: E402
+from conftest import IMAGES, VIDEO, needs_shared  # noqa: E402
 
 from pipeline.config import SourceConfig  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.sources import ImageSource, VideoSource, open_source, redact  # noqa: E402
 
-OFFICE = media.VIDEOS / "office_fisheye_cctv.mp4"
-MEGAMIND = media.VIDEOS / "megamind_animated.avi"
-PEDESTRIANS = media.VIDEOS / "pedestrians_vtest.avi"
+OFFICE = VIDEO / "office_fisheye_cctv.mp4"
+MEGAMIND = VIDEO / "megamind_animated.avi"
+PEDESTRIANS = VIDEO / "pedestrians_vtest.avi"
 
-needs_shared = pytest.mark.skipif(not media.VIDEOS.is_dir(), reason="../shared/data/video not present")
 
 
 def _rss() -> int | None:
@@ -254,14 +253,14 @@ def test_unreadable_file(tmp_path):
 
 def test_permission_denied_is_input_error(tmp_path, monkeypatch):
     """Same check as above for root, who can read a chmod 000 file: simulate the refusal."""
-    import pipeline.sources as sources
+    import pipeline.sources.probe as probe
 
     path = media.make_video(tmp_path / "locked.mp4", frames=3)
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(sources, "open", refuse, raising=False)
+    monkeypatch.setattr(probe, "open", refuse, raising=False)
     with pytest.raises(InputError, match=r"cannot read .*locked\.mp4: Permission denied"):
         open_source(str(path))
 
@@ -286,11 +285,11 @@ def test_image_folder_natural_order_and_corrupt_image(tmp_path):
     expected = ["kit_1.jpg", "biden_1.jpg", "rose_1.jpg", "obama_1.jpg"]  # img1, img2, IMG3, (img7 bad), img10
     assert len(frames) == 4
     for f, name in zip(frames, expected):
-        assert np.array_equal(f.image, cv2.imread(str(media.IMAGES / name))), name
+        assert np.array_equal(f.image, cv2.imread(str(IMAGES / name))), name
     assert src.skipped == 1 and "img7.jpg" in src.errors[0]
     assert [f.time for f in frames] == [0.0, 0.5, 1.0, 1.5]
     assert src.fps == 2.0 and src.time_base == Fraction(1, 2) and src.frame_count == 5
-    first = cv2.imread(str(media.IMAGES / "kit_1.jpg"))
+    first = cv2.imread(str(IMAGES / "kit_1.jpg"))
     assert (src.height, src.width) == first.shape[:2]
     assert len({f.image.shape for f in frames}) > 1  # sizes may differ frame to frame
 
@@ -302,10 +301,10 @@ def test_image_folder_max_frames_and_single_image(tmp_path):
     assert len(frames) == 2
     # one picture, under a misleading name: probed by content
     odd = tmp_path / "still.mp4"
-    shutil.copyfile(media.IMAGES / "two_people.jpg", odd)
+    shutil.copyfile(IMAGES / "two_people.jpg", odd)
     src, frames = read_all(odd)
     assert len(frames) == 1 and src.frame_count == 1 and src.name == "still.mp4"
-    assert np.array_equal(frames[0].image, cv2.imread(str(media.IMAGES / "two_people.jpg")))
+    assert np.array_equal(frames[0].image, cv2.imread(str(IMAGES / "two_people.jpg")))
 
 
 def test_folder_of_only_unreadable_images(tmp_path):
@@ -319,7 +318,7 @@ def test_folder_of_only_unreadable_images(tmp_path):
 
 
 def test_unreachable_rtsp_hides_credentials():
-    cfg = live_config(open_timeout_s=1.0, read_timeout_s=1.0, reconnect_attempts_at_start=2,
+    cfg = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0, reconnect_attempts_at_start=2,
                       reconnect_initial_s=0.2)
     events = []
     t0 = time.monotonic()
@@ -340,7 +339,7 @@ def test_silent_camera_times_out():
     port = server.getsockname()[1]
     held: list[socket.socket] = []
     threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
-    cfg = live_config(open_timeout_s=1.0, read_timeout_s=1.0, reconnect_attempts_at_start=1)
+    cfg = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0, reconnect_attempts_at_start=1)
     t0 = time.monotonic()
     try:
         with pytest.raises(InputError) as info:
@@ -370,19 +369,19 @@ def test_redact(uri, shown):
     assert redact(uri) == shown
 
 
-def test_network_options():
-    from pipeline.sources import _network_options
+def testnetwork_options():
+    from pipeline.sources.urls import network_options
 
     cfg = SourceConfig(open_timeout_s=2.0, read_timeout_s=3.5)
-    url, opts = _network_options("rtsp://h/cam?transport=udp&channel=1", cfg, None)
+    url, opts = network_options("rtsp://h/cam?transport=udp&channel=1", cfg, None)
     assert url == "rtsp://h/cam?channel=1"
     assert opts == {"rtsp_transport": "udp", "timeout": "3500000"}
-    _, opts = _network_options("rtsp://h/cam", cfg, None)
+    _, opts = network_options("rtsp://h/cam", cfg, None)
     assert opts["rtsp_transport"] == "tcp"
-    cfg_udp = live_config(transport="udp")
-    assert _network_options("rtsp://h/cam", cfg_udp, None)[1]["rtsp_transport"] == "udp"
-    assert _network_options("rtsp://h/cam?transport=tcp", cfg_udp, None)[1]["rtsp_transport"] == "tcp"
-    _, opts = _network_options("http://h/cam.mjpg", cfg, {"reconnect": "1"})
+    cfg_udp = SourceConfig(transport="udp")
+    assert network_options("rtsp://h/cam", cfg_udp, None)[1]["rtsp_transport"] == "udp"
+    assert network_options("rtsp://h/cam?transport=tcp", cfg_udp, None)[1]["rtsp_transport"] == "tcp"
+    _, opts = network_options("http://h/cam.mjpg", cfg, {"reconnect": "1"})
     assert opts == {"timeout": "3500000", "reconnect": "1"}
 
 
@@ -396,7 +395,7 @@ def test_url_credentials_from_environment(monkeypatch):
     monkeypatch.setenv("ENH_CAM_PASS", "s3cr3t-pw")
     monkeypatch.setenv("ENH_CAM_TOKEN", "tok-123456")
     events = []
-    cfg = live_config(open_timeout_s=1.0, reconnect_attempts_at_start=2, reconnect_initial_s=0.1)
+    cfg = SourceConfig(open_timeout_s=1.0, reconnect_attempts_at_start=2, reconnect_initial_s=0.1)
     with pytest.raises(InputError) as info:
         open_source("rtsp://${ENH_CAM_USER}:${ENH_CAM_PASS}@127.0.0.1:1/cam?t=${ENH_CAM_TOKEN}", cfg,
                     on_event=events.append)
@@ -410,7 +409,7 @@ def test_reconnect_backoff_doubles_with_jitter_and_cap():
     from pipeline.sources import LiveSource
 
     src = LiveSource.__new__(LiveSource)  # only the backoff arithmetic, no connection
-    src.cfg = live_config(reconnect_initial_s=0.5, reconnect_max_s=4.0)
+    src.cfg = SourceConfig(reconnect_initial_s=0.5, reconnect_max_s=4.0)
     for attempt, base in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (40, 4.0)]:
         delays = [src._backoff(attempt) for _ in range(200)]
         assert base * 0.5 <= min(delays) and max(delays) <= base
@@ -418,17 +417,17 @@ def test_reconnect_backoff_doubles_with_jitter_and_cap():
 
 
 def test_scrub_and_userinfo():
-    from pipeline.sources import _scrub, _userinfo
+    from pipeline.sources.urls import scrub, userinfo
 
-    assert _userinfo("rtsp://admin:pa:ss@h/x") == ["admin:pa:ss", "admin", "pa:ss"]
-    assert _userinfo("rtsp://h/x") == []
-    assert _scrub("401 for admin with pa:ss", ["admin:pa:ss", "admin", "pa:ss", "x"]) == "401 for *** with ***"
+    assert userinfo("rtsp://admin:pa:ss@h/x") == ["admin:pa:ss", "admin", "pa:ss"]
+    assert userinfo("rtsp://h/x") == []
+    assert scrub("401 for admin with pa:ss", ["admin:pa:ss", "admin", "pa:ss", "x"]) == "401 for *** with ***"
 
 
 def test_files_never_drop(tmp_path):
     """Only live feeds drop frames for a slow consumer; a file waits for it."""
     clip = media.make_video(tmp_path / "c.mp4", frames=20)
-    with open_source(str(clip), live_config(live_queue=1)) as src:
+    with open_source(str(clip), SourceConfig(live_queue=1)) as src:
         frames = []
         for f in src:
             frames.append(f)

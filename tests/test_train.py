@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FACES = SHARED / "data" / "faces"
-MODELS = SHARED / "models"
-
-pytestmark = pytest.mark.skipif(not (FACES / "train").is_dir(), reason="../shared/data/faces not available")
+from conftest import FACES, MODELS, require
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     from pipeline.train.prepare import prepare
 
+    require(FACES / "train", MODELS)
     src = tmp_path_factory.mktemp("src")
     shutil.copy(FACES / "identities.csv", src / "identities.csv")
     for split, n in (("train", 12), ("val", 4)):
@@ -50,6 +47,7 @@ def test_prepare_writes_aligned_crops_and_attention(prepared: Path):
 def test_degradation_chain():
     from pipeline.train.degrade import DegradeConfig, clean, degrade, h264_roundtrip
 
+    require(FACES / "val")
     hr = cv2.imread(str(sorted((FACES / "val").glob("*.jpg"))[0]))
     hr = cv2.resize(hr, (128, 128), interpolation=cv2.INTER_AREA)
     for e in (16, 32, 64):
@@ -65,8 +63,8 @@ def test_degradation_chain():
     assert h.shape == (32, 32, 3) and not np.array_equal(h, clean(hr, 32))
 
 
-def _cfg(prepared: Path, out: Path, **kw) -> dict:
-    from pipeline.train.trainer import merge_config
+def _cfg(prepared: Path, out: Path, **kw):
+    from pipeline.train.config import load_train_config
 
     base = {
         "data": str(prepared),
@@ -87,7 +85,7 @@ def _cfg(prepared: Path, out: Path, **kw) -> dict:
         "ckpt_every": 100,
     }
     base.update(kw)
-    return merge_config(base)
+    return load_train_config(over=base)
 
 
 def _fixed_loss(model, prepared: Path) -> float:
@@ -118,7 +116,7 @@ def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "val psnr16" in log and "samples/s" in log and "adv" in log and "hm" in log
     g, meta = load_generator(tmp_path / "run" / "generator.safetensors")
-    assert meta["steps"] == 30 and meta["arch"] == cfg["model"]
+    assert meta["steps"] == 30 and meta["arch"] == {"channels": cfg.model.channels, "blocks": cfg.model.blocks}
 
 
 def test_resume_is_exact(prepared: Path, tmp_path: Path):
@@ -142,7 +140,7 @@ def test_resume_is_exact(prepared: Path, tmp_path: Path):
 
 
 def test_cli_errors_are_one_line(prepared: Path, tmp_path: Path, capsys):
-    from pipeline.train.cli import main
+    from pipeline.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("stepz: 3\n")

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from pipeline.align import CROP, resize_matrix, similarity, warp
+from conftest import HEADS, MODELS
+from pipeline.align import warp
+from pipeline.geometry import CROP, resize_matrix, similarity
 from pipeline.truth import bicubic_crop, encode, plan_shrink, read_frames
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-HEADS = SHARED / "data" / "video" / "talking_heads"
-MODELS = SHARED / "models"
 
 
 def blob(h: int, w: int, cx: float, cy: float, sigma: float) -> np.ndarray:

@@ -8,10 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-HEADS = SHARED / "data" / "video" / "talking_heads"
-STILLS = SHARED / "data" / "faces" / "train"
-MODELS = SHARED / "models"
+from conftest import FACES, HEADS, MODELS
+
+STILLS = FACES / "train"
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -88,7 +87,7 @@ def test_batches_mix_video_frames_and_stills(cache: Path, tmp_path: Path):
 
 
 def test_confidence_follows_resolution_and_input_agreement():
-    from pipeline.align import TEMPLATE, similarity
+    from pipeline.geometry import TEMPLATE, similarity
     from pipeline.enhance.confidence import LOW, assess
     from pipeline.provenance import tile_record
     from pipeline.types import Face

@@ -13,15 +13,17 @@ so torch-cpu is preferred there; `run.py bench` measures both.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from ..errors import EnhanceError
+from ..models import ENGINE_CACHE
+from ..geometry import CROP, ENTRIES
 
-OUT = 128
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime-gpu", "torch-cpu", "onnxruntime")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -61,8 +63,8 @@ def postprocess(y: torch.Tensor) -> torch.Tensor:
 
 def _check(lr: np.ndarray) -> np.ndarray:
     if not isinstance(lr, np.ndarray) or lr.dtype != np.uint8 or lr.ndim != 4 or lr.shape[1:] not in (
-        (16, 16, 3), (32, 32, 3), (64, 64, 3)):
-        raise ValueError(f"expected uint8 (B,e,e,3) with e in 16/32/64, got {getattr(lr, 'dtype', type(lr))} "
+            [(e, e, 3) for e in ENTRIES]):
+        raise ValueError(f"expected uint8 (B,e,e,3) with e in {ENTRIES}, got {getattr(lr, 'dtype', type(lr))} "
                          f"{getattr(lr, 'shape', '')}")
     return np.ascontiguousarray(lr)
 
@@ -76,10 +78,8 @@ class TorchCPU:
     name = "torch-cpu"
 
     def __init__(self, model: torch.nn.Module, threads: int = 0, dtype: torch.dtype = torch.float32) -> None:
-        if threads:
-            torch.set_num_threads(threads)
         self.model = (model if dtype == torch.float32 else copy.deepcopy(model)).eval().to(dtype)
-        self.dtype = dtype
+        self.dtype, self.threads = dtype, threads
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -88,11 +88,26 @@ class TorchCPU:
     @torch.inference_mode()
     def run(self, lr: np.ndarray) -> np.ndarray:
         x = preprocess(torch.from_numpy(_check(lr)), self.dtype)
-        return postprocess(self.model(x)).numpy()
+        with _threads(self.threads):
+            return postprocess(self.model(x)).numpy()
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": "cpu", "precision": str(self.dtype).replace("torch.", ""),
-                "threads": torch.get_num_threads()}
+                "threads": self.threads or torch.get_num_threads()}
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count for one call, then back: the count is process-wide, a backend's is not."""
+    old = torch.get_num_threads()
+    if not n or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class TorchCUDA:
@@ -121,9 +136,7 @@ class TorchCUDA:
         self._compiled: dict[int, Callable] = {}
         self._compile = compile
         self._sha = weights_sha
-        from .export import CACHE
-
-        self._cache = Path(cache_dir or CACHE)
+        self._cache = Path(cache_dir or ENGINE_CACHE)
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -182,7 +195,7 @@ class TorchCUDA:
     def run(self, lr: np.ndarray, chunk: int = 256) -> np.ndarray:
         lr = _check(lr)
         host_in = torch.from_numpy(lr).pin_memory()
-        host_out = torch.empty((lr.shape[0], OUT, OUT, 3), dtype=torch.uint8).pin_memory()
+        host_out = torch.empty((lr.shape[0], CROP, CROP, 3), dtype=torch.uint8).pin_memory()
         compute = torch.cuda.current_stream()
         pieces = list(range(0, lr.shape[0], chunk))
         uploads = []
@@ -276,7 +289,7 @@ class TensorRT:
     name = "tensorrt"
 
     def __init__(self, weights: str | Path, profile=None, cache_dir: str | Path | None = None,
-                 entries: tuple[int, ...] = (16, 32, 64)) -> None:
+                 entries: tuple[int, ...] = ENTRIES) -> None:
         from . import tensorrt as trt_mod
 
         ok, why = trt_mod.available()
@@ -356,7 +369,7 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
                 return TorchCUDA(m, weights_sha=digest, **kw)
             if n == "onnxruntime":
                 return OnnxRuntime(weights, model, threads, digest, entries=entries, **kw)
-            return TensorRT(weights, entries=entries or (16, 32, 64), **kw)
+            return TensorRT(weights, entries=entries or ENTRIES, **kw)
         except EnhanceError as e:
             if name != "auto":
                 raise

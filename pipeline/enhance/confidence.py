@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..align import CROP, scale_of
+from ..geometry import source_span
 from ..types import Face
 
 SPAN_NONE, SPAN_FULL = 14.0, 40.0  # source pixels across the crop: no trust at or below / full trust at or above
@@ -40,5 +40,5 @@ def assess(face: Face) -> Face:
     if face.enhanced is None or face.lr is None or face.matrix is None:
         return face
     face.consistency = round(consistency(face.enhanced, face.lr), 3)
-    face.confidence = confidence(CROP / max(scale_of(face.matrix), 1e-6), face.consistency, face.score)
+    face.confidence = confidence(source_span(face.matrix), face.consistency, face.score)
     return face

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 
 from ..errors import EnhanceError
+from ..geometry import CROP
+from ..models import ENGINE_CACHE as CACHE  # tensorrt.py imports it by this name
 from ..models import sha256
-
-CACHE = Path(__file__).resolve().parents[2] / "engines" / "cache"
 OPSET = 18
 INPUT, OUTPUT = "lr", "sr"
 MAX_BATCH = 4096
@@ -72,7 +72,7 @@ def export_onnx(model, entry: int, path: str | Path, opset: int = OPSET, meta: d
                               external_data=False, verbose=False)
         proto = onnx.load(str(tmp))
         real_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
-        info = {"opset": str(real_opset), "entry": str(entry), "output": "128", "torch": torch.__version__,
+        info = {"opset": str(real_opset), "entry": str(entry), "output": str(CROP), "torch": torch.__version__,
                 "layout": "NCHW RGB float32 in [-1,1]", **(meta or {})}
         del proto.metadata_props[:]
         for k, v in info.items():

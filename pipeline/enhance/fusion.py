@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .generator import ENTRIES, OUT, ProgressiveGenerator
+from ..geometry import CROP, ENTRIES
+from .generator import ProgressiveGenerator
 
 KIND = "fusion"
 
@@ -76,7 +77,7 @@ class FusionGenerator(nn.Module):
         # the target's logit: a prior that its own pixels count most until neighbours prove useful
         self.target_logit = nn.Parameter(torch.tensor(float(target_prior)))
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None, out_size: int = OUT) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None, out_size: int = CROP) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"expected (B,K,3,e,e), got {tuple(x.shape)}")
         b, k, _, e, _ = x.shape

@@ -28,10 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ENTRIES = (16, 32, 64)
-OUT = 128
+from ..geometry import CROP, ENTRIES
+from ..models import ENGINES
+
 NAME = "pfsr_v2"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "engines" / f"{NAME}.safetensors"
+DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
 class ResBlock(nn.Module):
@@ -92,7 +93,7 @@ class ProgressiveGenerator(nn.Module):
             return x
         return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
 
-    def forward(self, x: torch.Tensor, out_size: int = OUT, alpha: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_size: int = CROP, alpha: float = 1.0) -> torch.Tensor:
         """Enter at x's size, run the stages up to out_size (32/64/128, for progressive training).
 
         alpha < 1 fades the last stage in: alpha·(new stage image) + (1−alpha)·(previous image, upsampled).
@@ -106,7 +107,7 @@ class ProgressiveGenerator(nn.Module):
             raise ValueError(f"expected (B,3,e,e) with e in {ENTRIES}, got {tuple(x.shape)}")
         return F.leaky_relu(self.from_rgb[str(e)](x), 0.2)
 
-    def decode(self, feat: torch.Tensor, x: torch.Tensor, out_size: int = OUT, alpha: float = 1.0) -> torch.Tensor:
+    def decode(self, feat: torch.Tensor, x: torch.Tensor, out_size: int = CROP, alpha: float = 1.0) -> torch.Tensor:
         """Entry features + the low-res face they came from (for the bicubic residual) → the face at out_size."""
         e = x.shape[-1]
         if out_size not in (32, 64, 128) or out_size <= e:
@@ -119,7 +120,7 @@ class ProgressiveGenerator(nn.Module):
                 prev_img = self._up(x, res) + self.to_rgb[str(res)](feat)
             feat = stage(feat)
             res *= 2
-        if res == OUT:
+        if res == CROP:
             feat = self.refine(feat)
         img = self._up(x, res) + self.to_rgb[str(res)](feat)
         if prev_img is not None:

@@ -1,25 +1,21 @@
-"""Enhance: which observations are worth the generator's time, and running it in batches.
+"""Enhance: the generator as a pipeline stage — aligned low-res crops in, 128×128 faces out.
 
-On a 2-core CPU the generator cannot see every face of every frame, so a per-track policy picks
-observations: `best_k` keeps the K best by quality (enhancing early only when a face clearly
-beats the best so far, so the video inset improves as the track goes on), `every_n` and `all`
-for when a GPU is there, `none` to only detect and track. The generator itself runs on a backend
-from `backends` (tensorrt / torch-cuda / onnxruntime / torch-cpu) behind a `DynamicBatcher`.
+Which faces are worth its time is the policy's decision (`policy.py`); the generator itself runs on a
+backend from `backends` (tensorrt / torch-cuda / onnxruntime / torch-cpu) behind a `DynamicBatcher`.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import EnhanceConfig
 from ..errors import ModelNotFound
-from ..models import sha256
+from ..geometry import ENTRIES
+from ..models import ENGINES, sha256
 from ..types import Face
 from .confidence import assess
-
-ENGINES = Path(__file__).resolve().parents[2] / "engines"
 
 
 def default_weights() -> Path:
@@ -41,23 +37,22 @@ class Enhancer:
     may share one Enhancer, and their crops then share batches up to `batch_size` / `max_wait_ms`.
     """
 
-    def __init__(self, weights: str | Path | None = None, batch_size: int = 16, threads: int = 0,
-                 backend: str = "auto", max_wait_ms: float = 5.0, max_queue: int = 1024) -> None:
+    def __init__(self, cfg: EnhanceConfig) -> None:
         from .backends import create
         from .batcher import DynamicBatcher
         from .generator import load_generator
 
-        path = Path(weights) if weights else default_weights()
+        path = Path(cfg.weights) if cfg.weights else default_weights()
         if not path.is_file():
             raise ModelNotFound(f"generator weights not found: {path}")
         self.path = path
         self.sha256 = sha256(path)
         model, self.meta = load_generator(path)
         # every entry's session/engine is made up front: the first frame must not pay for an export
-        self.backend = create(backend, path, model=model, threads=threads, weights_sha=self.sha256,
-                              entries=(16, 32, 64))
-        self.batch_size = batch_size
-        self.batcher = DynamicBatcher(self.backend.run, batch_size, max_wait_ms, max_queue)
+        self.backend = create(cfg.backend, path, model=model, threads=cfg.threads, weights_sha=self.sha256,
+                              entries=ENTRIES)
+        self.batch_size = cfg.batch_size
+        self.batcher = DynamicBatcher(self.backend.run, cfg.batch_size, cfg.max_wait_ms, cfg.max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)
         self.count = 0
         self._lock = threading.Lock()
@@ -81,55 +76,3 @@ class Enhancer:
     def close(self) -> None:
         """Finish queued work and stop the batcher thread (also done at garbage collection)."""
         self._finalizer()
-
-
-@dataclass
-class _TrackState:
-    seen: int = 0
-    best_enhanced: float = -1.0
-    kept: list[Face] = field(default_factory=list)  # best_k: the top-K candidates, enhanced or pending
-
-
-class Policy:
-    """Per track, decides which observations to enhance now and which to keep for the gallery."""
-
-    def __init__(self, mode: str = "best_k", k: int = 3, every_n: int = 10, improve: float = 0.15) -> None:
-        self.mode, self.k, self.every_n, self.improve = mode, k, every_n, improve
-        self._tracks: dict[int, _TrackState] = {}
-        self._kept_all: dict[int, list[Face]] = {}
-
-    def __call__(self, face: Face) -> bool:
-        """Register a tracked, aligned observation; True when it should be enhanced now."""
-        st = self._tracks.setdefault(face.track_id, _TrackState())
-        st.seen += 1
-        if self.mode == "none":
-            return False
-        if self.mode == "all" or (self.mode == "every_n" and (st.seen - 1) % self.every_n == 0):
-            self._kept_all.setdefault(face.track_id, []).append(face)
-            return True
-        if self.mode != "best_k":
-            return False
-        if len(st.kept) >= self.k and face.quality <= st.kept[-1].quality:
-            return False
-        st.kept.append(face)
-        st.kept.sort(key=lambda f: -f.quality)
-        for dropped in st.kept[self.k :]:
-            dropped.crop = dropped.lr = dropped.enhanced = None  # bounded memory on long tracks
-        del st.kept[self.k :]
-        if st.best_enhanced < 0 or face.quality > st.best_enhanced * (1 + self.improve):
-            st.best_enhanced = face.quality
-            return True
-        return False
-
-    def keeps(self, face: Face) -> bool:
-        """Whether the policy may still need this observation's pixels (a best_k candidate)."""
-        st = self._tracks.get(face.track_id)
-        return st is not None and any(face is k for k in st.kept)
-
-    def finish(self, track_id: int) -> tuple[list[Face], list[Face]]:
-        """(still to enhance, all kept) for an ended track; forgets the track."""
-        st = self._tracks.pop(track_id, _TrackState())
-        if self.mode == "best_k":
-            return [f for f in st.kept if f.enhanced is None], list(st.kept)
-        kept = self._kept_all.pop(track_id, [])
-        return [], kept

@@ -5,9 +5,8 @@ beside them and labels the synthesized ones, visibly and in metadata.
 """
 
 from .annotate import Annotator
-from .gallery import write_gallery
 from .manifest import Manifest
 from .tracks import TrackWriter
 from .video import VideoWriter
 
-__all__ = ["Annotator", "Manifest", "TrackWriter", "VideoWriter", "write_gallery"]
+__all__ = ["Annotator", "Manifest", "TrackWriter", "VideoWriter"]

@@ -10,69 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..provenance import mark_enhanced
+from ..config import OutputConfig
+from ..draw import BLACK, GREY, WHITE, label_size, mark_enhanced, put_label, track_color
 from ..types import Face
-
-AI_LABEL = "AI-enhanced"
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-GREY = (160, 160, 160)
-WHITE = (255, 255, 255)
-BLACK = (0, 0, 0)
-# Distinct, saturated BGR colours that read on both dark and bright CCTV footage.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
-    (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0),
-    (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0),
-    (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
-)
-
-
-def track_color(track_id: int) -> tuple[int, int, int]:
-    """A stable colour per track id (grey for untracked faces)."""
-    return GREY if track_id < 0 else PALETTE[track_id % len(PALETTE)]
-
-
-def put_label(
-    image: np.ndarray,
-    text: str,
-    org: tuple[int, int],
-    color: tuple[int, int, int] = BLACK,
-    text_color: tuple[int, int, int] = WHITE,
-    scale: float = 0.45,
-    max_width: int | None = None,
-) -> tuple[int, int, int, int]:
-    """Text on a filled box whose top-left corner is `org`, shrunk to fit max_width; returns the box.
-
-    A filled background keeps labels legible over any footage (and on small 640×360 frames).
-    """
-    w, h, scale = label_size(text, scale, max_width)
-    thick = _thickness(scale)
-    th = cv2.getTextSize(text, FONT, scale, thick)[0][1]
-    x, y = int(org[0]), int(org[1])
-    cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), color, -1)
-    cv2.putText(image, text, (x + 2, y + 2 + th), FONT, scale, text_color, thick, cv2.LINE_AA)
-    return x, y, x + w, y + h
-
-
-def label_size(text: str, scale: float = 0.45, max_width: int | None = None) -> tuple[int, int, float]:
-    """(width, height, scale) of the label put_label would draw, after shrinking to max_width."""
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, _thickness(scale))
-    if max_width is not None and tw + 4 > max_width and tw > 0:
-        scale = max(0.25, scale * (max_width - 4) / tw)
-        (tw, th), base = cv2.getTextSize(text, FONT, scale, _thickness(scale))
-    return tw + 4, th + base + 4, scale
-
-
-def _thickness(scale: float) -> int:
-    return 1 if scale < 0.75 else 2
-
-
-def mark_ai(tile: np.ndarray, scale: float = 0.33) -> np.ndarray:
-    """Stamp a small "AI-enhanced" tag in the bottom-right corner of a tile (in place) and return it."""
-    h, w = tile.shape[:2]
-    lw, lh, scale = label_size(AI_LABEL, scale, max_width=w)
-    put_label(tile, AI_LABEL, (max(0, w - lw), max(0, h - lh)), scale=scale)
-    return tile
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
@@ -84,8 +24,8 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
 class Annotator:
     """Draws every face's box and label, plus an enhanced-face inset beside tracked faces."""
 
-    def __init__(self, inset_size: int = 96) -> None:
-        self.inset_size = int(inset_size)
+    def __init__(self, cfg: OutputConfig) -> None:
+        self.inset_size = cfg.inset_size
 
     def __call__(self, image: np.ndarray, faces: list[Face], insets: dict[int, Face]) -> np.ndarray:
         """A copy of `image` with the annotations; `insets` maps track id → its latest enhanced Face."""

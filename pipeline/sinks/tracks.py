@@ -9,24 +9,16 @@ saying they are source pixels. See `pipeline.provenance`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from .. import provenance as prov
-from ..types import Face, TrackSummary
-from .annotate import put_label
-
-AI_DESCRIPTION = prov.AI_DESCRIPTION
-ORIGINAL_DESCRIPTION = prov.ORIGINAL_DESCRIPTION
-MARK = prov.MARK_TEXT
-
-
-def _round(v: Any, nd: int = 2) -> Any:
-    return [round(float(x), nd) for x in np.asarray(v, dtype=np.float64).ravel()]
+from ..config import OutputConfig
+from ..draw import MARK_TEXT, mark_enhanced, put_label
+from ..records import Observation, TrackRecord
+from ..types import Face, Track
 
 
 def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
@@ -55,8 +47,8 @@ def comparison(face: Face, panel: int = 256) -> np.ndarray | None:
     labels = [f"original {face.entry or left.shape[0]}px" if face.lr is not None else "original"]
     if face.enhanced is not None:
         right = cv2.resize(face.enhanced, (panel, panel), interpolation=cv2.INTER_NEAREST)
-        panels.append(prov.mark_enhanced(right))
-        labels.append(MARK)
+        panels.append(mark_enhanced(right))
+        labels.append(MARK_TEXT)
     gap = 4
     head = 24
     out = np.full((head + panel, len(panels) * panel + (len(panels) - 1) * gap, 3), 32, np.uint8)
@@ -72,7 +64,7 @@ def _obs_key(face: Face) -> tuple[str, int]:
 
 
 class TrackWriter:
-    """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json.
+    """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json (`TrackRecord`).
 
     Per enhanced observation: `fNNNNNN_original.png` (128 aligned crop of source pixels),
     `fNNNNNN_lr.png` (the generator's low-res input, source pixels), `fNNNNNN_enhanced.png`
@@ -84,18 +76,18 @@ class TrackWriter:
     enhanced tiles.
     """
 
-    def __init__(self, out_dir: Path, save_tiles: bool = True, run_info: dict | None = None,
-                 unmarked: bool = False, signer: prov.C2paSigner | None = None, sidecars: bool = True) -> None:
+    def __init__(self, out_dir: Path, cfg: OutputConfig, run_info: dict | None = None,
+                 signer: prov.C2paSigner | None = None, sidecars: bool = True) -> None:
         self.out_dir = Path(out_dir)
-        self.save_tiles = save_tiles
+        self.save_tiles = cfg.tiles
         self.run_info = run_info
-        self.unmarked = unmarked
+        self.unmarked = cfg.unmarked_tiles
         self.signer = signer
         self.sidecars = sidecars
 
-    def write(self, track: TrackSummary) -> dict:
+    def write(self, track: Track) -> dict:
         """Write one finished track; returns its summary for the manifest (paths relative to out_dir)."""
-        tdir = self.out_dir / "tracks" / str(track.track_id)
+        tdir = self.out_dir / "tracks" / str(track.id)
         tdir.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
 
@@ -110,7 +102,7 @@ class TrackWriter:
                 rel(p)
             return rel(paths[0])
 
-        enhanced = [f for f in track.enhanced if f.enhanced is not None]
+        enhanced = track.enhanced
         tiles: dict[tuple[str, int], dict[str, str]] = {}
         if self.save_tiles:
             for f in enhanced:
@@ -120,7 +112,7 @@ class TrackWriter:
                     names["original"] = tile(f"{stem}_original.png", f.crop, record(f, "original", self.run_info))
                 if f.lr is not None:
                     names["lr"] = tile(f"{stem}_lr.png", f.lr, record(f, "lr", self.run_info))
-                names["enhanced"] = tile(f"{stem}_enhanced.png", prov.mark_enhanced(f.enhanced.copy()),
+                names["enhanced"] = tile(f"{stem}_enhanced.png", mark_enhanced(f.enhanced.copy()),
                                          record(f, "enhanced", self.run_info, visible_mark=True), signed=True)
                 if self.unmarked:
                     names["enhanced_unmarked"] = tile(
@@ -130,7 +122,7 @@ class TrackWriter:
 
             best = max(enhanced, key=lambda f: f.quality, default=None)
             if best is None:  # nothing enhanced: the best original crop we still have
-                best = max((f for f in track.faces if f.crop is not None or f.lr is not None),
+                best = max((f for f in [*track.candidates, *track.faces] if f.crop is not None or f.lr is not None),
                            key=lambda f: f.quality, default=None)
             sheet = comparison(best) if best is not None else None
             if sheet is not None:
@@ -148,58 +140,19 @@ class TrackWriter:
         for f in enhanced:
             obs[_obs_key(f)] = f
         ordered = sorted(obs.values(), key=lambda f: (f.frame_index, f.time))
-        rows = []
-        for f in ordered:
-            key = _obs_key(f)
-            rows.append({
-                "frame": f.frame_index,
-                "time": round(float(f.time), 4),
-                "box": _round(f.box, 1),
-                "kps": [_round(p, 1) for p in np.asarray(f.kps).reshape(-1, 2)],
-                "score": round(float(f.score), 4),
-                "quality": round(float(f.quality), 4),
-                "sharpness": round(float(f.sharpness), 2),
-                "frontalness": round(float(f.frontalness), 4),
-                "entry": int(f.entry),
-                # source → 128 crop: the same crop can be cut again from another copy of the frame
-                "matrix": [_round(r, 6) for r in f.matrix] if f.matrix is not None else None,
-                "enhanced": key in enhanced_keys,
-                "confidence": f.confidence if key in enhanced_keys else None,
-                "files": tiles.get(key, {}),
-            })
-        first = ordered[0] if ordered else None
-        last = ordered[-1] if ordered else None
-        gen = prov.generator_of(self.run_info)
+        rows = [Observation.of(f, _obs_key(f) in enhanced_keys, tiles.get(_obs_key(f), {})) for f in ordered]
         inputs = (self.run_info or {}).get("inputs") or []
-        doc = {
-            "track_id": track.track_id,
-            "source": track.source,
-            "source_uri": prov.redact(inputs[0]) if inputs else None,
-            "generator": gen,
-            "first_frame": first.frame_index if first else None,
-            "last_frame": last.frame_index if last else None,
-            "first_time": round(float(first.time), 4) if first else None,
-            "last_time": round(float(last.time), 4) if last else None,
-            "n_observations": len(ordered),
-            "n_enhanced": len(enhanced),
-            "provenance": "*_enhanced.png (marked 'AI-enhanced / not a photograph'), *_enhanced_unmarked.png "
-            "and the right half of best.png are AI-enhanced reconstructions, not photographs; "
-            "*_original.png and *_lr.png are source pixels. Each tile's .json sidecar holds its provenance.",
-            "observations": rows,
-        }
-        p = tdir / "track.json"
-        tmp = p.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(p)
-        rel(p)
+        doc = TrackRecord.of(track.id, track.source, rows, len(enhanced),
+                             prov.redact(inputs[0]) if inputs else None, prov.generator_of(self.run_info))
+        rel(doc.write(tdir / "track.json"))
 
         return {
-            "id": track.track_id,
+            "id": track.id,
             "source": track.source,
-            "frames": [doc["first_frame"], doc["last_frame"]],
-            "first_time": doc["first_time"],
-            "last_time": doc["last_time"],
-            "n_observations": doc["n_observations"],
-            "n_enhanced": doc["n_enhanced"],
+            "frames": [doc.first_frame, doc.last_frame],
+            "first_time": doc.first_time,
+            "last_time": doc.last_time,
+            "n_observations": doc.n_observations,
+            "n_enhanced": doc.n_enhanced,
             "files": files,
         }

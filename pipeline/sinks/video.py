@@ -16,6 +16,7 @@ import av
 import cv2
 import numpy as np
 
+from ..config import OutputConfig
 from ..errors import ConfigError
 
 FINE_TIME_BASE = Fraction(1, 90000)
@@ -29,16 +30,9 @@ class VideoWriter:
     even sizes) so no source pixel is lost.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        width: int,
-        height: int,
-        fps: float,
-        time_base: Fraction | None = None,
-        crf: int = 23,
-        preset: str = "veryfast",
-    ) -> None:
+    def __init__(self, path: Path, width: int, height: int, fps: float, cfg: OutputConfig,
+                 time_base: Fraction | None = None) -> None:
+        crf, preset = cfg.video_crf, cfg.video_preset
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         if self.width < 2 or self.height < 2:
@@ -186,10 +180,10 @@ class SegmentedVideoWriter:
     a new one early (after a camera reconnects, when its picture size may have changed).
     """
 
-    def __init__(self, folder: Path, width: int, height: int, fps: float, segment_s: float,
-                 crf: int = 23, preset: str = "veryfast", stem: str = "annotated") -> None:
-        self.folder, self.segment_s, self.stem = Path(folder), segment_s, stem
-        self.width, self.height, self.fps, self.crf, self.preset = width, height, fps, crf, preset
+    def __init__(self, folder: Path, width: int, height: int, fps: float, cfg: OutputConfig,
+                 stem: str = "annotated") -> None:
+        self.folder, self.segment_s, self.stem = Path(folder), cfg.segment_minutes * 60, stem
+        self.width, self.height, self.fps, self.cfg = width, height, fps, cfg
         self.paths: list[Path] = []
         self._writer: VideoWriter | None = None
         self._start: float | None = None
@@ -208,7 +202,7 @@ class SegmentedVideoWriter:
         self.width, self.height = width or self.width, height or self.height
         path = self.folder / f"{self.stem}_{len(self.paths) + 1:04d}.mp4"
         self.paths.append(path)
-        self._writer = VideoWriter(path, self.width, self.height, self.fps, None, self.crf, self.preset)
+        self._writer = VideoWriter(path, self.width, self.height, self.fps, self.cfg)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..geometry import CROP, ENTRIES
 from .degrade import DegradeConfig, clean, degrade
 
 
@@ -33,7 +34,7 @@ class FaceSet:
         imgs = []
         for n in names:
             img = cv2.imread(str(root / split / n), cv2.IMREAD_COLOR)
-            if img is None or img.shape != (128, 128, 3):
+            if img is None or img.shape != (CROP, CROP, 3):
                 raise InputError(f"bad prepared face {root / split / n}")
             imgs.append(img[:, :, ::-1])
         self.images = np.ascontiguousarray(np.stack(imgs))  # (N,128,128,3) RGB
@@ -56,11 +57,11 @@ class SequenceSet:
         self.entry = z["entry"][:n].astype(int)
         self.seq, self.frame, self.face_px = z["seq"][:n], z["frame"][:n], z["face_px"][:n]
         self.lr_row = z["lr_row"][:n]
-        self.lr = {e: np.ascontiguousarray(z[f"lr{e}"][..., ::-1]) for e in (16, 32, 64)}
+        self.lr = {e: np.ascontiguousarray(z[f"lr{e}"][..., ::-1]) for e in ENTRIES}
         blob, off = z["hr_jpeg"], z["hr_offset"]
         self.images = np.stack([cv2.imdecode(blob[off[i] : off[i + 1]], cv2.IMREAD_COLOR)[:, :, ::-1] for i in range(n)])
         self.attention = np.ascontiguousarray(z["attention"][:n])
-        self.by_entry = {e: np.flatnonzero(self.entry == e) for e in (16, 32, 64)}
+        self.by_entry = {e: np.flatnonzero(self.entry == e) for e in ENTRIES}
         self.index = {(int(q), int(f)): i for i, (q, f) in enumerate(zip(self.seq, self.frame))}
 
     def window(self, i: int, k: int, centred: bool) -> list[int]:

@@ -16,9 +16,11 @@ import cv2
 import numpy as np
 import torch
 
-from ..align import CROP, similarity, warp
+from ..align import warp
+from ..config import DetectConfig
 from ..detect import Detector
 from ..errors import InputError
+from ..geometry import CROP, similarity
 from ..models import find_model
 from .losses import attention_map, load_fan
 
@@ -59,7 +61,7 @@ def prepare(
     det_size: int = 320,
     log=print,
 ) -> dict[str, int]:
-    detector = Detector(find_model("det_500m.onnx", models_dir), input_size=det_size, threshold=0.5, min_face=10)
+    detector = Detector(DetectConfig(input_size=det_size), models_dir)
     fan = load_fan(find_model("fan68_compressed.pth", models_dir))
     ids = read_identities(faces_root)
     counts: dict[str, int] = {}

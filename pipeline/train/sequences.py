@@ -25,14 +25,15 @@ import cv2
 import numpy as np
 import torch
 
-from ..align import MAX_DOWNSCALE, Aligner
+from ..align import Aligner
+from ..config import AlignConfig, DetectConfig
 from ..detect import Detector
 from ..errors import InputError
+from ..geometry import ENTRIES
 from ..models import find_model
 from ..truth import Shrink, encode, plan_shrink, read_frames, video_rate
 from .losses import attention_map, load_fan
 
-ENTRIES = (16, 32, 64)
 FRAME = (192, 192)  # camera frame of a training clip: the detector sees it at native scale, as in a 640×360 run
 
 
@@ -85,12 +86,11 @@ def pseudo_clip(still: np.ndarray, rng: np.random.Generator, frames: int) -> lis
 class Builder:
     """Renders clips into camera video, detects and aligns on it, and collects (input, target) frames."""
 
-    def __init__(self, models_dir: str | None, max_downscale: float = MAX_DOWNSCALE, jpeg_quality: int = 90,
+    def __init__(self, models_dir: str | None, max_downscale: float = AlignConfig.max_downscale, jpeg_quality: int = 90,
                  log: Callable[[str], None] = print) -> None:
-        self.detector = Detector(find_model("det_500m.onnx", models_dir), input_size=max(FRAME), threshold=0.5,
-                                 min_face=6)
-        self.hr_detector = Detector(find_model("det_500m.onnx", models_dir), input_size=320)
-        self.aligner = Aligner(list(ENTRIES), max_downscale)
+        self.detector = Detector(DetectConfig(input_size=max(FRAME), min_face=6), models_dir)
+        self.hr_detector = Detector(DetectConfig(input_size=320), models_dir)
+        self.aligner = Aligner(AlignConfig(list(ENTRIES), max_downscale))
         self.fan = load_fan(find_model("fan68_compressed.pth", models_dir))
         self.quality = jpeg_quality
         self.log = log
@@ -200,7 +200,7 @@ class Builder:
 
 def prepare_video(clips: list[Path], stills: list[Path], out: Path, models_dir: str | None, renders: int = 4,
                   still_frames: int = 6, face_px: tuple[float, float] = (14.0, 44.0), crf: tuple[int, int] = (20, 34),
-                  max_frames: int = 0, seed: int = 0, max_downscale: float = MAX_DOWNSCALE, name: str = "train",
+                  max_frames: int = 0, seed: int = 0, max_downscale: float = AlignConfig.max_downscale, name: str = "train",
                   log: Callable[[str], None] = print) -> dict:
     """Build one cache from high-res clips (each rendered `renders` times) and stills (one pseudo-clip each)."""
     b = Builder(models_dir, max_downscale, log=log)

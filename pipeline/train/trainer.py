@@ -6,11 +6,11 @@ checkpoint/resume, validation PSNR against bicubic, fixed seeds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,87 +21,18 @@ import torch.nn.functional as F
 from ..enhance.generator import ProgressiveGenerator, save_generator
 from ..errors import ConfigError, InputError
 from ..models import find_model
+from .config import GrowConfig, TrainConfig
 from .data import FaceSet, SequenceSet, make_batch, to_tensor
-from .degrade import DegradeConfig, clean
+from .degrade import clean
 from .discriminator import ProgressiveDiscriminator
 from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ssim_loss
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_MODELS = REPO.parent / "shared" / "models"
-
-DEFAULTS: dict[str, Any] = {
-    "name": "pfsr_custom",  # the generator's name in the exported file (the pipeline shows it)
-    "data": "data/faces128",
-    "video": "",  # `prepare-video` cache (.npz): frames cut the way the pipeline cuts them
-    "video_p": 0.0,  # share of each batch drawn from `video`
-    "out": "runs/pfsr_lite",
-    "models": "",
-    "seed": 1234,
-    "threads": 2,
-    "device": "auto",
-    "model": {"channels": [128, 64, 32, 16], "blocks": [8, 6, 2, 1]},
-    "init": "",  # generator .safetensors to start from (may be narrower/shallower: grown function-preservingly)
-    "precision": "fp32",  # fp32 | bf16 (autocast; weights, optimizer and losses stay fp32)
-    "steps": 6000,
-    "batch": 16,
-    "lr": 3e-4,
-    "lr_final": 2e-5,
-    "ema": 0.998,
-    "grow": {"to64": 300, "to128": 800, "fade": 300},
-    "entries": [16, 32, 64],
-    "entry_weights": [0.5, 0.25, 0.25],
-    "loss": {"l1": 1.0, "attention": 1.0, "heatmap": 0.5, "heatmap_every": 4, "heatmap_batch": 4, "ssim": 0.2,
-             "adv": 0.002, "adv_start": 4800, "adv_batch": 4},  # fmt: skip
-    "degrade_p": 1.0,
-    "degrade": {},
-    "val_every": 500,
-    "val_faces": 64,
-    "ckpt_every": 200,
-    "max_minutes": 0.0,
-    "limit": 0,  # use only the first N prepared train faces (tests)
-}
-
-
-def merge_config(user: dict[str, Any]) -> dict[str, Any]:
-    """DEFAULTS ⊕ user, rejecting unknown keys by their dotted name."""
-
-    def merge(base: dict, over: dict, prefix: str) -> dict:
-        out = copy.deepcopy(base)
-        for k, v in over.items():
-            if k not in base:
-                raise ConfigError(f"unknown train config key '{prefix}{k}'")
-            if isinstance(base[k], dict) and k != "degrade":
-                if not isinstance(v, dict):
-                    raise ConfigError(f"{prefix}{k}: expected a mapping")
-                out[k] = merge(base[k], v, f"{prefix}{k}.")
-            else:
-                out[k] = v
-        return out
-
-    cfg = merge(DEFAULTS, user or {}, "")
-    known = {f.name for f in fields(DegradeConfig)}
-    bad = sorted(set(cfg["degrade"]) - known)
-    if bad:
-        raise ConfigError(f"unknown train config key 'degrade.{bad[0]}' (known: {', '.join(sorted(known))})")
-    if cfg["precision"] not in ("fp32", "bf16"):
-        raise ConfigError(f"precision must be fp32 or bf16, got {cfg['precision']!r}")
-    if any(e not in (16, 32, 64) for e in cfg["entries"]) or len(cfg["entries"]) != len(cfg["entry_weights"]):
-        raise ConfigError("entries must be a subset of [16, 32, 64] with one weight each")
-    return cfg
-
-
-def resolve_models(models: str | None) -> str | None:
-    if models:
-        return models
-    return str(SHARED_MODELS) if SHARED_MODELS.is_dir() else None
-
-
-def out_size_at(step: int, grow: dict[str, int]) -> tuple[int, float]:
+def out_size_at(step: int, grow: GrowConfig) -> tuple[int, float]:
     """(output size, fade-in alpha) of the progressive schedule at a step."""
-    if step >= grow["to128"]:
-        return 128, min(1.0, (step - grow["to128"]) / max(grow["fade"], 1))
-    if step >= grow["to64"]:
-        return 64, min(1.0, (step - grow["to64"]) / max(grow["fade"], 1))
+    if step >= grow.to128:
+        return 128, min(1.0, (step - grow.to128) / max(grow.fade, 1))
+    if step >= grow.to64:
+        return 64, min(1.0, (step - grow.to64) / max(grow.fade, 1))
     return 32, 1.0
 
 
@@ -123,41 +54,42 @@ def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, cfg: dict[str, Any], log: Callable[[str], None] = print) -> None:
+    """Progressive training of one generator from a `TrainConfig`; `fit` runs it, `load` resumes it."""
+
+    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.log_fn = log
-        torch.manual_seed(cfg["seed"])
-        np.random.seed(cfg["seed"])
-        dev = cfg["device"]
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        dev = cfg.device
         if dev == "auto":
             dev = "cuda" if torch.cuda.is_available() else "cpu"
         if dev == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device: cuda requested but no CUDA device is available")
         self.device = torch.device(dev)
-        if self.device.type == "cpu" and cfg["threads"]:
-            torch.set_num_threads(int(cfg["threads"]))
-        self.out = Path(cfg["out"])
+        if self.device.type == "cpu" and cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.train_set = FaceSet(cfg["data"], "train", limit=cfg["limit"])
-        self.video_set = SequenceSet(cfg["video"], limit=cfg["limit"]) if cfg["video"] else None
+        self.train_set = FaceSet(cfg.data, "train", limit=cfg.limit)
+        self.video_set = SequenceSet(cfg.video, limit=cfg.limit) if cfg.video else None
         try:
-            self.val_set: FaceSet | None = FaceSet(cfg["data"], "val", limit=cfg["val_faces"])
+            self.val_set: FaceSet | None = FaceSet(cfg.data, "val", limit=cfg.val_faces)
         except InputError:
             self.val_set = None
-        self.dcfg = DegradeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["degrade"].items()})
-        self.G = ProgressiveGenerator(**cfg["model"])
-        if cfg["init"]:
-            self._init_from(cfg["init"])
+        self.G = ProgressiveGenerator(**dataclasses.asdict(cfg.model))
+        if cfg.init:
+            self._init_from(cfg.init)
         self.G = self.G.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         for p in self.G_ema.parameters():
             p.requires_grad_(False)
         self.D = ProgressiveDiscriminator().to(self.device)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg["lr"], betas=(0.9, 0.99))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg["lr"], betas=(0.0, 0.99))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
         self.fan = None
-        if cfg["loss"]["heatmap"] > 0:
-            self.fan = load_fan(find_model("fan68_compressed.pth", resolve_models(cfg["models"]))).to(self.device)
+        if cfg.loss.heatmap > 0:
+            self.fan = load_fan(find_model("fan68_compressed.pth", cfg.models or None)).to(self.device)
         self.step = 0
         self.samples = 0
         self.train_seconds = 0.0
@@ -168,11 +100,12 @@ class Trainer:
 
         small, meta = load_generator(path)
         grown = grow_into(self.G, small.state_dict())
-        self.log_fn(f"initialised from {path} ({meta.get('arch')}); {len(grown)} tensors grown to {self.cfg['model']}")
+        self.log_fn(f"initialised from {path} ({meta.get('arch')}); {len(grown)} tensors grown to "
+                    f"{dataclasses.asdict(self.cfg.model)}")
 
     def autocast(self) -> Any:
         """bf16 autocast when asked for (about 1.6× faster training on an AVX512-BF16 CPU), else a no-op."""
-        on = self.cfg["precision"] == "bf16"
+        on = self.cfg.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -188,8 +121,8 @@ class Trainer:
 
     def lr_at(self, step: int) -> float:
         c = self.cfg
-        t = min(step / max(c["steps"], 1), 1.0)
-        return c["lr_final"] + 0.5 * (c["lr"] - c["lr_final"]) * (1 + math.cos(math.pi * t))
+        t = min(step / max(c.steps, 1), 1.0)
+        return c.lr_final + 0.5 * (c.lr - c.lr_final) * (1 + math.cos(math.pi * t))
 
     def save(self, path: Path | None = None) -> Path:
         path = path or self.out / "ckpt_last.pt"
@@ -202,7 +135,7 @@ class Trainer:
             "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
-            "config": json.dumps(self.cfg),
+            "config": json.dumps(self.cfg.to_dict()),
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -218,8 +151,9 @@ class Trainer:
         except Exception as e:
             raise InputError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
         saved = json.loads(state["config"])
-        if saved["model"] != self.cfg["model"]:
-            raise ConfigError(f"checkpoint {path} has model {saved['model']}, config asks for {self.cfg['model']}")
+        model = dataclasses.asdict(self.cfg.model)
+        if saved["model"] != model:
+            raise ConfigError(f"checkpoint {path} has model {saved['model']}, config asks for {model}")
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.D.load_state_dict(state["D"])
@@ -233,17 +167,17 @@ class Trainer:
     def export(self, path: Path | None = None) -> Path:
         path = path or self.out / "generator.safetensors"
         meta = {
-            "name": self.cfg["name"],
-            "init": self.cfg["init"] or None,
+            "name": self.cfg.name,
+            "init": self.cfg.init or None,
             "steps": self.step,
             "samples": self.samples,
             "train_seconds": round(self.train_seconds),
             "trained_on": f"CelebA test-partition crops, {len(self.train_set)} train faces (../shared/data/faces/train)"
-            + (f"; {len(self.video_set)} camera-like video frames ({self.cfg['video']}, share {self.cfg['video_p']})"
+            + (f"; {len(self.video_set)} camera-like video frames ({self.cfg.video}, share {self.cfg.video_p})"
                if self.video_set is not None else ""),
             "device": str(self.device),
-            "ema": self.cfg["ema"],
-            "seed": self.cfg["seed"],
+            "ema": self.cfg.ema,
+            "seed": self.cfg.seed,
         }
         return save_generator(self.G_ema, path, meta)
 
@@ -251,11 +185,11 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         c = self.cfg
         step = self.step
-        out, alpha = out_size_at(step, c["grow"])
-        rng = np.random.default_rng([c["seed"], step, 7])
-        entry = pick_entry(rng, out, c["entries"], c["entry_weights"])
-        lr_img, hr, att = make_batch(self.train_set, c["seed"], step, c["batch"], entry, self.dcfg, c["degrade_p"],
-                                     self.video_set, c["video_p"])
+        out, alpha = out_size_at(step, c.grow)
+        rng = np.random.default_rng([c.seed, step, 7])
+        entry = pick_entry(rng, out, c.entries, c.entry_weights)
+        lr_img, hr, att = make_batch(self.train_set, c.seed, step, c.batch, entry, c.degrade, c.degrade_p,
+                                     self.video_set, c.video_p)
         lr_img, hr, att = lr_img.to(self.device), hr.to(self.device), att.to(self.device)
         for g in self.opt_g.param_groups:
             g["lr"] = self.lr_at(step)
@@ -269,7 +203,7 @@ class Trainer:
         total.backward()
         self.opt_g.step()
         with torch.no_grad():
-            d = c["ema"] if step > 200 else 0.0  # EMA warms up after the first steps
+            d = c.ema if step > 200 else 0.0  # EMA warms up after the first steps
             for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
                 pe.mul_(d).add_(p.detach(), alpha=1 - d)
             for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -286,22 +220,22 @@ class Trainer:
         self, lr_img: torch.Tensor, target: torch.Tensor, att: torch.Tensor, out: int, alpha: float, step: int
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """Generator losses, output and discriminator loss (None while the GAN term is off) of one batch."""
-        lc = self.cfg["loss"]
+        lc = self.cfg.loss
         d_loss = None
         with self.autocast():  # the generator only: SSIM's variances and the FAN need fp32
             sr = self.G(lr_img, out_size=out, alpha=alpha).float()
         losses: dict[str, torch.Tensor] = {}
-        losses["l1"] = (sr - target).abs().mean() * lc["l1"]
-        if lc["attention"] > 0:
-            losses["att"] = attention_loss(sr, target, att) * lc["attention"]
-        if lc["ssim"] > 0 and out >= 64:
-            losses["ssim"] = ssim_loss(sr, target) * lc["ssim"]
-        if self.fan is not None and out == 128 and lc["heatmap"] > 0 and step % max(lc["heatmap_every"], 1) == 0:
-            n = max(1, min(lc["heatmap_batch"], sr.shape[0]))
-            losses["hm"] = heatmap_loss(self.fan, sr[:n], target[:n]) * lc["heatmap"]
-        use_adv = lc["adv"] > 0 and out == 128 and step >= lc["adv_start"]
+        losses["l1"] = (sr - target).abs().mean() * lc.l1
+        if lc.attention > 0:
+            losses["att"] = attention_loss(sr, target, att) * lc.attention
+        if lc.ssim > 0 and out >= 64:
+            losses["ssim"] = ssim_loss(sr, target) * lc.ssim
+        if self.fan is not None and out == 128 and lc.heatmap > 0 and step % max(lc.heatmap_every, 1) == 0:
+            n = max(1, min(lc.heatmap_batch, sr.shape[0]))
+            losses["hm"] = heatmap_loss(self.fan, sr[:n], target[:n]) * lc.heatmap
+        use_adv = lc.adv > 0 and out == 128 and step >= lc.adv_start
         if use_adv:  # on a few faces of the batch: the discriminator would otherwise double a CPU step
-            n = max(1, min(lc["adv_batch"], sr.shape[0]))
+            n = max(1, min(lc.adv_batch, sr.shape[0]))
             self.D.train()
             d_loss = d_hinge(self.D(target[:n]), self.D(sr[:n].detach()))
             self.opt_d.zero_grad(set_to_none=True)
@@ -309,7 +243,7 @@ class Trainer:
             self.opt_d.step()
             for p in self.D.parameters():
                 p.requires_grad_(False)
-            losses["adv"] = g_hinge(self.D(sr[:n])) * lc["adv"]
+            losses["adv"] = g_hinge(self.D(sr[:n])) * lc.adv
             for p in self.D.parameters():
                 p.requires_grad_(True)
         return losses, sr, d_loss
@@ -319,11 +253,11 @@ class Trainer:
         """PSNR of the EMA model vs bicubic on the first val faces, clean area-downscaled input, per entry."""
         if self.val_set is None:
             return {}
-        out, _ = out_size_at(self.step, self.cfg["grow"])
+        out, _ = out_size_at(self.step, self.cfg.grow)
         res: dict[str, float] = {}
         hr_all = to_tensor(self.val_set.images).to(self.device)
         target = hr_all if out == 128 else F.interpolate(hr_all, size=(out, out), mode="area")
-        for e in self.cfg["entries"]:
+        for e in self.cfg.entries:
             if e >= out:
                 continue
             lr = to_tensor(np.stack([clean(im, e) for im in self.val_set.images])).to(self.device)
@@ -335,13 +269,13 @@ class Trainer:
 
     def fit(self, max_steps: int | None = None) -> dict[str, Any]:
         c = self.cfg
-        end = min(c["steps"], max_steps if max_steps is not None else c["steps"])
-        deadline = time.time() + c["max_minutes"] * 60 if c["max_minutes"] else None
+        end = min(c.steps, max_steps if max_steps is not None else c.steps)
+        deadline = time.time() + c.max_minutes * 60 if c.max_minutes else None
         window: list[dict[str, float]] = []
         t_last, n_last = time.time(), self.samples
         self.log(
             f"training {self.G.num_params() / 1e6:.3f} M params from step {self.step} to {end} on {self.device} "
-            f"({len(self.train_set)} train faces, {len(self.video_set) if self.video_set else 0} video frames, batch {c['batch']}, threads {torch.get_num_threads()})"
+            f"({len(self.train_set)} train faces, {len(self.video_set) if self.video_set else 0} video frames, batch {c.batch}, threads {torch.get_num_threads()})"
         )
         history = []
         while self.step < end:
@@ -361,13 +295,13 @@ class Trainer:
                 )
                 self.metrics({"step": self.step, "samples_per_s": sps, **avg})
                 window, t_last, n_last = [], time.time(), self.samples
-            if c["val_every"] and self.step % c["val_every"] == 0:
+            if c.val_every and self.step % c.val_every == 0:
                 v = self.validate()
                 if v:
                     self.log("val " + " ".join(f"{k} {x:.2f}" for k, x in v.items()))
                     self.metrics({"step": self.step, "val": v})
             stop = deadline is not None and time.time() > deadline
-            if self.step % c["ckpt_every"] == 0 or self.step == end or stop:
+            if self.step % c.ckpt_every == 0 or self.step == end or stop:
                 self.save()
                 self.export()
             if stop:

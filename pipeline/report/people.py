@@ -4,10 +4,10 @@ Embeddings come from `mobilefacenet_128d.onnx` on camera pixels only — never o
 whose detail is invented. The saved 128×128 original crop (pipeline.align's template) is re-warped
 to the 112×112 ArcFace template the recogniser was trained on.
 
-Grouping is average-linkage agglomerative clustering over per-track mean embeddings with a cosine
-threshold: two groups join only while their mean pairwise similarity is at least the threshold, and
-never when two of their tracks were seen at the same time in the same source (one person cannot
-be two faces in one frame). Every join is recorded with its similarity, and every track keeps the
+Grouping is average-linkage agglomerative clustering (scipy) over per-track mean embeddings with a
+cosine threshold (`people.threshold`): two groups join only while their mean pairwise similarity is at
+least the threshold, and never when two of their tracks were seen at the same time in the same source
+(one person cannot be two faces in one frame). Every join is recorded with its similarity, and every track keeps the
 similarity to its nearest track outside its group, so the report can show why tracks were — or
 were not — put together. Nothing is merged silently.
 
@@ -23,16 +23,11 @@ from typing import Hashable, Iterable
 
 import cv2
 import numpy as np
+from scipy import sparse
+from scipy.cluster import hierarchy
+from scipy.spatial.distance import squareform
 
-from .align import TEMPLATE, similarity
-
-MODEL = "mobilefacenet_128d.onnx"
-DEFAULT_THRESHOLD = 0.6  # photos: same person ≥ 0.67, different ≤ 0.18 at full size, ≤ 0.50 when shrunk to 12 px faces
-# insightface's ArcFace 112×112 template (face_align.arcface_dst)
-ARCFACE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
+from ..geometry import ARCFACE_112, TEMPLATE, similarity
 
 
 def crop112(original: np.ndarray, kps: np.ndarray | None = None) -> np.ndarray:
@@ -113,13 +108,14 @@ class Clustering:
     nearest_person: list[tuple[int, float, bool] | None] = field(default_factory=list)
 
 
-def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float = DEFAULT_THRESHOLD,
+def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float,
             cannot_link: Iterable[tuple[Hashable, Hashable]] = ()) -> Clustering:
     """Average-linkage grouping of track embeddings; tracks without an embedding stay alone.
 
-    The order of `embeddings` decides the order of people (first member) and of members.
-    Group-to-group sums of similarities are updated in place on each join (Lance–Williams), so a
-    run with n tracks costs O(n²) memory and about n numpy passes over an n×n matrix.
+    The order of `embeddings` decides the order of people (first member) and of members. scipy builds
+    the average-linkage tree on cosine distances; a cannot-link pair is given a distance no average can
+    bring below any cut, so a group holding it never forms, and the tree is cut where the next join's
+    mean similarity falls below `threshold`. O(n²) memory and time, in C.
     """
     keys = list(embeddings)
     have = [k for k in keys if embeddings[k] is not None]
@@ -128,46 +124,33 @@ def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float = DE
     E = np.stack([embeddings[k] for k in have]).astype(np.float64) if n else np.zeros((0, 1))
     S = E @ E.T
     cannot_link = list(cannot_link)
-    forbid = np.zeros((n, n), dtype=bool)
-    for a, b in cannot_link:
-        if a in idx and b in idx:
-            forbid[idx[a], idx[b]] = forbid[idx[b], idx[a]] = True
+    linked = [(idx[a], idx[b]) for a, b in cannot_link if a in idx and b in idx and a != b]
+    forbid = sparse.coo_matrix((np.ones(2 * len(linked)), ([a for a, b in linked] + [b for a, b in linked],
+                                                           [b for a, b in linked] + [a for a, b in linked])),
+                               shape=(n, n)).tocsr()
 
-    # Group state: sums of pairwise similarities, sizes, forbidden pairs; row i is group i while alive.
-    total = S.copy()
-    size = np.ones(n)
-    banned = forbid.copy()
-    alive = np.ones(n, dtype=bool)
-    members: list[list[int]] = [[i] for i in range(n)]
-    merges: list[list[Merge]] = [[] for _ in range(n)]
-    # avg: mean similarity between live groups, -inf where they may not (or cannot) join
-    avg = np.where(banned | np.eye(n, dtype=bool), -np.inf, S)
-    while n > 1:
-        i, j = np.unravel_index(int(np.argmax(avg)), avg.shape)
-        best = float(avg[i, j])
-        if not best >= threshold:
-            break
-        i, j = min(i, j), max(i, j)
-        merges[i] = merges[i] + merges[j] + [
-            Merge([have[k] for k in members[i]], [have[k] for k in members[j]], round(best, 4))]
-        members[i] = sorted(members[i] + members[j])
-        total[i, :] += total[j, :]
-        total[:, i] = total[i, :]
-        banned[i, :] |= banned[j, :]
-        banned[:, i] = banned[i, :]
-        size[i] += size[j]
-        alive[j] = False
-        members[j], merges[j] = [], []
-        row = np.where(alive & ~banned[i], total[i] / (size[i] * size), -np.inf)
-        row[i] = -np.inf
-        avg[i, :] = row
-        avg[:, i] = row
-        avg[j, :] = -np.inf
-        avg[:, j] = -np.inf
+    # Groups as they join: members (indices, sorted) and the joins that made them, by tree node id.
+    members: dict[int, list[int]] = {i: [i] for i in range(n)}
+    merges: dict[int, list[Merge]] = {i: [] for i in range(n)}
+    if n > 1:
+        D = 1.0 - S
+        apart_d = 4.0 * n * n + 4.0  # > 2 even averaged over the largest pair of groups: never joined
+        D[forbid.nonzero()] = apart_d
+        np.fill_diagonal(D, 0.0)
+        tree = hierarchy.linkage(squareform(D, checks=False), method="average")
+        for row, (a, b, dist, _) in enumerate(tree):
+            left, right = sorted((int(a), int(b)), key=lambda g: members[g][0])
+            A, B = members[left], members[right]
+            similarity = float(S[np.ix_(A, B)].sum() / (len(A) * len(B)))
+            if dist > 2.0 or not similarity >= threshold:
+                break  # the tree joins in increasing distance: every later join is further apart
+            node = n + row
+            merges[node] = merges.pop(left) + merges.pop(right) + [
+                Merge([have[k] for k in A], [have[k] for k in B], round(similarity, 4))]
+            members[node] = sorted(members.pop(left) + members.pop(right))
 
-    live = [g for g in range(n) if alive[g]]
     order = {k: m for m, k in enumerate(keys)}
-    people = [Person([have[k] for k in members[g]], merges[g]) for g in live]
+    people = [Person([have[k] for k in members[g]], merges[g]) for g in members]
     people += [Person([k]) for k in keys if embeddings[k] is None]
     for p in people:
         p.members.sort(key=order.__getitem__)
@@ -182,25 +165,31 @@ def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float = DE
     nearest: dict[Hashable, tuple[Hashable, float] | None] = {k: None for k in keys}
     if n > 1:
         masked = np.where(owner[:, None] != owner[None, :], S, -np.inf)
-        for r in range(n):
-            c = int(np.argmax(masked[r]))
+        cols = masked.argmax(1)
+        for r, c in enumerate(cols):
             if np.isfinite(masked[r, c]):
                 nearest[have[r]] = (have[c], round(float(S[r, c]), 4))
-    onehot = np.zeros((n, len(people)))
-    onehot[np.arange(n), owner] = 1.0
-    cnt = onehot.sum(0)
-    link = onehot.T @ S @ onehot / np.maximum(np.outer(cnt, cnt), 1)
-    apart_p = (onehot.T @ forbid.astype(np.float64) @ onehot) > 0
-    near_p: list[tuple[int, float, bool] | None] = []
-    for pi in range(len(people)):
-        cand = [(round(float(link[pi, q]), 4), q) for q in range(len(people)) if q != pi and cnt[pi] and cnt[q]]
-        if cand:
-            s, q = max(cand)
-            near_p.append((q, s, bool(apart_p[pi, q])))
-        else:
-            near_p.append(None)
-    apart = {frozenset((a, b)) for a, b in cannot_link}
-    return Clustering(people, float(threshold), nearest, apart, near_p)
+    return Clustering(people, float(threshold), nearest, {frozenset((a, b)) for a, b in cannot_link},
+                      _nearest_people(S, forbid, owner, len(people)))
+
+
+def _nearest_people(S: np.ndarray, forbid: sparse.csr_matrix, owner: np.ndarray,
+                    n_people: int) -> list[tuple[int, float, bool] | None]:
+    """Per person: the closest other person by mean similarity (ties: the later one), and whether some of
+    their tracks share a frame."""
+    n = len(owner)
+    if not n_people:
+        return []
+    onehot = sparse.csr_matrix((np.ones(n), (np.arange(n), owner)), shape=(n, n_people))
+    cnt = np.asarray(onehot.sum(0)).ravel()
+    link = np.asarray((onehot.T @ S) @ onehot) / np.maximum(np.outer(cnt, cnt), 1)
+    apart = np.asarray((onehot.T @ forbid @ onehot).todense()) > 0
+    valid = (cnt > 0)[:, None] & (cnt > 0)[None, :] & ~np.eye(n_people, dtype=bool)
+    rounded = np.where(valid, np.round(link, 4), -np.inf)
+    best = rounded.max(1, initial=-np.inf)
+    later = n_people - 1 - np.argmax((rounded == best[:, None])[:, ::-1], axis=1)  # max of (similarity, q)
+    return [(int(q), round(float(link[p, q]), 4), bool(apart[p, q])) if np.isfinite(best[p]) else None
+            for p, q in enumerate(later)]
 
 
 def cooccurring(frames: dict[Hashable, tuple[Hashable, set[int]]]) -> list[tuple[Hashable, Hashable]]:

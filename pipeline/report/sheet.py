@@ -1,13 +1,12 @@
-"""Gallery: a contact sheet with a row per track (grouped by person when known), originals beside
+"""gallery.png: a contact sheet with a row per track (grouped by person when known), originals beside
 their enhanced reconstructions.
 
 The original is the camera's pixels at their real resolution (the generator's low-res input) blown
 up with nearest neighbour, so a reader sees how few real pixels there were before judging the
 reconstruction next to it. Per track the best K observations by quality are shown, skipping
-near-duplicates (SSIM of the originals at or above `dedupe`).
+near-duplicates (SSIM of the originals at or above `gallery.dedupe`).
 
-Two ways in: `write_gallery(path, tracks, per_track)` from the runner's in-memory TrackSummary
-list, and `draw_sheet(...)` with `Row`s built from a finished run's files (pipeline.sinks.report).
+The report builds the `Row`s from a finished run's files and calls `draw_sheet`.
 """
 
 from __future__ import annotations
@@ -19,19 +18,18 @@ from typing import Callable, Sequence, TypeVar
 import cv2
 import numpy as np
 
-from ..provenance import MARK_TEXT, mark_enhanced, save_png
-from ..types import Face, TrackSummary
-from .annotate import put_label
+from ..draw import MARK_TEXT, mark_enhanced, put_label
+from ..geometry import CROP
+from ..provenance import save_png
 
 HEADER = "Enhanced faces are AI reconstructions, not photographs"
 MAX_ROWS = 200
-TILE = 128
+TILE = CROP  # tiles drawn at the canonical crop size
 GAP = 6
 LABEL_W = 190
 ROW_HEAD = 16  # small caption above each tile
 SECTION_H = 26
 BG = (28, 28, 28)
-DEFAULT_DEDUPE = 0.9  # SSIM of two originals at or above this: a near-duplicate, not shown twice
 
 T = TypeVar("T")
 
@@ -58,7 +56,7 @@ def ssim(a: np.ndarray, b: np.ndarray, size: int = 32) -> float:
 
 
 def select(cands: Sequence[T], k: int, quality: Callable[[T], float],
-           image: Callable[[T], np.ndarray | None], dedupe: float = DEFAULT_DEDUPE) -> tuple[list[T], list[T]]:
+           image: Callable[[T], np.ndarray | None], dedupe: float) -> tuple[list[T], list[T]]:
     """The best `k` by quality, skipping any whose original is a near-duplicate of one already chosen.
 
     Returns (chosen in quality order, skipped near-duplicates). `dedupe` ≥ 1 turns de-duplication off.
@@ -202,38 +200,4 @@ def draw_sheet(path: Path, sections: list[Section], per_track: int, extra_text: 
     save_png(path, sheet, text)
 
 
-# ------------------------------------------------------------------------------ from the runner's memory
-
-
-def _real_pixels(f: Face) -> np.ndarray | None:
-    return f.lr if f.lr is not None else f.crop
-
-
-def track_row(track: TrackSummary, per_track: int, dedupe: float = DEFAULT_DEDUPE,
-              extra: list[str] | None = None) -> Row:
-    obs = track.faces or track.enhanced
-    times = [f.time for f in obs] or [0.0]
-    n = len({(f.source, f.frame_index) for f in [*track.faces, *track.enhanced]})
-    enhanced = [f for f in track.enhanced if f.enhanced is not None]
-    chosen, dupes = select(enhanced, per_track, lambda f: f.quality, _real_pixels, dedupe)
-    lines = [f"#{track.track_id}", f"t={min(times):.1f}-{max(times):.1f}s", f"{n} obs, {len(enhanced)} enhanced"]
-    if dupes:
-        lines.append(f"{len(dupes)} near-duplicate(s) hidden")
-    row = Row(lines + (extra or []))
-    row.tiles = [Tile(_real_pixels(f), f.enhanced, f.frame_index, f.time, f.entry) for f in chosen]
-    if not chosen:
-        best = max((f for f in obs if f.crop is not None or f.lr is not None), key=lambda f: f.quality, default=None)
-        if best is not None:
-            row.fallback = best.crop if best.crop is not None else best.lr
-    return row
-
-
-def write_gallery(path: Path, tracks: list[TrackSummary], per_track: int = 3, dedupe: float = DEFAULT_DEDUPE) -> None:
-    """Write the contact sheet PNG (rows sorted by track id, at most MAX_ROWS of them)."""
-    ordered = sorted(tracks, key=lambda t: t.track_id)
-    rows = [track_row(t, per_track, dedupe) for t in ordered[:MAX_ROWS]]
-    rows += [Row([f"#{t.track_id}"]) for t in ordered[MAX_ROWS:]]  # counted, not drawn
-    draw_sheet(Path(path), [Section(None, rows)], per_track)
-
-
-__all__ = ["Row", "Section", "Tile", "draw_sheet", "select", "ssim", "track_row", "write_gallery"]
+__all__ = ["Row", "Section", "Tile", "draw_sheet", "select", "ssim"]

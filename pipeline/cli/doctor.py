@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import platform
 import sys
 
-from .errors import EnhanceError
-from .models import find_model, search_dirs, sha256
+from ..errors import EnhanceError
+from ..models import find_model, search_dirs, sha256
+from .common import add_models_option
 
 MODELS = {
     "det_500m.onnx": "SCRFD-500M detector (default)",
@@ -29,6 +31,12 @@ def _version(module: str) -> str:
         return version({"cv2": "opencv-python-headless"}.get(module, module))
     except PackageNotFoundError:
         return getattr(m, "__version__", "present")
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="what this machine has: codecs, models, backends")
+    add_models_option(p)
+    p.set_defaults(func=lambda args: 0 if report(args.models) else 1)
 
 
 def report(models_dir: str | None = None) -> bool:
@@ -55,7 +63,7 @@ def report(models_dir: str | None = None) -> bool:
             ok &= name != "det_500m.onnx"
 
     try:
-        from .enhance.stage import default_weights
+        from ..enhance.stage import default_weights
 
         w = default_weights()
         print(f"generator   {w.name}  sha256 {sha256(w)[:16]}…")
@@ -63,7 +71,7 @@ def report(models_dir: str | None = None) -> bool:
         print(f"generator   missing: {e}")
         ok = False
 
-    from .enhance.backends import backend_report
+    from ..enhance.backends import backend_report
 
     print("backends")
     for line in backend_report():

@@ -1,0 +1,45 @@
+"""`run.py export CHECKPOINT`: a training checkpoint's EMA generator as fp16 safetensors."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a checkpoint's EMA generator as fp16 safetensors")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default=None, help="default: the shipped generator's file in engines/")
+    p.add_argument("--name", default=None, help="generator name in the file (default: the run config's `name`)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    import torch
+
+    from ..enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, save_generator
+    from ..errors import InputError
+    from ..train.config import saved_train_config
+
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint not found: {args.checkpoint}") from None
+    cfg = saved_train_config(json.loads(state["config"]))
+    g = ProgressiveGenerator(**dataclasses.asdict(cfg.model))
+    g.load_state_dict(state["G_ema"])
+    meta = {
+        "name": args.name or cfg.name,
+        "init": cfg.init or None,
+        "steps": int(state["step"]),
+        "samples": int(state["samples"]),
+        "train_seconds": round(float(state["train_seconds"])),
+        "trained_on": "CelebA test-partition crops (../shared/data/faces/train), aligned by `prepare`",
+        "seed": cfg.seed,
+        "ema": cfg.ema,
+    }
+    path = save_generator(g, args.out or DEFAULT_WEIGHTS, meta)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, step {meta['steps']})")
+    return 0

@@ -1,0 +1,42 @@
+"""Which observations of a track are worth the generator's time: pure decisions on the `Track` record.
+
+On a 2-core CPU the generator cannot see every face of every frame, so the policy picks: `best_k` keeps
+the K best observations by quality as candidates and enhances one at once only when it clearly beats the
+face already shown beside the track (so the video inset improves as the track goes on; the other
+candidates are enhanced when the track ends), `every_n` and `all` for when a GPU is there, `none` to
+only detect and track. The policy changes nothing: the session asks, then updates the track.
+"""
+
+from __future__ import annotations
+
+from ..config import EnhanceConfig
+from ..types import Face, Track
+
+
+class Policy:
+    """`select(track, face)`: enhance now? `keeps(track, face)`: hold its pixels as a candidate?"""
+
+    def __init__(self, cfg: EnhanceConfig) -> None:
+        self.mode, self.k, self.every_n, self.improve = cfg.policy, cfg.best_k, cfg.every_n, cfg.improve
+
+    @property
+    def limit(self) -> int | None:
+        """How many candidates a track holds (None: every one kept)."""
+        return self.k if self.mode == "best_k" else None
+
+    def keeps(self, track: Track, face: Face) -> bool:
+        """Whether `face`, the track's newest observation, is worth keeping for the generator."""
+        if self.mode == "best_k":
+            return len(track.candidates) < self.k or face.quality > track.candidates[-1].quality
+        return self.select(track, face)
+
+    def select(self, track: Track, face: Face) -> bool:
+        """Whether to enhance `face`, the track's newest observation, now."""
+        if self.mode == "all":
+            return True
+        if self.mode == "every_n":
+            return (len(track.faces) - 1) % self.every_n == 0
+        if self.mode == "best_k":
+            shown = track.inset  # the best face enhanced so far: each one shown beats the one before
+            return self.keeps(track, face) and (shown is None or face.quality > shown.quality * (1 + self.improve))
+        return False

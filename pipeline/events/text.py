@@ -1,0 +1,131 @@
+"""Small helpers the event sinks share: `${VAR}` from the environment, scrubbing credentials out of
+anything shown, JSON that numpy values cannot break, and the time and tile-path forms events use."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import PurePath, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from ..errors import ConfigError
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(text: str, what: str = "a setting") -> tuple[str, list[str]]:
+    """Fill `${VAR}` placeholders from the environment; returns the text and the values used.
+
+    The values are secrets by assumption (that is why they live in the environment): callers scrub them
+    from everything they show. A missing variable is a `ConfigError` naming the variable, never a value.
+    """
+    values: list[str] = []
+
+    def fill(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            raise ConfigError(f"environment variable {m.group(1)} is not set (used in {what})")
+        values.append(value)
+        return value
+
+    return _ENV_VAR.sub(fill, text), values
+
+
+class Secrets:
+    """Strings that must never be shown: `scrub(text)` replaces each one (3+ characters) with ***.
+
+    Shorter strings are not scrubbed: replacing every "a" in a log line would hide more than it protects,
+    and a one- or two-character password is not a secret worth the name.
+    """
+
+    def __init__(self, values: Iterable[str | None] = ()) -> None:
+        self._values: list[str] = []
+        self.add(*values)
+
+    def add(self, *values: str | None) -> None:
+        found = {v for v in values if v and len(v) >= 3} | set(self._values)
+        self._values = sorted(found, key=len, reverse=True)  # longest first: a secret inside another
+
+    def scrub(self, text: str) -> str:
+        for s in self._values:
+            text = text.replace(s, "***")
+        return text
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secrets({len(self._values)} hidden)"
+
+
+def _jsonable(o: Any) -> Any:
+    """numpy scalars and arrays, paths and sets in an event must not stop it from being sent."""
+    item = getattr(o, "item", None)
+    if callable(item) and getattr(o, "ndim", 1) == 0:
+        return _finite(item())
+    tolist = getattr(o, "tolist", None)
+    if callable(tolist):
+        return _finite(tolist())
+    if isinstance(o, PurePath):
+        return o.as_posix()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    return str(o)
+
+
+def json_dumps(obj: Any) -> str:
+    """Compact JSON as the sinks send it: UTF-8 text, numpy values as numbers, NaN as null."""
+    return json.dumps(_finite(obj), default=_jsonable, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf are not JSON: strict consumers (JavaScript's JSON.parse) reject the whole message."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _iso(at: float) -> str:
+    """`EventLog`'s "at" form: ISO 8601, UTC, milliseconds."""
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _parse_at(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    return None
+
+
+def _relative_tile(path: str | PurePath | None) -> str | None:
+    """A tile path as sent: POSIX, relative to the run folder (an absolute path would leak the host's layout)."""
+    if path is None:
+        return None
+    p = path if isinstance(path, PurePath) else PurePosixPath(str(path).replace("\\", "/"))
+    if p.is_absolute() or PureWindowsPath(str(path)).is_absolute() or ".." in p.parts:
+        raise ValueError(f"best_tile must be relative to the run folder, got {str(path)!r}")
+    return p.as_posix()
+
+

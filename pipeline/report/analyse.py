@@ -1,0 +1,104 @@
+"""Analysis of a finished run: each track's observations worth showing, embeddings of the original crops,
+and the tracks grouped into people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config, load_config
+from ..errors import EnhanceError, ModelNotFound
+from ..geometry import CROP
+from ..models import find_model, sha256
+from . import people as ppl
+from .read import ReportTrack, Run, find_runs, load_run, read_image
+from .sheet import select
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows, computed from a finished run's files."""
+
+    out: Path
+    cfg: Config  # the people, gallery and output settings it was made with
+    runs: list[Run]
+    tracks: list[ReportTrack]  # in order of first appearance
+    persons: list[tuple[str, ppl.Person]]  # ("P1", Person) …
+    clustering: ppl.Clustering
+    model: dict | None  # embedding model {name, sha256}, None when not used
+    note: str  # why people were not grouped, if they were not
+    problems: list[str]  # unreadable files, shown in the report
+
+    @property
+    def by_key(self) -> dict[tuple[str, int], ReportTrack]:
+        return {t.key: t for t in self.tracks}
+
+
+def analyse(out_dir: str | Path, cfg: Config | None = None, models_dir: str | Path | None = None) -> Analysis:
+    """Load the run(s) in out_dir, pick each track's observations, embed and group tracks into people.
+
+    `cfg`: None rebuilds the config from the settings saved in the run's manifest. Raises EnhanceError
+    when out_dir holds no run.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise EnhanceError(f"output folder not found: {out}")
+    run_dirs = find_runs(out)
+    if not run_dirs:
+        raise EnhanceError(f"no finished run in {out} (no manifest.json or tracks/ there or one level down)")
+    problems: list[str] = []
+    runs: list[Run] = []
+    tracks: list[ReportTrack] = []
+    for d in run_dirs:
+        r, ts = load_run(out, d, problems)
+        runs.append(r)
+        tracks.extend(ts)
+    if cfg is None:
+        cfg = load_config(saved=saved_settings(runs))
+
+    # Gallery selection: best K by quality, near-duplicates (SSIM of the camera pixels) removed.
+    for t in tracks:
+        cands = [o for o in t.tiles if "enhanced" in o.files or "original" in o.files or "lr" in o.files]
+        t.chosen, t.dupes = select(cands, cfg.output.gallery_per_track, lambda o: o.quality,
+                                   lambda o: read_image(out, o.files.get("lr") or o.files.get("original")),
+                                   cfg.gallery.dedupe)
+
+    model_info, note = _embed(out, tracks, cfg, models_dir)
+    tracks.sort(key=lambda t: (t.first_time, t.run.rel, t.id))
+    cannot = ppl.cooccurring({t.key: ((t.run.rel, t.source), t.frames) for t in tracks})
+    clustering = ppl.cluster({t.key: t.embedding for t in tracks}, cfg.people.threshold, cannot)
+    persons = [(f"P{i + 1}", p) for i, p in enumerate(clustering.people)]
+    return Analysis(out, cfg, runs, tracks, persons, clustering, model_info, note, problems)
+
+
+def saved_settings(runs: list[Run]) -> dict:
+    """The settings the first run with a manifest saved ({} if none did)."""
+    return next((r.manifest["settings"] for r in runs if isinstance(r.manifest.get("settings"), dict)), {})
+
+
+def _embed(out: Path, tracks: list[ReportTrack], cfg: Config,
+           models_dir: str | Path | None) -> tuple[dict | None, str]:
+    """Each track's mean embedding of its ORIGINAL crops; (model info, note on why not) back."""
+    if not cfg.people.enabled:
+        return None, "Grouping into people is switched off (people.enabled: false)."
+    if not tracks:
+        return None, ""
+    try:
+        model = find_model(cfg.people.model, models_dir)
+    except ModelNotFound as e:
+        return None, f"Tracks were not grouped into people: {e}"
+    embedder = ppl.Embedder(model)
+    for t in tracks:
+        crops, weights = [], []
+        for o in t.tiles:
+            img = read_image(out, o.files.get("original"))
+            if img is None or img.shape[:2] != (CROP, CROP):
+                continue
+            crops.append(ppl.crop112(img, np.asarray(o.kps) if o.kps else None))
+            weights.append(max(o.quality, 1e-3))
+        if crops:
+            t.embedding = ppl.mean_embedding(embedder(crops), weights)
+            t.n_embedded = len(crops)
+    return {"name": model.name, "sha256": sha256(model)}, ""

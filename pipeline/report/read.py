@@ -1,0 +1,124 @@
+"""Reading a finished run back from its files: the manifest and every `tracks/<id>/track.json`.
+
+An output folder holding several runs (`process a.mp4 b.mp4 --out X` writes X/a/, X/b/) is read as
+one: the runs are its direct subfolders. A file that cannot be read is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..records import Observation, TrackRecord
+
+
+@dataclass
+class Run:
+    rel: str  # folder relative to the report ("" = the report's own folder)
+    manifest: dict
+    video: str | None  # annotated.mp4 relative to the report, if it exists
+
+    @property
+    def label(self) -> str:
+        inputs = self.manifest.get("inputs") or []
+        return str(inputs[0]) if inputs else (self.rel or ".")
+
+
+@dataclass
+class ReportTrack:
+    """A track as the report uses it: its record, where its files are, and what the analysis found."""
+
+    run: Run
+    record: TrackRecord
+    tiles: list[Observation]  # observations with saved pixels; `files` relative to the report's folder
+    best_png: str | None
+    embedding: np.ndarray | None = None
+    n_embedded: int = 0
+    chosen: list[Observation] = field(default_factory=list)
+    dupes: list[Observation] = field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return self.record.track_id
+
+    @property
+    def source(self) -> str:
+        return self.record.source
+
+    @property
+    def first_time(self) -> float:
+        return self.record.first_time or 0.0
+
+    @property
+    def last_time(self) -> float:
+        return self.record.last_time or 0.0
+
+    @property
+    def frames(self) -> set[int]:
+        return {o.frame for o in self.record.observations}
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.run.rel, self.id)
+
+    @property
+    def anchor(self) -> str:
+        return "track-" + "".join(c if c.isalnum() else "_" for c in self.run.rel) + f"-{self.id}"
+
+    @property
+    def label(self) -> str:
+        return f"#{self.id}" if not self.run.rel else f"{self.run.rel} #{self.id}"
+
+
+def find_runs(out_dir: Path) -> list[Path]:
+    """Folders under out_dir (itself, or its direct subfolders) that hold a run's tracks/ or manifest.json."""
+    def is_run(d: Path) -> bool:
+        return (d / "tracks").is_dir() or (d / "manifest.json").is_file()
+
+    if is_run(out_dir):
+        return [out_dir]
+    return sorted(d for d in out_dir.iterdir() if d.is_dir() and is_run(d))
+
+
+def load_run(out_dir: Path, run_dir: Path, problems: list[str]) -> tuple[Run, list[ReportTrack]]:
+    rel = run_dir.relative_to(out_dir).as_posix()
+    rel = "" if rel == "." else rel
+    prefix = f"{rel}/" if rel else ""
+    manifest: dict = {}
+    mp = run_dir / "manifest.json"
+    if mp.is_file():
+        try:
+            manifest = json.loads(mp.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            problems.append(f"{prefix}manifest.json unreadable: {e}")
+    run = Run(rel, manifest if isinstance(manifest, dict) else {},
+              f"{prefix}annotated.mp4" if (run_dir / "annotated.mp4").is_file() else None)
+    tracks: list[ReportTrack] = []
+    tdirs = sorted((d for d in (run_dir / "tracks").glob("*") if d.is_dir()),
+                   key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
+    for tdir in tdirs:
+        try:
+            record = TrackRecord.read(tdir / "track.json")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            problems.append(f"{prefix}tracks/{tdir.name}/track.json unreadable: {e}")
+            continue
+        base = f"{prefix}tracks/{tdir.name}/"
+        tiles = []
+        for o in record.observations:
+            files = {kind: base + name for kind, name in o.files.items() if (tdir / name).is_file()}
+            if files:
+                tiles.append(replace(o, files=files))
+        best = base + "best.png" if (tdir / "best.png").is_file() else None
+        tracks.append(ReportTrack(run, record, tiles, best))
+    return run, tracks
+
+
+def read_image(out_dir: Path, rel: str | None) -> np.ndarray | None:
+    """A tile as BGR pixels, or None."""
+    if not rel:
+        return None
+    return cv2.imread(str(out_dir / rel), cv2.IMREAD_COLOR)

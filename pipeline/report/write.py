@@ -1,0 +1,92 @@
+"""The report's files: people.json, gallery.png and report.html, each replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..config import Config
+from .analyse import Analysis, analyse
+from .html import render
+from .read import read_image
+from .sheet import Row, Section, Tile, draw_sheet
+
+REPORT = "report.html"
+PEOPLE = "people.json"
+GALLERY = "gallery.png"
+
+
+def write_report(out_dir: str | Path, cfg: Config | None = None, models_dir: str | Path | None = None) -> Path:
+    """Read a finished run (or a folder of runs), group tracks into people, write gallery.png,
+    people.json and report.html into out_dir; returns the report's path.
+
+    `cfg`: None uses the settings saved in the run's manifest. Raises EnhanceError when out_dir holds no run.
+    """
+    a = analyse(out_dir, cfg, models_dir)
+    _replace(a.out / PEOPLE, json.dumps(people_json(a), indent=1))
+    _write_sheet(a)
+    path = a.out / REPORT
+    _replace(path, render(a, GALLERY, PEOPLE))
+    return path
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _key_json(k: tuple[str, int]) -> dict:
+    return {"run": k[0], "track": k[1]}
+
+
+def people_json(a: Analysis) -> dict:
+    """people.json: every grouping with the similarity behind it."""
+    clustering, by_key = a.clustering, a.by_key
+
+    def track(k: tuple[str, int]) -> dict:
+        t = by_key[k]
+        near = clustering.nearest_outside.get(k)
+        return {**_key_json(k), "source": t.source, "first_time": t.first_time, "last_time": t.last_time,
+                "embedded_crops": t.n_embedded, "shown_frames": [o.frame for o in t.chosen],
+                "hidden_near_duplicates": [o.frame for o in t.dupes],
+                "nearest_other": {**_key_json(near[0]), "similarity": near[1]} if near else None}
+
+    return {
+        "note": "Similarities are cosine similarities of face embeddings computed on the camera's original crops "
+                "(never on enhanced faces). At CCTV face sizes they are hints for an analyst, not identification.",
+        "threshold": a.cfg.people.threshold,
+        "model": a.model,
+        "status": a.note or "grouped",
+        "people": [{
+            "id": pid,
+            "tracks": [track(k) for k in p.members],
+            "merges": [{"left": [_key_json(k) for k in m.left], "right": [_key_json(k) for k in m.right],
+                        "similarity": m.similarity} for m in p.merges],
+        } for pid, p in a.persons],
+    }
+
+
+def _write_sheet(a: Analysis) -> None:
+    out, by_key = a.out, a.by_key
+    sections = []
+    for pid, p in a.persons:
+        members = [by_key[k] for k in p.members]
+        title = f"{pid}: " + ", ".join(t.label for t in members)
+        if p.merges:
+            title += "  (joined at similarity " + ", ".join(f"{m.similarity:.2f}" for m in p.merges) + ")"
+        rows = []
+        for t in members:
+            lines = [t.label, f"t={t.first_time:.1f}-{t.last_time:.1f}s",
+                     f"{t.record.n_observations} obs, {t.record.n_enhanced} enhanced"]
+            if t.dupes:
+                lines.append(f"{len(t.dupes)} near-duplicate(s) hidden")
+            tiles = [Tile(read_image(out, o.files.get("lr") or o.files.get("original")),
+                          read_image(out, o.files.get("enhanced_unmarked") or o.files.get("enhanced")),
+                          o.frame, o.time, o.entry) for o in t.chosen]
+            rows.append(Row(lines, [x for x in tiles if x.original is not None or x.enhanced is not None]))
+        sections.append(Section(title, rows))
+    draw_sheet(out / GALLERY, sections, a.cfg.output.gallery_per_track, {"Threshold": f"{a.cfg.people.threshold:.2f}"},
+               note="left: camera pixels at their real resolution (nearest-neighbour); right: AI-enhanced. "
+                    "Rows grouped by person (face-embedding similarity of the originals).")

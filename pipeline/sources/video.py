@@ -1,0 +1,239 @@
+"""Media files (and single camera connections) through FFmpeg: container → video stream → upright frames.
+
+Decoding is streamed (bounded memory), only the video stream is demuxed (a broken audio track never
+stops the video), rotation metadata is applied, and times come from each frame's PTS so variable-frame-
+rate recordings keep their clock. A damaged file yields every frame that can be decoded; what was
+skipped is counted, not raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from ..config import SourceConfig
+from ..errors import InputError
+from ..types import Frame
+from .base import Source
+from .urls import reason, scrub
+
+DEFAULT_FPS = 25.0
+MAX_CONSECUTIVE_FAILURES = 1000  # a file this broken is given up on rather than scanned to the end
+# a wrong password or path does not fix itself: no point retrying
+PERMANENT = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError)
+
+
+def rotate(image: np.ndarray, degrees: int) -> np.ndarray:
+    """Rotate counter-clockwise by a multiple of 90° (FFmpeg's display-matrix convention)."""
+    k = round(degrees / 90) % 4
+    if k == 1:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if k == 2:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if k == 3:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    return image
+
+
+class _BestEffortClock:
+    """FFmpeg's `guess_correct_pts`: trust pts unless it has gone backwards more often than dts.
+
+    AVI files with packed B-frames (DivX/Xvid, e.g. MPEG-4 Part 2) report reordered pts but good dts.
+    """
+
+    def __init__(self) -> None:
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+
+    def best_effort(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+
+class VideoSource(Source):
+    """Anything FFmpeg can demux: a file, or one connection to a camera. Decodes only the video stream."""
+
+    def __init__(
+        self,
+        target: str,
+        cfg: SourceConfig,
+        name: str,
+        uri: str,
+        live: bool,
+        format: str | None = None,
+        options: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.name, self.uri, self.live = name, uri, live
+        self._target = target
+        self._secrets = tuple(secrets)
+        self.stop_reason: str | None = None  # live: why the stream ended (read error, end of stream)
+        self._opening = True  # which timeout an interrupted call ran into
+        timeout = (cfg.open_timeout_s, cfg.read_timeout_s) if live else None
+        try:
+            self._container = av.open(
+                target, mode="r", format=format, options=dict(options or {}), timeout=timeout
+            )
+        except (av.error.FFmpegError, OSError) as e:
+            what = "cannot open" if live else "not a media file or unsupported format"
+            why = self._why(e)
+            raise InputError(f"{what} {uri}: {why}", why, permanent=isinstance(e, PERMANENT)) from None
+        self._opening = False
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        container = self._container
+        if not container.streams.video:
+            kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+            raise InputError(f"no video stream in {self.uri} ({kinds})", f"no video stream ({kinds})", permanent=True)
+        stream = container.streams.video[0]
+        self._stream = stream
+        # Everything else is dropped by the demuxer itself, so a broken audio track is never even parsed.
+        discard_all = getattr(getattr(av.stream, "Discard", None), "all", None)
+        for other in container.streams:
+            if other.index != stream.index and discard_all is not None:
+                other.discard = discard_all
+        cc = stream.codec_context
+        cc.thread_type = "AUTO"
+        if self.cfg.threads > 0:
+            cc.thread_count = self.cfg.threads
+
+        self.time_base = stream.time_base
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else DEFAULT_FPS
+        self._start_pts = stream.start_time if (stream.start_time is not None and not self.live) else None
+        if self.live:
+            self.duration, self.frame_count = None, None
+        else:
+            if stream.duration and stream.time_base:
+                self.duration = float(stream.duration * stream.time_base)
+            elif container.duration:
+                self.duration = container.duration / av.time_base
+            else:
+                self.duration = None
+            if stream.frames:
+                self.frame_count = int(stream.frames)
+            elif self.duration:
+                self.frame_count = max(1, round(self.duration * self.fps))
+            else:
+                self.frame_count = None
+        # Legacy `rotate` tag (clockwise degrees); the display matrix on each frame takes precedence.
+        try:
+            self._tag_rotation = -int(float(stream.metadata.get("rotate", 0)))
+        except ValueError:
+            self._tag_rotation = 0
+
+        # Decode the first frame now: it proves the content is decodable and gives the upright size.
+        self._frames = self._decode()
+        try:
+            self._peeked: Frame | None = next(self._frames)
+        except StopIteration:
+            detail = f": {self.errors[0]}" if self.errors else ""
+            if self.stop_reason and not detail:
+                detail = f": {self.stop_reason}"
+            raise InputError(f"no decodable video frames in {self.uri}{detail}", f"no decodable video frames{detail}") from None
+        self.height, self.width = self._peeked.image.shape[:2]
+
+    def _decode(self) -> Iterator[Frame]:
+        """Demux → decode → BGR, skipping what fails; stops after too many failures in a row."""
+        stream = self._stream
+        limit = self.cfg.max_frames or None
+        delivered = 0
+        failures = 0
+        first_pts: int | None = self._start_pts
+        clock = _BestEffortClock()
+        last_time: float | None = None
+        packets = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.error.EOFError):
+                self.stop_reason = "end of stream"
+                return
+            except (av.error.FFmpegError, OSError) as e:
+                # Read errors on a live feed (timeout, peer gone) end the stream; LiveSource reconnects.
+                if self.live:
+                    self.stop_reason = f"read error: {self._why(e)}"
+                    return
+                self._skip(f"read error: {self._why(e)}")
+                failures += 1
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    self._note(f"gave up after {failures} consecutive failures")
+                    return
+                packets = self._container.demux(stream)  # the old generator died with the exception
+                continue
+            try:
+                decoded = packet.decode()
+            except (av.error.FFmpegError, ValueError) as e:
+                where = f" at pts {packet.pts}" if packet.pts is not None else ""
+                self._skip(f"undecodable packet{where}: {self._why(e)}")
+                failures += 1
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    self._note(f"gave up after {failures} consecutive failures")
+                    return
+                continue
+            if decoded:
+                failures = 0
+            for frame in decoded:
+                if limit is not None and delivered >= limit:
+                    return
+                try:
+                    image = frame.to_ndarray(format="bgr24")
+                except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - odd pixel formats
+                    self._skip(f"unconvertible frame at pts {frame.pts}: {reason(e)}")
+                    continue
+                image = rotate(image, getattr(frame, "rotation", 0) or self._tag_rotation)
+                pts = clock.best_effort(frame.pts, frame.dts)
+                if pts is not None and self.time_base is not None:
+                    if first_pts is None:  # live: the clock starts at the first frame we see
+                        first_pts = pts
+                    time = float((pts - first_pts) * self.time_base)
+                else:
+                    time = delivered / self.fps
+                if last_time is not None and time <= last_time:
+                    time = last_time + 1e-6  # never run backwards or stand still: trackers and muxers rely on it
+                last_time = time
+                yield Frame(image=image, index=delivered, time=time, source=self.name, pts=pts)
+                delivered += 1
+
+    def _why(self, e: BaseException) -> str:
+        """The error's reason with the URL redacted and any secret (password, `${VAR}` value) scrubbed."""
+        if self.live and isinstance(e, av.error.ExitError):  # PyAV's timeout interrupts FFmpeg with AVERROR_EXIT
+            if self._opening:
+                return f"timed out (no answer in {self.cfg.open_timeout_s:g} s)"
+            return f"timed out (no data for {self.cfg.read_timeout_s:g} s)"
+        return scrub(reason(e, self._target), self._secrets)
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._peeked is not None:
+            first, self._peeked = self._peeked, None
+            yield first
+        yield from self._frames
+
+    def close(self) -> None:
+        container = getattr(self, "_container", None)
+        if container is not None:
+            self._container = None
+            self._peeked = None
+            frames = getattr(self, "_frames", None)
+            if frames is not None:
+                frames.close()
+            container.close()

@@ -1,0 +1,49 @@
+"""The stages built once from a Config and shared by every source: one detector, one aligner, one
+generator (behind its batcher), one annotator, the provenance signer and the progress display."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from . import __version__
+from .align import Aligner
+from .config import Config
+from .detect import Detector
+from .enhance.stage import Enhancer
+from .models import sha256
+from .progress import ProgressBoard
+from .provenance import signer_from_config
+from .sinks.annotate import Annotator
+
+
+class Stages:
+    """Shared by the sessions of every source; `close` finishes the generator's queued work."""
+
+    def __init__(self, cfg: Config, models_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.models_dir = models_dir
+        self.board = ProgressBoard(progress)
+        self.detector = Detector(cfg.detect, models_dir)
+        self.aligner = Aligner(cfg.align)
+        self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(cfg.enhance)
+        self.annotator = Annotator(cfg.output)
+        self._detector_sha = sha256(self.detector.path)
+        self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
+
+    def info(self, inputs: list[str]) -> dict:
+        """What ran on what, for the manifest and every tile's provenance record."""
+        path = self.detector.path
+        return {
+            "tool": f"enhance {__version__}",
+            "inputs": inputs,
+            "settings": self.cfg.to_dict(),
+            "models": {path.name: {"path": str(path), "sha256": self._detector_sha}},
+            "generator": self.enhancer.info if self.enhancer else None,
+            "host": {"python": platform.python_version(), "machine": platform.machine()},
+        }
+
+    def close(self) -> None:
+        self.board.close()
+        if self.enhancer is not None:
+            self.enhancer.close()
