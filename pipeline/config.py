@@ -90,6 +90,8 @@ class EnhanceConfig:
     improve: float = _range(0.0, 10.0, default=0.15)  # best_k: enhance early when quality beats the best so far by this fraction
     batch_size: int = _range(1, 4096, default=16)
     threads: int = _range(0, 256, default=0)  # torch intra-op threads on CPU (0 = torch's choice)
+    fusion: int = _range(0, 16, default=0)  # track fusion: fuse up to this many observations per output (0 = single frame)
+    fusion_window: Literal["auto", "centred", "past"] = "auto"  # auto: centred on the face for files, past only for live
 
 
 @dataclass

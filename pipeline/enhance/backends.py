@@ -49,9 +49,13 @@ class Backend(Protocol):
 
 
 def preprocess(lr: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 BGR (B,e,e,3) → RGB (B,3,e,e) in [-1,1]."""
+    """uint8 BGR (B,e,e,3) → RGB (B,3,e,e) in [-1,1]; a fused item (B,K,e,e,4) → (B,K,4,e,e) with the
+    presence plane as 0/1."""
+    if lr.dtype == torch.uint8 and lr.dim() == 5 and lr.shape[-1] == 4:
+        x = lr.permute(0, 1, 4, 2, 3).to(dtype)
+        return torch.cat([x[:, :, :3].flip(2).div(127.5).sub(1.0), (x[:, :, 3:] > 0).to(dtype)], 2)
     if lr.dtype != torch.uint8 or lr.dim() != 4 or lr.shape[-1] != 3:
-        raise ValueError(f"expected uint8 (B,e,e,3), got {lr.dtype} {tuple(lr.shape)}")
+        raise ValueError(f"expected uint8 (B,e,e,3) or (B,K,e,e,4), got {lr.dtype} {tuple(lr.shape)}")
     return lr.flip(-1).permute(0, 3, 1, 2).to(dtype).div_(127.5).sub_(1.0)
 
 
@@ -61,11 +65,28 @@ def postprocess(y: torch.Tensor) -> torch.Tensor:
     return y.to(torch.uint8).flip(1).permute(0, 2, 3, 1).contiguous()
 
 
+def item_shapes(entries: tuple[int, ...], fusion: int = 0) -> list[tuple[int, ...]]:
+    """The uint8 item shapes a backend is built for: (e,e,3) crops, or with track fusion (1,e,e,4) and (K,e,e,4)."""
+    if not fusion:
+        return [(e, e, 3) for e in entries]
+    return [(k, e, e, 4) for e in entries for k in sorted({1, fusion})]
+
+
+def model_input(item: tuple[int, ...]) -> tuple[int, ...]:
+    """The float model input of one item (what `preprocess` makes of it): (3,e,e) or (K,4,e,e)."""
+    return (3, item[0], item[1]) if len(item) == 3 else (item[0], 4, item[1], item[2])
+
+
 def _check(lr: np.ndarray) -> np.ndarray:
-    if not isinstance(lr, np.ndarray) or lr.dtype != np.uint8 or lr.ndim != 4 or lr.shape[1:] not in (
-            [(e, e, 3) for e in ENTRIES]):
-        raise ValueError(f"expected uint8 (B,e,e,3) with e in {ENTRIES}, got {getattr(lr, 'dtype', type(lr))} "
-                         f"{getattr(lr, 'shape', '')}")
+    from .fusion import MAX_FRAMES
+
+    ok = isinstance(lr, np.ndarray) and lr.dtype == np.uint8 and (
+        (lr.ndim == 4 and lr.shape[1:] in [(e, e, 3) for e in ENTRIES])
+        or (lr.ndim == 5 and lr.shape[-1] == 4 and lr.shape[2:4] in [(e, e) for e in ENTRIES]
+            and 1 <= lr.shape[1] <= MAX_FRAMES))
+    if not ok:
+        raise ValueError(f"expected uint8 (B,e,e,3) or (B,K,e,e,4) with e in {ENTRIES}, got "
+                         f"{getattr(lr, 'dtype', type(lr))} {getattr(lr, 'shape', '')}")
     return np.ascontiguousarray(lr)
 
 
@@ -132,8 +153,8 @@ class TorchCUDA:
         self.model = copy.deepcopy(model).eval().to(self.device, dtype).to(memory_format=torch.channels_last)
         self.graphs_on = graphs and not compile
         self.copy_stream = torch.cuda.Stream()
-        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self._compiled: dict[int, Callable] = {}
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._compiled: dict[tuple[int, ...], Callable] = {}
         self._compile = compile
         self._sha = weights_sha
         self._cache = Path(cache_dir or ENGINE_CACHE)
@@ -144,29 +165,32 @@ class TorchCUDA:
             return False, f"no CUDA device (torch {torch.__version__}{' CPU-only build' if not torch.version.cuda else ''})"
         return True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
 
-    def _aot(self, entry: int) -> Callable:
-        if entry not in self._compiled:
+    def _aot(self, shape: tuple[int, ...]) -> Callable:
+        """The AOTInductor package for one model-input shape (an entry, or an entry and K fused frames)."""
+        if shape not in self._compiled:
             import torch._inductor
             import torch.export
 
             gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name(0)).lower()
             cc = "".join(map(str, torch.cuda.get_device_capability(0)))
             tag = str(self.dtype).replace("torch.", "")
-            path = self._cache / f"generator_{self._sha[:16]}_e{entry}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
+            key = f"e{shape[-1]}" + (f"k{shape[0]}" if len(shape) == 4 else "")
+            path = self._cache / f"generator_{self._sha[:16]}_{key}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                x = torch.zeros(2, 3, entry, entry, device=self.device, dtype=self.dtype)
+                x = torch.zeros(2, *shape, device=self.device, dtype=self.dtype)
                 batch = torch.export.Dim("batch", min=1, max=4096)
                 ep = torch.export.export(self.model, (x,), dynamic_shapes=({0: batch},))
                 torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-            self._compiled[entry] = torch._inductor.aoti_load_package(str(path))
-        return self._compiled[entry]
+            self._compiled[shape] = torch._inductor.aoti_load_package(str(path))
+        return self._compiled[shape]
 
-    def _graph(self, entry: int, n: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
-        key = (entry, n)
+    def _graph(self, shape: tuple[int, ...], n: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        key = (shape, n)
         if key not in self._graphs:
-            static_in = torch.zeros(n, 3, entry, entry, device=self.device, dtype=self.dtype)
-            static_in = static_in.contiguous(memory_format=torch.channels_last)
+            static_in = torch.zeros(n, *shape, device=self.device, dtype=self.dtype)
+            if static_in.dim() == 4:
+                static_in = static_in.contiguous(memory_format=torch.channels_last)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
@@ -180,13 +204,13 @@ class TorchCUDA:
         return self._graphs[key]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        entry, n = x.shape[-1], x.shape[0]
+        shape, n = tuple(x.shape[1:]), x.shape[0]
         if self._compile:
-            return self._aot(entry)(x)
+            return self._aot(shape)(x)
         if not self.graphs_on or n > self.BUCKETS[-1]:
-            return self.model(x.contiguous(memory_format=torch.channels_last))
+            return self.model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
         bucket = next(b for b in self.BUCKETS if b >= n)
-        g, static_in, static_out = self._graph(entry, bucket)
+        g, static_in, static_out = self._graph(shape, bucket)
         static_in[:n].copy_(x)
         g.replay()
         return static_out[:n]
@@ -230,7 +254,7 @@ class OnnxRuntime:
 
     def __init__(self, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
                  weights_sha: str | None = None, cache_dir: str | Path | None = None,
-                 providers: list[str] | None = None, entries: tuple[int, ...] = ()) -> None:
+                 providers: list[str] | None = None, shapes: list[tuple[int, ...]] = ()) -> None:
         ok, why = self.available()
         if not ok:
             raise BackendUnavailable(f"onnxruntime: {why}")
@@ -241,10 +265,10 @@ class OnnxRuntime:
         self.sha, self.cache_dir = weights_sha, cache_dir
         have = ort.get_available_providers()
         self.providers = [p for p in (providers or self.PREFERRED) if p in have] or ["CPUExecutionProvider"]
-        self._sessions: dict[int, object] = {}
-        self.files: dict[int, str] = {}
-        for e in entries:  # export/load up front, so the first frame does not pay for it
-            self._session(e)
+        self._sessions: dict[tuple[int, ...], object] = {}
+        self.files: dict[str, str] = {}
+        for shape in shapes:  # export/load up front, so the first frame does not pay for it
+            self._session(tuple(shape))
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -259,23 +283,24 @@ class OnnxRuntime:
             return False, why
         return True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}"
 
-    def _session(self, entry: int):
-        if entry not in self._sessions:
+    def _session(self, item: tuple[int, ...]):
+        """The session for one item shape: (e,e,3), or (K,e,e,4) for K fused observations."""
+        if item not in self._sessions:
             from .export import cached_onnx
 
-            path = cached_onnx(self.weights, entry, self.cache_dir, model=self.model, weights_sha=self.sha)
+            path = cached_onnx(self.weights, model_input(item), self.cache_dir, model=self.model, weights_sha=self.sha)
             opts = self.ort.SessionOptions()
             if self.threads:
                 opts.intra_op_num_threads = self.threads
             opts.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._sessions[entry] = self.ort.InferenceSession(str(path), opts, providers=self.providers)
-            self.files[entry] = str(path)
-        return self._sessions[entry]
+            self._sessions[item] = self.ort.InferenceSession(str(path), opts, providers=self.providers)
+            self.files["x".join(map(str, item))] = str(path)
+        return self._sessions[item]
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         lr = _check(lr)
         x = preprocess(torch.from_numpy(lr)).numpy()
-        (y,) = self._session(lr.shape[1]).run(None, {"lr": x})
+        (y,) = self._session(tuple(lr.shape[1:])).run(None, {"lr": x})
         return postprocess(torch.from_numpy(y)).numpy()
 
     def describe(self) -> dict:
@@ -289,14 +314,15 @@ class TensorRT:
     name = "tensorrt"
 
     def __init__(self, weights: str | Path, profile=None, cache_dir: str | Path | None = None,
-                 entries: tuple[int, ...] = ENTRIES) -> None:
+                 shapes: list[tuple[int, ...]] = (), model: torch.nn.Module | None = None) -> None:
         from . import tensorrt as trt_mod
 
         ok, why = trt_mod.available()
         if not ok:
             raise BackendUnavailable(f"tensorrt: {why}")
-        self.paths = trt_mod.ensure_engines(weights, entries, profile or trt_mod.Profile(), cache_dir)
-        self.engines = {e: trt_mod.TensorRTEngine(p) for e, p in self.paths.items()}
+        inputs = [model_input(tuple(s)) for s in (shapes or item_shapes(ENTRIES))]
+        self.paths = trt_mod.ensure_engines(weights, inputs, profile or trt_mod.Profile(), cache_dir, model=model)
+        self.engines = {shape: trt_mod.TensorRTEngine(p) for shape, p in self.paths.items()}
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -308,12 +334,13 @@ class TensorRT:
     def run(self, lr: np.ndarray) -> np.ndarray:
         lr = _check(lr)
         dev = torch.from_numpy(lr).pin_memory().to("cuda", non_blocking=True)
-        y = postprocess(self.engines[lr.shape[1]](preprocess(dev)))
+        x = preprocess(dev)
+        y = postprocess(self.engines[tuple(x.shape[1:])](x))
         return y.cpu().numpy()
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": torch.cuda.get_device_name(0), "precision": "fp16",
-                "engines": {e: str(p) for e, p in self.paths.items()}}
+                "engines": {"x".join(map(str, s)): str(p) for s, p in self.paths.items()}}
 
 
 BACKENDS: dict[str, type] = {"tensorrt": TensorRT, "torch-cuda": TorchCUDA, "onnxruntime": OnnxRuntime,
@@ -347,7 +374,7 @@ def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None) -> list
 
 
 def create(name: str, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
-           weights_sha: str | None = None, entries: tuple[int, ...] = (), **kw) -> Backend:
+           weights_sha: str | None = None, shapes: list[tuple[int, ...]] = (), **kw) -> Backend:
     """Build the backend `name` (or, for `auto`, the first one that builds) for these weights.
 
     With `auto` a backend that is present but fails to build (e.g. the ONNX export fails) is skipped
@@ -368,8 +395,8 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
                 m = model if model is not None else load_generator(weights)[0]
                 return TorchCUDA(m, weights_sha=digest, **kw)
             if n == "onnxruntime":
-                return OnnxRuntime(weights, model, threads, digest, entries=entries, **kw)
-            return TensorRT(weights, entries=entries or ENTRIES, **kw)
+                return OnnxRuntime(weights, model, threads, digest, shapes=shapes, **kw)
+            return TensorRT(weights, shapes=shapes, model=model, **kw)
         except EnhanceError as e:
             if name != "auto":
                 raise

@@ -27,6 +27,7 @@ def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bo
         kind, source=face.source, frame=face.frame_index, time=face.time, box=face.box, track=face.track_id,
         kps=face.kps, entry=face.entry or None, matrix=face.matrix, run_info=run_info, visible_mark=visible_mark,
         confidence=face.confidence, consistency=face.consistency,
+        fused_from=[(n.frame_index, n.time) for n in face.neighbours],
     )
 
 
