@@ -149,3 +149,13 @@ def test_fusion_trains_on_sequences_and_falls_back_to_one_frame(cache: Path, tmp
         assert not torch.equal(g(x, torch.ones(2, 4)), alone)  # neighbours do change the output
     assert main(["export", str(tmp_path / "run" / "ckpt_last.pt"), "--out", str(tmp_path / "f.safetensors")]) == 0
     assert load_fusion(tmp_path / "f.safetensors")[1]["fusion_frames"] == 4
+
+
+def test_low_confidence_is_visible_on_the_tile():
+    from pipeline.draw import AMBER, mark_enhanced
+
+    plain = mark_enhanced(np.full((128, 128, 3), 120, np.uint8))
+    flagged = mark_enhanced(np.full((128, 128, 3), 120, np.uint8), low_confidence=True)
+    assert (plain[:8, :40] == 120).all()  # the face's upper half is untouched on a confident tile
+    assert (flagged[2, 2] == AMBER).all()  # an amber "low confidence" label, top left
+    assert np.array_equal(flagged[64:], plain[64:])  # the AI-enhanced mark itself is the same
