@@ -20,8 +20,9 @@ import yaml
 
 from .errors import ConfigError
 from .geometry import ENTRIES
+from .models import CONFIGS
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = CONFIGS / "default.yaml"
 T = TypeVar("T")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..geometry import ENTRIES
 
-REPO = Path(__file__).resolve().parents[2]  # configs/ and the git-ignored data/ live here
+DATA = Path("data")  # training data made by prepare/prepare-video, under the current folder as the recipes expect
 
 
 def add_config_options(p: argparse.ArgumentParser, config_help: str = "YAML file overlaid on configs/default.yaml",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import EnhanceError
-from ..models import ENGINE_CACHE
+from ..models import cache_dir as default_cache
 from ..geometry import CROP, ENTRIES
 
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime-gpu", "torch-cpu", "onnxruntime")
@@ -115,7 +115,7 @@ class TorchCUDA:
 
     Large batches are split into chunks whose host→device copy runs on a side stream while the
     previous chunk computes. With `compile=True` the model is instead AOTInductor-compiled once per
-    (weights, GPU, torch, entry) into engines/cache/*.pt2 and loaded from there on later runs.
+    (weights, GPU, torch, entry) into the cache folder (*.pt2) and loaded from there on later runs.
     NOT EXECUTED where this was written (no GPU); the GPU tests skip without CUDA.
     """
 
@@ -136,7 +136,7 @@ class TorchCUDA:
         self._compiled: dict[int, Callable] = {}
         self._compile = compile
         self._sha = weights_sha
-        self._cache = Path(cache_dir or ENGINE_CACHE)
+        self._cache = Path(cache_dir or default_cache())
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -222,7 +222,7 @@ class TorchCUDA:
 class OnnxRuntime:
     """onnxruntime with the best execution provider present (TensorRT > CUDA > CPU), one session per entry.
 
-    The per-entry ONNX files are exported on first use into engines/cache/ and reused by weights hash.
+    The per-entry ONNX files are exported on first use into the cache folder and reused by weights hash.
     """
 
     name = "onnxruntime"

@@ -4,7 +4,7 @@ The generator picks its stages from the input's spatial size with Python control
 graph cannot serve all three entries; each entry is exported separately with H/W fixed and only the
 batch axis dynamic. The torch.export-based exporter (`dynamo=True`, needs `onnxscript`) is used: the
 legacy TorchScript tracer turns `x.shape[-1]` into a tensor and breaks the generator's stage lookup.
-Files go to engines/cache/ (git-ignored), named by the weights' sha256, so changed weights re-export
+Files go to the cache folder (`models.cache_dir`: $ENHANCE_CACHE or the user's cache), named by the weights' sha256, so changed weights re-export
 and unchanged ones are reused; the opset, entry, weights hash and torch version are in the metadata.
 """
 
@@ -19,8 +19,9 @@ from pathlib import Path
 
 from ..errors import EnhanceError
 from ..geometry import CROP
-from ..models import ENGINE_CACHE as CACHE  # tensorrt.py imports it by this name
+from ..models import cache_dir as default_cache
 from ..models import sha256
+
 OPSET = 18
 INPUT, OUTPUT = "lr", "sr"
 MAX_BATCH = 4096
@@ -95,7 +96,7 @@ def cached_onnx(weights: str | Path, entry: int, cache_dir: str | Path | None = 
     """The ONNX file for these weights and entry, exported on first use and reused afterwards."""
     weights = Path(weights)
     digest = weights_sha or sha256(weights)
-    path = Path(cache_dir or CACHE) / onnx_name(digest, entry, opset)
+    path = Path(cache_dir or default_cache()) / onnx_name(digest, entry, opset)
     if path.is_file():
         return path
     if model is None:
