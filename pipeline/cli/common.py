@@ -57,6 +57,17 @@ def check_entries(values: list[int]) -> list[int]:
     return values
 
 
+def require_extra(module: str, extra: str) -> None:
+    """One line naming the pip extra when a command needs a package the default install leaves out."""
+    import importlib.util
+
+    from ..errors import EnhanceError
+    from ..models import DISTRIBUTION
+
+    if importlib.util.find_spec(module) is None:
+        raise EnhanceError(f"this command needs `{module}`: pip install '{DISTRIBUTION}[{extra}]'")
+
+
 def set_threads(n: int) -> None:
     """torch's process-wide CPU thread count, for a command that asked for one."""
     if n:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..models import CONFIGS
-from .common import add_config_options
+from .common import add_config_options, require_extra
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import load_train_config
     from ..train.trainer import Trainer
 
+    require_extra("pytorch_msssim", "train")
     cfg = load_train_config(args.config, args.overrides, {"out": args.out} if args.out else None)
     trainer = Trainer(cfg)
     if args.resume:

@@ -120,7 +120,7 @@ def _version_problem(version: str) -> str | None:
         return f"tensorrt reports version {version!r}, which is not a TensorRT version"
     if major < MIN_MAJOR:
         return (f"tensorrt {version} found, 10 or 11 needed (name-based tensor API, execute_async_v3, "
-                "strongly typed networks); pip install 'tensorrt>=10'")
+                "strongly typed networks); pip install 'enhance-faces[gpu]'")
     return None
 
 
@@ -137,8 +137,8 @@ def _import_trt():
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise TensorRTError(f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install tensorrt) "
-                            "on a CUDA machine") from None
+        raise TensorRTError(f"tensorrt not importable ({e}); install TensorRT 10 or 11 "
+                            "(pip install 'enhance-faces[gpu]') on a CUDA machine") from None
     return trt, _require(trt)
 
 
@@ -162,7 +162,8 @@ def available() -> tuple[bool, str]:
     try:
         import tensorrt as trt
     except ImportError as e:
-        return False, f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install tensorrt) on a CUDA machine"
+        return False, (f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install 'enhance-faces[gpu]') "
+                       "on a CUDA machine")
     problem = _version_problem(str(getattr(trt, "__version__", "?")))
     if problem:
         return False, problem
