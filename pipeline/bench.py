@@ -77,7 +77,8 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
             rows.append({"backend": name, "skipped": why})
             continue
         t = time.perf_counter()
-        built[name] = create(name, weights, model=model, threads=threads, weights_sha=digest, entries=tuple(entries))
+        built[name] = create(name, weights, model=model, threads=threads, weights_sha=digest, entries=tuple(entries),
+                             max_batch=max(batches))
         log(f"{name}: ready in {time.perf_counter() - t:.1f}s")
     for e in entries:
         loops = {}

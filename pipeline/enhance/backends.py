@@ -5,9 +5,9 @@ the conversion to the generator's RGB [-1,1] NCHW floats and back lives in `prep
 only (torch ops, so the CUDA backends convert on the device and move 4× fewer bytes).
 
 `auto` picks the first available of tensorrt > torch-cuda > onnxruntime (only with a GPU execution
-provider) > torch-cpu > onnxruntime on CPU. On the 2-core CPU this was written on, onnxruntime-CPU and
-torch-cpu measured within noise of each other, and onnxruntime first needs a ~7 s per-entry ONNX export,
-so torch-cpu is preferred there; `run.py bench` measures both.
+provider) > torch-cpu > onnxruntime on CPU; the `device` setting keeps only the CPU or only the GPU ones.
+On the 2-core CPU this was written on, onnxruntime-CPU and torch-cpu measured within noise of each other,
+and onnxruntime first needs a ~7 s per-entry ONNX export, so torch-cpu is preferred there.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ..devices import GPU_PROVIDERS, TENSORRT, Device
 from ..errors import EnhanceError
 from ..models import cache_dir as default_cache
 from ..geometry import CROP, ENTRIES
 
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime-gpu", "torch-cpu", "onnxruntime")
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+GPU_BACKENDS = ("tensorrt", "torch-cuda", "onnxruntime-gpu")
 
 
 class BackendUnavailable(EnhanceError):
@@ -220,27 +221,25 @@ class TorchCUDA:
 
 
 class OnnxRuntime:
-    """onnxruntime with the best execution provider present (TensorRT > CUDA > CPU), one session per entry.
+    """onnxruntime with the best execution provider for `device` (TensorRT > CUDA > CPU), one session per entry.
 
     The per-entry ONNX files are exported on first use into the cache folder and reused by weights hash.
+    TensorRT's provider gets fp16, its engine and timing caches in the cache folder (a second run loads
+    them) and a batch profile of 1…`max_batch` (the batcher's batch size); larger calls run in slices.
     """
 
     name = "onnxruntime"
-    PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
     def __init__(self, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
-                 weights_sha: str | None = None, cache_dir: str | Path | None = None,
-                 providers: list[str] | None = None, entries: tuple[int, ...] = ()) -> None:
+                 weights_sha: str | None = None, cache_dir: str | Path | None = None, device: str = "auto",
+                 max_batch: int = 256, entries: tuple[int, ...] = ()) -> None:
         ok, why = self.available()
         if not ok:
             raise BackendUnavailable(f"onnxruntime: {why}")
-        import onnxruntime as ort
-
-        self.ort = ort
         self.weights, self.model, self.threads = Path(weights), model, threads
         self.sha, self.cache_dir = weights_sha, cache_dir
-        have = ort.get_available_providers()
-        self.providers = [p for p in (providers or self.PREFERRED) if p in have] or ["CPUExecutionProvider"]
+        self.device, self.max_batch = Device.parse(device), max_batch
+        self.providers, self.why = ["CPUExecutionProvider"], ""
         self._sessions: dict[int, object] = {}
         self.files: dict[int, str] = {}
         for e in entries:  # export/load up front, so the first frame does not pay for it
@@ -261,30 +260,33 @@ class OnnxRuntime:
 
     def _session(self, entry: int):
         if entry not in self._sessions:
-            from .export import cached_onnx
+            from ..devices import session, tensorrt_options
+            from .export import INPUT, cached_onnx
 
             path = cached_onnx(self.weights, entry, self.cache_dir, model=self.model, weights_sha=self.sha)
-            opts = self.ort.SessionOptions()
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
-            opts.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._sessions[entry] = self.ort.InferenceSession(str(path), opts, providers=self.providers)
+            trt = tensorrt_options(Path(self.cache_dir or default_cache()), INPUT, (3, entry, entry), 1,
+                                   self.max_batch, self.max_batch)
+            self._sessions[entry], choice = session(path, self.device, self.threads, trt, f"generator e{entry}")
+            self.providers, self.why = choice.names, choice.why
             self.files[entry] = str(path)
         return self._sessions[entry]
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         lr = _check(lr)
-        x = preprocess(torch.from_numpy(lr)).numpy()
-        (y,) = self._session(lr.shape[1]).run(None, {"lr": x})
-        return postprocess(torch.from_numpy(y)).numpy()
+        sess = self._session(lr.shape[1])
+        step = max(1, self.max_batch if self.providers[0] == TENSORRT else len(lr))  # within the profile
+        ys = [sess.run(None, {"lr": preprocess(torch.from_numpy(lr[i : i + step])).numpy()})[0]
+              for i in range(0, len(lr), step)]
+        return postprocess(torch.from_numpy(np.concatenate(ys))).numpy()
 
     def describe(self) -> dict:
-        return {"backend": self.name, "device": self.providers[0], "precision": "float32",
-                "providers": self.providers, "onnx": self.files}
+        return {"backend": self.name, "device": self.providers[0], "providers": self.providers, "why": self.why,
+                "precision": "fp16" if self.providers[0] == TENSORRT else "float32", "onnx": self.files}
 
 
 class TensorRT:
-    """TensorRT 10 FP16 engines (one per entry) built by `run.py build-engine` or on first use."""
+    """TensorRT 10 or 11 engines (strongly typed, fp16 by default; one per entry) built by `run.py build-engine`
+    or on first use."""
 
     name = "tensorrt"
 
@@ -331,15 +333,23 @@ def availability() -> dict[str, tuple[bool, str]]:
     return out
 
 
-def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None) -> list[str]:
-    """The backends to try, in order, for a config value (`auto` or one name)."""
+def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None, device: str = "auto") -> list[str]:
+    """The backends to try, in order, for a config value (`auto` or one name) on `device`."""
     if name != "auto" and name not in BACKENDS:
         raise BackendUnavailable(f"unknown enhance backend {name!r} (known: auto, {', '.join(BACKENDS)})")
+    kind = Device.parse(device).kind
     found = found if found is not None else availability()
     if name == "auto":
         ort_gpu = found["onnxruntime"][0] and any(p in found["onnxruntime"][1] for p in GPU_PROVIDERS)
-        order = [n for n in AUTO_ORDER if n != ("onnxruntime" if ort_gpu else "onnxruntime-gpu")]
-        return [n.replace("-gpu", "") for n in order if found[n.replace("-gpu", "")][0]]
+        order = [n for n in AUTO_ORDER if n != ("onnxruntime" if ort_gpu and kind != "cpu" else "onnxruntime-gpu")]
+        order = [n for n in order if kind == "auto" or (n in GPU_BACKENDS) == (kind == "cuda")]
+        picked = [n.replace("-gpu", "") for n in order if found[n.replace("-gpu", "")][0]]
+        if not picked and kind == "cuda":
+            why = "; ".join(f"{n}: {found[n][1]}" for n in ("tensorrt", "torch-cuda", "onnxruntime"))
+            raise BackendUnavailable(f"device {device}: no generator backend can use a GPU here ({why})")
+        return picked
+    if kind == "cpu" and name in GPU_BACKENDS or kind == "cuda" and name == "torch-cpu":
+        raise BackendUnavailable(f"enhance backend {name!r} cannot run on device {device!r}")
     ok, why = found[name]
     if not ok:
         raise BackendUnavailable(f"enhance backend {name!r} is unavailable: {why}")
@@ -347,8 +357,10 @@ def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None) -> list
 
 
 def create(name: str, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
-           weights_sha: str | None = None, entries: tuple[int, ...] = (), **kw) -> Backend:
-    """Build the backend `name` (or, for `auto`, the first one that builds) for these weights.
+           weights_sha: str | None = None, entries: tuple[int, ...] = (), device: str = "auto",
+           max_batch: int = 256, **kw) -> Backend:
+    """Build the backend `name` (or, for `auto`, the first one that builds) for these weights on `device`
+    (`cuda:N` makes N torch's current CUDA device, for torch-cuda and tensorrt).
 
     With `auto` a backend that is present but fails to build (e.g. the ONNX export fails) is skipped
     with its reason kept in the error if none builds; a named backend fails loudly.
@@ -359,8 +371,11 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
     weights = Path(weights)
     digest = weights_sha or sha256(weights)
     failures = []
-    for n in resolve(name):
+    d = Device.parse(device)
+    for n in resolve(name, device=device):
         try:
+            if n in ("torch-cuda", "tensorrt") and d.kind == "cuda":
+                torch.cuda.set_device(d.index)
             if n == "torch-cpu":
                 m = model if model is not None else load_generator(weights)[0]
                 return TorchCPU(m, threads, **kw)
@@ -368,7 +383,8 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
                 m = model if model is not None else load_generator(weights)[0]
                 return TorchCUDA(m, weights_sha=digest, **kw)
             if n == "onnxruntime":
-                return OnnxRuntime(weights, model, threads, digest, entries=entries, **kw)
+                return OnnxRuntime(weights, model, threads, digest, device=device, max_batch=max_batch,
+                                   entries=entries, **kw)
             return TensorRT(weights, entries=entries or ENTRIES, **kw)
         except EnhanceError as e:
             if name != "auto":
@@ -376,12 +392,3 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
             failures.append(f"{n}: {e}")
     raise BackendUnavailable("no enhance backend could be built: " + "; ".join(failures))
 
-
-def backend_report() -> list[str]:
-    """Lines for `run.py doctor`: each backend, whether it can run here and why not, and auto's pick."""
-    found = availability()
-    lines = [f"  {n:<13} {'available: ' if ok else 'unavailable: '}{why}" for n, (ok, why) in found.items()]
-    pick = resolve("auto", found)
-    lines.append(f"  auto       → {pick[0] if pick else 'none'}"
-                 + (f" (then {', '.join(pick[1:])} as fallback)" if len(pick) > 1 else ""))
-    return lines
