@@ -114,6 +114,9 @@ def session(model: str | Path, device: str | Device, threads: int = 0, tensorrt:
         choice = onnx_providers(d, ort.get_available_providers(), tensorrt)
     except DeviceError as e:
         raise DeviceError(f"{what}: {e}") from None
+    for name, options in (p for p in choice.providers if not isinstance(p, str)):
+        if name == TENSORRT:  # its cache folders must exist before it writes an engine
+            Path(options["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)
