@@ -94,7 +94,8 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
             continue
         t = time.perf_counter()
         built[name] = create(name, weights, model=model, threads=threads, weights_sha=digest,
-                             shapes=[s for s in item_shapes(tuple(entries), frames) if not frames or s[0] == frames])
+                             shapes=[s for s in item_shapes(tuple(entries), frames) if not frames or s[0] == frames],
+                             max_batch=max(batches))
         log(f"{name}: ready in {time.perf_counter() - t:.1f}s")
     for e in entries:
         loops = {}

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_models_option, set_threads
+from .common import add_models_option, require_extra, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..eval_video import evaluate_clips, format_summary
+
+    require_extra("pytorch_msssim", "train")
 
     set_threads(args.threads)
     try:

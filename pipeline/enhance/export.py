@@ -4,8 +4,9 @@ The generator picks its stages from the input's spatial size with Python control
 graph cannot serve all three entries; each entry is exported separately with H/W fixed and only the
 batch axis dynamic. The torch.export-based exporter (`dynamo=True`, needs `onnxscript`) is used: the
 legacy TorchScript tracer turns `x.shape[-1]` into a tensor and breaks the generator's stage lookup.
-Files go to engines/cache/ (git-ignored), named by the weights' sha256, so changed weights re-export
-and unchanged ones are reused; the opset, entry, weights hash and torch version are in the metadata.
+Files go to the cache folder (`models.cache_dir`: $ENHANCE_CACHE or the user's cache), named by the
+weights' sha256, so changed weights re-export and unchanged ones are reused; the opset, entry, weights
+hash and torch version are in the metadata.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from ..errors import EnhanceError
 from ..geometry import CROP
-from ..models import ENGINE_CACHE as CACHE  # tensorrt.py imports it by this name
-from ..models import sha256
+from ..models import DISTRIBUTION, sha256
+from ..models import cache_dir as default_cache
+
 OPSET = 18
 INPUT, OUTPUT = "lr", "sr"
 MAX_BATCH = 4096
@@ -36,7 +38,7 @@ def export_available() -> tuple[bool, str]:
         try:
             __import__(mod)
         except ImportError as e:
-            return False, f"ONNX export needs `{mod}` ({e}); pip install onnx onnxscript"
+            return False, f"ONNX export needs `{mod}` ({e}); pip install '{DISTRIBUTION}[onnx]'"
     return True, "ok"
 
 
@@ -111,7 +113,7 @@ def cached_onnx(weights: str | Path, shape: int | tuple[int, ...], cache_dir: st
     """The ONNX file for these weights and input shape, exported on first use and reused afterwards."""
     weights = Path(weights)
     digest = weights_sha or sha256(weights)
-    path = Path(cache_dir or CACHE) / onnx_name(digest, shape, opset)
+    path = Path(cache_dir or default_cache()) / onnx_name(digest, shape, opset)
     if path.is_file():
         return path
     if model is None:

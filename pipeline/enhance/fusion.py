@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -138,12 +139,10 @@ class PackedFusion(nn.Module):
         return self.fusion(x[:, :, :3], x[:, :, 3, 0, 0] > 0.5)
 
 
-def pack(target: "np.ndarray", others: "list[np.ndarray]", k: int) -> "np.ndarray":
+def pack(target: np.ndarray, others: list[np.ndarray], k: int) -> np.ndarray:
     """A fused item: (k,e,e,4) uint8, BGR + presence (255), target first, missing observations zero.
 
     With no others the item is (1,e,e,4): a one-frame track runs as the single-frame trunk."""
-    import numpy as np
-
     n = 1 + min(len(others), k - 1) if others else 1
     item = np.zeros((n if n == 1 else k, *target.shape[:2], 4), np.uint8)
     for i, img in enumerate([target, *others[: n - 1]]):

@@ -39,7 +39,7 @@ class Enhancer:
     may share one Enhancer, and their crops then share batches up to `batch_size` / `max_wait_ms`.
     """
 
-    def __init__(self, cfg: EnhanceConfig) -> None:
+    def __init__(self, cfg: EnhanceConfig, device: str = "auto") -> None:
         from .backends import create, item_shapes
         from .batcher import DynamicBatcher
         from .fusion import PackedFusion, is_fusion, load_fusion
@@ -61,7 +61,8 @@ class Enhancer:
             model, self.meta = load_generator(path)
         # every entry's session/engine is made up front: the first frame must not pay for an export
         self.backend = create(cfg.backend, path, model=model, threads=cfg.threads, weights_sha=self.sha256,
-                              shapes=item_shapes(ENTRIES, self.frames))
+                              shapes=item_shapes(ENTRIES, self.frames), device=cfg.device or device,
+                              max_batch=cfg.batch_size)
         self.batch_size = cfg.batch_size
         self.batcher = DynamicBatcher(self.backend.run, cfg.batch_size, cfg.max_wait_ms, cfg.max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)

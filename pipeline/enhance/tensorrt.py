@@ -12,7 +12,8 @@ TensorRT engine computes is the one run on CPU in tests/test_tensorrt.py.
 An engine is only valid for the GPU model, compute capability and TensorRT version that built it, and
 for one set of weights and one optimization profile; all of them go into the file name
 (`engine_name`), so a changed GPU/TRT/model builds a new engine and an unchanged one is reused.
-The builder's timing cache is kept beside it in engines/cache/ to make rebuilds fast.
+Engines, their ONNX sources and the builder's timing cache (which makes rebuilds fast) share the cache
+folder (`models.cache_dir`).
 
 The runtime binds torch-allocated CUDA tensors (no pycuda needed) and enqueues on torch's current CUDA
 stream with `execute_async_v3`.
@@ -45,9 +46,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import EnhanceError
-from .export import CACHE, INPUT, OPSET, OUTPUT
+from .export import INPUT, OPSET, OUTPUT, default_cache
 
-ENGINES = CACHE.parent
 MIN_MAJOR = 10  # the name-based tensor API (execute_async_v3, set_input_shape) and STRONGLY_TYPED
 
 
@@ -122,7 +122,7 @@ def _version_problem(version: str) -> str | None:
         return f"tensorrt reports version {version!r}, which is not a TensorRT version"
     if major < MIN_MAJOR:
         return (f"tensorrt {version} found, 10 or 11 needed (name-based tensor API, execute_async_v3, "
-                "strongly typed networks); pip install 'tensorrt>=10'")
+                "strongly typed networks); pip install 'enhance-faces[gpu]'")
     return None
 
 
@@ -139,8 +139,8 @@ def _import_trt():
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise TensorRTError(f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install tensorrt) "
-                            "on a CUDA machine") from None
+        raise TensorRTError(f"tensorrt not importable ({e}); install TensorRT 10 or 11 "
+                            "(pip install 'enhance-faces[gpu]') on a CUDA machine") from None
     return trt, _require(trt)
 
 
@@ -164,7 +164,8 @@ def available() -> tuple[bool, str]:
     try:
         import tensorrt as trt
     except ImportError as e:
-        return False, f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install tensorrt) on a CUDA machine"
+        return False, (f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install 'enhance-faces[gpu]') "
+                       "on a CUDA machine")
     problem = _version_problem(str(getattr(trt, "__version__", "?")))
     if problem:
         return False, problem
@@ -239,7 +240,7 @@ def cached_fp16_onnx(weights: str | Path, entry: int | tuple[int, ...], cache_di
 
     weights = Path(weights)
     digest = weights_sha or sha256(weights)
-    path = fp16_onnx_path(Path(cache_dir or CACHE) / onnx_name(digest, entry, opset))
+    path = fp16_onnx_path(Path(cache_dir or default_cache()) / onnx_name(digest, entry, opset))
     if path.is_file() and path.stat().st_size > 0:
         return path
     if model is None:
@@ -313,14 +314,14 @@ def ensure_engines(weights: str | Path, entries: tuple = (16, 32, 64), profile: 
     from ..models import sha256
     from .export import cached_onnx
 
-    cache_dir = Path(cache_dir or CACHE)
+    cache_dir = Path(cache_dir or default_cache())
     digest = sha256(weights)
     gpu, cc, version = device_key()
     out: dict = {}
     for e in entries:
         graph = cached_fp16_onnx if profile.fp16 else cached_onnx
         onnx_path = graph(weights, e, cache_dir, model=model, weights_sha=digest)
-        path = cache_dir.parent / engine_name(digest, gpu, cc, version, e, profile)
+        path = cache_dir / engine_name(digest, gpu, cc, version, e, profile)
         timing = cache_dir / f"timing_{_slug(gpu)}_sm{cc[0]}{cc[1]}_trt{version}.cache"
         path, built = cached_engine(path, lambda tmp, e=e, o=onnx_path: build_engine(o, tmp, e, profile, timing))
         log(f"{'built ' if built else 'reused'} {path}")
