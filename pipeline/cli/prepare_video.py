@@ -13,7 +13,7 @@ from .common import DATA, add_models_option, data, set_threads
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare-video", help="make training sequences the way the pipeline sees faces in video")
     clips = data("video", "talking_heads")
-    p.add_argument("--clips", nargs="+", default=[clips] if clips else None, required=clips is None,
+    p.add_argument("--clips", nargs="*", default=[clips] if clips else None, required=clips is None,
                    help="high-res face clips or folders of them (only those in the split's train list are used; "
                         "default: $ENHANCE_DATA/video/talking_heads)")
     p.add_argument("--split", default=str(CONFIGS / "video_split.yaml"), help="train/eval split by person")
