@@ -25,6 +25,13 @@ PROVENANCE = (
 )
 RESERVED = {"provenance", "status", "started", "ended", "timings", "stats", "tracks", "files"}
 FACES_COLUMNS = ["source", "frame", "time", "track_id", "x1", "y1", "x2", "y2", "score", "quality", "entry", "enhanced"]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these
+
+
+def csv_text(value: object) -> str:
+    """A text cell a spreadsheet will show, not run: a leading formula character gets a `'` before it."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def _now() -> str:
@@ -69,7 +76,7 @@ class Manifest:
         for f in faces:
             x1, y1, x2, y2 = (round(float(v), 1) for v in f.box[:4])
             self._csv.writerow([
-                f.source, f.frame_index, f"{f.time:.4f}", f.track_id, x1, y1, x2, y2,
+                csv_text(f.source), f.frame_index, f"{f.time:.4f}", f.track_id, x1, y1, x2, y2,
                 f"{f.score:.4f}", f"{f.quality:.4f}", f.entry, int(f.enhanced is not None),
             ])
         self.n_faces += len(faces)
