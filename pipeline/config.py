@@ -104,7 +104,8 @@ class OutputConfig:
     tiles: bool = True  # tracks/<id>/ crops and enhanced tiles
     gallery: bool = True  # gallery.png
     gallery_per_track: int = _range(1, 50, default=3)
-    unmarked_tiles: bool = False  # also save enhanced tiles without the visible mark (metadata kept)
+    unmarked_tiles: bool = False  # also save enhanced tiles without the visible mark (metadata kept); implies png
+    tile_files: Literal["auto", "png", "sheets"] = "auto"  # per-tile PNGs, or per-track sheets (auto: sheets for policy all/every_n)
     segment_minutes: float = _range(0.0, 1440.0, default=5.0)  # live feeds: roll annotated video every N min (0 = one file)
 
 
@@ -156,6 +157,13 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain data, for the manifest and every tile's provenance record."""
         return dataclasses.asdict(self)
+
+    def tile_sheets(self) -> bool:
+        """Whether tracks keep their tiles on sheets: asked for, or (auto) a policy that enhances most faces.
+        Never with `output.unmarked_tiles`: evaluation reads those single files."""
+        if self.output.unmarked_tiles or self.output.tile_files == "png":
+            return False
+        return self.output.tile_files == "sheets" or self.enhance.policy in ("all", "every_n")
 
 
 # ---------------------------------------------------------------- loading and validation

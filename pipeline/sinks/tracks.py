@@ -5,6 +5,10 @@ pixels) and in metadata (PNG text chunks, XMP, a JSON sidecar `<tile>.json`, and
 a signing certificate is configured), so a tile copied out of the folder still says what it is.
 The original crop and the low-res input are always written next to it, with the same metadata
 saying they are source pixels. See `pipeline.provenance`.
+
+With tile sheets (`output.tile_files`; by default for `enhance.policy` all and every_n) every enhanced
+observation goes onto the track's sheets (`sinks.tilesheet`) and only the best few by quality, the ones
+the gallery and report pick from, are also written as single tiles.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ import numpy as np
 from .. import provenance as prov
 from ..config import OutputConfig
 from ..draw import MARK_TEXT, mark_enhanced, put_label
+from ..errors import write_error
 from ..records import Observation, TrackRecord
 from ..types import Face, Track
+from .tilesheet import write_sheets
+
+SINGLE_PER_GALLERY_TILE = 3  # with sheets, single tiles for this many × output.gallery_per_track observations
 
 
 def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
@@ -73,20 +81,34 @@ class TrackWriter:
 
     `run_info`: the runner's `info()` dict (generator {name, sha256}, inputs, settings), written into
     every tile's metadata. `signer`: a provenance.C2paSigner to embed a signed C2PA manifest in
-    enhanced tiles.
+    enhanced tiles. `sheets`: every enhanced observation on tile sheets, single tiles only for the best
+    few (`Config.tile_sheets()` decides; never with `unmarked_tiles`, whose files evaluation reads).
     """
 
     def __init__(self, out_dir: Path, cfg: OutputConfig, run_info: dict | None = None,
-                 signer: prov.C2paSigner | None = None, sidecars: bool = True) -> None:
+                 signer: prov.C2paSigner | None = None, sidecars: bool = True, sheets: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.save_tiles = cfg.tiles
         self.run_info = run_info
         self.unmarked = cfg.unmarked_tiles
         self.signer = signer
         self.sidecars = sidecars
+        self.sheets = sheets and not cfg.unmarked_tiles
+        self.singles = SINGLE_PER_GALLERY_TILE * cfg.gallery_per_track
+
+    def _record(self, face: Face, kind: str) -> dict:
+        return record(face, kind, self.run_info, visible_mark=True if kind == "enhanced" else None)
 
     def write(self, track: Track) -> dict:
-        """Write one finished track; returns its summary for the manifest (paths relative to out_dir)."""
+        """Write one finished track; returns its summary for the manifest (paths relative to out_dir).
+
+        Raises OutputError naming the file that could not be written."""
+        try:
+            return self._write(track)
+        except OSError as e:
+            raise write_error(e.filename or self.out_dir / "tracks" / str(track.id), e) from None
+
+    def _write(self, track: Track) -> dict:
         tdir = self.out_dir / "tracks" / str(track.id)
         tdir.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
@@ -104,8 +126,11 @@ class TrackWriter:
 
         enhanced = track.enhanced
         tiles: dict[tuple[str, int], dict[str, str]] = {}
+        if self.save_tiles and self.sheets and enhanced:
+            for p in write_sheets(tdir, track.id, enhanced, self._record, self.run_info, self.signer):
+                rel(p)
         if self.save_tiles:
-            for f in enhanced:
+            for f in enhanced[: self.singles] if self.sheets else enhanced:
                 stem = f"f{f.frame_index:06d}"
                 names: dict[str, str] = {}
                 if f.crop is not None:
