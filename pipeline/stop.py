@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RECEIVED: list[int] = []  # signals that ended a start-up (a library may turn the exception into its own)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -30,7 +31,14 @@ class Interrupted(KeyboardInterrupt):
 
 def interrupt(signum: int, _frame: object = None) -> None:
     """A plain handler (a command's start, before a run installs its own): end the command with a message."""
+    RECEIVED.append(signum)
     raise Interrupted(signum, "")
+
+
+def interrupted_by() -> Interrupted | None:
+    """The start-up interruption, if a signal caused whatever ended the command (an import raising
+    ImportError because the signal's exception went off inside it, say)."""
+    return Interrupted(RECEIVED[0]) if RECEIVED else None
 
 
 class StopFlag:
@@ -70,6 +78,7 @@ class StopFlag:
     def handle(self, signum: int, _frame: object = None) -> None:
         """The signal handler: raise during start-up, stop on the first signal, abort on the second."""
         if self.starting:
+            RECEIVED.append(signum)
             raise Interrupted(signum)
         if not self.event.is_set():
             self.signum = signum

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..stop import Interrupted, interrupt
+    from ..stop import Interrupted, interrupt, interrupted_by
 
     signal.signal(signal.SIGTERM, interrupt)  # a message and 143, not a silent death, even while importing
     args = build_parser().parse_args(argv)
@@ -43,5 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        stopped = interrupted_by()  # e.g. onnxruntime turns an interrupt during its import into ImportError
+        if stopped is None:
+            raise
+        print(stopped, file=sys.stderr)
+        return stopped.exit_code
     except BrokenPipeError:
         os._exit(1)
