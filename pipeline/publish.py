@@ -25,6 +25,7 @@ class Publisher:
         self.error: Exception | None = None  # an OutputError (disk full), or a bug shown as one in the frame loop
         self.busy_s = 0.0  # time the helper spent writing (for tests and the curious)
         self.done = 0  # requests served
+        self.reports = 0  # reports written
         self._thread = threading.Thread(target=self._run, name=f"publish {name}", daemon=True)
         self._thread.start()
 
@@ -57,6 +58,7 @@ class Publisher:
                 self._snapshot()
                 if report:
                     self._report()
+                    self.reports += 1
                     self._snapshot()  # the manifest then lists the report's files too
             except Exception as e:  # noqa: BLE001 - raised again in the frame loop by check()
                 self.error = e
