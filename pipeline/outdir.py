@@ -28,12 +28,17 @@ class FolderLock:
 
     def __init__(self, folder: Path, hint: str = " or choose another --out") -> None:
         self.folder = Path(folder)
-        self._fd: int | None = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self._fd: int | None = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise OutputError(f"cannot open output folder {self.folder}: {e.strerror or e}") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.release()
             raise OutputError(f"output folder {self.folder} is in use by another run: wait for it to end{hint}") from None
+        except OSError:  # a file system without locks (some network mounts): run unguarded rather than not at all
+            pass
 
     def release(self) -> None:
         if self._fd is not None:
@@ -48,13 +53,19 @@ class FolderLock:
 
 
 def is_locked(folder: Path) -> bool:
-    """Whether a run is writing to `folder` right now."""
+    """Whether a run (another open lock) is writing to `folder` right now."""
     try:
-        FolderLock(folder).release()
-    except OutputError:
-        return True
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:  # missing or unreadable: nobody holds it
         return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return False
 
 

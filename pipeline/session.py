@@ -83,6 +83,12 @@ class Session:
         self.stages, self.source, self.out, self.stop = stages, source, prepare_out(out), stop
         self.timings = Timings()
         self.info = stages.info([source.uri])
+        self.video: VideoWriter | SegmentedVideoWriter | None = None  # first: a bad preset leaves no files
+        if cfg.output.video and source.live:
+            self.video = SegmentedVideoWriter(out, source.width, source.height, source.fps, cfg.output)
+        elif cfg.output.video:
+            self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, cfg.output,
+                                     source.time_base)
         self.manifest = Manifest(out, self.info)
         self.events = EventLog(out / "events.jsonl")
         source.on_event = lambda e: self.events({"source": source.name, **e})
@@ -91,12 +97,6 @@ class Session:
         self.tracker = Tracker(cfg.track, source.fps)
         self.policy = Policy(cfg.enhance)
         self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer, sheets=cfg.tile_sheets())
-        self.video: VideoWriter | SegmentedVideoWriter | None = None
-        if cfg.output.video and source.live:
-            self.video = SegmentedVideoWriter(out, source.width, source.height, source.fps, cfg.output)
-        elif cfg.output.video:
-            self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, cfg.output,
-                                     source.time_base)
         expected, limit = source.frames_expected, cfg.source.max_frames
         self.stats = RunStats(frames_expected=min(expected, limit) if expected is not None and limit else expected)
         self.latency = Latency()
@@ -267,12 +267,13 @@ class Session:
                 failure = self._attempt(self.video.close) or failure
         failure = self._attempt(self._log_end, status) or failure
         self.manifest.release_reserve()  # the room it kept is for these last writes (the disk may be full)
+        stats = self._final_stats()
         if failure is not None:
             status = "failed"
         elif status == "complete" and self.stats.had_errors():
             status = "complete_with_errors"
         why = None if failure is None else str(failure) or type(failure).__name__
-        self.manifest.write(self.timings.as_dict(), self._final_stats(), status, why)
+        self.manifest.write(self.timings.as_dict(), stats, status, why)
         if failure is None and self.cfg.output.gallery:
             with self.timings("report"):
                 self._report()

@@ -103,6 +103,7 @@ def test_damaged_video_yields_what_decodes(tmp_path, damage):
 
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["stats"]["frames"] > 0
+    assert manifest["status"] == "complete_with_errors"  # skipped packets or missing frames: said, not hidden
     if damage == "truncated":
         assert manifest["stats"]["frames"] < 641
 
