@@ -96,7 +96,8 @@ class Session:
             stop.on_stop(source.close)
         self.tracker = Tracker(cfg.track, source.fps)
         self.policy = Policy(cfg.enhance)
-        self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer, sheets=cfg.tile_sheets())
+        self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer, sheets=cfg.tile_sheets(),
+                                  dedupe=cfg.gallery.dedupe)
         expected, limit = source.frames_expected, cfg.source.max_frames
         self.stats = RunStats(frames_expected=min(expected, limit) if expected is not None and limit else expected)
         self.latency = Latency()

@@ -7,8 +7,9 @@ The original crop and the low-res input are always written next to it, with the 
 saying they are source pixels. See `pipeline.provenance`.
 
 With tile sheets (`output.tile_files`; by default for `enhance.policy` all and every_n) every enhanced
-observation goes onto the track's sheets (`sinks.tilesheet`) and only the best few by quality, the ones
-the gallery and report pick from, are also written as single tiles.
+observation goes onto the track's sheets (`sinks.tilesheet`), whose `tiles.json` holds every tile's
+record; only the observations the gallery shows (its own choice: best by quality, near-duplicates
+skipped) are also written as single tiles, with their metadata inside the PNG and no sidecar.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from ..errors import write_error
 from ..records import Observation, TrackRecord
 from ..types import Face, Track
 from .tilesheet import write_sheets
-
-SINGLE_PER_GALLERY_TILE = 3  # with sheets, single tiles for this many × output.gallery_per_track observations
 
 
 def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
@@ -81,23 +80,34 @@ class TrackWriter:
 
     `run_info`: the runner's `info()` dict (generator {name, sha256}, inputs, settings), written into
     every tile's metadata. `signer`: a provenance.C2paSigner to embed a signed C2PA manifest in
-    enhanced tiles. `sheets`: every enhanced observation on tile sheets, single tiles only for the best
-    few (`Config.tile_sheets()` decides; never with `unmarked_tiles`, whose files evaluation reads).
+    enhanced tiles. `sheets`: every enhanced observation on tile sheets, single tiles only for the
+    `output.gallery_per_track` the gallery shows, near-duplicates (SSIM ≥ `dedupe`) skipped
+    (`Config.tile_sheets()` decides; never with `unmarked_tiles`, whose files evaluation reads).
     """
 
     def __init__(self, out_dir: Path, cfg: OutputConfig, run_info: dict | None = None,
-                 signer: prov.C2paSigner | None = None, sidecars: bool = True, sheets: bool = False) -> None:
+                 signer: prov.C2paSigner | None = None, sidecars: bool = True, sheets: bool = False,
+                 dedupe: float = 1.0) -> None:
         self.out_dir = Path(out_dir)
         self.save_tiles = cfg.tiles
         self.run_info = run_info
         self.unmarked = cfg.unmarked_tiles
         self.signer = signer
-        self.sidecars = sidecars
         self.sheets = sheets and not cfg.unmarked_tiles
-        self.singles = SINGLE_PER_GALLERY_TILE * cfg.gallery_per_track
+        self.sidecars = sidecars and not self.sheets  # with sheets, tiles.json holds every tile's record
+        self.per_track, self.dedupe = cfg.gallery_per_track, dedupe
 
     def _record(self, face: Face, kind: str) -> dict:
         return record(face, kind, self.run_info, visible_mark=True if kind == "enhanced" else None)
+
+    def _singles(self, enhanced: list[Face]) -> list[Face]:
+        """The observations written as single tiles: all, or with sheets what the gallery will show."""
+        if not self.sheets:
+            return enhanced
+        from ..report.sheet import select  # the gallery's own rule (imported late: the report loads scipy)
+
+        return select(enhanced, self.per_track, lambda f: f.quality,
+                      lambda f: f.lr if f.lr is not None else f.crop, self.dedupe)[0]
 
     def write(self, track: Track) -> dict:
         """Write one finished track; returns its summary for the manifest (paths relative to out_dir).
@@ -130,7 +140,7 @@ class TrackWriter:
             for p in write_sheets(tdir, track.id, enhanced, self._record, self.run_info, self.signer):
                 rel(p)
         if self.save_tiles:
-            for f in enhanced[: self.singles] if self.sheets else enhanced:
+            for f in self._singles(enhanced):
                 stem = f"f{f.frame_index:06d}"
                 names: dict[str, str] = {}
                 if f.crop is not None:
