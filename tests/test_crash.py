@@ -103,7 +103,7 @@ def test_sigkill_leaves_playable_video_and_a_manifest_then_recover(tmp_path):
     assert manifest["status"] == "crashed" and "killed" in manifest["note"]
     assert listed(manifest) == on_disk(out)  # exactly what is on disk now, report included
     assert {"report.html", "gallery.png", "people.json"} <= set(listed(manifest))
-    assert manifest["stats"]["video_frames"] == decodable(out / "annotated.mp4") == frames
+    assert 0 < manifest["stats"]["video_frames"] == decodable(out / "annotated.mp4") <= frames  # whole fragments
     assert not (out / ".enhance-reserve").exists()
 
 
