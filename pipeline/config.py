@@ -10,6 +10,7 @@ config from the settings its manifest saved (`run.py gallery`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -110,7 +111,8 @@ class OutputConfig:
     tiles: bool = True  # tracks/<id>/ crops and enhanced tiles
     gallery: bool = True  # gallery.png
     gallery_per_track: int = _range(1, 50, default=3)
-    unmarked_tiles: bool = False  # also save enhanced tiles without the visible mark (metadata kept)
+    unmarked_tiles: bool = False  # also save enhanced tiles without the visible mark (metadata kept); implies png
+    tile_files: Literal["auto", "png", "sheets"] = "auto"  # per-tile PNGs, or per-track sheets (auto: sheets for policy all/every_n)
     segment_minutes: float = _range(0.0, 1440.0, default=5.0)  # live feeds: roll annotated video every N min (0 = one file)
 
 
@@ -170,6 +172,13 @@ class Config:
         """The settings as plain data, for the manifest and every tile's provenance record."""
         return dataclasses.asdict(self)
 
+    def tile_sheets(self) -> bool:
+        """Whether tracks keep their tiles on sheets: asked for, or (auto) a policy that enhances most faces.
+        Never with `output.unmarked_tiles`: evaluation reads those single files."""
+        if self.output.unmarked_tiles or self.output.tile_files == "png":
+            return False
+        return self.output.tile_files == "sheets" or self.enhance.policy in ("all", "every_n")
+
 
 # ---------------------------------------------------------------- loading and validation
 
@@ -214,6 +223,8 @@ def _coerce(value: Any, tp: Any, key: str, what: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every range check; infinity is never meant
+            raise ConfigError(f"{key}: {value!r} is not a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -269,11 +280,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, turning every failure into a one-line ConfigError."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -28,3 +28,15 @@ class ConfigError(EnhanceError):
 
 class ModelNotFound(EnhanceError):
     """A model file was not found where we looked."""
+
+
+class OutputError(EnhanceError):
+    """An output could not be written (disk full, I/O error, folder in use): the run stops, what was
+    written is finalized and listed."""
+
+    exit_code = 74  # EX_IOERR
+
+
+def write_error(path: object, e: OSError) -> OutputError:
+    """`OutputError` naming the path and the cause, e.g. "cannot write out/faces.csv: No space left on device"."""
+    return OutputError(f"cannot write {path}: {e.strerror or e}")

@@ -1,9 +1,10 @@
 """The runner: source → detect → track → align → enhance → sinks, for every input of a command.
 
 The stages are built once (`Stages`) and shared; each source gets its own `Session` (`run_source`), one
-thread per source when there are several. Stopping (SIGINT/SIGTERM) ends the frame loops; everything
-after them — ending open tracks, closing the video, writing the manifest — always runs, so an interrupted
-run leaves playable, listed files.
+thread per source when there are several. The output folder is locked for the whole run and never mixes
+runs (`outdir.claim`). Stopping (SIGINT/SIGTERM) during start-up ends the command at once (nothing written
+yet); later it ends the frame loops, and everything after them — ending open tracks, closing the video,
+writing the manifest — always runs, so an interrupted run leaves playable, listed files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .config import Config
-from .errors import EnhanceError
+from .errors import EnhanceError, InputError
+from .outdir import FolderLock, claim
 from .session import RunResult, prepare_out, run_source
 from .sources import Source, open_source
 from .stages import Stages
@@ -21,32 +23,44 @@ from .stop import StopFlag
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
-            progress: bool = True) -> list[RunResult]:
+            progress: bool = True, overwrite: bool = False) -> list[RunResult]:
     """Process every input; one input writes into `out`, several (or a `sources:` list) into `out/<name>/`.
 
     Several sources run at once, one thread each, sharing the detector and the generator; one report at
-    the top then groups the people seen by all of them.
+    the top then groups the people seen by all of them. `overwrite`: replace a run already in `out`.
     """
     named = [(None, spec) for spec in inputs] + [(c.name or None, c.uri) for c in cfg.sources]
     if not named:
         raise EnhanceError("no input: give INPUT on the command line or a `sources:` list in the config")
     stop = StopFlag()
-    with ExitStack() as opened:
-        # Open every source first, so a bad input fails before any work is done.
+    with stop.installed(), ExitStack() as opened:
+        # Open every source first, so a bad input fails before any work is done (or any old run is removed).
         sources = [opened.enter_context(open_source(spec, cfg.source, name=name)) for name, spec in named]
-        prepare_out(out)
+        for src in sources:
+            check_size(src, cfg)
+        opened.enter_context(claim(prepare_out(out), overwrite))
         stages = Stages(cfg, models_dir, progress)
         opened.callback(stages.close)
         targets = _targets(sources, out, cfg)
-        with stop.installed():
-            if len(sources) == 1:
-                return [run_source(stages, sources[0], targets[0], stop)]
-            results = _run_concurrently(stages, sources, targets, stop)
-    if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
-        from .report import write_report
+        for t in targets:
+            if t != out:
+                opened.enter_context(FolderLock(prepare_out(t)))
+        stop.started()
+        if len(sources) == 1:
+            return [run_source(stages, sources[0], targets[0], stop)]
+        results = _run_concurrently(stages, sources, targets, stop)
+        if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
+            from .report import write_report
 
-        write_report(out, cfg, models_dir)
+            write_report(out, cfg, models_dir)
     return results
+
+
+def check_size(src: Source, cfg: Config) -> None:
+    """A picture smaller than the smallest face looked for cannot show one: say so before starting."""
+    if min(src.width, src.height) < cfg.detect.min_face:
+        raise InputError(f"{src.name}: picture is {src.width}x{src.height} px, smaller than the smallest face "
+                         f"looked for (detect.min_face = {cfg.detect.min_face} px)")
 
 
 def _targets(sources: list[Source], out: Path, cfg: Config) -> list[Path]:

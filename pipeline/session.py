@@ -10,24 +10,26 @@
 Memory stays bounded: frames stream through; per track only the observations' metadata and the policy's
 candidates are kept, and a track is written out as soon as it ends. `finish` always runs (also after a
 stop or an error), so an interrupted run leaves playable, listed files.
+
+Crash safety: the manifest is on disk from the session's start (status "running") and rewritten every
+`MANIFEST_EVERY_S` by a helper thread (`Publisher`), which also refreshes a live feed's gallery and report
+every `CHECKPOINT_S`: bookkeeping never holds up frames. A write error (disk full) stops the run; `finish`
+then writes nothing more but the manifest, with the space its reserve held, and the status "failed".
 """
 
 from __future__ import annotations
 
 import resource
 import time
-from collections import defaultdict, deque
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
-
 from .enhance.policy import Policy
 from .enhance.window import FusionWindow
-from .errors import EnhanceError
+from .errors import EnhanceError, OutputError
+from .publish import Publisher
+from .runstats import Latency, RunResult, RunStats, Timings
 from .sinks.events import EventLog
 from .sinks.manifest import Manifest
 from .sinks.tracks import TrackWriter
@@ -38,7 +40,10 @@ from .stop import StopFlag
 from .track import Tracker
 from .types import Face, Frame, Track
 
-CHECKPOINT_S = 30.0  # live feeds: gallery, report and manifest refreshed this often
+MANIFEST_EVERY_S = 5.0  # a running run's manifest is rewritten this often (by a helper thread)
+CHECKPOINT_S = 30.0  # live feeds: gallery and report refreshed this often (by the same helper)
+STOPPED_AT_ONCE = ("stopped at once by a second signal: open tracks, gallery and report were not written "
+                   "(run.py gallery DIR writes gallery and report)")
 
 
 def prepare_out(out: Path) -> Path:
@@ -57,98 +62,18 @@ def run_source(stages: Stages, source: Source, out: Path, stop: StopFlag | None 
     """Process one source into `out`; outputs are always finalized, after a stop or an error too."""
     stop = stop if stop is not None else StopFlag()
     session = Session(stages, source, out, stop)
-    status = "complete"
+    status, error = "complete", None
     try:
         for frame in session.frames():
             session.step(frame)
         if stop:
             status = "interrupted"
+    except BaseException as e:  # finalized below, then raised: a write error is one line, a bug a traceback
+        error = e
+        raise
     finally:
-        result = session.finish(status)
+        result = session.finish(status, error)
     return result
-
-
-class Timings:
-    """Wall time per stage, summed over the run."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] += time.perf_counter() - t
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.seconds.items()}
-
-
-class Latency:
-    """Capture → annotated-frame-written latency of live frames: recent window for percentiles."""
-
-    def __init__(self, window: int = 20000) -> None:
-        self.recent: deque[float] = deque(maxlen=window)
-        self.max = 0.0
-
-    def add(self, seconds: float) -> None:
-        self.recent.append(seconds)
-        self.max = max(self.max, seconds)
-
-    def as_dict(self) -> dict | None:
-        if not self.recent:
-            return None
-        v = np.sort(np.fromiter(self.recent, float))
-        return {"p50_ms": round(1000 * float(v[len(v) // 2]), 1),
-                "p95_ms": round(1000 * float(v[min(len(v) - 1, int(len(v) * 0.95))]), 1),
-                "max_ms": round(1000 * self.max, 1), "samples": len(v)}
-
-
-@dataclass
-class RunStats:
-    """What a run counted: the manifest's `stats` (same keys) and the command line's summary."""
-
-    frames: int = 0
-    faces: int = 0
-    tracks: int = 0
-    enhanced: int = 0
-    report_error: str | None = None  # the gallery/report could not be written; the run itself went on
-    wall_s: float = 0.0
-    fps: float = 0.0
-    realtime_factor: float | None = None
-    skipped_frames: int = 0
-    decode_errors: list[str] = field(default_factory=list)
-    dropped_frames: int = 0
-    reconnects: int = 0
-    latency: dict | None = None
-    peak_rss_mb: float = 0.0
-    stopped_by: str | None = None
-    finished: str = ""
-
-    def counts(self) -> dict:
-        """The running counters (a live run's checkpoints write these)."""
-        keys = ("frames", "faces", "tracks", "enhanced") + (("report_error",) if self.report_error else ())
-        return {k: getattr(self, k) for k in keys}
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        if self.report_error is None:
-            del d["report_error"]
-        return d
-
-
-@dataclass
-class RunResult:
-    """One source's run, as `run_source` returns it."""
-
-    status: str  # complete | interrupted
-    out: Path
-    source: str
-    timings: dict[str, float]
-    generator: dict | None
-    stats: RunStats
 
 
 class Session:
@@ -159,6 +84,12 @@ class Session:
         self.stages, self.source, self.out, self.stop = stages, source, prepare_out(out), stop
         self.timings = Timings()
         self.info = stages.info([source.uri])
+        self.video: VideoWriter | SegmentedVideoWriter | None = None  # first: a bad preset leaves no files
+        if cfg.output.video and source.live:
+            self.video = SegmentedVideoWriter(out, source.width, source.height, source.fps, cfg.output)
+        elif cfg.output.video:
+            self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, cfg.output,
+                                     source.time_base)
         self.manifest = Manifest(out, self.info)
         self.events = EventLog(out / "events.jsonl")
         source.on_event = lambda e: self.events({"source": source.name, **e})
@@ -169,19 +100,21 @@ class Session:
         frames = stages.enhancer.frames if stages.enhancer is not None else 0
         centred = cfg.enhance.fusion_window == "centred" or (cfg.enhance.fusion_window == "auto" and not source.live)
         self.window = FusionWindow(frames, centred) if frames > 1 else None
-        self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer)
-        self.video: VideoWriter | SegmentedVideoWriter | None = None
-        if cfg.output.video and source.live:
-            self.video = SegmentedVideoWriter(out, source.width, source.height, source.fps, cfg.output)
-        elif cfg.output.video:
-            self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, cfg.output,
-                                     source.time_base)
-        self.stats = RunStats()
+        self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer, sheets=cfg.tile_sheets(),
+                                  dedupe=cfg.gallery.dedupe)
+        expected, limit = source.frames_expected, cfg.source.max_frames
+        self.stats = RunStats(frames_expected=min(expected, limit) if expected is not None and limit else expected)
         self.latency = Latency()
         self.shown: list[Face] = []  # the faces drawn on frames between detections
         self.segment = 0
         self.bar = stages.board.add(source.name, source.frame_count)
-        self.started = self._last_checkpoint = time.perf_counter()
+        self.started = self._last_manifest = self._last_report = time.perf_counter()
+        self.manifest.write({}, self._running_stats(), "running")  # a run killed from here on has a manifest
+        refresh = self._refresh_report if source.live and cfg.output.gallery else None
+        self.publisher = Publisher(self._snapshot, refresh, source.name)
+        self._report_cache: dict = {}  # per-track analysis kept between a live feed's report refreshes
+        self._done = False
+        stop.on_abort(self.abort)
 
     # ------------------------------------------------------------------ frames
 
@@ -203,7 +136,10 @@ class Session:
             self.tracker, self.shown = Tracker(self.cfg.track, self.source.fps), []
             if isinstance(self.video, SegmentedVideoWriter):
                 self.video.roll(frame.image.shape[1], frame.image.shape[0])
-        if frame.index % self.cfg.detect.stride == 0:
+        if min(frame.image.shape[:2]) < self.cfg.detect.min_face:  # no face that size fits: not searched
+            self.stats.small_frames += 1
+            self.shown = []
+        elif frame.index % self.cfg.detect.stride == 0:
             self.shown = self._detect(frame)
         if self.video is not None:
             with self.timings("annotate"):
@@ -217,6 +153,19 @@ class Session:
             self.end_track(track, "lost")
         self.stats.frames += 1
         self.bar.update(self.stats.frames, self.stats.faces, self.stats.tracks, self.source.dropped)
+        self._tick()
+
+    def _tick(self) -> None:
+        """Now and then ask the helper for a manifest (a live feed's report every CHECKPOINT_S); never waits."""
+        self.publisher.check()
+        now = time.perf_counter()
+        if now - self._last_manifest < MANIFEST_EVERY_S:
+            return
+        self._last_manifest = now
+        report = now - self._last_report >= CHECKPOINT_S
+        if report:
+            self._last_report = now
+        self.publisher.request(report)
 
     def _detect(self, frame: Frame) -> list[Face]:
         stages, name = self.stages, self.source.name
@@ -296,8 +245,6 @@ class Session:
         self.events({"source": self.source.name, "event": "track_end", "track": track.id, "reason": reason,
                      "observations": len(track.faces), "enhanced": len(track.candidates),
                      "last_time": round(track.faces[-1].time, 3)})
-        if self.source.live:
-            self.checkpoint()
 
     def _end_all(self, reason: str) -> None:
         for track in self.tracker.finish():
@@ -305,41 +252,82 @@ class Session:
 
     # ------------------------------------------------------------------ outputs
 
-    def checkpoint(self, every_s: float = CHECKPOINT_S) -> None:
-        """Live feeds run for days: refresh manifest, gallery and report now and then, not only at exit."""
-        if time.perf_counter() - self._last_checkpoint < every_s:
-            return
-        self._last_checkpoint = time.perf_counter()
-        with self.timings("write"):
-            self._publish("running", lambda: {**self.stats.counts(), "frames_so_far": self.stats.frames}, None)
+    def _running_stats(self) -> dict:
+        return {**self.stats.counts(), "frames_so_far": self.stats.frames}
 
-    def finish(self, status: str) -> RunResult:
-        """End every open track, close the video, publish manifest, gallery and report; always safe to call."""
-        self._end_all("end of input" if status == "complete" else "stopped")
-        if self.video is not None:
-            with self.timings("encode"):
-                self.video.close()
-        self.events({"source": self.source.name, "event": "run_end", "status": status, "frames": self.stats.frames})
-        self.events.close()
-        self._publish(status, self._final_stats, "report")
-        self.manifest.close()
-        gen = self.stages.enhancer.info if self.stages.enhancer else None
-        return RunResult(status, self.out, self.source.name, self.timings.as_dict(), gen, self.stats)
+    def _snapshot(self) -> None:
+        """The manifest as the run stands (helper thread)."""
+        self.manifest.write(self.timings.as_dict(), self._running_stats(), "running")
 
-    def _publish(self, status: str, stats: Callable[[], dict], report_timing: str | None) -> None:
-        """manifest.json, then gallery.png/people.json/report.html read back from it, then the manifest
-        again so that it lists the report's files too."""
-        self.manifest.write(self.timings.as_dict(), stats(), status)
-        if not self.cfg.output.gallery:
-            return
+    def _refresh_report(self) -> None:
+        """A live feed's gallery and report, brought up to date (helper thread; only new tracks are read)."""
+        with self.timings("refresh"):
+            self._report()
+
+    def _report(self) -> None:
         from .report import write_report  # scipy and jinja2 load only when a report is written
 
-        with self.timings(report_timing) if report_timing else nullcontext():
-            try:
-                write_report(self.out, self.cfg, self.stages.models_dir)
-            except EnhanceError as e:
-                self.stats.report_error = str(e)
-        self.manifest.write(self.timings.as_dict(), stats(), status)
+        try:
+            write_report(self.out, self.cfg, self.stages.models_dir, cache=self._report_cache)
+        except EnhanceError as e:
+            self.stats.report_error = str(e)
+
+    def abort(self) -> None:
+        """A second signal: close the video and write the manifest now; nothing is written after it."""
+        if self._done:
+            return
+        if self.video is not None:
+            self._attempt(self.video.close)
+        self.manifest.write(self.timings.as_dict(), self._running_stats(), "interrupted", STOPPED_AT_ONCE)
+        self.manifest.seal()
+
+    def finish(self, status: str, error: BaseException | None = None) -> RunResult:
+        """End every open track, close the video, publish manifest, gallery and report; always safe to call.
+
+        After a write error (`error`, or one met here) only the manifest is still written, in the space its
+        reserve kept, with status "failed" and the error.
+        """
+        failure = error
+        if not isinstance(error, OutputError):
+            failure = self._attempt(lambda: self._end_all("end of input" if status == "complete" else "stopped"))
+            failure = failure or error
+        self.publisher.close()
+        failure = failure or self.publisher.error
+        if self.video is not None:
+            with self.timings("encode"):
+                failure = self._attempt(self.video.close) or failure
+        failure = self._attempt(self._log_end, status) or failure
+        self.manifest.release_reserve()  # the room it kept is for these last writes (the disk may be full)
+        stats = self._final_stats()
+        if failure is not None:
+            status = "failed"
+        elif status == "complete" and self.stats.had_errors():
+            status = "complete_with_errors"
+        why = None if failure is None else str(failure) or type(failure).__name__
+        self.manifest.write(self.timings.as_dict(), stats, status, why)
+        if failure is None and self.cfg.output.gallery:
+            with self.timings("report"):
+                self._report()
+            self.manifest.write(self.timings.as_dict(), self._final_stats(), status)
+        self.manifest.close()
+        self._done = True
+        gen = self.stages.enhancer.info if self.stages.enhancer else None
+        return RunResult(status, self.out, self.source.name, self.timings.as_dict(), gen, self.stats, why)
+
+    def _log_end(self, status: str) -> None:
+        try:
+            self.events({"source": self.source.name, "event": "run_end", "status": status, "frames": self.stats.frames})
+        finally:
+            self.events.close()
+
+    @staticmethod
+    def _attempt(step: Callable[..., None], *args: object) -> OutputError | None:
+        """Run one finishing step; a write error is returned (the other steps still run), a bug is raised."""
+        try:
+            step(*args)
+        except OutputError as e:
+            return e
+        return None
 
     def _final_stats(self) -> dict:
         s, src = self.stats, self.source
@@ -348,6 +336,10 @@ class Session:
         s.fps = round(s.frames / wall, 2) if wall > 0 else 0.0
         s.realtime_factor = round(s.frames / src.fps / wall, 3) if wall > 0 and src.fps and not src.live else None
         s.skipped_frames, s.decode_errors = src.skipped, src.errors[:20]
+        short = s.short_by()
+        if short and not self.stop:
+            s.decode_errors = [*s.decode_errors, f"input ends early: {short} of the {s.frames_expected} frames "
+                                                  "its container lists never decoded (cut or damaged file)"]
         s.dropped_frames, s.reconnects = src.dropped, src.generation
         s.latency = self.latency.as_dict()
         s.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

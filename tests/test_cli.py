@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from conftest import MODELS, VIDEO, needs_shared, run_cli
+from conftest import MODELS, VIDEO, needs_shared, require, run_cli
 from media import corrupt_middle, make_audio_only, truncate
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
@@ -103,6 +103,7 @@ def test_damaged_video_yields_what_decodes(tmp_path, damage):
 
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["stats"]["frames"] > 0
+    assert manifest["status"] == "complete_with_errors"  # skipped packets or missing frames: said, not hidden
     if damage == "truncated":
         assert manifest["stats"]["frames"] < 641
 
@@ -125,3 +126,92 @@ def test_bench_checks_its_clip_and_detector_before_timing(tmp_path):
     _one_line_error(no_clip, "gone.mp4")
     for proc in (no_det, no_clip):  # neither spent minutes on generator timings first
         assert "faces/s" not in proc.stdout, proc.stdout
+
+
+# ------------------------------------------------------------------------------ hostile and damaged input
+
+
+def test_tiny_picture_non_utf8_yaml_bad_url_are_one_line(tmp_path):
+    import cv2
+    import numpy as np
+
+    dot = tmp_path / "dot.png"
+    cv2.imwrite(str(dot), np.zeros((1, 1, 3), np.uint8))
+    _one_line_error(_process(dot, out=tmp_path / "o"), "dot.png", "1x1", "detect.min_face")
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("detect: {threshold: 0.4}  # caf\xe9\n".encode("latin-1"))
+    _one_line_error(run_cli("process", str(dot), "--out", str(tmp_path / "o"), "--config", str(latin)),
+                    "latin1.yaml", "not UTF-8")
+    _one_line_error(_process("rtsp://[::1", out=tmp_path / "o"), "rtsp://[::1", "Invalid IPv6 URL")
+
+
+def test_nan_and_infinity_are_rejected(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+
+    for setting in ("detect.threshold=.nan", "source.read_timeout_s=.nan", "track.lost_seconds=.inf",
+                    "source.image_fps=-.inf"):
+        with pytest.raises(ConfigError, match=f"{setting.split('=')[0]}: .* is not a finite number"):
+            load_config(None, [setting])
+    _one_line_error(run_cli("process", str(OFFICE), "--out", str(tmp_path / "o"), "--set", "detect.threshold=.nan"),
+                    "detect.threshold", "not a finite number")
+
+
+def test_truncated_file_counts_expected_decoded_skipped(tmp_path):
+    """Cut at 10/50/90 %: every frame that decodes comes out, the same as PyAV's own count, and the
+    container's frame count shows how many are missing."""
+    from pipeline.config import SourceConfig
+    from pipeline.sources import open_source
+
+    require(OFFICE)
+    for fraction in (0.1, 0.5, 0.9):
+        cut = truncate(OFFICE, tmp_path / f"cut{int(fraction * 100)}.mp4", fraction)
+        with open_source(str(cut), SourceConfig()) as src:
+            n = sum(1 for _ in src)
+            assert src.frames_expected == 641 and src.skipped == 0
+        assert 0 < n < 641 and n == decoded_by_pyav(cut)
+
+
+def decoded_by_pyav(path) -> int:
+    """Frames plain PyAV gets out of a file, decoder drained at the end, errors skipped."""
+    import av
+
+    n = 0
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        try:
+            for packet in c.demux(stream):
+                try:
+                    n += len(packet.decode())
+                except av.error.FFmpegError:
+                    pass
+        except av.error.FFmpegError:
+            pass
+        try:
+            n += len(stream.codec_context.decode(None))
+        except av.error.FFmpegError:
+            pass
+    return n
+
+
+@needs_shared
+def test_cut_file_is_complete_with_errors_and_formula_names_are_escaped(tmp_path):
+    """A recording cut at half its size, named like a spreadsheet formula."""
+    import csv
+    import json
+
+    cut = truncate(OFFICE, tmp_path / "=1+2.mp4", 0.5)
+    out = tmp_path / "o"
+    proc = run_cli("process", str(cut), "--out", str(out), "--models", str(MODELS), "--quiet",
+                   "--set", "enhance.policy=none", "--set", "detect.stride=5")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    s = m["stats"]
+    assert m["status"] == "complete_with_errors"
+    assert s["frames_expected"] == 641 and 0 < s["frames"] == decoded_by_pyav(cut) < 641
+    assert "input ends early" in s["decode_errors"][-1]
+    assert f"complete_with_errors: {s['frames']} of 641 frames" in proc.stdout
+    rows = list(csv.DictReader((out / "faces.csv").open(encoding="utf-8")))
+    assert rows and all(r["source"] == "'=1+2.mp4" for r in rows)  # shown as text, never run

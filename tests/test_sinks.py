@@ -19,7 +19,7 @@ from conftest import IMAGES
 from pipeline.align import Aligner
 from pipeline.config import AlignConfig, OutputConfig
 from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter
-from pipeline.report.sheet import Row, Section, Tile, draw_sheet, select
+from pipeline.report.sheet import MAX_ROWS, Row, Section, Tile, draw_sheet, select
 from pipeline.draw import PALETTE
 from pipeline.types import Face, Track
 
@@ -319,7 +319,7 @@ def test_gallery_caps_rows(tmp_path: Path, photo: np.ndarray) -> None:
     one = tmp_path / "one.png"
     draw_sheet(one, [Section(None, rows[:1])], per_track=1)
     row = Image.open(one).size[1] - 56
-    assert 200 * row < h < 202 * row + 100  # 200 rows plus the "omitted" footer
+    assert MAX_ROWS * row < h < (MAX_ROWS + 2) * row + 100  # MAX_ROWS rows plus the "omitted" footer
 
 
 # ---------------------------------------------------------------------------- Manifest

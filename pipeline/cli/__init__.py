@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from ..errors import EnhanceError
@@ -27,14 +28,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..stop import Interrupted, interrupt, interrupted_by
+
+    signal.signal(signal.SIGTERM, interrupt)  # a message and 143, not a silent death, even while importing
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except EnhanceError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except Interrupted as e:
+        print(e, file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        stopped = interrupted_by()  # e.g. onnxruntime turns an interrupt during its import into ImportError
+        if stopped is None:
+            raise
+        print(stopped, file=sys.stderr)
+        return stopped.exit_code
     except BrokenPipeError:
         os._exit(1)

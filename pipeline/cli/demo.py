@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     clip = make_demo_clip(out / "demo_input.mp4")
     print(f"demo clip: {clip}")
-    for r in process([str(clip)], out, cfg, args.models, progress=not args.quiet):
+    for r in process([str(clip)], out, cfg, args.models, progress=not args.quiet, overwrite=args.overwrite):
         summary(r)
     print(f"open {out / 'annotated.mp4'} and {out / 'gallery.png'}")
     return 0

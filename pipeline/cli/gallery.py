@@ -2,7 +2,9 @@
 
 Nothing is reprocessed: the run's own files (manifest.json, tracks/*/track.json, the tiles) are read
 back. Settings: the ones saved in the run's manifest, then --config FILE, then --set key=value, through
-the same loader as `process`.
+the same loader as `process`. A run that crashed (its manifest says "running", no process holds its
+folder) is recovered first (`pipeline.recover`) and then gets its gallery, people and report; a folder
+a run is still writing to is refused.
 """
 
 from __future__ import annotations
@@ -45,10 +47,17 @@ def saved_config(out_dir: Path, config: str | None, overrides: list[str]) -> Con
 def run(args: argparse.Namespace) -> int:
     from ..report import GALLERY, PEOPLE, write_report
 
+    from ..outdir import FolderLock
+    from ..recover import recover, relist
+
     out = Path(args.out_dir)
     if not out.is_dir():
         raise EnhanceError(f"output folder not found: {out}")
-    path = write_report(out, saved_config(out, args.config, args.overrides), args.models)
+    with FolderLock(out, hint=""):  # a running run holds it: refused with one line
+        crashed = recover(out)
+        path = write_report(out, saved_config(out, args.config, args.overrides), args.models)
+        for d in crashed:
+            relist(d)
     people = json.loads((out / PEOPLE).read_text(encoding="utf-8"))
     n_people = len(people["people"])
     n_tracks = sum(len(p["tracks"]) for p in people["people"])
@@ -57,4 +66,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  also {out / GALLERY} and {out / PEOPLE}")
         if people.get("status") not in (None, "grouped"):
             print(f"  note: {people['status']}")
+        for d in crashed:
+            print(f"  recovered a crashed run in {d}: status \"crashed\", files re-listed")
     return 0

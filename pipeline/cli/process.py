@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     add_config_options(p)
     add_models_option(p, "the detector models")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in the output folder (otherwise such a folder is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,10 +39,20 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.dry_run:
         return dry_run(args, cfg)
-    results = process(args.inputs, Path(args.out), cfg, args.models, progress=not args.quiet)
+    results = process(args.inputs, Path(args.out), cfg, args.models, progress=not args.quiet,
+                      overwrite=args.overwrite)
     for r in results:
         summary(r)
-    return 130 if any(r.status == "interrupted" for r in results) else 0
+    return exit_code(results)
+
+
+def exit_code(results: list[RunResult]) -> int:
+    """0, or 128 + the signal's number for a run stopped by SIGINT (130) or SIGTERM (143)."""
+    for r in results:
+        if r.status == "interrupted":
+            name = r.stats.stopped_by or "SIGINT"
+            return 128 + (signal.Signals[name].value if name in signal.Signals.__members__ else signal.SIGINT)
+    return 0
 
 
 def dry_run(args: argparse.Namespace, cfg) -> int:
@@ -62,7 +75,8 @@ def summary(r: RunResult) -> None:
     s = r.stats
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in sorted(r.timings.items(), key=lambda kv: -kv[1]))
     rt = f", {s.realtime_factor:.2f}x real time" if s.realtime_factor else ""
-    print(f"{r.status}: {s.frames} frames in {s.wall_s:.1f}s ({s.fps:.1f} fps{rt}), "
+    frames = f"{s.frames} of {s.frames_expected}" if s.short_by() else f"{s.frames}"
+    print(f"{r.status}: {frames} frames in {s.wall_s:.1f}s ({s.fps:.1f} fps{rt}), "
           f"{s.faces} faces, {s.tracks} tracks, {s.enhanced} enhanced → {r.out}")
     print(f"  stages: {stages}")
     gen = r.generator
@@ -72,3 +86,7 @@ def summary(r: RunResult) -> None:
               f"{gen.get('backend', '?')})")
     if s.skipped_frames:
         print(f"  skipped {s.skipped_frames} undecodable frames/packets")
+    if s.small_frames:
+        print(f"  {s.small_frames} frames smaller than detect.min_face were not searched")
+    for note in s.decode_errors[-1:] if r.status == "complete_with_errors" else []:
+        print(f"  {note}")

@@ -1,7 +1,9 @@
 """Reading a finished run back from its files: the manifest and every `tracks/<id>/track.json`.
 
 An output folder holding several runs (`process a.mp4 b.mp4 --out X` writes X/a/, X/b/) is read as
-one: the runs are its direct subfolders. A file that cannot be read is reported, not fatal.
+one: the runs are its direct subfolders. A file that cannot be read is reported, not fatal. With a
+`cache` (a dict kept between calls, as a live run's report refreshes keep one), a track whose
+track.json has not changed is not read again: a refresh reads only the tracks that ended since the last.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ReportTrack:
     n_embedded: int = 0
     chosen: list[Observation] = field(default_factory=list)
     dupes: list[Observation] = field(default_factory=list)
+    analysed: bool = False  # chosen, dupes and embedding are filled in (kept in a cache between reports)
 
     @property
     def id(self) -> int:
@@ -84,7 +87,8 @@ def find_runs(out_dir: Path) -> list[Path]:
     return sorted(d for d in out_dir.iterdir() if d.is_dir() and is_run(d))
 
 
-def load_run(out_dir: Path, run_dir: Path, problems: list[str]) -> tuple[Run, list[ReportTrack]]:
+def load_run(out_dir: Path, run_dir: Path, problems: list[str],
+             cache: dict | None = None) -> tuple[Run, list[ReportTrack]]:
     rel = run_dir.relative_to(out_dir).as_posix()
     rel = "" if rel == "." else rel
     prefix = f"{rel}/" if rel else ""
@@ -100,9 +104,20 @@ def load_run(out_dir: Path, run_dir: Path, problems: list[str]) -> tuple[Run, li
     tracks: list[ReportTrack] = []
     tdirs = sorted((d for d in (run_dir / "tracks").glob("*") if d.is_dir()),
                    key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
+    cache = {} if cache is None else cache
     for tdir in tdirs:
+        path = tdir / "track.json"
         try:
-            record = TrackRecord.read(tdir / "track.json")
+            st = path.stat()
+            stamp = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+            if stamp in cache:
+                tracks.append(replace(cache[stamp], run=run))
+                continue
+            record = TrackRecord.read(path)
+        except FileNotFoundError:
+            if run.manifest.get("status") != "running":  # a running run is writing it right now
+                problems.append(f"{prefix}tracks/{tdir.name}/ has no track.json: the run ended while writing it")
+            continue
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             problems.append(f"{prefix}tracks/{tdir.name}/track.json unreadable: {e}")
             continue
@@ -113,7 +128,8 @@ def load_run(out_dir: Path, run_dir: Path, problems: list[str]) -> tuple[Run, li
             if files:
                 tiles.append(replace(o, files=files))
         best = base + "best.png" if (tdir / "best.png").is_file() else None
-        tracks.append(ReportTrack(run, record, tiles, best))
+        cache[stamp] = ReportTrack(run, record, tiles, best)
+        tracks.append(cache[stamp])
     return run, tracks
 
 

@@ -23,7 +23,7 @@ from ..geometry import CROP
 from ..provenance import save_png
 
 HEADER = "Enhanced faces are AI reconstructions, not photographs"
-MAX_ROWS = 200
+MAX_ROWS = 40  # tracks drawn; report.html holds every track (a 40-row sheet is about 1000×6200 px)
 TILE = CROP  # tiles drawn at the canonical crop size
 GAP = 6
 LABEL_W = 190
@@ -140,13 +140,15 @@ def _draw_row(row: Row, width: int) -> np.ndarray:
 
 
 def draw_sheet(path: Path, sections: list[Section], per_track: int, extra_text: dict[str, str] | None = None,
-               note: str = "") -> None:
-    """Write the contact sheet PNG: header, then each section's bar and rows (at most MAX_ROWS rows)."""
+               note: str = "", more: int = 0) -> None:
+    """Write the contact sheet PNG: header, then each section's bar and rows (at most MAX_ROWS rows).
+
+    `more`: tracks the caller left out already (they are counted in the "omitted" footer)."""
     path = Path(path)
     per_track = max(1, int(per_track))
     width = max(LABEL_W + per_track * (2 * TILE + 2 + 2 * GAP), 640)
     row_h = ROW_HEAD + TILE + GAP
-    total = sum(len(s.rows) for s in sections)
+    total = sum(len(s.rows) for s in sections) + more
     budget = MAX_ROWS
     shown: list[Section] = []
     for s in sections:

@@ -1,4 +1,9 @@
-"""The report's files: people.json, gallery.png and report.html, each replaced atomically."""
+"""The report's files: people.json, gallery.png and report.html, each replaced atomically.
+
+gallery.png shows the first `sheet.MAX_ROWS` tracks (people in order of appearance) and says how many more
+report.html holds, so its size and the memory to draw it stay bounded however many tracks a run has; only
+those rows' tiles are read, and with a `cache` an unchanged sheet is not drawn again.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,30 @@ import os
 from pathlib import Path
 
 from ..config import Config
+from ..errors import write_error
 from .analyse import Analysis, analyse
 from .html import render
 from .read import read_image
-from .sheet import Row, Section, Tile, draw_sheet
+from .sheet import MAX_ROWS, Row, Section, Tile, draw_sheet
 
 REPORT = "report.html"
 PEOPLE = "people.json"
 GALLERY = "gallery.png"
 
 
-def write_report(out_dir: str | Path, cfg: Config | None = None, models_dir: str | Path | None = None) -> Path:
+def write_report(out_dir: str | Path, cfg: Config | None = None, models_dir: str | Path | None = None,
+                 cache: dict | None = None) -> Path:
     """Read a finished run (or a folder of runs), group tracks into people, write gallery.png,
     people.json and report.html into out_dir; returns the report's path.
 
-    `cfg`: None uses the settings saved in the run's manifest. Raises EnhanceError when out_dir holds no run.
+    `cfg`: None uses the settings saved in the run's manifest. `cache`: a dict kept between calls (a live
+    run's refreshes): tracks already analysed and an unchanged sheet are not done again. Raises
+    EnhanceError when out_dir holds no run, OutputError when a file cannot be written.
     """
-    a = analyse(out_dir, cfg, models_dir)
+    cache = {} if cache is None else cache
+    a = analyse(out_dir, cfg, models_dir, cache)
     _replace(a.out / PEOPLE, json.dumps(people_json(a), indent=1))
-    _write_sheet(a)
+    _write_sheet(a, cache)
     path = a.out / REPORT
     _replace(path, render(a, GALLERY, PEOPLE))
     return path
@@ -33,8 +43,12 @@ def write_report(out_dir: str | Path, cfg: Config | None = None, models_dir: str
 
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
 
 
 def _key_json(k: tuple[str, int]) -> dict:
@@ -68,12 +82,24 @@ def people_json(a: Analysis) -> dict:
     }
 
 
-def _write_sheet(a: Analysis) -> None:
+def _write_sheet(a: Analysis, cache: dict) -> None:
+    """gallery.png: the first MAX_ROWS tracks' rows (only their tiles are read); not redrawn if unchanged."""
     out, by_key = a.out, a.by_key
-    sections = []
+    sections, budget, total = [], MAX_ROWS, sum(len(p.members) for _, p in a.persons)
+    shown = []
     for pid, p in a.persons:
-        members = [by_key[k] for k in p.members]
-        title = f"{pid}: " + ", ".join(t.label for t in members)
+        if budget <= 0:
+            break
+        members = [by_key[k] for k in p.members][:budget]
+        budget -= len(members)
+        shown.append((pid, p, members))
+    key = (a.cfg.output.gallery_per_track, a.cfg.people.threshold, total,
+           [(pid, [m.similarity for m in p.merges], [(t.key, [o.frame for o in t.chosen]) for t in members])
+            for pid, p, members in shown])
+    if cache.get("sheet") == key and (out / GALLERY).is_file():
+        return
+    for pid, p, members in shown:
+        title = f"{pid}: " + ", ".join(by_key[k].label for k in p.members)
         if p.merges:
             title += "  (joined at similarity " + ", ".join(f"{m.similarity:.2f}" for m in p.merges) + ")"
         rows = []
@@ -87,6 +113,11 @@ def _write_sheet(a: Analysis) -> None:
                           o.frame, o.time, o.entry) for o in t.chosen]
             rows.append(Row(lines, [x for x in tiles if x.original is not None or x.enhanced is not None]))
         sections.append(Section(title, rows))
-    draw_sheet(out / GALLERY, sections, a.cfg.output.gallery_per_track, {"Threshold": f"{a.cfg.people.threshold:.2f}"},
-               note="left: camera pixels at their real resolution (nearest-neighbour); right: AI-enhanced. "
-                    "Rows grouped by person (face-embedding similarity of the originals).")
+    try:
+        draw_sheet(out / GALLERY, sections, a.cfg.output.gallery_per_track,
+                   {"Threshold": f"{a.cfg.people.threshold:.2f}"}, more=total - sum(len(m) for *_, m in shown),
+                   note="left: camera pixels at their real resolution (nearest-neighbour); right: AI-enhanced. "
+                        "Rows grouped by person (face-embedding similarity of the originals).")
+    except OSError as e:
+        raise write_error(out / GALLERY, e) from None
+    cache["sheet"] = key

@@ -7,6 +7,8 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import write_error
+
 
 class EventLog:
     """One line per event, flushed at once, so a crash loses nothing already logged."""
@@ -14,7 +16,10 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise write_error(self.path, e) from None
         self._lock = threading.Lock()
         self.count = 0
 
@@ -24,11 +29,17 @@ class EventLog:
         with self._lock:
             if self._file.closed:
                 return
-            self._file.write(line + "\n")
-            self._file.flush()
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as e:
+                raise write_error(self.path, e) from None
             self.count += 1
 
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError:  # the buffer could not be flushed (disk full): what was flushed stays
+                    pass

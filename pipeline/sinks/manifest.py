@@ -1,8 +1,11 @@
 """Manifest: what was run, on what, with which models, and every file it wrote.
 
 `faces.csv` is appended and flushed as faces arrive, so memory stays flat on long videos and an
-interrupted run keeps every row it had. `manifest.json` is replaced atomically on each write(), so
-a reader never sees half a file, and it can be written again (e.g. "interrupted", then "complete").
+interrupted run keeps every row it had. `manifest.json` is written when a run starts (status "running"),
+again as it goes and at its end; each write replaces it atomically (its own temporary file, fsync,
+rename), from whichever thread, so a reader — or a run killed at any moment — always finds a whole
+manifest listing what was on disk when it was written. A reserve file keeps room on the disk for the
+last write: when the disk fills, `release_reserve()` frees it before the final manifest is written.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import write_error
 from ..types import Face
 
 PROVENANCE = (
@@ -23,8 +28,17 @@ PROVENANCE = (
     "insets in the annotated video) are AI reconstructions synthesized by a generative model: plausible "
     "faces, not photographs and not evidence of identity. The original crops beside them are the camera's pixels."
 )
+RESERVE = ".enhance-reserve"  # disk space held back for the last manifest
+RESERVE_BYTES = 256 * 1024  # at least; grown to twice the manifest's size as it grows
 RESERVED = {"provenance", "status", "started", "ended", "timings", "stats", "tracks", "files"}
 FACES_COLUMNS = ["source", "frame", "time", "track_id", "x1", "y1", "x2", "y2", "score", "quality", "entry", "enhanced"]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these
+
+
+def csv_text(value: object) -> str:
+    """A text cell a spreadsheet will show, not run: a leading formula character gets a `'` before it."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def _now() -> str:
@@ -41,6 +55,36 @@ def _jsonable(o: Any) -> Any:
     return str(o)  # Path, Fraction, …
 
 
+def list_files(out_dir: Path) -> list[dict]:
+    """Every file under `out_dir` but manifest.json and temporaries (*.tmp), with its size in bytes, sorted."""
+    out = []
+    for root, dirs, names in os.walk(out_dir):
+        dirs.sort()
+        for name in sorted(names):
+            p = Path(root) / name
+            if name.endswith(".tmp") or (name == "manifest.json" and Path(root) == Path(out_dir)):
+                continue
+            try:
+                size = p.stat().st_size
+            except OSError:  # vanished between walk and stat
+                continue
+            out.append({"path": p.relative_to(out_dir).as_posix(), "bytes": size})
+    return out
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """Replace a JSON file atomically: its own temporary file, fsync, rename."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1, default=_jsonable)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class Manifest:
     """Collects run info, track summaries and face rows; writes manifest.json and faces.csv."""
 
@@ -53,55 +97,68 @@ class Manifest:
         self.n_faces = 0
         self.path = self.out_dir / "manifest.json"
         self.faces_path = self.out_dir / "faces.csv"
-        self._csv_file = open(self.faces_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(FACES_COLUMNS)
-        self._csv_file.flush()
+        self._lock = threading.RLock()  # re-entrant: a signal handler may write while its thread was writing
+        self._sealed = False
+        self._reserve = self.out_dir / RESERVE
+        self._reserved = 0
+        self._hold(RESERVE_BYTES)
+        try:
+            self._csv_file = open(self.faces_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._csv = csv.writer(self._csv_file)
+            self._csv.writerow(FACES_COLUMNS)
+            self._csv_file.flush()
+        except OSError as e:
+            raise write_error(self.faces_path, e) from None
 
     def add_track(self, summary: dict) -> None:
         self.tracks.append(summary)
 
     def add_faces(self, faces: list[Face]) -> None:
         """Append one row per face to faces.csv and flush (nothing is kept in memory)."""
-        if self._csv_file.closed:
-            self._csv_file = open(self.faces_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-            self._csv = csv.writer(self._csv_file)
-        for f in faces:
-            x1, y1, x2, y2 = (round(float(v), 1) for v in f.box[:4])
-            self._csv.writerow([
-                f.source, f.frame_index, f"{f.time:.4f}", f.track_id, x1, y1, x2, y2,
-                f"{f.score:.4f}", f"{f.quality:.4f}", f.entry, int(f.enhanced is not None),
-            ])
+        try:
+            if self._csv_file.closed:
+                self._csv_file = open(self.faces_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+                self._csv = csv.writer(self._csv_file)
+            for f in faces:
+                x1, y1, x2, y2 = (round(float(v), 1) for v in f.box[:4])
+                self._csv.writerow([
+                    csv_text(f.source), f.frame_index, f"{f.time:.4f}", f.track_id, x1, y1, x2, y2,
+                    f"{f.score:.4f}", f"{f.quality:.4f}", f.entry, int(f.enhanced is not None),
+                ])
+            self._csv_file.flush()
+        except OSError as e:
+            raise write_error(self.faces_path, e) from None
         self.n_faces += len(faces)
-        self._csv_file.flush()
 
     def files(self) -> list[dict]:
         """Every file under out_dir (but the manifest itself and temporaries) with its size in bytes."""
-        out = []
-        for root, dirs, names in os.walk(self.out_dir):
-            dirs.sort()
-            for name in sorted(names):
-                p = Path(root) / name
-                if p == self.path or name.endswith(".tmp"):
-                    continue
-                try:
-                    size = p.stat().st_size
-                except OSError:  # vanished between walk and stat
-                    continue
-                out.append({"path": p.relative_to(self.out_dir).as_posix(), "bytes": size})
-        return out
+        return list_files(self.out_dir)
 
-    def write(self, timings: dict, stats: dict, status: str = "complete") -> Path:
-        """Write manifest.json atomically (tmp file + os.replace); safe to call repeatedly."""
-        if not self._csv_file.closed:
-            self._csv_file.flush()
-            os.fsync(self._csv_file.fileno())
+    def write(self, timings: dict, stats: dict, status: str = "complete", error: str | None = None) -> Path:
+        """Write manifest.json atomically (own tmp file + fsync + os.replace); safe to call repeatedly and
+        from any thread. After `seal()` it changes nothing. `error`: why the run failed, if it did."""
+        with self._lock:
+            if self._sealed:
+                return self.path
+            try:
+                self._write(timings, stats, status, error)
+            except OSError as e:
+                raise write_error(self.path, e) from None
+        return self.path
+
+    def _write(self, timings: dict, stats: dict, status: str, error: str | None) -> None:
+        csv_file = self._csv_file
+        if not csv_file.closed:
+            csv_file.flush()
+            os.fsync(csv_file.fileno())
         doc = {
             "provenance": PROVENANCE,
             "status": status,
             "started": self.started,
             "ended": _now(),
         }
+        if error:
+            doc["error"] = error
         # Run info (inputs, settings, models, generator, version) at the top level, never over ours.
         doc.update({k: v for k, v in self.info.items() if k not in RESERVED})
         doc |= {
@@ -110,15 +167,31 @@ class Manifest:
             "tracks": sorted(self.tracks, key=lambda t: (str(t.get("source", "")), t.get("id", 0))),
             "files": self.files(),
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, default=_jsonable)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        return self.path
+        write_json(self.path, doc)
+        self._hold(2 * self.path.stat().st_size)
+
+    def _hold(self, size: int) -> None:
+        """Keep `size` bytes of disk reserved for the manifest (while the reserve exists; best effort)."""
+        if size <= self._reserved or (self._reserved and not self._reserve.exists()):
+            return
+        try:
+            with open(self._reserve, "ab") as fh:
+                os.posix_fallocate(fh.fileno(), 0, size)
+            self._reserved = size
+        except OSError:
+            pass  # the disk is already that full: the next write will say so
+
+    def release_reserve(self) -> None:
+        """Free the reserved space for the final manifest (which then no longer lists the reserve)."""
+        self._reserve.unlink(missing_ok=True)
+
+    def seal(self) -> None:
+        """No later write: the manifest now written is the run's last word (after a second signal)."""
+        with self._lock:
+            self._sealed = True
 
     def close(self) -> None:
-        """Close faces.csv (idempotent); a later add_faces reopens it for appending."""
+        """Close faces.csv and free the reserve (idempotent); a later add_faces reopens faces.csv for appending."""
         if not self._csv_file.closed:
             self._csv_file.close()
+        self.release_reserve()

@@ -5,6 +5,11 @@ pixels) and in metadata (PNG text chunks, XMP, a JSON sidecar `<tile>.json`, and
 a signing certificate is configured), so a tile copied out of the folder still says what it is.
 The original crop and the low-res input are always written next to it, with the same metadata
 saying they are source pixels. See `pipeline.provenance`.
+
+With tile sheets (`output.tile_files`; by default for `enhance.policy` all and every_n) every enhanced
+observation goes onto the track's sheets (`sinks.tilesheet`), whose `tiles.json` holds every tile's
+record; only the observations the gallery shows (its own choice: best by quality, near-duplicates
+skipped) are also written as single tiles, with their metadata inside the PNG and no sidecar.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from .. import provenance as prov
 from ..config import OutputConfig
 from ..draw import MARK_TEXT, mark_enhanced, put_label
 from ..enhance.confidence import low_confidence
+from ..errors import write_error
 from ..records import Observation, TrackRecord
 from ..types import Face, Track
+from .tilesheet import write_sheets
 
 
 def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
@@ -75,20 +82,45 @@ class TrackWriter:
 
     `run_info`: the runner's `info()` dict (generator {name, sha256}, inputs, settings), written into
     every tile's metadata. `signer`: a provenance.C2paSigner to embed a signed C2PA manifest in
-    enhanced tiles.
+    enhanced tiles. `sheets`: every enhanced observation on tile sheets, single tiles only for the
+    `output.gallery_per_track` the gallery shows, near-duplicates (SSIM ≥ `dedupe`) skipped
+    (`Config.tile_sheets()` decides; never with `unmarked_tiles`, whose files evaluation reads).
     """
 
     def __init__(self, out_dir: Path, cfg: OutputConfig, run_info: dict | None = None,
-                 signer: prov.C2paSigner | None = None, sidecars: bool = True) -> None:
+                 signer: prov.C2paSigner | None = None, sidecars: bool = True, sheets: bool = False,
+                 dedupe: float = 1.0) -> None:
         self.out_dir = Path(out_dir)
         self.save_tiles = cfg.tiles
         self.run_info = run_info
         self.unmarked = cfg.unmarked_tiles
         self.signer = signer
-        self.sidecars = sidecars
+        self.sheets = sheets and not cfg.unmarked_tiles
+        self.sidecars = sidecars and not self.sheets  # with sheets, tiles.json holds every tile's record
+        self.per_track, self.dedupe = cfg.gallery_per_track, dedupe
+
+    def _record(self, face: Face, kind: str) -> dict:
+        return record(face, kind, self.run_info, visible_mark=True if kind == "enhanced" else None)
+
+    def _singles(self, enhanced: list[Face]) -> list[Face]:
+        """The observations written as single tiles: all, or with sheets what the gallery will show."""
+        if not self.sheets:
+            return enhanced
+        from ..report.sheet import select  # the gallery's own rule (imported late: the report loads scipy)
+
+        return select(enhanced, self.per_track, lambda f: f.quality,
+                      lambda f: f.lr if f.lr is not None else f.crop, self.dedupe)[0]
 
     def write(self, track: Track) -> dict:
-        """Write one finished track; returns its summary for the manifest (paths relative to out_dir)."""
+        """Write one finished track; returns its summary for the manifest (paths relative to out_dir).
+
+        Raises OutputError naming the file that could not be written."""
+        try:
+            return self._write(track)
+        except OSError as e:
+            raise write_error(e.filename or self.out_dir / "tracks" / str(track.id), e) from None
+
+    def _write(self, track: Track) -> dict:
         tdir = self.out_dir / "tracks" / str(track.id)
         tdir.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
@@ -106,8 +138,11 @@ class TrackWriter:
 
         enhanced = track.enhanced
         tiles: dict[tuple[str, int], dict[str, str]] = {}
+        if self.save_tiles and self.sheets and enhanced:
+            for p in write_sheets(tdir, track.id, enhanced, self._record, self.run_info, self.signer):
+                rel(p)
         if self.save_tiles:
-            for f in enhanced:
+            for f in self._singles(enhanced):
                 stem = f"f{f.frame_index:06d}"
                 names: dict[str, str] = {}
                 if f.crop is not None:

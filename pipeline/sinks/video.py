@@ -3,11 +3,17 @@
 Timestamps come from each frame's presentation time, not from a frame counter, so variable-frame-
 rate CCTV (dropped frames, irregular NVR timing) plays back in step with the source. Nothing is
 dropped or duplicated: a colliding timestamp is nudged forward by one tick instead.
+
+The MP4 is fragmented (FFmpeg's `movflags`): a fragment of about `FRAGMENT_S` is written out as soon as
+it is complete, so a run killed outright (or a power cut) leaves a file that plays up to its last few
+seconds; a finished run's file is the same single MP4 with every frame. On a write error (disk full)
+the file is cut back to its last complete fragment, so it stays playable.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -17,9 +23,12 @@ import cv2
 import numpy as np
 
 from ..config import OutputConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, write_error
 
 FINE_TIME_BASE = Fraction(1, 90000)
+FRAGMENT_S = 1.0  # a killed run loses at most this much video (plus the encoder's few frames of delay)
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+              "frag_duration": str(int(FRAGMENT_S * 1_000_000)), "flush_packets": "1"}
 
 
 class VideoWriter:
@@ -27,7 +36,7 @@ class VideoWriter:
 
     The first frame is placed at t=0 (its source time is kept in `start_time`); later frames keep
     their offsets from it. Odd widths/heights are padded by one replicated pixel (yuv420p needs
-    even sizes) so no source pixel is lost.
+    even sizes, at least 2) so no source pixel is lost.
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: float, cfg: OutputConfig,
@@ -35,15 +44,16 @@ class VideoWriter:
         crf, preset = cfg.video_crf, cfg.video_preset
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
-        if self.width < 2 or self.height < 2:
-            raise ValueError(f"video size {width}x{height} is too small")
-        self.enc_width, self.enc_height = self.width + self.width % 2, self.height + self.height % 2
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"video size {width}x{height} is empty")
+        self.enc_width, self.enc_height = (max(2, v + v % 2) for v in (self.width, self.height))
         # A coarse input time base (e.g. 1/25) can't express jittered times; fall back to 1/90000.
         tb = Fraction(time_base) if time_base else FINE_TIME_BASE
         self.time_base = tb if tb.numerator > 0 and tb <= Fraction(1, 1000) else FINE_TIME_BASE
         fps = fps if fps and math.isfinite(fps) and fps > 0 else 25.0
         self.fps = fps
         self.frames_written = 0
+        self.good_bytes = 0  # the file's size at its last complete fragment
         self.start_time: float | None = None
         self._last_pts: int | None = None
         self._closed = False
@@ -51,7 +61,10 @@ class VideoWriter:
         self._lock = threading.Lock()
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w")
+        try:
+            self._container = av.open(str(self.path), mode="w", format="mp4", options=dict(FRAGMENTED))
+        except OSError as e:
+            raise write_error(self.path, e) from None
         rate = Fraction(fps).limit_denominator(1001)
         stream = self._container.add_stream("libx264", rate=rate)
         stream.width, stream.height = self.enc_width, self.enc_height
@@ -90,14 +103,36 @@ class VideoWriter:
             frame.colorspace, frame.color_range = 6, 1
             frame.pts = pts
             frame.time_base = self.time_base
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+            self._mux(self._stream.encode(frame))
             self.frames_written += 1
             self._last_pts = pts
         finally:
             self._lock.release()
             if self._close_pending:
                 self.close()
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        """Mux, noting where the file's last complete fragment ends (each mux call flushes whole fragments)."""
+        try:
+            for packet in packets:
+                self._container.mux(packet)
+        except OSError as e:
+            self._closed = True
+            self._cut()
+            raise write_error(self.path, e) from None
+        if packets:
+            self.good_bytes = os.path.getsize(self.path)
+
+    def _cut(self) -> None:
+        """After a failed write: drop the partial fragment so the file ends on a complete one."""
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the trailer cannot be written either; the cut below is what counts
+            pass
+        try:
+            os.truncate(self.path, self.good_bytes)
+        except OSError:
+            pass
 
     def _next_pts(self, time: float) -> int:
         prev = self._last_pts
@@ -147,12 +182,18 @@ class VideoWriter:
                 return
             self._closed = True
             self._close_pending = False
+            if self.frames_written:
+                try:
+                    packets = self._stream.encode(None)
+                except OSError as e:
+                    self._cut()
+                    raise write_error(self.path, e) from None
+                self._mux(packets)
             try:
-                if self.frames_written:
-                    for packet in self._stream.encode(None):
-                        self._container.mux(packet)
-            finally:
                 self._container.close()
+            except OSError as e:
+                self._cut()
+                raise write_error(self.path, e) from None
         finally:
             self._lock.release()
 

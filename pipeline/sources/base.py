@@ -28,6 +28,7 @@ class Source:
     duration: float | None
     live: bool
     time_base: Fraction | None
+    frames_expected: int | None = None  # what the container's index (or the folder) says is there; None: unknown
 
     def __init__(self) -> None:
         self.skipped = 0

@@ -33,7 +33,7 @@ class ImageSource(Source):
         self.fps = float(cfg.image_fps)
         self.time_base = Fraction(1) / Fraction(cfg.image_fps).limit_denominator(1_000_000)
         self._paths = list(paths)
-        self.frame_count = len(self._paths)
+        self.frame_count = self.frames_expected = len(self._paths)
         self.duration = self.frame_count / self.fps
         # Read until the first good picture now: it gives width/height and proves there is something to show.
         self._first: tuple[int, np.ndarray] | None = None

@@ -43,7 +43,10 @@ def open_source(
     cfg = cfg or SourceConfig()
     spec = str(spec)
     shown = redact(spec)
-    scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
+    try:
+        scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
+    except ValueError as e:  # e.g. "Invalid IPv6 URL" for rtsp://[::1
+        raise InputError(f"bad URL {shown}: {e}") from None
 
     if scheme in NETWORK_SCHEMES:
         expanded, secrets = expand_env(spec, shown)

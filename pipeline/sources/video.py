@@ -2,8 +2,9 @@
 
 Decoding is streamed (bounded memory), only the video stream is demuxed (a broken audio track never
 stops the video), rotation metadata is applied, and times come from each frame's PTS so variable-frame-
-rate recordings keep their clock. A damaged file yields every frame that can be decoded; what was
-skipped is counted, not raised.
+rate recordings keep their clock. A damaged file yields every frame that can be decoded (the decoder is
+drained wherever reading stops, so the frames it still holds come out too); what was skipped is counted,
+not raised, and `frames_expected` (the container's own frame count) shows a file that was cut short.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class VideoSource(Source):
             else:
                 self.duration = None
             if stream.frames:
-                self.frame_count = int(stream.frames)
+                self.frame_count = self.frames_expected = int(stream.frames)
             elif self.duration:
                 self.frame_count = max(1, round(self.duration * self.fps))
             else:
@@ -152,32 +153,24 @@ class VideoSource(Source):
             raise InputError(f"no decodable video frames in {self.uri}{detail}", f"no decodable video frames{detail}") from None
         self.height, self.width = self._peeked.image.shape[:2]
 
-    def _decode(self) -> Iterator[Frame]:
-        """Demux → decode → BGR, skipping what fails; stops after too many failures in a row."""
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Demux → decode, skipping what fails; stops after too many failures in a row, then drains the decoder."""
         stream = self._stream
-        limit = self.cfg.max_frames or None
-        delivered = 0
         failures = 0
-        first_pts: int | None = self._start_pts
-        clock = _BestEffortClock()
-        last_time: float | None = None
         packets = self._container.demux(stream)
-        while True:
+        while failures < MAX_CONSECUTIVE_FAILURES:
             try:
                 packet = next(packets)
             except (StopIteration, av.error.EOFError):
                 self.stop_reason = "end of stream"
-                return
+                break
             except (av.error.FFmpegError, OSError) as e:
                 # Read errors on a live feed (timeout, peer gone) end the stream; LiveSource reconnects.
                 if self.live:
                     self.stop_reason = f"read error: {self._why(e)}"
-                    return
+                    break
                 self._skip(f"read error: {self._why(e)}")
                 failures += 1
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    self._note(f"gave up after {failures} consecutive failures")
-                    return
                 packets = self._container.demux(stream)  # the old generator died with the exception
                 continue
             try:
@@ -186,33 +179,49 @@ class VideoSource(Source):
                 where = f" at pts {packet.pts}" if packet.pts is not None else ""
                 self._skip(f"undecodable packet{where}: {self._why(e)}")
                 failures += 1
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    self._note(f"gave up after {failures} consecutive failures")
-                    return
                 continue
             if decoded:
                 failures = 0
-            for frame in decoded:
-                if limit is not None and delivered >= limit:
-                    return
-                try:
-                    image = frame.to_ndarray(format="bgr24")
-                except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - odd pixel formats
-                    self._skip(f"unconvertible frame at pts {frame.pts}: {reason(e)}")
-                    continue
-                image = rotate(image, getattr(frame, "rotation", 0) or self._tag_rotation)
-                pts = clock.best_effort(frame.pts, frame.dts)
-                if pts is not None and self.time_base is not None:
-                    if first_pts is None:  # live: the clock starts at the first frame we see
-                        first_pts = pts
-                    time = float((pts - first_pts) * self.time_base)
-                else:
-                    time = delivered / self.fps
-                if last_time is not None and time <= last_time:
-                    time = last_time + 1e-6  # never run backwards or stand still: trackers and muxers rely on it
-                last_time = time
-                yield Frame(image=image, index=delivered, time=time, source=self.name, pts=pts)
-                delivered += 1
+            yield from decoded
+        else:
+            self._note(f"gave up after {failures} consecutive failures")
+        yield from self._drain()
+
+    def _drain(self) -> list[av.VideoFrame]:
+        """The frames the decoder still holds (frame threads keep several) once no packet follows."""
+        try:
+            return self._stream.codec_context.decode(None)
+        except (av.error.FFmpegError, ValueError):  # already drained by the demuxer's own end-of-stream packet
+            return []
+
+    def _decode(self) -> Iterator[Frame]:
+        """Decoded frames → upright BGR `Frame`s with times from their PTS, up to `max_frames`."""
+        limit = self.cfg.max_frames or None
+        delivered = 0
+        first_pts: int | None = self._start_pts
+        clock = _BestEffortClock()
+        last_time: float | None = None
+        for frame in self._decoded():
+            if limit is not None and delivered >= limit:
+                return
+            try:
+                image = frame.to_ndarray(format="bgr24")
+            except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - odd pixel formats
+                self._skip(f"unconvertible frame at pts {frame.pts}: {reason(e)}")
+                continue
+            image = rotate(image, getattr(frame, "rotation", 0) or self._tag_rotation)
+            pts = clock.best_effort(frame.pts, frame.dts)
+            if pts is not None and self.time_base is not None:
+                if first_pts is None:  # live: the clock starts at the first frame we see
+                    first_pts = pts
+                time = float((pts - first_pts) * self.time_base)
+            else:
+                time = delivered / self.fps
+            if last_time is not None and time <= last_time:
+                time = last_time + 1e-6  # never run backwards or stand still: trackers and muxers rely on it
+            last_time = time
+            yield Frame(image=image, index=delivered, time=time, source=self.name, pts=pts)
+            delivered += 1
 
     def _why(self, e: BaseException) -> str:
         """The error's reason with the URL redacted and any secret (password, `${VAR}` value) scrubbed."""

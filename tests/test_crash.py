@@ -1,0 +1,221 @@
+"""Nothing lost, nothing mixed: runs killed outright, a full disk, two runs into one folder, an old run in
+the way, and signals at awkward moments — on real files, real signals, a real tmpfs, decoded with PyAV."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from conftest import IMAGES, MODELS, ROOT, VIDEO, needs_shared, run_cli
+
+OFFICE = VIDEO / "office_fisheye_cctv.mp4"
+pytestmark = needs_shared
+QUICK = ["--set", "enhance.policy=none", "--set", "detect.stride=3", "--quiet"]
+
+
+def start(out: Path, *args: str, source: Path = OFFICE) -> subprocess.Popen:
+    """`run.py process` in the background, as a user starts it."""
+    cmd = [sys.executable, str(ROOT / "run.py"), "process", str(source), "--out", str(out), "--models", str(MODELS),
+           *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def wait_for(path: Path, size: int = 1, timeout: float = 300) -> None:
+    """Until `path` holds at least `size` bytes: the run is past start-up and writing."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (path.exists() and path.stat().st_size >= size):
+        time.sleep(0.1)
+    assert path.exists() and path.stat().st_size >= size, f"{path} never reached {size} bytes"
+
+
+def decodable(path: Path) -> int:
+    """Frames PyAV decodes from a video (the end of a cut file counts as its end)."""
+    n = 0
+    with av.open(str(path)) as c:
+        try:
+            for _ in c.decode(video=0):
+                n += 1
+        except av.error.FFmpegError:
+            pass
+    return n
+
+
+def on_disk(out: Path) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_size for p in out.rglob("*") if p.is_file()
+            and p.name != "manifest.json"}
+
+
+def listed(manifest: dict) -> dict[str, int]:
+    return {f["path"]: f["bytes"] for f in manifest["files"]}
+
+
+def running_frames(out: Path) -> int:
+    """Frames a running run's manifest says it has processed (0 before its first rewrite)."""
+    try:
+        return json.loads((out / "manifest.json").read_text())["stats"]["frames"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def one_line(proc: subprocess.CompletedProcess | subprocess.Popen, stderr: str | None = None) -> str:
+    err = (proc.stderr if stderr is None else stderr).strip()
+    assert proc.returncode != 0 and err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+# ------------------------------------------------------------------------------ 1: kill -9
+
+
+def test_sigkill_leaves_playable_video_and_a_manifest_then_recover(tmp_path):
+    out = tmp_path / "o"
+    proc = start(out, "--quiet")
+    deadline = time.time() + 300
+    while time.time() < deadline and running_frames(out) < 60:  # a manifest rewritten mid-run, video written
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+    manifest = json.loads((out / "manifest.json").read_text())  # whole and parseable at any moment
+    assert manifest["status"] == "running" and manifest["stats"]["frames"] >= 60
+    disk = on_disk(out)
+    for path, size in listed(manifest).items():  # everything it lists is there, complete or still growing
+        assert path in disk and disk[path] >= size, path
+    frames = decodable(out / "annotated.mp4")
+    assert frames > 0  # up to its last complete fragment
+
+    gallery = run_cli("gallery", str(out), "--models", str(MODELS), timeout=300)
+    assert gallery.returncode == 0, gallery.stderr
+    assert "recovered a crashed run" in gallery.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "crashed" and "killed" in manifest["note"]
+    assert listed(manifest) == on_disk(out)  # exactly what is on disk now, report included
+    assert {"report.html", "gallery.png", "people.json"} <= set(listed(manifest))
+    assert 0 < manifest["stats"]["video_frames"] == decodable(out / "annotated.mp4") <= frames  # whole fragments
+    assert not (out / ".enhance-reserve").exists()
+
+
+# ------------------------------------------------------------------------------ 2: disk full
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 600 KB tmpfs (skipped where mounting is not allowed)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_is_one_line_and_leaves_a_listed_playable_run(small_disk):
+    out = small_disk / "o"
+    proc = run_cli("process", str(OFFICE), "--out", str(out), "--models", str(MODELS), *QUICK, timeout=300)
+    err = one_line(proc)
+    assert "No space left on device" in err and str(out) in err and proc.returncode == 74
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "No space left on device" in manifest["error"]
+    assert listed(manifest) == on_disk(out)  # what was written is listed, sizes exact
+    assert 0 < decodable(out / "annotated.mp4") <= manifest["stats"]["frames"]
+
+
+# ------------------------------------------------------------------------------ 3, 4: one run per folder
+
+
+def test_one_run_per_folder_and_no_mixing(tmp_path):
+    out = tmp_path / "o"
+    first = start(out, "--set", "source.max_frames=60", *QUICK)
+    wait_for(out / "manifest.json")
+    second = run_cli("process", str(IMAGES), "--out", str(out), "--models", str(MODELS), "--quiet")
+    assert "in use by another run" in one_line(second)
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["inputs"] == [str(OFFICE)]
+    assert listed(manifest) == on_disk(out)  # the refused run wrote nothing here
+    rows = (out / "faces.csv").read_text().splitlines()
+    assert all(r.startswith("office_fisheye_cctv.mp4,") for r in rows[1:]) and len(rows) - 1 == manifest["stats"]["faces"]
+
+    again = run_cli("process", str(IMAGES), "--out", str(out), "--models", str(MODELS), "--quiet")
+    assert "already holds a run" in one_line(again) and "--overwrite" in again.stderr
+    assert json.loads((out / "manifest.json").read_text()) == manifest  # untouched
+
+    (out / "notes.txt").write_text("mine")  # not a run's file: kept
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(next(IMAGES.glob("obama_1.*")), photos / "1.jpg")
+    cv2.imwrite(str(photos / "2.png"), np.full((6, 6, 3), 128, np.uint8))  # smaller than any face: skipped, counted
+    replaced = run_cli("process", str(photos), "--out", str(out), "--models", str(MODELS), "--overwrite", *QUICK)
+    assert replaced.returncode == 0, replaced.stderr
+    new = json.loads((out / "manifest.json").read_text())
+    assert new["inputs"] == [str(photos)] and new["stats"]["frames"] == 2 and new["stats"]["small_frames"] == 1
+    assert new["status"] == "complete_with_errors"
+    assert listed(new) == on_disk(out) and (out / "notes.txt").read_text() == "mine"
+    assert "office" not in (out / "faces.csv").read_text() + (out / "report.html").read_text()
+    assert all(t["source"] == "photos" for t in new["tracks"])
+
+
+# ------------------------------------------------------------------------------ 8: signals
+
+
+def test_sigterm_during_start_up_is_a_message(tmp_path):
+    out = tmp_path / "o"
+    proc = start(out, "--quiet")
+    time.sleep(1.0)  # importing and loading models: nothing processed yet
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "interrupted by SIGTERM" in one_line(proc, stderr)
+    assert not (out / "manifest.json").exists() or json.loads((out / "manifest.json").read_text())["status"] != "running"
+
+
+def test_second_ctrl_c_still_leaves_a_manifest(tmp_path):
+    out = tmp_path / "o"
+    proc = start(out, "--quiet")
+    wait_for(out / "faces.csv", 2000)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "second SIGINT" in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["stats"]["frames"] > 0
+    assert listed(manifest) == on_disk(out)
+    assert decodable(out / "annotated.mp4") > 0
+
+
+def test_cut_to_complete_fragment(tmp_path):
+    """An MP4 cut mid-fragment (a write stopped by a crash) is trimmed to its last whole fragment."""
+    from pipeline.config import OutputConfig
+    from pipeline.recover import cut_to_complete
+    from pipeline.sinks import VideoWriter
+
+    path = tmp_path / "v.mp4"
+    w = VideoWriter(path, 160, 120, 25.0, OutputConfig())
+    rng = np.random.default_rng(0)
+    for i in range(100):  # four 1 s fragments of noise (large frames, so a cut lands mid-fragment)
+        w.write(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), i / 25)
+    w.close()
+    whole = decodable(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    size = cut_to_complete(path)
+    assert 0 < size < len(data) * 0.6
+    assert 0 < decodable(path) < whole
+    with av.open(str(path)) as c:  # no error at the end: it ends on a whole fragment
+        assert len(list(c.decode(video=0))) == decodable(path)
+    assert os.path.getsize(path) == size
