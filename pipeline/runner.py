@@ -23,11 +23,12 @@ from .stop import StopFlag
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
-            progress: bool = True, overwrite: bool = False) -> list[RunResult]:
+            progress: bool | str = True, overwrite: bool = False) -> list[RunResult]:
     """Process every input; one input writes into `out`, several (or a `sources:` list) into `out/<name>/`.
 
     Several sources run at once, one thread each, sharing the detector and the generator; one report at
     the top then groups the people seen by all of them. `overwrite`: replace a run already in `out`.
+    `progress`: True/"auto", "json" (JSON lines on stderr) or False/"off".
     """
     named = [(None, spec) for spec in inputs] + [(c.name or None, c.uri) for c in cfg.sources]
     if not named:

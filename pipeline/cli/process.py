@@ -28,6 +28,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     add_config_options(p)
     add_models_option(p, "the detector models")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--progress", choices=("auto", "json", "off"), default="auto",
+                   help="auto: bars on a terminal, else a line every few seconds; json: one JSON line per "
+                        "interval on stderr and a final one (for wrappers and schedulers)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run already in the output folder (otherwise such a folder is refused)")
 
@@ -39,11 +42,16 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.dry_run:
         return dry_run(args, cfg)
-    results = process(args.inputs, Path(args.out), cfg, args.models, progress=not args.quiet,
+    results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress_mode(args),
                       overwrite=args.overwrite)
     for r in results:
         summary(r)
     return exit_code(results)
+
+
+def progress_mode(args: argparse.Namespace) -> str:
+    """--quiet wins over --progress."""
+    return "off" if args.quiet else args.progress
 
 
 def exit_code(results: list[RunResult]) -> int:
