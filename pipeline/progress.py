@@ -19,6 +19,7 @@ import json
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from rich.console import Console
@@ -28,23 +29,32 @@ Mode = Literal["auto", "json", "off"]
 EVERY_S = 5.0  # a log line / JSON line this often
 
 
-def mode_of(progress: bool | str) -> Mode:
-    """`True`/`False` (the old switch) or a mode's name."""
-    if progress is True:
-        return "auto"
-    if progress is False:
-        return "off"
+@dataclass(frozen=True)
+class ProgressSettings:
+    """What the command line asks for: a mode and the seconds between lines."""
+
+    mode: Mode = "auto"
+    every_s: float = EVERY_S
+
+
+def settings_of(progress: bool | str | ProgressSettings) -> ProgressSettings:
+    """`True`/`False` (the old switch), a mode's name, or `ProgressSettings`."""
+    if isinstance(progress, ProgressSettings):
+        return progress
+    if isinstance(progress, bool):
+        return ProgressSettings("auto" if progress else "off")
     if progress not in ("auto", "json", "off"):
         raise ValueError(f"progress must be auto, json or off, got {progress!r}")
-    return progress  # type: ignore[return-value]
+    return ProgressSettings(progress)  # type: ignore[arg-type]
 
 
 class ProgressBoard:
     """Owns the progress output; each source gets a `SourceProgress`."""
 
-    def __init__(self, enabled: bool | str = True, every_s: float = EVERY_S) -> None:
-        self.mode: Mode = mode_of(enabled)
-        self.enabled, self.every_s = self.mode != "off", every_s
+    def __init__(self, enabled: bool | str | ProgressSettings = True) -> None:
+        settings = settings_of(enabled)
+        self.mode: Mode = settings.mode
+        self.enabled, self.every_s = self.mode != "off", settings.every_s
         self.console = Console(stderr=True)
         self._lock = threading.Lock()
         self._bar: Progress | None = None

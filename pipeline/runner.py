@@ -16,6 +16,7 @@ from pathlib import Path
 from .config import Config
 from .errors import EnhanceError, InputError
 from .outdir import FolderLock, claim
+from .progress import ProgressSettings
 from .session import RunResult, prepare_out, run_source
 from .sources import Source, open_source
 from .stages import Stages
@@ -23,12 +24,12 @@ from .stop import StopFlag
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
-            progress: bool | str = True, overwrite: bool = False) -> list[RunResult]:
+            progress: bool | str | ProgressSettings = True, overwrite: bool = False) -> list[RunResult]:
     """Process every input; one input writes into `out`, several (or a `sources:` list) into `out/<name>/`.
 
     Several sources run at once, one thread each, sharing the detector and the generator; one report at
     the top then groups the people seen by all of them. `overwrite`: replace a run already in `out`.
-    `progress`: True/"auto", "json" (JSON lines on stderr) or False/"off".
+    `progress`: True/"auto", "json" (JSON lines on stderr), False/"off", or `ProgressSettings` (mode, interval).
     """
     named = [(None, spec) for spec in inputs] + [(c.name or None, c.uri) for c in cfg.sources]
     if not named:
