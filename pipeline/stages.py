@@ -7,13 +7,13 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .align import Aligner
 from .config import Config
 from .detect import Detector
 from .enhance.stage import Enhancer
 from .models import sha256
-from .progress import ProgressBoard
+from .progress import ProgressBoard, ProgressSettings
 from .provenance import signer_from_config
 from .sinks.annotate import Annotator
 from .sinks.network import Network
@@ -22,7 +22,7 @@ from .sinks.network import Network
 class Stages:
     """Shared by the sessions of every source; `close` finishes the generator's queued work."""
 
-    def __init__(self, cfg: Config, models_dir: str | Path | None = None, progress: bool | str = True) -> None:
+    def __init__(self, cfg: Config, models_dir: str | Path | None = None, progress: bool | str | ProgressSettings = True) -> None:
         self.cfg = cfg
         self.models_dir = models_dir
         self.board = ProgressBoard(progress)
