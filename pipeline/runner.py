@@ -49,12 +49,15 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
                 opened.enter_context(FolderLock(prepare_out(t)))
         stop.started()
         if len(sources) == 1:
-            return [run_source(stages, sources[0], targets[0], stop)]
-        results = _run_concurrently(stages, sources, targets, stop)
-        if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
-            from .report import write_report
+            results = [run_source(stages, sources[0], targets[0], stop)]
+        else:
+            results = _run_concurrently(stages, sources, targets, stop)
+            if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
+                from .report import write_report
 
-            write_report(out, cfg, models_dir)
+                write_report(out, cfg, models_dir)
+        stages.network.close()  # what is still queued for a broker or endpoint that went away is lost now:
+        stages.network.record(r.out / "manifest.json" for r in results)  # counted in every manifest
     return results
 
 
