@@ -288,7 +288,7 @@ def test_parse_mqtt_url() -> None:
     assert (p["tls"], p["port"], p["username"], p["password"], p["shown"]) == (
         True, 8884, "op@site", "p:ss", "mqtts://***@10.0.0.2:8884")
     for bad, why in [("http://h", "mqtt://"), ("mqtt://", "no host"), ("mqtt://u:hunter22@h:port", "port"),
-                     ("mqtt://h/topic", "only scheme")]:
+                     ("mqtt://h/topic", "only scheme"), ("mqtt://u:hunter22@[::1", "malformed")]:
         with pytest.raises(ConfigError, match=why) as e:
             parse_mqtt_url(bad)
         assert "hunter22" not in str(e.value)
@@ -601,3 +601,9 @@ def test_runner_style_wiring_one_bus_three_sinks(tmp_path: Path, broker: mosq.Mo
     assert sub.on("enhance/lobby/status")[-1] == ("offline", False), "gave_up was the last word"
     assert {k: v["errors"] for k, v in bus.stats().items()} == {"jsonl": 0, "mqtt": 0, "webhook": 0}
     sub.close()
+
+
+def test_malformed_webhook_url_is_one_line_without_the_url() -> None:
+    with pytest.raises(ConfigError, match="webhook URL is malformed") as e:
+        WebhookSink("http://u:hunter22@[::1/hook")
+    assert "hunter22" not in str(e.value)
