@@ -200,13 +200,17 @@ def _print_summary(job: JobRecord, out: Path, stopped: bool) -> None:
     c, t = job.counts(), job.totals()
     cl = job.cluster or {}
     status = job.status(stopped)
+    done = c.get("complete", 0) + c.get("skipped", 0)
     extra = "".join(f", {c[k]} {k}" for k in ("skipped", "failed", "interrupted") if c.get(k))
-    print(f"{status}: {c.get('complete', 0)} of {c['total']} sources done{extra}; {t['frames']} frames in "
+    print(f"{status}: {done} of {c['total']} sources done{extra}; {t['frames']} frames in "
           f"{t['wall_s']:.1f}s ({t['fps'] or 0:.1f} fps, {t['recordings_per_min'] or 0:.1f} recordings/min), "
           f"{t['faces']} faces, {t['tracks']} tracks → {out}")
     nodes = cl.get("nodes") or []
     used = {(s.get("node") or {}).get("id") for s in job.runs.values() if s["status"] == "complete"} - {None}
-    print(f"  ray: {cl.get('address')}, {len(nodes)} node(s), {len(used)} used, start-up {cl.get('startup_s', 0):.1f}s")
+    if cl:
+        print(f"  ray: {cl['address']}, {len(nodes)} node(s), {len(used)} used, start-up {cl['startup_s']:.1f}s")
+    else:
+        print("  ray: not started (every recording was already complete)")
     gen = job.generator
     if gen and gen.get("batches"):
         print(f"  generator: {gen['faces']} faces in {gen['batches']} batches (mean {gen['mean_batch']}) on "

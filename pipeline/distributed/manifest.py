@@ -59,11 +59,12 @@ class JobRecord:
 
     def totals(self) -> dict:
         """Frames, faces, … processed by this job (recordings skipped as already done not counted)."""
-        done = [s for s in self.runs.values() if s["status"] in ("complete", "interrupted")]
-        sums = {k: sum(s.get(k) or 0 for s in done) for k in ("frames", "faces", "tracks", "enhanced")}
+        ran = [s for s in self.runs.values() if s["status"] in ("complete", "interrupted")]  # cameras end so
+        sums = {k: sum(s.get(k) or 0 for s in ran) for k in ("frames", "faces", "tracks", "enhanced")}
+        done = sum(1 for s in self.runs.values() if s["status"] == "complete")
         wall = self.wall_s
         return {**sums, "wall_s": round(wall, 2), "fps": round(sums["frames"] / wall, 2) if wall > 0 else None,
-                "recordings_per_min": round(60 * len(done) / wall, 2) if wall > 0 else None}
+                "recordings_per_min": round(60 * done / wall, 2) if wall > 0 else None}
 
     def write(self, stopped: bool = False) -> Path:
         doc = {

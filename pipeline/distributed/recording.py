@@ -101,8 +101,8 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
     except EnhanceError as e:  # bad input: reported, not retried
         shutil.rmtree(work, ignore_errors=True)
         return summary(rec, "failed", node, reason=str(e))
-    except BaseException:  # a bug or a cancellation: nothing of this attempt stays
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:  # a bug or a cancellation (neither is retried): nothing of it stays
+        shutil.rmtree(work, ignore_errors=True)
         raise
     publish(tmp, final)
     shutil.rmtree(work, ignore_errors=True)
