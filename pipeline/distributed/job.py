@@ -10,6 +10,7 @@ cancelled (their partial output is discarded; a re-run does them), cameras end c
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import deque
@@ -39,7 +40,7 @@ def run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
             address: str | None = None, jobs: int | None = None, progress: bool = True) -> int:
     """The whole job; returns the exit code (0 all done, 1 some recordings failed, 130 stopped)."""
     recordings, cameras = plan(inputs, cfg)
-    out = prepare_out(out.resolve())
+    out = prepare_out(out.absolute())
     find_model(cfg.detect.model, models_dir)  # a missing model is one line now, not one per recording
     if cfg.enhance.policy != "none":
         from ..enhance.stage import default_weights
@@ -74,7 +75,7 @@ def _on_ray(job: JobRecord, todo: list[Recording], cameras: list[Recording], cfg
             models_dir: str | Path | None, address: str | None, jobs: int | None, progress: bool,
             stop: StopFlag) -> None:
     """Start or join Ray, place the generators, run everything, collect the generators' batch counts."""
-    models = str(Path(models_dir).resolve()) if models_dir else None
+    models = os.path.abspath(models_dir) if models_dir else None
     t0 = time.perf_counter()
     with connect(address, (jobs or default_jobs()) + len(cameras)) as cluster:
         job.cluster = cluster.as_dict()
@@ -106,7 +107,8 @@ def plan(inputs: list[str], cfg: Config) -> tuple[list[Recording], list[Recordin
         path = Path(item.spec).expanduser()
         if not path.exists():
             raise EnhanceError(f"file not found: {item.spec}")
-        recordings.append(Recording(str(path.resolve()), item.name or path.name, folder))
+        recordings.append(Recording(os.path.abspath(path), item.name or path.name, folder))  # links kept: the
+        # path must read the same on every node, and a link to a share's mount point may not resolve alike
     return recordings, live
 
 
