@@ -184,3 +184,59 @@ def test_two_nodes_one_job_and_a_killed_worker_is_retried(clips, local_run, tmp_
         assert_same_run(local_run / n, out / n)
     assert sorted(p.name for p in out.iterdir()) == sorted([*CLIPS, "manifest.json", "report.html", "people.json",
                                                             "gallery.png"])
+
+
+@needs_ray
+@needs_shared
+def test_a_camera_actor_killed_mid_stream_is_restarted_into_its_own_folder(tmp_path):
+    import rtsp
+
+    ok, why = rtsp.available()
+    if not ok:
+        pytest.skip(f"GStreamer RTSP server unavailable: {why}")
+    out = tmp_path / "o"
+    cfg = tmp_path / "cams.yaml"
+    with rtsp.RtspServer({"cam": OFFICE}, loop=True) as server:
+        cfg.write_text(f"sources:\n  - {{name: lobby, uri: '{server.url('cam')}'}}\nsource:\n  max_frames: 40\n")
+        driver = subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py"), "process", "--config", str(cfg), "--out", str(out), "--engine",
+             "ray", "--set", "detect.stride=2", *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 600
+            while not (out / "lobby" / "events.jsonl").exists():  # the camera's session has begun
+                assert time.monotonic() < deadline and driver.poll() is None, "the camera never started"
+                time.sleep(0.1)
+            pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    and _title(p).startswith(b"ray::CameraActor") and _ancestor(int(p.name), driver.pid)]
+            assert len(pids) == 1, pids
+            os.kill(pids[0], signal.SIGKILL)
+            stdout, stderr = driver.communicate(timeout=600)
+        finally:
+            driver.kill()
+    assert driver.returncode == 0, stdout + stderr
+    (run,) = job(out)["runs"]
+    assert run["status"] == "complete" and run["folders"] == ["lobby", "lobby.r2"] and run["frames"] == 40
+    restarted = json.loads((out / "lobby.r2" / "manifest.json").read_text())
+    assert restarted["status"] == "complete" and restarted["stats"]["frames"] == 40
+    events = [json.loads(line) for line in (out / "lobby.r2" / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "run_end"
+
+
+def _title(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _ancestor(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` started `pid` (directly or not): the camera actor of our own job, no other."""
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False

@@ -119,8 +119,8 @@ def _drive(job: JobRecord, todo: list[Recording], cameras: list[Recording], args
     tasks: dict[Any, Recording] = {}
     actors: dict[Any, tuple[Any, Recording]] = {}
     for cam in cameras:
-        actor = CameraActor.remote(cam, *args)
-        actors[actor.run.remote()] = (actor, cam)
+        actor = CameraActor.remote()
+        actors[actor.run.remote(cam, *args)] = (actor, cam)
     started = time.perf_counter()
     stopping_since: float | None = None
     snapshot: dict[str, tuple[int, int, int | None]] = {}
