@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -24,30 +23,14 @@ import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
+from pipeline.distributed.bench import cut
+
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 CLIPS = {"c0": 0, "c200": 200, "c400": 400}  # name → first frame in the office recording
 FRAMES = 50
 FAST = ["--models", str(MODELS), "--quiet", "--set", "enhance.policy=best_k"]
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray is not installed (pip install 'enhance[ray]'): the Ray engine is untested")
-
-
-def cut(src: Path, dst: Path, start: int, frames: int) -> Path:
-    """`frames` frames of `src` from frame `start`, re-encoded (H.264) at the source's rate."""
-    with av.open(str(src)) as c, av.open(str(dst), "w", format="mp4") as o:
-        s = c.streams.video[0]
-        rate = Fraction(s.average_rate)
-        out = o.add_stream("libx264", rate=rate)
-        out.width, out.height, out.pix_fmt = s.codec_context.width, s.codec_context.height, "yuv420p"
-        for i, frame in enumerate(c.decode(s)):
-            if i >= start + frames:
-                break
-            if i >= start:
-                f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")
-                f.pts, f.time_base = i - start, 1 / rate
-                o.mux(out.encode(f))
-        o.mux(out.encode())
-    return dst
 
 
 @pytest.fixture(scope="module")

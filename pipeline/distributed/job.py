@@ -24,6 +24,7 @@ from ..errors import EnhanceError
 from ..inputs import Input, default_jobs, expand, folder_names
 from ..models import find_model
 from ..session import prepare_out
+from ..sources import open_source
 from ..stop import StopFlag
 from .camera import CameraActor
 from .cluster import connect, one_line
@@ -104,6 +105,8 @@ def plan(inputs: list[str], cfg: Config) -> tuple[list[Recording], list[Recordin
         if item.live:
             live.append(Recording(item.spec, item.label(), folder))
             continue
+        if "://" in item.spec:
+            open_source(item.spec, cfg.source).close()  # not a camera either: says which schemes are
         path = Path(item.spec).expanduser()
         if not path.exists():
             raise EnhanceError(f"file not found: {item.spec}")
