@@ -140,7 +140,7 @@ def _drive(job: JobRecord, todo: list[Recording], cameras: list[Recording], args
             snapshot = ray.get(board.snapshot.remote(), timeout=10)
         except (ray.exceptions.RayError, TimeoutError):
             pass  # the view skips a beat
-        _show(job, snapshot, view, time.perf_counter() - started, len(waiting))
+        _show(job, snapshot, view, time.perf_counter() - started)
         if stop and stopping_since is None:
             stopping_since = time.perf_counter()
             waiting.clear()
@@ -170,15 +170,17 @@ def _outcome(ref: Any, rec: Recording) -> dict:
         return summary(rec, "failed", {}, reason=f"{type(e).__name__}: {one_line(e)}")
 
 
-def _show(job: JobRecord, snapshot: dict, view: JobView, elapsed: float, waiting: int) -> None:
+def _show(job: JobRecord, snapshot: dict, view: JobView, elapsed: float) -> None:
     """Recordings done/total, frames/s, faces and ETA from the recordings' latest counters."""
     states = {k: s["status"] for k, s in job.runs.items()}
     frames = sum(f for f, _, _ in snapshot.values())
     faces = sum(n for _, n, _ in snapshot.values())
     fps = frames / elapsed if elapsed > 0 else 0.0
-    done = sum(1 for r in job.sources[:view.total] if r.folder in states)
+    recordings = {r.folder for r in job.sources[:view.total]}
+    done = len(recordings & set(states))
     failed = sum(1 for s in states.values() if s == "failed")
-    view.show(done, failed, frames, faces, eta(fps, snapshot, set(states), waiting))
+    not_started = len(recordings - set(states) - set(snapshot))
+    view.show(done, failed, frames, faces, eta(fps, snapshot, set(states), not_started))
 
 
 def _tidy(partial: Path) -> None:

@@ -91,12 +91,13 @@ class JobView:
             self._bar = None
 
 
-def eta(fps: float, runs: dict[str, tuple[int, int, int | None]], finished: set[str], waiting: int) -> float | None:
+def eta(fps: float, runs: dict[str, tuple[int, int, int | None]], finished: set[str],
+        not_started: int) -> float | None:
     """Seconds left at the job's frame rate so far: what the unfinished recordings still have to do, those
-    not started yet (`waiting`) taken to be as long as the average recording seen so far."""
+    not started yet taken to be as long as the average recording seen so far."""
     totals = [t for _, _, t in runs.values() if t]
     if fps <= 0 or not totals:
         return None
     mean = sum(totals) / len(totals)
     left = sum(max(0.0, (t or mean) - f) for k, (f, _, t) in runs.items() if k not in finished)
-    return (left + waiting * mean) / fps
+    return (left + not_started * mean) / fps

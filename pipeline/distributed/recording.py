@@ -83,10 +83,11 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
     root = Path(out_root)
     final = root / rec.folder
     node = here()
+    work = root / PARTIAL / rec.folder
     done = finished(final, rec.spec)
     if done is not None:  # the driver skips finished ones: this one was finished by an attempt that died after
+        shutil.rmtree(work, ignore_errors=True)
         return summary(rec, "complete", node, stats=done.get("stats") or {}, earlier=done.get("node"))
-    work = root / PARTIAL / rec.folder
     node["attempt"] = start_attempt(work, node)
     tmp = work / uuid.uuid4().hex[:12]
     board = RemoteBoard(progress, rec.folder)
