@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Enhance command line (also installed as the `enhance` console script)."""
+"""Enhance command line (also installed as the `enhance-faces` console script)."""
 
 import sys
 

@@ -27,10 +27,21 @@ def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
+def _items(entry: int, n: int, frames: int, seed: int) -> np.ndarray:
+    """n random inputs: (n,e,e,3) crops, or with fusion (n,K,e,e,4) items with every observation present."""
+    rng = np.random.default_rng(seed)
+    if not frames:
+        return rng.integers(0, 256, (n, entry, entry, 3), dtype=np.uint8)
+    x = rng.integers(0, 256, (n, frames, entry, entry, 4), dtype=np.uint8)
+    x[..., 3] = 255
+    return x
+
+
 def bench_cell(run: Callable[[np.ndarray], np.ndarray], entry: int, batch: int, budget_s: float = 2.0,
-               max_runs: int = 200, seed: int = 0) -> dict:
-    """Repeat one (entry, batch) for `budget_s` after a warm-up; at least one timed run."""
-    x = np.random.default_rng(seed).integers(0, 256, (batch, entry, entry, 3), dtype=np.uint8)
+               max_runs: int = 200, seed: int = 0, frames: int = 0) -> dict:
+    """Repeat one (entry, batch) for `budget_s` after a warm-up; at least one timed run. With `frames`, each
+    item fuses that many observations (faces_per_s is then fused outputs per second)."""
+    x = _items(entry, batch, frames, seed)
     run(x[: min(batch, 4)])  # warm-up: lazy sessions, allocator, thread pools
     lat: list[float] = []
     start = time.perf_counter()
@@ -38,35 +49,40 @@ def bench_cell(run: Callable[[np.ndarray], np.ndarray], entry: int, batch: int, 
         t = time.perf_counter()
         run(x)
         lat.append(time.perf_counter() - t)
-    return {"entry": entry, "batch": batch, "runs": len(lat), "faces_per_s": round(batch * len(lat) / sum(lat), 2),
+    return {"entry": entry, "batch": batch, "frames": frames or 1, "runs": len(lat),
+            "faces_per_s": round(batch * len(lat) / sum(lat), 2),
             "p50_ms": round(_pct(lat, 50) * 1e3, 2), "p99_ms": round(_pct(lat, 99) * 1e3, 2)}
 
 
-def bench_loop(run: Callable[[np.ndarray], np.ndarray], entry: int, faces: int = 16, seed: int = 0) -> dict:
+def bench_loop(run: Callable[[np.ndarray], np.ndarray], entry: int, faces: int = 16, seed: int = 0,
+               frames: int = 0) -> dict:
     """The pre-batching baseline: one face per call, in a Python loop."""
-    x = np.random.default_rng(seed).integers(0, 256, (faces, entry, entry, 3), dtype=np.uint8)
+    x = _items(entry, faces, frames, seed)
     run(x[:1])
     t = time.perf_counter()
     for i in range(faces):
         run(x[i : i + 1])
     dt = time.perf_counter() - t
-    return {"entry": entry, "faces": faces, "faces_per_s": round(faces / dt, 2)}
+    return {"entry": entry, "faces": faces, "frames": frames or 1, "faces_per_s": round(faces / dt, 2)}
 
 
 def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BATCHES, entries=ENTRIES,
-                    budget_s: float = 2.0, threads: int = 0, loop_faces: int = 16,
+                    budget_s: float = 2.0, threads: int = 0, loop_faces: int = 16, fusion: int = 0,
                     log: Callable[[str], None] = print) -> list[dict]:
-    """Every available backend × entry × batch, plus a batch-1 loop per backend × entry.
+    """Every available backend × entry × batch, plus a batch-1 loop per backend × entry. A track-fusion
+    weights file is measured on items of `fusion` observations (fused outputs per second).
 
     Backends are interleaved cell by cell (not one backend after the other), so a load change on a
     shared machine hits all of them alike; each row records the load average when it was measured.
     """
-    from .enhance.backends import availability, create
-    from .enhance.generator import load_generator
+    from .enhance.backends import availability, create, item_shapes
+    from .enhance.export import load_any
+    from .enhance.fusion import is_fusion
     from .models import sha256
 
     found = availability()
-    model, _ = load_generator(weights)
+    model = load_any(weights)
+    frames = (fusion or 8) if is_fusion(weights) else 0
     digest = sha256(weights)
     rows: list[dict] = []
     built = {}
@@ -77,18 +93,20 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
             rows.append({"backend": name, "skipped": why})
             continue
         t = time.perf_counter()
-        built[name] = create(name, weights, model=model, threads=threads, weights_sha=digest, entries=tuple(entries))
+        built[name] = create(name, weights, model=model, threads=threads, weights_sha=digest,
+                             shapes=[s for s in item_shapes(tuple(entries), frames) if not frames or s[0] == frames],
+                             max_batch=max(batches))
         log(f"{name}: ready in {time.perf_counter() - t:.1f}s")
     for e in entries:
         loops = {}
         for name, be in built.items():
-            loop = bench_loop(be.run, e, loop_faces)
+            loop = bench_loop(be.run, e, loop_faces, frames=frames)
             loops[name] = loop["faces_per_s"]
             rows.append({"backend": name, "kind": "loop", "load_avg_1m": os.getloadavg()[0], **loop})
             log(f"{name:<12} e{e:<3} batch-1 loop        {loop['faces_per_s']:>9.1f} faces/s")
         for b in batches:
             for name, be in built.items():
-                cell = bench_cell(be.run, e, b, budget_s)
+                cell = bench_cell(be.run, e, b, budget_s, frames=frames)
                 cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loops[name], 2)
                 rows.append({"backend": name, "kind": "batch", "load_avg_1m": os.getloadavg()[0], **cell})
                 log(f"{name:<12} e{e:<3} batch {b:<5} {cell['faces_per_s']:>9.1f} faces/s  p50 {cell['p50_ms']:.1f} ms"

@@ -18,10 +18,12 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .devices import Device
 from .errors import ConfigError
 from .geometry import ENTRIES
+from .models import CONFIGS
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = CONFIGS / "default.yaml"
 T = TypeVar("T")
 
 
@@ -56,6 +58,8 @@ class DetectConfig:
     threshold: float = _range(0.05, 0.99, default=0.5)
     min_face: int = _range(1, 4096, default=10)  # ignore faces smaller than this (px, larger box side)
     stride: int = _range(1, 1000, default=1)  # detect every N frames; the tracker carries IDs between
+    device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
+    threads: int = _range(0, 256, default=0)  # ONNX Runtime CPU threads (0 = its choice)
 
 
 @dataclass
@@ -89,7 +93,10 @@ class EnhanceConfig:
     every_n: int = _range(1, 100000, default=10)  # per track, for policy every_n
     improve: float = _range(0.0, 10.0, default=0.15)  # best_k: enhance early when quality beats the best so far by this fraction
     batch_size: int = _range(1, 4096, default=16)
-    threads: int = _range(0, 256, default=0)  # torch intra-op threads on CPU (0 = torch's choice)
+    threads: int = _range(0, 256, default=0)  # torch/ONNX Runtime threads on CPU (0 = their choice)
+    device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
+    fusion: int = _range(0, 16, default=0)  # track fusion: fuse up to this many observations per output (0 = single frame)
+    fusion_window: Literal["auto", "centred", "past"] = "auto"  # auto: centred on the face for files, past only for live
 
 
 @dataclass
@@ -114,6 +121,8 @@ class PeopleConfig:
     enabled: bool = True
     model: str = "mobilefacenet_128d.onnx"
     threshold: float = _range(0.0, 1.0, default=0.6)  # mean cosine for tracks to join one person
+    device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
+    threads: int = _range(0, 256, default=1)  # ONNX Runtime CPU threads (0 = its choice)
 
 
 @dataclass
@@ -141,6 +150,7 @@ class CameraConfig:
 
 @dataclass
 class Config:
+    device: str = "auto"  # every model: auto (a GPU when present) | cpu | cuda | cuda:N; see pipeline/devices.py
     sources: list[CameraConfig] = field(default_factory=list)
     source: SourceConfig = field(default_factory=SourceConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
@@ -151,6 +161,10 @@ class Config:
     people: PeopleConfig = field(default_factory=PeopleConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
+
+    def device_of(self, stage: DetectConfig | EnhanceConfig | PeopleConfig) -> str:
+        """A stage's device: its own setting, else the top-level one."""
+        return stage.device or self.device
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain data, for the manifest and every tile's provenance record."""
@@ -319,6 +333,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     names = [c.name for c in cfg.sources if c.name]
     if len(names) != len(set(names)):
         raise ConfigError(f"sources: camera names must be unique, got {names}")
+    for key, stage in (("detect", cfg.detect), ("enhance", cfg.enhance), ("people", cfg.people)):
+        Device.parse(cfg.device_of(stage), f"{key}.device" if stage.device else "device")
     bad = [e for e in cfg.align.entries if e not in ENTRIES]
     if bad or not cfg.align.entries:
         raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of {list(ENTRIES)}")

@@ -13,25 +13,33 @@ from .types import Face
 
 
 class Detector:
-    """SCRFD on ONNX Runtime (CPU), through insightface's own pre/post-processing."""
+    """SCRFD on ONNX Runtime, through insightface's own pre/post-processing.
 
-    def __init__(self, cfg: DetectConfig, models_dir: str | Path | None = None) -> None:
+    Runs on `cfg.device` (else `device`, the top-level setting): CUDA when asked or, for `auto`, when the
+    installed onnxruntime has it (`devices.session`); `providers` says what it took and `why`.
+    """
+
+    def __init__(self, cfg: DetectConfig, models_dir: str | Path | None = None, device: str = "auto") -> None:
         model_path = find_model(cfg.model, models_dir)
         # insightface prints on import and on load; keep the user's terminal for our progress bar.
         import contextlib
         import io
 
-        import onnxruntime as ort
+        from .devices import CPU, DeviceError, session
 
         with contextlib.redirect_stdout(io.StringIO()):
             from insightface.model_zoo.scrfd import SCRFD
 
             try:
-                session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+                sess, self.choice = session(model_path, cfg.device or device, cfg.threads, what="detector")
+            except DeviceError:
+                raise
             except Exception as e:  # onnxruntime raises its own types for unreadable files
                 raise ModelNotFound(f"cannot load detector {model_path}: {str(e).splitlines()[0]}") from None
-            self.model = SCRFD(model_file=str(model_path), session=session)
-            self.model.prepare(ctx_id=-1, det_thresh=cfg.threshold, input_size=(cfg.input_size, cfg.input_size))
+            self.model = SCRFD(model_file=str(model_path), session=sess)
+            # a negative ctx_id makes insightface reset the session to the CPU provider; any other leaves ours
+            ctx = -1 if self.choice.names[0] == CPU else 0
+            self.model.prepare(ctx_id=ctx, det_thresh=cfg.threshold, input_size=(cfg.input_size, cfg.input_size))
         self.input_size = cfg.input_size
         self.min_face = cfg.min_face
         self.path = model_path

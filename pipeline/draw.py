@@ -22,6 +22,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 MARK_LINES = ("AI-enhanced", "not a photograph")  # drawn on pixels (Hershey fonts have no em dash)
 MARK_TEXT = "AI-enhanced — not a photograph"  # the same statement in metadata and on the report
+LOW_CONFIDENCE_TEXT = "low confidence"  # on tiles the generator could not rest on the camera's pixels
+AMBER = (0, 176, 255)  # BGR
 
 
 def track_color(track_id: int) -> tuple[int, int, int]:
@@ -64,13 +66,17 @@ def _thickness(scale: float) -> int:
     return 1 if scale < 0.75 else 2
 
 
-def mark_enhanced(tile: np.ndarray) -> np.ndarray:
+def mark_enhanced(tile: np.ndarray, low_confidence: bool = False) -> np.ndarray:
     """Stamp "AI-enhanced / not a photograph" along the bottom-right of a tile (in place); returns it.
 
     Two short lines so the whole statement fits a 96–128 px tile and leaves the face's upper
-    half untouched. Tiles under 48 px get the first line only.
+    half untouched. Tiles under 48 px get the first line only. A low-confidence reconstruction (too small
+    or too damaged to rest on the camera's pixels) also says so, top left, on an amber label.
     """
     h, w = tile.shape[:2]
+    if low_confidence:
+        put_label(tile, LOW_CONFIDENCE_TEXT, (0, 0), color=AMBER, text_color=BLACK,
+                  scale=0.33 * max(1.0, w / 128.0), max_width=w)
     lines = MARK_LINES if min(h, w) >= 48 else MARK_LINES[:1]
     base = 0.33 * max(1.0, w / 128.0)
     scale = min(label_size(t, base, max_width=w)[2] for t in lines)  # one size for both lines

@@ -53,6 +53,7 @@ class Obs:
     confidence: float | None = None
     truth: np.ndarray | None = None
     bicubic: np.ndarray | None = None
+    fused: np.ndarray | None = None  # the same observation from a track-fusion run, for the sample sheet
 
     @property
     def input_bicubic(self) -> np.ndarray:
@@ -156,30 +157,37 @@ def score_clip(hr_path: Path, lr_path: Path, shrink: Shrink, obs: list[Obs], fra
 
 
 def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> None:
-    """Rows spread over the clip: LR input (nearest) | bicubic | model | truth."""
+    """Rows spread over the clip: LR input (nearest) | bicubic | model | [fused |] truth."""
     obs = sorted((o for o in obs if o.truth is not None), key=lambda o: o.frame)
     if not obs:
         return
     picks = [obs[i] for i in np.linspace(0, len(obs) - 1, min(rows, len(obs))).round().astype(int)]
-    tiles = [np.hstack([cv2.resize(o.lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST), o.bicubic, o.model, o.truth])
-             for o in picks]
-    header = np.full((22, CROP * 4, 3), 255, np.uint8)
-    for i, t in enumerate(["LR input", "bicubic", "model (AI)", "truth"]):
+    fused = any(o.fused is not None for o in picks)
+    blank = np.zeros((CROP, CROP, 3), np.uint8)
+    tiles = [np.hstack([cv2.resize(o.lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST), o.bicubic, o.model]
+                       + ([o.fused if o.fused is not None else blank] if fused else []) + [o.truth]) for o in picks]
+    names = ["LR input", "bicubic", "model (AI)"] + (["fused (AI)"] if fused else []) + ["truth"]
+    header = np.full((22, CROP * len(names), 3), 255, np.uint8)
+    for i, t in enumerate(names):
         cv2.putText(header, t, (i * CROP + 6, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     if title:
-        cv2.putText(header, title, (CROP * 3 - 40, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+        cv2.putText(header, title, (CROP * (len(names) - 1) - 40, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (90, 90, 90), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), np.vstack([header] + tiles))
 
 
 def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26, weights: str | None = None,
-                   models_dir: str | None = None, overrides: list[str] | None = None, log=print) -> dict:
-    """Run the protocol for every clip × face size; returns (and writes) the summary."""
+                   models_dir: str | None = None, overrides: list[str] | None = None, fused: str | None = None,
+                   fusion: int = 8, log=print) -> dict:
+    """Run the protocol for every clip × face size; returns (and writes) the summary.
+
+    With `fused` (a track-fusion generator) every camera clip is also run with `enhance.fusion: fusion` and
+    its tiles scored as `fused`, beside the single-frame `model` and `bicubic`.
+    """
     from .config import DetectConfig, load_config
     from .detect import Detector
     from .evaluate import IdentityScorer
     from .models import find_model
-    from .session import run_source
-    from .sources import open_source
     from .stages import Stages
 
     for c in clips:
@@ -187,35 +195,27 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
             raise InputError(f"clip not found: {c}")
     sets = ["enhance.policy=all", "output.unmarked_tiles=true", "output.video=false", "output.gallery=false",
             *(overrides or [])]
-    if weights:
-        sets.append(f"enhance.weights={weights}")
-    cfg = load_config(None, sets)
-    stages = Stages(cfg, models_dir, progress=False)
+    runs = {"model": sets + ([f"enhance.weights={weights}"] if weights else [])}
+    if fused:
+        runs["fused"] = sets + [f"enhance.weights={fused}", f"enhance.fusion={fusion}"]
+    stages = {name: Stages(load_config(None, s), models_dir, progress=False) for name, s in runs.items()}
     scorer = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
-    hr_detector = Detector(DetectConfig(model=cfg.detect.model, input_size=320), models_dir)
-    summary: dict = {"crf": crf, "sizes": sizes, "generator": stages.enhancer.info if stages.enhancer else None,
-                     "settings": sets, "clips": {}}
+    hr_detector = Detector(DetectConfig(model=stages["model"].cfg.detect.model, input_size=320), models_dir)
+    summary: dict = {"crf": crf, "sizes": sizes, "settings": runs, "clips": {},
+                     **{f"generator_{n}" if n != "model" else "generator": st.enhancer.info if st.enhancer else None
+                        for n, st in stages.items()}}
     try:
         for clip in clips:
             hr_h = face_height(clip, hr_detector)
             w, h = next(read_frames(clip)).shape[1::-1]
             for px in sizes:
                 t0 = time.time()
-                d = out / clip.stem / f"face{px}"
-                d.mkdir(parents=True, exist_ok=True)
-                shrink = plan_shrink(w, h, hr_h, px)
-                lr_path = d / "camera.mp4"
-                n = encode((shrink.apply(f) for f in read_frames(clip)), lr_path, video_rate(clip), crf=crf)
-                with open_source(str(lr_path), cfg.source) as src:
-                    run_source(stages, src, d / "run")
-                obs = read_run(d / "run")
-                res = score_clip(clip, lr_path, shrink, obs, n, scorer)
-                res.update(face_px=px, hr_face_px=round(hr_h, 1), shrink=list(shrink.scale))
+                res = _clip_size(clip, px, hr_h, (w, h), out / clip.stem / f"face{px}", crf, stages, scorer)
                 summary["clips"].setdefault(clip.stem, {})[str(px)] = res
-                sample_sheet(obs, d / "samples.png", title=f"{clip.stem} {px}px")
                 log(_line(clip.stem, px, res) + f"  ({time.time() - t0:.0f}s)")
     finally:
-        stages.close()
+        for st in stages.values():
+            st.close()
     summary["mean"] = {str(px): _mean([summary["clips"][c][str(px)] for c in summary["clips"]
                                        if str(px) in summary["clips"][c]]) for px in sizes}
     out.mkdir(parents=True, exist_ok=True)
@@ -223,16 +223,56 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
     return summary
 
 
+def _clip_size(clip: Path, px: int, hr_h: float, size: tuple[int, int], d: Path, crf: int, stages: dict,
+               scorer) -> dict:
+    """One clip at one face size: the camera clip, a pipeline run per generator, the scores."""
+    from .session import run_source
+    from .sources import open_source
+
+    d.mkdir(parents=True, exist_ok=True)
+    shrink = plan_shrink(size[0], size[1], hr_h, px)
+    lr_path = d / "camera.mp4"
+    n = encode((shrink.apply(f) for f in read_frames(clip)), lr_path, video_rate(clip), crf=crf)
+    scored = {}
+    for name, st in stages.items():
+        run = d / ("run" if name == "model" else f"run_{name}")
+        with open_source(str(lr_path), st.cfg.source) as src:
+            run_source(st, src, run)
+        obs = read_run(run)
+        scored[name] = (score_clip(clip, lr_path, shrink, obs, n, scorer), obs)
+    res, obs = scored["model"]
+    if "fused" in scored:
+        fres, fobs = scored["fused"]
+        if "model" in fres:
+            res["fused"] = fres["model"]
+            res["delta_fused"] = fres["delta_psnr"]
+            res["fused_vs_model"] = fres["model"]["psnr"] - res["model"]["psnr"] if "model" in res else None
+            res["fused_id_ratio"] = fres["id_ratio"]
+        by_frame = {(o.track, o.frame): o for o in fobs}
+        for o in obs:
+            f = by_frame.get((o.track, o.frame))
+            o.fused = f.model if f is not None else None
+    res.update(face_px=px, hr_face_px=round(hr_h, 1), shrink=list(shrink.scale))
+    sample_sheet(obs, d / "samples.png", title=f"{clip.stem} {px}px")
+    return res
+
+
 def _mean(results: list[dict]) -> dict:
     rs = [r for r in results if "model" in r]
     if not rs:
         return {}
     out: dict = {"clips": len(rs), "detection_rate": float(np.mean([r["detection_rate"] for r in results]))}
-    for m in METHODS:
-        out[m] = {k: float(np.nanmean([r[m][k] for r in rs])) for k in rs[0][m]}
+    for m in (*METHODS, "fused"):
+        if all(m in r for r in rs):
+            out[m] = {k: float(np.nanmean([r[m][k] for r in rs])) for k in rs[0][m]}
     d = [r["delta_psnr"] for r in rs]
     out.update(delta_psnr=float(np.mean(d)), delta_psnr_min=float(np.min(d)),
                id_ratio_min=float(np.min([r["id_ratio"] for r in rs])))
+    if "fused" in out:
+        out.update(delta_fused=float(np.mean([r["delta_fused"] for r in rs])),
+                   delta_fused_min=float(np.min([r["delta_fused"] for r in rs])),
+                   fused_vs_model_min=float(np.min([r["fused_vs_model"] for r in rs])),
+                   fused_id_ratio_min=float(np.min([r["fused_id_ratio"] for r in rs])))
     return out
 
 
@@ -240,10 +280,15 @@ def _line(name: str, px: int, r: dict) -> str:
     if "model" not in r:
         return f"{name:>8s} {px:3d}px  no faces found ({r['frames']} frames)"
     m, b = r["model"], r["bicubic"]
-    return (f"{name:>8s} {px:3d}px  det {r['detection_rate']:.2f}  PSNR {m['psnr']:.2f} vs {b['psnr']:.2f} "
+    line = (f"{name:>8s} {px:3d}px  det {r['detection_rate']:.2f}  PSNR {m['psnr']:.2f} vs {b['psnr']:.2f} "
             f"({r['delta_psnr']:+.2f})  SSIM {m['ssim']:.3f} vs {b['ssim']:.3f}  ID {m['id_cos']:.3f} vs "
             f"{b['id_cos']:.3f}  skinΔE {m['skin_dE']:.1f} vs {b['skin_dE']:.1f}  temporal {m['temporal']:.2f} vs "
             f"{b['temporal']:.2f}")
+    if "fused" in r:
+        f = r["fused"]
+        line += (f"  | fused PSNR {f['psnr']:.2f} ({r['delta_fused']:+.2f} vs bicubic, {r['fused_vs_model']:+.2f} vs "
+                 f"model) ID {f['id_cos']:.3f} temporal {f['temporal']:.2f}")
+    return line
 
 
 def format_summary(summary: dict) -> str:
@@ -258,5 +303,11 @@ def format_summary(summary: dict) -> str:
             lines.append(f"{'MEAN':>8s} {px:3d}px  det {mean['detection_rate']:.2f}  ΔPSNR {mean['delta_psnr']:+.2f} "
                          f"(worst clip {mean['delta_psnr_min']:+.2f})  ID {m['id_cos']:.3f} vs {b['id_cos']:.3f} "
                          f"(worst ratio {mean['id_ratio_min']:.2f})  temporal {m['temporal']:.2f} vs {b['temporal']:.2f}")
+            if "fused" in mean:
+                f = mean["fused"]
+                lines.append(f"{'FUSED':>8s} {px:3d}px  ΔPSNR vs bicubic {mean['delta_fused']:+.2f} (worst clip "
+                             f"{mean['delta_fused_min']:+.2f}), vs model worst clip {mean['fused_vs_model_min']:+.2f}  "
+                             f"ID {f['id_cos']:.3f} (worst ratio {mean['fused_id_ratio_min']:.2f})  "
+                             f"temporal {f['temporal']:.2f}")
         lines.append("")
     return "\n".join(lines)

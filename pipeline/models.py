@@ -1,5 +1,8 @@
-"""Where model files come from: --models DIR, then $ENHANCE_MODELS, then insightface's model folder; the
-generator's shipped weights and their exported engines live in the repository's `engines/`."""
+"""Where files come from and go: models from --models DIR, then $ENHANCE_MODELS, then insightface's model
+folder; what the program ships (generator weights, model card, configs) from the top-level `engines/` and
+`configs/` of a checkout, or from the copies a wheel carries inside the package; everything derived from
+them (ONNX exports, TensorRT engines, AOTInductor packages) in a per-user cache folder, never beside the
+code, which may be read-only or the interpreter's own."""
 
 from __future__ import annotations
 
@@ -9,8 +12,36 @@ from pathlib import Path
 
 from .errors import ModelNotFound
 
-ENGINES = Path(__file__).resolve().parents[1] / "engines"  # shipped generator weights and their model card
-ENGINE_CACHE = ENGINES / "cache"  # ONNX exports, TensorRT engines and AOTInductor packages, keyed by weights hash
+DISTRIBUTION = "enhance-faces"  # the name on the package index; also names the per-user cache folder
+CACHE_ENV = "ENHANCE_CACHE"  # overrides the cache folder
+PACKAGE = Path(__file__).resolve().parent
+SHIPPED = "shipped"  # pyproject.toml maps engines/ and configs/ to pipeline/shipped/… inside a wheel
+
+
+def shipped(folder: str) -> Path:
+    """A folder the program ships: the copy inside an installed wheel, else the checkout's top-level one.
+
+    The top-level folders are the source of truth (an editable install and `run.py` read them in place);
+    a wheel has no checkout around it, so the build maps them into the package.
+    """
+    inside = PACKAGE / SHIPPED / folder
+    return inside if inside.is_dir() else PACKAGE.parent / folder
+
+
+ENGINES = shipped("engines")  # shipped generator weights and their model card
+CONFIGS = shipped("configs")  # default.yaml and the training recipes
+
+
+def cache_dir() -> Path:
+    """ONNX exports, TensorRT engines and AOTInductor packages, keyed by weights hash: $ENHANCE_CACHE, else
+    the user's cache folder (`~/.cache/enhance-faces` on Linux). Read at each call, so a service or a test
+    can point it elsewhere without re-importing."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path(DISTRIBUTION, appauthor=False)
 INSIGHTFACE_HOME = Path(os.environ.get("INSIGHTFACE_HOME", Path.home() / ".insightface")) / "models"
 # insightface model packs that carry the same SCRFD files (the user can get them with
 # `python -c "import insightface; insightface.app.FaceAnalysis(name='buffalo_sc')"`).

@@ -71,7 +71,8 @@ def generator_of(run_info: dict | None) -> dict | None:
 def tile_record(kind: str, *, source: str, frame: int, time: float, box: Any, track: int,
                 kps: Any = None, entry: int | None = None, matrix: Any = None,
                 run_info: dict | None = None, visible_mark: bool | None = None,
-                confidence: float | None = None, consistency: float | None = None) -> dict:
+                confidence: float | None = None, consistency: float | None = None,
+                fused_from: list[tuple[int, float]] | None = None) -> dict:
     """The provenance of one tile. `kind`: "enhanced" (synthesized), "original" or "lr" (source pixels)."""
     ai = kind.startswith("enhanced")
     info = run_info or {}
@@ -98,6 +99,8 @@ def tile_record(kind: str, *, source: str, frame: int, time: float, box: Any, tr
         rec["entry"] = int(entry)
     if matrix is not None:
         rec["crop_matrix"] = [_floats(r, 5) for r in np.asarray(matrix, dtype=np.float64).reshape(2, 3)]
+    if ai and fused_from:  # track fusion: the camera pixels this reconstruction also rests on
+        rec["fused_from"] = [{"frame": int(f), "time": round(float(t), 4)} for f, t in fused_from]
     if ai and confidence is not None:
         rec["confidence"] = round(float(confidence), 4)
         rec["input_mismatch"] = None if consistency is None else round(float(consistency), 3)
@@ -121,6 +124,7 @@ def png_text(rec: dict) -> dict[str, str]:
         "Time": f"{rec['time']:.3f}",
         "Box": ",".join(f"{v:.1f}" for v in rec["box"]),
         "Track": str(rec["track"]),
+        **({"Fused-Frames": ",".join(str(f["frame"]) for f in rec["fused_from"])} if rec.get("fused_from") else {}),
         "Visible-Mark": MARK_TEXT if rec.get("visible_mark") else "none",
     }
     if gen:
@@ -152,6 +156,10 @@ def xmp_packet(rec: dict) -> str:
         "enh:Box": ",".join(f"{v:.1f}" for v in rec["box"]),
         "enh:Track": str(rec["track"]),
     }
+    if rec.get("fused_from"):
+        attrs["enh:FusedFrames"] = ",".join(str(f["frame"]) for f in rec["fused_from"])
+    if rec.get("confidence") is not None:
+        attrs["enh:Confidence"] = f"{rec['confidence']:.4f}"
     body = "\n    ".join(f"{k}={quoteattr(str(v))}" for k, v in attrs.items())
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'

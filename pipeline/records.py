@@ -66,6 +66,7 @@ class Observation:
     enhanced: bool
     confidence: float | None
     files: dict[str, str] = field(default_factory=dict)  # tile kind → file name in the track's folder
+    fused_frames: list[int] = field(default_factory=list)  # track fusion: the other frames this output rests on
 
     @property
     def size(self) -> float:
@@ -87,6 +88,7 @@ class Observation:
             enhanced=enhanced,
             confidence=f.confidence if enhanced else None,
             files=files,
+            fused_frames=[int(n.frame_index) for n in f.neighbours] if enhanced else [],
         )
 
     @classmethod
@@ -108,6 +110,7 @@ class Observation:
             enhanced=bool(o.get("enhanced")),
             confidence=None if conf is None else _num(conf),
             files=files,
+            fused_frames=[int(_num(v)) for v in (o.get("fused_frames") or []) if isinstance(v, (int, float))],
         )
 
 

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .enhance.policy import Policy
+from .enhance.window import FusionWindow
 from .errors import EnhanceError
 from .sinks.events import EventLog
 from .sinks.manifest import Manifest
@@ -165,6 +166,9 @@ class Session:
             stop.on_stop(source.close)
         self.tracker = Tracker(cfg.track, source.fps)
         self.policy = Policy(cfg.enhance)
+        frames = stages.enhancer.frames if stages.enhancer is not None else 0
+        centred = cfg.enhance.fusion_window == "centred" or (cfg.enhance.fusion_window == "auto" and not source.live)
+        self.window = FusionWindow(frames, centred) if frames > 1 else None
         self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer)
         self.video: VideoWriter | SegmentedVideoWriter | None = None
         if cfg.output.video and source.live:
@@ -234,10 +238,18 @@ class Session:
                 self.events({"source": name, "event": "track_start", "track": track.id, "frame": frame.index,
                              "time": round(frame.time, 3)})
             track.observe(f)
-            if self.policy.select(track, f):
-                now.append(f)
-            if self.policy.keeps(track, f):
+            select, keep = self.policy.select(track, f), self.policy.keeps(track, f)
+            if keep:
                 track.keep(f, self.policy.limit)
+            if self.window is None:
+                now += [f] if select else []
+                continue
+            self.window.remember(track, f)
+            if select or keep:
+                track.waiting.append((f, select))
+            if select:
+                track.promised = f
+            now += self._released(track)
         self._enhance(now)
         for f in now:  # each one beats the one shown before (policy.select)
             if f.enhanced is not None:
@@ -246,6 +258,21 @@ class Session:
         with self.timings("write"):
             self.manifest.add_faces(faces)
         return faces
+
+    def _released(self, track: Track, ending: bool = False) -> list[Face]:
+        """Fusion: the waiting faces whose window is complete (all of them when the track ends), neighbours
+        attached; returns those to enhance now. Candidates the policy has since dropped are forgotten."""
+        due, still = [], []
+        for face, now in track.waiting:
+            if not (now or any(face is c for c in track.candidates)):
+                continue
+            if ending or self.window.ready(track, face):
+                self.window.attach(track, face)
+                due += [face] if now and not ending else []
+            else:
+                still.append((face, now))
+        track.waiting = still
+        return due
 
     def _enhance(self, faces: list[Face]) -> None:
         if faces and self.stages.enhancer is not None:
@@ -259,6 +286,9 @@ class Session:
         """Enhance what the policy kept for later, write the track out and log its end."""
         if not track.faces:  # ended before its first observation was taken (an error mid-frame)
             return
+        if self.window is not None:
+            self._released(track, ending=True)
+            track.recent.clear()
         self._enhance([f for f in track.candidates if f.enhanced is None])
         track.candidates.sort(key=lambda f: -f.quality)
         with self.timings("write"):

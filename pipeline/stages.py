@@ -27,9 +27,9 @@ class Stages:
         self.cfg = cfg
         self.models_dir = models_dir
         self.board = ProgressBoard(progress)
-        self.detector = Detector(cfg.detect, models_dir)
+        self.detector = Detector(cfg.detect, models_dir, cfg.device)
         self.aligner = Aligner(cfg.align)
-        self.enhancer = None if cfg.enhance.policy == "none" else enhancer or Enhancer(cfg.enhance)
+        self.enhancer = None if cfg.enhance.policy == "none" else enhancer or Enhancer(cfg.enhance, cfg.device)
         self.annotator = Annotator(cfg.output)
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
@@ -41,7 +41,8 @@ class Stages:
             "tool": f"enhance {__version__}",
             "inputs": inputs,
             "settings": self.cfg.to_dict(),
-            "models": {path.name: {"path": str(path), "sha256": self._detector_sha}},
+            "models": {path.name: {"path": str(path), "sha256": self._detector_sha,
+                                   "providers": self.detector.choice.names}},
             "generator": self.enhancer.info if self.enhancer else None,
             "host": {"python": platform.python_version(), "machine": platform.machine()},
         }

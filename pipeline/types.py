@@ -48,6 +48,7 @@ class Face:
     sharpness: float = 0.0
     frontalness: float = 0.0
     # enhance
+    neighbours: list[Face] = field(default_factory=list)  # other observations of the track fused into this one
     enhanced: np.ndarray | None = None  # 128x128 BGR generator output (synthesized pixels)
     consistency: float | None = None  # mean |enhanced shrunk to the input size − input|, 0–255
     confidence: float | None = None  # 0–1: how far the enhanced face can be trusted (enhance/confidence.py)
@@ -69,8 +70,8 @@ class Track:
     It holds what the run needs while the track is open and nothing more: every observation's metadata
     (`faces`, without pixels), the observations whose pixels the enhancement policy keeps (`candidates`:
     enhanced already or waiting for the track's end), the latest enhanced face, drawn beside the track in
-    the video (`inset`), and when the tracker last saw it. A generator that fuses several frames would keep
-    its ring buffer of the track's recent aligned low-res crops here too.
+    the video (`inset`), and when the tracker last saw it. With track fusion it also holds a bounded ring of
+    its latest aligned low-res crops (`recent`) and the faces whose window still waits for later frames.
     """
 
     id: int
@@ -79,6 +80,9 @@ class Track:
     candidates: list[Face] = field(default_factory=list)
     inset: Face | None = None
     last_seen: float = 0.0
+    recent: list[Face] = field(default_factory=list)  # fusion: the latest observations with their low-res crops
+    waiting: list[tuple[Face, bool]] = field(default_factory=list)  # fusion: (face, enhance when ready) awaiting later frames
+    promised: Face | None = None  # fusion: the face picked for the inset, enhanced once its window is complete
 
     def observe(self, face: Face) -> None:
         """Record an aligned observation; only its metadata stays (the pixels go with the frame)."""

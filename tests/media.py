@@ -84,6 +84,10 @@ def make_video(
         tb = Fraction(1, 1000) if times else 1 / rate
         stream.codec_context.time_base = tb
         if rotate:
+            if not hasattr(type(stream), "set_display_rotation"):  # PyAV 17.1+; the reader needs only 14.2
+                import pytest
+
+                pytest.skip(f"PyAV {av.__version__} cannot write display rotation (test media needs 17.1+)")
             stream.set_display_rotation(-rotate)  # PyAV/FFmpeg count counter-clockwise
         astream = None
         if audio:

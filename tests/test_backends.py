@@ -113,6 +113,22 @@ def test_onnx_cache_is_keyed_by_weights_hash_and_reused(onnx_files, weights, cac
     assert not list(cache.glob(f"*{sha256(other)[:16]}*"))
 
 
+def test_cache_folder_from_the_environment_gets_the_export(weights, onnx_files, tmp_path, monkeypatch):
+    """No cache_dir given: the export lands in $ENHANCE_CACHE (a real export), never beside the code."""
+    monkeypatch.setenv("ENHANCE_CACHE", str(tmp_path / "env-cache"))
+    path = cached_onnx(weights, 16)
+    assert path.parent == tmp_path / "env-cache" and path.name == onnx_files[16].name
+    assert onnx_metadata(path)["weights_sha256"] == sha256(weights)
+
+
+def test_onnxruntime_backend_on_the_cpu_says_why(weights, cache):
+    be = B.create("onnxruntime", weights, weights_sha=sha256(weights), shapes=[(16, 16, 3)], device="cpu",
+                   cache_dir=cache)
+    info = be.describe()
+    assert info["providers"] == ["CPUExecutionProvider"] and info["why"] == "device cpu"
+    assert info["precision"] == "float32" and be.run(crops(3, 16)).shape == (3, 128, 128, 3)
+
+
 def test_onnxruntime_matches_torch(onnx_files, weights):
     import onnxruntime as ort
 
@@ -203,7 +219,9 @@ def test_auto_falls_back_when_a_present_backend_fails_to_build(weights, monkeypa
 
 
 def test_backend_report_names_every_backend_and_the_pick():
-    lines = B.backend_report()
+    from pipeline.cli.doctor import backend_report
+
+    lines = backend_report()
     text = "\n".join(lines)
     for name in B.BACKENDS:
         assert name in text
@@ -325,7 +343,7 @@ def test_tensorrt_builds_caches_and_matches_torch(weights, tmp_path):
     mtime = first[16].stat().st_mtime_ns
     again = ensure_engines(weights, (16,), Profile(1, 4, 16), tmp_path / "cache")
     assert again == first and first[16].stat().st_mtime_ns == mtime
-    be = B.TensorRT(weights, Profile(1, 4, 16), tmp_path / "cache", entries=(16,))
+    be = B.TensorRT(weights, Profile(1, 4, 16), tmp_path / "cache", shapes=[(16, 16, 3)])
     lr = crops(20, 16)  # larger than the profile's max: run in slices
     diff = np.abs(be.run(lr).astype(int) - reference(weights, lr))
     assert diff.mean() < 0.5 and diff.max() <= 8

@@ -2,7 +2,7 @@
 machine, a worker SIGKILLed mid-recording, a bad file among good ones, a re-run that skips what is done.
 
 Clips are 50 frames cut from the office recording (re-encoded with PyAV), so each job takes seconds.
-Skipped, saying why, when Ray is not installed (`pip install 'enhance[ray]'`).
+Skipped, saying why, when Ray is not installed (`pip install 'enhance-faces[ray]'`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CLIPS = {"c0": 0, "c200": 200, "c400": 400}  # name → first frame in the offic
 FRAMES = 50
 FAST = ["--models", str(MODELS), "--quiet", "--set", "enhance.policy=best_k"]
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason="Ray is not installed (pip install 'enhance[ray]'): the Ray engine is untested")
+                               reason="Ray is not installed (pip install 'enhance-faces[ray]'): Ray engine untested")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_without_ray_the_ray_engine_is_one_line_saying_how_to_install(tmp_path):
             f"sys.exit(main(['process', {str(tmp_path)!r}, '--out', {str(tmp_path / 'o')!r}, '--engine', 'ray']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode != 0
-    assert proc.stderr.strip().count("\n") == 0 and "pip install 'enhance[ray]'" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "pip install 'enhance-faces[ray]'" in proc.stderr, proc.stderr
 
 
 @needs_ray
@@ -98,6 +98,7 @@ def test_local_ray_matches_the_local_engine_reports_a_bad_file_and_skips_on_reru
     assert proc.returncode == 1, proc.stdout + proc.stderr  # some failed; the others carried on
     m = job(out)
     assert m["kind"] == "job" and m["status"] == "incomplete" and m["cluster"]["address"] == "local"
+    assert [n["object_store_mib"] for n in m["cluster"]["nodes"]] == [256]  # fits a small /dev/shm
     assert m["recordings"] == {"total": 4, "complete": 3, "skipped": 0, "failed": 1, "interrupted": 0}
     runs = {r["name"]: r for r in m["runs"]}
     assert "broken.mp4" in runs["broken"]["reason"] and "\n" not in runs["broken"]["reason"]

@@ -476,7 +476,7 @@ def test_ensure_engines_builds_from_the_fp16_graph_and_reuses(surface, standin, 
     lines = []
     first = T.ensure_engines(small_weights, (16, 32), Profile(1, 4, 8), cache, log=lines.append)
     for e, path in first.items():
-        assert path.parent == tmp_path and f"_e{e}_" in path.name and f"_trt{mod.__version__}_" in path.name
+        assert path.parent == cache and f"_e{e}_" in path.name and f"_trt{mod.__version__}_" in path.name
         assert path.name.endswith("_sm90_trt%s_b1-4-8_fp16.engine" % mod.__version__)
         source = Path(json.loads(path.read_bytes()[len(b"STANDIN-PLAN "):])["source"])
         assert source.name.endswith(f"_e{e}_op18_fp16.onnx") and source.parent == cache

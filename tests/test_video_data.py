@@ -110,3 +110,52 @@ def test_confidence_follows_resolution_and_input_agreement():
                       confidence=invented.confidence, consistency=invented.consistency)
     assert rec["low_confidence"] and "too small or too damaged" in rec["warning"]
     assert "confidence" not in tile_record("original", source="cam", frame=1, time=0.0, box=[0, 0, 1, 1], track=1)
+
+
+@pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
+def test_fusion_trains_on_sequences_and_falls_back_to_one_frame(cache: Path, tmp_path: Path):
+    """A small fusion generator fine-tunes from single-frame weights on real sequences, exports without pickle,
+    and with every neighbour masked out is exactly its single-frame trunk."""
+    import torch
+
+    from pipeline.cli import main
+    from pipeline.enhance.fusion import load_fusion
+    from pipeline.enhance.generator import ProgressiveGenerator, save_generator
+    from pipeline.train.config import load_train_config
+    from pipeline.train.data import SequenceSet
+    from pipeline.train.trainer import Trainer
+
+    s = SequenceSet(cache)
+    stills = tmp_path / "stills"  # a tiny prepared still set: the cache's own aligned targets
+    (stills / "train").mkdir(parents=True)
+    names = [f"{i}.jpg" for i in range(6)]
+    for n, img in zip(names, s.images[:6]):
+        cv2.imwrite(str(stills / "train" / n), img[:, :, ::-1])
+    np.savez(stills / "train.npz", names=np.array(names), identities=np.array([""] * 6), attention=s.attention[:6])
+    torch.manual_seed(0)
+    init = save_generator(ProgressiveGenerator((16, 16, 8, 8), (1, 1, 1, 1)), tmp_path / "single.safetensors")
+    cfg = load_train_config(over={
+        "data": str(stills), "video": str(cache), "video_p": 1.0, "out": str(tmp_path / "run"), "init": str(init),
+        "models": str(MODELS), "fusion": 4, "fusion_hidden": 8, "steps": 4, "batch": 4, "val_every": 0,
+        "model": {"channels": [16, 16, 8, 8], "blocks": [1, 1, 1, 1]}, "grow": {"to64": 0, "to128": 0, "fade": 1},
+        "entries": [32], "entry_weights": [1.0], "loss": {"heatmap": 0.0, "adv": 0.0}})
+    res = Trainer(cfg, log=lambda m: None).fit()
+    g, meta = load_fusion(res["export"])
+    assert meta["fusion_frames"] == 4 and meta["steps"] == 4
+    x = torch.rand(2, 4, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        alone = g(x, torch.tensor([[1, 0, 0, 0], [1, 0, 0, 0]]))
+        assert torch.equal(alone, g.base(x[:, 0]))
+        assert not torch.equal(g(x, torch.ones(2, 4)), alone)  # neighbours do change the output
+    assert main(["export", str(tmp_path / "run" / "ckpt_last.pt"), "--out", str(tmp_path / "f.safetensors")]) == 0
+    assert load_fusion(tmp_path / "f.safetensors")[1]["fusion_frames"] == 4
+
+
+def test_low_confidence_is_visible_on_the_tile():
+    from pipeline.draw import AMBER, mark_enhanced
+
+    plain = mark_enhanced(np.full((128, 128, 3), 120, np.uint8))
+    flagged = mark_enhanced(np.full((128, 128, 3), 120, np.uint8), low_confidence=True)
+    assert (plain[:8, :40] == 120).all()  # the face's upper half is untouched on a confident tile
+    assert (flagged[2, 2] == AMBER).all()  # an amber "low confidence" label, top left
+    assert np.array_equal(flagged[64:], plain[64:])  # the AI-enhanced mark itself is the same

@@ -1,4 +1,4 @@
-"""Command line: `run.py COMMAND` (also `python -m pipeline` and the `enhance` console script).
+"""Command line: `run.py COMMAND` (also `python -m pipeline` and the `enhance-faces` console script).
 
 One file per command, each with `add(subparsers)`. A user's mistake (bad input, config, missing model)
 is one line on stderr and a non-zero exit; only a bug shows a traceback.

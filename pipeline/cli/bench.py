@@ -17,6 +17,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=ints, default=[1, 16, 64], help="comma-separated batch sizes (default 1,16,64)")
     p.add_argument("--full", action="store_true", help="batches 1,16,64,256,1024 (meant for a GPU)")
     p.add_argument("--entries", type=ints, default=list(ENTRIES), help="entry sizes (default 16,32,64)")
+    p.add_argument("--fusion", type=int, default=8, help="observations per fused output, for a fusion weights file")
     p.add_argument("--budget", type=float, default=2.0, help="seconds per cell (at least one run; default 2)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch/onnxruntime (0 = default)")
     p.add_argument("--clip", default="none", help="a clip for an end-to-end run of the pipeline (default: none)")
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
                     "weights": str(weights), "budget_s": args.budget,
                     "note": "wall-clock on a possibly shared machine; see host.load_avg"}
     print(f"weights {weights}; backends {', '.join(backends)}; batches {batches}; entries {args.entries}")
-    result["generator"] = bench_generator(weights, backends, batches, args.entries, args.budget, args.threads)
+    result["generator"] = bench_generator(weights, backends, batches, args.entries, args.budget, args.threads,
+                                          fusion=args.fusion)
     print(table(result["generator"]))
     if args.precision:
         result["precision"] = precision_check(weights, args.faces, args.precision_limit, args.native_limit,

@@ -18,7 +18,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--fp32", action="store_true", help="build without the FP16 flag")
     p.add_argument("--onnx-only", action="store_true", help="only export/refresh the ONNX files (no TensorRT needed)")
-    p.add_argument("--cache", help="cache folder (default engines/cache)")
+    p.add_argument("--cache", help="cache folder (default: $ENHANCE_CACHE, else the user cache folder)")
     p.set_defaults(func=run)
 
 

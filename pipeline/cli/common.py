@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..geometry import ENTRIES
 
-REPO = Path(__file__).resolve().parents[2]  # configs/ and the git-ignored data/ live here
+DATA = Path("data")  # training data made by prepare/prepare-video, under the current folder as the recipes expect
 
 
 def add_config_options(p: argparse.ArgumentParser, config_help: str = "YAML file overlaid on configs/default.yaml",
@@ -55,6 +55,17 @@ def check_entries(values: list[int]) -> list[int]:
     if bad:
         raise ConfigError(f"--entries: {bad} not in {', '.join(map(str, ENTRIES))}")
     return values
+
+
+def require_extra(module: str, extra: str) -> None:
+    """One line naming the pip extra when a command needs a package the default install leaves out."""
+    import importlib.util
+
+    from ..errors import EnhanceError
+    from ..models import DISTRIBUTION
+
+    if importlib.util.find_spec(module) is None:
+        raise EnhanceError(f"this command needs `{module}`: pip install '{DISTRIBUTION}[{extra}]'")
 
 
 def set_threads(n: int) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_models_option, set_threads
+from .common import add_models_option, require_extra, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +15,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--face-px", default="16,20,24,32,40", help="face heights to shrink to (comma-separated)")
     p.add_argument("--crf", type=int, default=26, help="H.264 CRF of the camera-like encode")
     p.add_argument("--weights", default=None, help="generator safetensors (default: the one in engines/)")
+    p.add_argument("--fused", default=None, metavar="WEIGHTS",
+                   help="also run a track-fusion generator on every clip and score it as `fused`")
+    p.add_argument("--fusion", type=int, default=8, help="observations fused per output with --fused")
     add_models_option(p, "the detector and mobilefacenet_128d.onnx")
     p.add_argument("--out", default="runs/eval_video", help="working folder: camera clips, runs, sample sheets")
     p.add_argument("--json", default=None, help="also write the summary here")
@@ -27,6 +30,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..eval_video import evaluate_clips, format_summary
+
+    require_extra("pytorch_msssim", "train")
 
     set_threads(args.threads)
     try:
@@ -42,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if not clips:
         raise InputError("no clips given")
     out = Path(args.out)
-    summary = evaluate_clips(clips, sizes, out, args.crf, args.weights, args.models, args.overrides)
+    summary = evaluate_clips(clips, sizes, out, args.crf, args.weights, args.models, args.overrides, args.fused,
+                             args.fusion)
     print(format_summary(summary))
     print(f"summary: {out / 'summary.json'}; sample sheets: {out}/<clip>/face<px>/samples.png")
     if args.json:

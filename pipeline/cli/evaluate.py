@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..geometry import ENTRIES
-from .common import add_data_option, add_models_option, set_threads
+from .common import add_data_option, add_models_option, require_extra, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate, format_table
 
+    require_extra("pytorch_msssim", "train")
     set_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{args.degrade}_{args.entry}"
     summary = evaluate(

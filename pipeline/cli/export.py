@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from ..enhance.fusion import FusionGenerator, save_fusion
     from ..enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, save_generator
     from ..errors import InputError
     from ..train.config import saved_train_config
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise InputError(f"checkpoint not found: {args.checkpoint}") from None
     cfg = saved_train_config(json.loads(state["config"]))
-    g = ProgressiveGenerator(**dataclasses.asdict(cfg.model))
+    g = (FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden) if cfg.fusion
+         else ProgressiveGenerator(**dataclasses.asdict(cfg.model)))
     g.load_state_dict(state["G_ema"])
     meta = {
         "name": args.name or cfg.name,
@@ -36,10 +38,16 @@ def run(args: argparse.Namespace) -> int:
         "steps": int(state["step"]),
         "samples": int(state["samples"]),
         "train_seconds": round(float(state["train_seconds"])),
-        "trained_on": "CelebA test-partition crops (../shared/data/faces/train), aligned by `prepare`",
+        "trained_on": "CelebA test-partition crops (../shared/data/faces/train), aligned by `prepare`"
+        + (f"; camera-like video frames ({cfg.video}, share {cfg.video_p})" if cfg.video else ""),
         "seed": cfg.seed,
         "ema": cfg.ema,
     }
-    path = save_generator(g, args.out or DEFAULT_WEIGHTS, meta)
+    if isinstance(g, FusionGenerator):
+        if not args.out:
+            raise InputError("a fusion checkpoint needs --out (the shipped single-frame file is not replaced by it)")
+        path = save_fusion(g, args.out, {**meta, "fusion_frames": cfg.fusion})
+    else:
+        path = save_generator(g, args.out or DEFAULT_WEIGHTS, meta)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, step {meta['steps']})")
     return 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import REPO, add_data_option, add_models_option, set_threads
+from .common import DATA, add_data_option, add_models_option, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="detect, align and cache the training/validation faces")
     add_data_option(p, "--faces", "faces", help="folder with train/ and val/ photos")
-    p.add_argument("--out", default=str(REPO / "data" / "faces128"), help="where the aligned 128 px faces go")
+    p.add_argument("--out", default=str(DATA / "faces128"), help="where the aligned 128 px faces go")
     add_models_option(p, "det_500m.onnx and fan68_compressed.pth")
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--limit", type=int, default=0, help="only the first N photos of each split")

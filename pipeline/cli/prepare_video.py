@@ -6,16 +6,17 @@ import argparse
 from pathlib import Path
 
 from ..config import AlignConfig
-from .common import REPO, add_models_option, data, set_threads
+from ..models import CONFIGS
+from .common import DATA, add_models_option, data, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare-video", help="make training sequences the way the pipeline sees faces in video")
     clips = data("video", "talking_heads")
-    p.add_argument("--clips", nargs="+", default=[clips] if clips else None, required=clips is None,
+    p.add_argument("--clips", nargs="*", default=[clips] if clips else None, required=clips is None,
                    help="high-res face clips or folders of them (only those in the split's train list are used; "
                         "default: $ENHANCE_DATA/video/talking_heads)")
-    p.add_argument("--split", default=str(REPO / "configs" / "video_split.yaml"), help="train/eval split by person")
+    p.add_argument("--split", default=str(CONFIGS / "video_split.yaml"), help="train/eval split by person")
     p.add_argument("--stills", default=data("faces", "train") or "",
                    help="face photos turned into short clips ('' for none; default: $ENHANCE_DATA/faces/train)")
     p.add_argument("--stills-limit", type=int, default=0)
@@ -29,7 +30,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="as align.max_downscale at run time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="train")
-    p.add_argument("--out", default=str(REPO / "data" / "video_seq"))
+    p.add_argument("--out", default=str(DATA / "video_seq"))
     add_models_option(p, "det_500m.onnx and fan68_compressed.pth")
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=run)

@@ -35,7 +35,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=positive, metavar="N",
                    help="recordings processed at once on one machine (default: what the machine can hold)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: threads in this process; ray: one Ray task per recording (pip install 'enhance[ray]')")
+                   help="local: threads in this process; ray: one Ray task per recording "
+                        "(pip install 'enhance-faces[ray]')")
     p.add_argument("--ray-address", metavar="auto|HOST:PORT",
                    help="the Ray cluster to use (implies --engine ray; default: start a local Ray for this run)")
 

@@ -4,7 +4,7 @@ manifest and writes one report over all of them.
 
 `job` is the driver; `recording`, `camera` and `generator` are what runs on the nodes; `cluster` starts or
 joins Ray; `local_cluster` runs extra nodes on this machine (tests, the benchmark). Ray is optional
-(`pip install 'enhance[ray]'`): nothing is imported from it until `--engine ray` runs.
+(`pip install 'enhance-faces[ray]'`): nothing is imported from it until `--engine ray` runs.
 """
 
 from __future__ import annotations

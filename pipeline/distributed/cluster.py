@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from ..errors import EnhanceError
 
-RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'enhance[ray]' (or: pip install 'ray>=2.52')"
+RAY_MISSING = ("--engine ray needs Ray, which is not installed: pip install 'enhance-faces[ray]' "
+               "(or: pip install 'ray>=2.52')")
 OBJECT_STORE_BYTES = 256 << 20
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 # Ray logs "token authentication is enabled…" here when it turns it on for a new local cluster.
@@ -58,7 +59,8 @@ def connect(address: str | None, cpus: int) -> Iterator[Cluster]:
     t = time.perf_counter()
     try:
         if address is None:
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False,  # "local": never a `ray start` one object_store_memory=OBJECT_STORE_BYTES,
+            # address "local": a new Ray, never one that `ray start` left running on this machine
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                      log_to_driver=False, logging_level=logging.WARNING)
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
@@ -86,6 +88,7 @@ def nodes(ray) -> list[dict]:  # noqa: ANN001 - the ray module
         res = n.get("Resources", {})
         out.append({"id": n["NodeID"], "ip": n.get("NodeManagerAddress"), "host": n.get("NodeManagerHostname"),
                     "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0),
+                    "object_store_mib": round(res.get("object_store_memory", 0) / (1 << 20)),
                     "resources": {k: v for k, v in res.items() if not k.startswith(("node:", "memory",
                                                                                      "object_store"))}})
     return sorted(out, key=lambda n: n["id"])

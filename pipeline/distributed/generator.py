@@ -20,6 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import Config
 from ..enhance.confidence import assess
+from ..enhance.stage import item
 from ..types import Face
 
 MAX_CALLS = 256  # calls one actor serves at once: one per recording running on its node is plenty
@@ -51,14 +52,15 @@ class GeneratorActor:
             import torch  # the generator should have the machine's cores, as it has on one machine
 
             torch.set_num_threads(len(os.sched_getaffinity(0)))
-        self.enhancer = Enhancer(cfg.enhance)
+        self.enhancer = Enhancer(cfg.enhance, cfg.device)
         self.counted = _Counted(self.enhancer.batcher.run_batch)
         self.enhancer.batcher.run_batch = self.counted
         self.node = ray.get_runtime_context().get_node_id()
 
-    def enhance(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        """128×128 faces for these LR crops; no flush, so concurrent calls coalesce into batches."""
-        return self.enhancer.batcher.map(crops, flush=False)
+    def enhance(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        """128×128 faces for these LR crops (or packed observations, with track fusion); no flush, so
+        concurrent calls coalesce into batches."""
+        return self.enhancer.batcher.map(items, flush=False)
 
     def info(self) -> dict:
         return self.enhancer.info
@@ -115,6 +117,11 @@ class RemoteEnhancer:
         """What the actor runs (asked when the session starts: the detector loads meanwhile)."""
         return wait(self.actor.info.remote())
 
+    @property
+    def frames(self) -> int:
+        """Observations fused per output (0: single-frame generator), as Enhancer.frames."""
+        return int(self.info.get("fusion_frames") or 0)
+
     @classmethod
     def near(cls, actors: dict[str, list[Any]], node: str, key: str) -> RemoteEnhancer:
         """The actor on this node (spread by `key` over its GPUs), or any actor if this node has none."""
@@ -124,7 +131,7 @@ class RemoteEnhancer:
     def __call__(self, faces: list[Face]) -> list[Face]:
         if not faces:
             return faces
-        out = wait(self.actor.enhance.remote([f.lr for f in faces]))
+        out = wait(self.actor.enhance.remote([item(f, self.frames) for f in faces]))
         for f, img in zip(faces, out):
             f.enhanced = img if img.flags.writeable else img.copy()  # zero-copy results are read-only
             assess(f)

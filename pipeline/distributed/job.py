@@ -46,7 +46,7 @@ def run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
     if cfg.enhance.policy != "none":
         from ..enhance.stage import default_weights
 
-        weights = Path(cfg.enhance.weights) if cfg.enhance.weights else default_weights()
+        weights = Path(cfg.enhance.weights) if cfg.enhance.weights else default_weights(cfg.enhance.fusion)
         if not weights.is_file():
             raise EnhanceError(f"generator weights not found: {weights}")
     job = JobRecord(out, inputs, cfg, recordings + cameras)

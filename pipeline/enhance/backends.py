@@ -5,9 +5,9 @@ the conversion to the generator's RGB [-1,1] NCHW floats and back lives in `prep
 only (torch ops, so the CUDA backends convert on the device and move 4× fewer bytes).
 
 `auto` picks the first available of tensorrt > torch-cuda > onnxruntime (only with a GPU execution
-provider) > torch-cpu > onnxruntime on CPU. On the 2-core CPU this was written on, onnxruntime-CPU and
-torch-cpu measured within noise of each other, and onnxruntime first needs a ~7 s per-entry ONNX export,
-so torch-cpu is preferred there; `run.py bench` measures both.
+provider) > torch-cpu > onnxruntime on CPU; the `device` setting keeps only the CPU or only the GPU ones.
+On the 2-core CPU this was written on, onnxruntime-CPU and torch-cpu measured within noise of each other,
+and onnxruntime first needs a ~7 s per-entry ONNX export, so torch-cpu is preferred there.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ..devices import GPU_PROVIDERS, TENSORRT, Device
 from ..errors import EnhanceError
-from ..models import ENGINE_CACHE
+from ..models import cache_dir as default_cache
+from .pixels import _check, item_shapes, model_input, postprocess, preprocess
 from ..geometry import CROP, ENTRIES
 
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime-gpu", "torch-cpu", "onnxruntime")
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+GPU_BACKENDS = ("tensorrt", "torch-cuda", "onnxruntime-gpu")
 
 
 class BackendUnavailable(EnhanceError):
@@ -43,30 +45,6 @@ class Backend(Protocol):
     def describe(self) -> dict:
         """What ran (for the manifest): backend, device, precision, artifact paths."""
         ...
-
-
-# ------------------------------------------------------------------ the one place pixels change form
-
-
-def preprocess(lr: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 BGR (B,e,e,3) → RGB (B,3,e,e) in [-1,1]."""
-    if lr.dtype != torch.uint8 or lr.dim() != 4 or lr.shape[-1] != 3:
-        raise ValueError(f"expected uint8 (B,e,e,3), got {lr.dtype} {tuple(lr.shape)}")
-    return lr.flip(-1).permute(0, 3, 1, 2).to(dtype).div_(127.5).sub_(1.0)
-
-
-def postprocess(y: torch.Tensor) -> torch.Tensor:
-    """RGB (B,3,128,128) in [-1,1] → uint8 BGR (B,128,128,3), contiguous."""
-    y = y.float().clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_()
-    return y.to(torch.uint8).flip(1).permute(0, 2, 3, 1).contiguous()
-
-
-def _check(lr: np.ndarray) -> np.ndarray:
-    if not isinstance(lr, np.ndarray) or lr.dtype != np.uint8 or lr.ndim != 4 or lr.shape[1:] not in (
-            [(e, e, 3) for e in ENTRIES]):
-        raise ValueError(f"expected uint8 (B,e,e,3) with e in {ENTRIES}, got {getattr(lr, 'dtype', type(lr))} "
-                         f"{getattr(lr, 'shape', '')}")
-    return np.ascontiguousarray(lr)
 
 
 # ------------------------------------------------------------------ backends
@@ -115,7 +93,7 @@ class TorchCUDA:
 
     Large batches are split into chunks whose host→device copy runs on a side stream while the
     previous chunk computes. With `compile=True` the model is instead AOTInductor-compiled once per
-    (weights, GPU, torch, entry) into engines/cache/*.pt2 and loaded from there on later runs.
+    (weights, GPU, torch, entry) into the cache folder (*.pt2) and loaded from there on later runs.
     NOT EXECUTED where this was written (no GPU); the GPU tests skip without CUDA.
     """
 
@@ -132,11 +110,11 @@ class TorchCUDA:
         self.model = copy.deepcopy(model).eval().to(self.device, dtype).to(memory_format=torch.channels_last)
         self.graphs_on = graphs and not compile
         self.copy_stream = torch.cuda.Stream()
-        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self._compiled: dict[int, Callable] = {}
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._compiled: dict[tuple[int, ...], Callable] = {}
         self._compile = compile
         self._sha = weights_sha
-        self._cache = Path(cache_dir or ENGINE_CACHE)
+        self._cache = Path(cache_dir or default_cache())
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -144,29 +122,32 @@ class TorchCUDA:
             return False, f"no CUDA device (torch {torch.__version__}{' CPU-only build' if not torch.version.cuda else ''})"
         return True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
 
-    def _aot(self, entry: int) -> Callable:
-        if entry not in self._compiled:
+    def _aot(self, shape: tuple[int, ...]) -> Callable:
+        """The AOTInductor package for one model-input shape (an entry, or an entry and K fused frames)."""
+        if shape not in self._compiled:
             import torch._inductor
             import torch.export
 
             gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name(0)).lower()
             cc = "".join(map(str, torch.cuda.get_device_capability(0)))
             tag = str(self.dtype).replace("torch.", "")
-            path = self._cache / f"generator_{self._sha[:16]}_e{entry}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
+            key = f"e{shape[-1]}" + (f"k{shape[0]}" if len(shape) == 4 else "")
+            path = self._cache / f"generator_{self._sha[:16]}_{key}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                x = torch.zeros(2, 3, entry, entry, device=self.device, dtype=self.dtype)
+                x = torch.zeros(2, *shape, device=self.device, dtype=self.dtype)
                 batch = torch.export.Dim("batch", min=1, max=4096)
                 ep = torch.export.export(self.model, (x,), dynamic_shapes=({0: batch},))
                 torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-            self._compiled[entry] = torch._inductor.aoti_load_package(str(path))
-        return self._compiled[entry]
+            self._compiled[shape] = torch._inductor.aoti_load_package(str(path))
+        return self._compiled[shape]
 
-    def _graph(self, entry: int, n: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
-        key = (entry, n)
+    def _graph(self, shape: tuple[int, ...], n: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        key = (shape, n)
         if key not in self._graphs:
-            static_in = torch.zeros(n, 3, entry, entry, device=self.device, dtype=self.dtype)
-            static_in = static_in.contiguous(memory_format=torch.channels_last)
+            static_in = torch.zeros(n, *shape, device=self.device, dtype=self.dtype)
+            if static_in.dim() == 4:
+                static_in = static_in.contiguous(memory_format=torch.channels_last)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
@@ -180,13 +161,13 @@ class TorchCUDA:
         return self._graphs[key]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        entry, n = x.shape[-1], x.shape[0]
+        shape, n = tuple(x.shape[1:]), x.shape[0]
         if self._compile:
-            return self._aot(entry)(x)
+            return self._aot(shape)(x)
         if not self.graphs_on or n > self.BUCKETS[-1]:
-            return self.model(x.contiguous(memory_format=torch.channels_last))
+            return self.model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
         bucket = next(b for b in self.BUCKETS if b >= n)
-        g, static_in, static_out = self._graph(entry, bucket)
+        g, static_in, static_out = self._graph(shape, bucket)
         static_in[:n].copy_(x)
         g.replay()
         return static_out[:n]
@@ -220,31 +201,29 @@ class TorchCUDA:
 
 
 class OnnxRuntime:
-    """onnxruntime with the best execution provider present (TensorRT > CUDA > CPU), one session per entry.
+    """onnxruntime with the best execution provider for `device` (TensorRT > CUDA > CPU), one session per entry.
 
-    The per-entry ONNX files are exported on first use into engines/cache/ and reused by weights hash.
+    The per-entry ONNX files are exported on first use into the cache folder and reused by weights hash.
+    TensorRT's provider gets fp16, its engine and timing caches in the cache folder (a second run loads
+    them) and a batch profile of 1…`max_batch` (the batcher's batch size); larger calls run in slices.
     """
 
     name = "onnxruntime"
-    PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
     def __init__(self, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
-                 weights_sha: str | None = None, cache_dir: str | Path | None = None,
-                 providers: list[str] | None = None, entries: tuple[int, ...] = ()) -> None:
+                 weights_sha: str | None = None, cache_dir: str | Path | None = None, device: str = "auto",
+                 max_batch: int = 256, shapes: list[tuple[int, ...]] = ()) -> None:
         ok, why = self.available()
         if not ok:
             raise BackendUnavailable(f"onnxruntime: {why}")
-        import onnxruntime as ort
-
-        self.ort = ort
         self.weights, self.model, self.threads = Path(weights), model, threads
         self.sha, self.cache_dir = weights_sha, cache_dir
-        have = ort.get_available_providers()
-        self.providers = [p for p in (providers or self.PREFERRED) if p in have] or ["CPUExecutionProvider"]
-        self._sessions: dict[int, object] = {}
-        self.files: dict[int, str] = {}
-        for e in entries:  # export/load up front, so the first frame does not pay for it
-            self._session(e)
+        self.device, self.max_batch = Device.parse(device), max_batch
+        self.providers, self.why = ["CPUExecutionProvider"], ""
+        self._sessions: dict[tuple[int, ...], object] = {}
+        self.files: dict[str, str] = {}
+        for shape in shapes:  # export/load up front, so the first frame does not pay for it
+            self._session(tuple(shape))
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -259,44 +238,50 @@ class OnnxRuntime:
             return False, why
         return True, f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}"
 
-    def _session(self, entry: int):
-        if entry not in self._sessions:
-            from .export import cached_onnx
+    def _session(self, item: tuple[int, ...]):
+        """The session for one item shape: (e,e,3), or (K,e,e,4) for K fused observations."""
+        if item not in self._sessions:
+            from ..devices import session, tensorrt_options
+            from .export import INPUT, cached_onnx, shape_key
 
-            path = cached_onnx(self.weights, entry, self.cache_dir, model=self.model, weights_sha=self.sha)
-            opts = self.ort.SessionOptions()
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
-            opts.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._sessions[entry] = self.ort.InferenceSession(str(path), opts, providers=self.providers)
-            self.files[entry] = str(path)
-        return self._sessions[entry]
+            shape = model_input(item)
+            path = cached_onnx(self.weights, shape, self.cache_dir, model=self.model, weights_sha=self.sha)
+            trt = tensorrt_options(Path(self.cache_dir or default_cache()), INPUT, shape, 1,
+                                   self.max_batch, self.max_batch)
+            self._sessions[item], choice = session(path, self.device, self.threads, trt, f"generator {shape_key(shape)}")
+            self.providers, self.why = choice.names, choice.why
+            self.files["x".join(map(str, item))] = str(path)
+        return self._sessions[item]
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         lr = _check(lr)
-        x = preprocess(torch.from_numpy(lr)).numpy()
-        (y,) = self._session(lr.shape[1]).run(None, {"lr": x})
-        return postprocess(torch.from_numpy(y)).numpy()
+        sess = self._session(tuple(lr.shape[1:]))
+        step = max(1, self.max_batch if self.providers[0] == TENSORRT else len(lr))  # within the profile
+        ys = [sess.run(None, {"lr": preprocess(torch.from_numpy(lr[i : i + step])).numpy()})[0]
+              for i in range(0, len(lr), step)]
+        return postprocess(torch.from_numpy(np.concatenate(ys))).numpy()
 
     def describe(self) -> dict:
-        return {"backend": self.name, "device": self.providers[0], "precision": "float32",
-                "providers": self.providers, "onnx": self.files}
+        return {"backend": self.name, "device": self.providers[0], "providers": self.providers, "why": self.why,
+                "precision": "fp16" if self.providers[0] == TENSORRT else "float32", "onnx": self.files}
 
 
 class TensorRT:
-    """TensorRT 10 FP16 engines (one per entry) built by `run.py build-engine` or on first use."""
+    """TensorRT 10 or 11 engines (strongly typed, fp16 by default; one per entry) built by `run.py build-engine`
+    or on first use."""
 
     name = "tensorrt"
 
     def __init__(self, weights: str | Path, profile=None, cache_dir: str | Path | None = None,
-                 entries: tuple[int, ...] = ENTRIES) -> None:
+                 shapes: list[tuple[int, ...]] = (), model: torch.nn.Module | None = None) -> None:
         from . import tensorrt as trt_mod
 
         ok, why = trt_mod.available()
         if not ok:
             raise BackendUnavailable(f"tensorrt: {why}")
-        self.paths = trt_mod.ensure_engines(weights, entries, profile or trt_mod.Profile(), cache_dir)
-        self.engines = {e: trt_mod.TensorRTEngine(p) for e, p in self.paths.items()}
+        inputs = [model_input(tuple(s)) for s in (shapes or item_shapes(ENTRIES))]
+        self.paths = trt_mod.ensure_engines(weights, inputs, profile or trt_mod.Profile(), cache_dir, model=model)
+        self.engines = {shape: trt_mod.TensorRTEngine(p) for shape, p in self.paths.items()}
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -308,12 +293,13 @@ class TensorRT:
     def run(self, lr: np.ndarray) -> np.ndarray:
         lr = _check(lr)
         dev = torch.from_numpy(lr).pin_memory().to("cuda", non_blocking=True)
-        y = postprocess(self.engines[lr.shape[1]](preprocess(dev)))
+        x = preprocess(dev)
+        y = postprocess(self.engines[tuple(x.shape[1:])](x))
         return y.cpu().numpy()
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": torch.cuda.get_device_name(0), "precision": "fp16",
-                "engines": {e: str(p) for e, p in self.paths.items()}}
+                "engines": {"x".join(map(str, s)): str(p) for s, p in self.paths.items()}}
 
 
 BACKENDS: dict[str, type] = {"tensorrt": TensorRT, "torch-cuda": TorchCUDA, "onnxruntime": OnnxRuntime,
@@ -331,15 +317,23 @@ def availability() -> dict[str, tuple[bool, str]]:
     return out
 
 
-def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None) -> list[str]:
-    """The backends to try, in order, for a config value (`auto` or one name)."""
+def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None, device: str = "auto") -> list[str]:
+    """The backends to try, in order, for a config value (`auto` or one name) on `device`."""
     if name != "auto" and name not in BACKENDS:
         raise BackendUnavailable(f"unknown enhance backend {name!r} (known: auto, {', '.join(BACKENDS)})")
+    kind = Device.parse(device).kind
     found = found if found is not None else availability()
     if name == "auto":
         ort_gpu = found["onnxruntime"][0] and any(p in found["onnxruntime"][1] for p in GPU_PROVIDERS)
-        order = [n for n in AUTO_ORDER if n != ("onnxruntime" if ort_gpu else "onnxruntime-gpu")]
-        return [n.replace("-gpu", "") for n in order if found[n.replace("-gpu", "")][0]]
+        order = [n for n in AUTO_ORDER if n != ("onnxruntime" if ort_gpu and kind != "cpu" else "onnxruntime-gpu")]
+        order = [n for n in order if kind == "auto" or (n in GPU_BACKENDS) == (kind == "cuda")]
+        picked = [n.replace("-gpu", "") for n in order if found[n.replace("-gpu", "")][0]]
+        if not picked and kind == "cuda":
+            why = "; ".join(f"{n}: {found[n][1]}" for n in ("tensorrt", "torch-cuda", "onnxruntime"))
+            raise BackendUnavailable(f"device {device}: no generator backend can use a GPU here ({why})")
+        return picked
+    if kind == "cpu" and name in GPU_BACKENDS or kind == "cuda" and name == "torch-cpu":
+        raise BackendUnavailable(f"enhance backend {name!r} cannot run on device {device!r}")
     ok, why = found[name]
     if not ok:
         raise BackendUnavailable(f"enhance backend {name!r} is unavailable: {why}")
@@ -347,8 +341,10 @@ def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None) -> list
 
 
 def create(name: str, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
-           weights_sha: str | None = None, entries: tuple[int, ...] = (), **kw) -> Backend:
-    """Build the backend `name` (or, for `auto`, the first one that builds) for these weights.
+           weights_sha: str | None = None, shapes: list[tuple[int, ...]] = (), device: str = "auto",
+           max_batch: int = 256, **kw) -> Backend:
+    """Build the backend `name` (or, for `auto`, the first one that builds) for these weights on `device`
+    (`cuda:N` makes N torch's current CUDA device, for torch-cuda and tensorrt).
 
     With `auto` a backend that is present but fails to build (e.g. the ONNX export fails) is skipped
     with its reason kept in the error if none builds; a named backend fails loudly.
@@ -359,8 +355,11 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
     weights = Path(weights)
     digest = weights_sha or sha256(weights)
     failures = []
-    for n in resolve(name):
+    d = Device.parse(device)
+    for n in resolve(name, device=device):
         try:
+            if n in ("torch-cuda", "tensorrt") and d.kind == "cuda":
+                torch.cuda.set_device(d.index)
             if n == "torch-cpu":
                 m = model if model is not None else load_generator(weights)[0]
                 return TorchCPU(m, threads, **kw)
@@ -368,20 +367,12 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
                 m = model if model is not None else load_generator(weights)[0]
                 return TorchCUDA(m, weights_sha=digest, **kw)
             if n == "onnxruntime":
-                return OnnxRuntime(weights, model, threads, digest, entries=entries, **kw)
-            return TensorRT(weights, entries=entries or ENTRIES, **kw)
+                return OnnxRuntime(weights, model, threads, digest, device=device, max_batch=max_batch,
+                                   shapes=shapes, **kw)
+            return TensorRT(weights, shapes=shapes, model=model, **kw)
         except EnhanceError as e:
             if name != "auto":
                 raise
             failures.append(f"{n}: {e}")
     raise BackendUnavailable("no enhance backend could be built: " + "; ".join(failures))
 
-
-def backend_report() -> list[str]:
-    """Lines for `run.py doctor`: each backend, whether it can run here and why not, and auto's pick."""
-    found = availability()
-    lines = [f"  {n:<13} {'available: ' if ok else 'unavailable: '}{why}" for n, (ok, why) in found.items()]
-    pick = resolve("auto", found)
-    lines.append(f"  auto       → {pick[0] if pick else 'none'}"
-                 + (f" (then {', '.join(pick[1:])} as fallback)" if len(pick) > 1 else ""))
-    return lines

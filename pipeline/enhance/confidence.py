@@ -35,6 +35,11 @@ def confidence(span: float, mismatch: float, score: float) -> float:
     return round(res * cons * float(np.clip(score, 0.0, 1.0)) ** 0.5, 4)
 
 
+def low_confidence(face: Face) -> bool:
+    """Whether an enhanced face is flagged: too small or too damaged to rest on the camera's pixels."""
+    return face.confidence is not None and face.confidence < LOW
+
+
 def assess(face: Face) -> Face:
     """Fill `consistency` and `confidence` of an enhanced face."""
     if face.enhanced is None or face.lr is None or face.matrix is None:

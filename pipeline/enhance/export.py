@@ -4,8 +4,9 @@ The generator picks its stages from the input's spatial size with Python control
 graph cannot serve all three entries; each entry is exported separately with H/W fixed and only the
 batch axis dynamic. The torch.export-based exporter (`dynamo=True`, needs `onnxscript`) is used: the
 legacy TorchScript tracer turns `x.shape[-1]` into a tensor and breaks the generator's stage lookup.
-Files go to engines/cache/ (git-ignored), named by the weights' sha256, so changed weights re-export
-and unchanged ones are reused; the opset, entry, weights hash and torch version are in the metadata.
+Files go to the cache folder (`models.cache_dir`: $ENHANCE_CACHE or the user's cache), named by the
+weights' sha256, so changed weights re-export and unchanged ones are reused; the opset, entry, weights
+hash and torch version are in the metadata.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from ..errors import EnhanceError
 from ..geometry import CROP
-from ..models import ENGINE_CACHE as CACHE  # tensorrt.py imports it by this name
-from ..models import sha256
+from ..models import DISTRIBUTION, sha256
+from ..models import cache_dir as default_cache
+
 OPSET = 18
 INPUT, OUTPUT = "lr", "sr"
 MAX_BATCH = 4096
@@ -36,17 +38,30 @@ def export_available() -> tuple[bool, str]:
         try:
             __import__(mod)
         except ImportError as e:
-            return False, f"ONNX export needs `{mod}` ({e}); pip install onnx onnxscript"
+            return False, f"ONNX export needs `{mod}` ({e}); pip install '{DISTRIBUTION}[onnx]'"
     return True, "ok"
 
 
-def onnx_name(weights_sha: str, entry: int, opset: int = OPSET) -> str:
-    """Cache file name: the hash keys the weights, the entry the graph, the opset the exporter."""
-    return f"generator_{weights_sha[:16]}_e{entry}_op{opset}.onnx"
+def input_shape(shape: int | tuple[int, ...]) -> tuple[int, ...]:
+    """The model input of one item: an entry e means (3,e,e)."""
+    return (3, shape, shape) if isinstance(shape, int) else tuple(shape)
 
 
-def export_onnx(model, entry: int, path: str | Path, opset: int = OPSET, meta: dict[str, str] | None = None) -> Path:
-    """Export `model` (a ProgressiveGenerator, eval) for one entry size to `path` (fp32, batch dynamic).
+def shape_key(shape: int | tuple[int, ...]) -> str:
+    """`e32` for a single crop, `e32k8` for 8 fused observations: what names every cached artifact."""
+    s = input_shape(shape)
+    return f"e{s[-1]}" + (f"k{s[0]}" if len(s) == 4 else "")
+
+
+def onnx_name(weights_sha: str, shape: int | tuple[int, ...], opset: int = OPSET) -> str:
+    """Cache file name: the hash keys the weights, the shape the graph, the opset the exporter."""
+    return f"generator_{weights_sha[:16]}_{shape_key(shape)}_op{opset}.onnx"
+
+
+def export_onnx(model, shape: int | tuple[int, ...], path: str | Path, opset: int = OPSET,
+                meta: dict[str, str] | None = None) -> Path:
+    """Export `model` (a ProgressiveGenerator, or a PackedFusion for K frames) for one input shape to `path`
+    (fp32, batch dynamic).
 
     Written to a temporary file and renamed, so a crash never leaves a half file the cache would reuse.
     """
@@ -59,7 +74,8 @@ def export_onnx(model, entry: int, path: str | Path, opset: int = OPSET, meta: d
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    x = torch.zeros(2, 3, entry, entry)
+    x = torch.zeros(2, *input_shape(shape))
+    entry = x.shape[-1]
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     quiet = io.StringIO()
     level = logging.getLogger("torch").level
@@ -72,8 +88,10 @@ def export_onnx(model, entry: int, path: str | Path, opset: int = OPSET, meta: d
                               external_data=False, verbose=False)
         proto = onnx.load(str(tmp))
         real_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
-        info = {"opset": str(real_opset), "entry": str(entry), "output": str(CROP), "torch": torch.__version__,
-                "layout": "NCHW RGB float32 in [-1,1]", **(meta or {})}
+        layout = ("NCHW RGB float32 in [-1,1]" if x.dim() == 4 else
+                  "N,K,C,H,W: K observations, RGB in [-1,1] + a presence plane (1 = real), target first")
+        info = {"opset": str(real_opset), "entry": str(entry), "frames": str(x.shape[1]) if x.dim() == 5 else "1",
+                "output": str(CROP), "torch": torch.__version__, "layout": layout, **(meta or {})}
         del proto.metadata_props[:]
         for k, v in info.items():
             proto.metadata_props.add(key=k, value=str(v))
@@ -90,19 +108,25 @@ def export_onnx(model, entry: int, path: str | Path, opset: int = OPSET, meta: d
     return path
 
 
-def cached_onnx(weights: str | Path, entry: int, cache_dir: str | Path | None = None, opset: int = OPSET,
-                model=None, weights_sha: str | None = None) -> Path:
-    """The ONNX file for these weights and entry, exported on first use and reused afterwards."""
+def cached_onnx(weights: str | Path, shape: int | tuple[int, ...], cache_dir: str | Path | None = None,
+                opset: int = OPSET, model=None, weights_sha: str | None = None) -> Path:
+    """The ONNX file for these weights and input shape, exported on first use and reused afterwards."""
     weights = Path(weights)
     digest = weights_sha or sha256(weights)
-    path = Path(cache_dir or CACHE) / onnx_name(digest, entry, opset)
+    path = Path(cache_dir or default_cache()) / onnx_name(digest, shape, opset)
     if path.is_file():
         return path
     if model is None:
-        from .generator import load_generator
+        model = load_any(weights)
+    return export_onnx(model, shape, path, opset, meta={"weights_sha256": digest, "weights": weights.name})
 
-        model, _ = load_generator(weights)
-    return export_onnx(model, entry, path, opset, meta={"weights_sha256": digest, "weights": weights.name})
+
+def load_any(weights: str | Path):
+    """The exportable model of a weights file: the single-frame generator, or a fusion one packed."""
+    from .fusion import PackedFusion, is_fusion, load_fusion
+    from .generator import load_generator
+
+    return PackedFusion(load_fusion(weights)[0]) if is_fusion(weights) else load_generator(weights)[0]
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:

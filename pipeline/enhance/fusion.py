@@ -26,14 +26,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry import CROP, ENTRIES
+from ..models import ENGINES
 from .generator import ProgressiveGenerator
 
 KIND = "fusion"
+FUSION_NAME = "pfsr_fusion_v1"
+FUSION_WEIGHTS = ENGINES / f"{FUSION_NAME}.safetensors"
+MAX_FRAMES = 16  # the most observations one output fuses
+MASKED = -1.0e4  # logit of a missing observation: exp() is 0 in fp16 too, and -inf never reaches an exporter
 
 
 class Registration(nn.Module):
@@ -93,7 +99,7 @@ class FusionGenerator(nn.Module):
         if valid is not None:
             mask = valid.to(torch.bool).clone()
             mask[:, 0] = True  # the target is always there
-            logits = logits.masked_fill(~mask[:, :, None, None, None], float("-inf"))
+            logits = logits.masked_fill(~mask[:, :, None, None, None], MASKED)
         w = torch.softmax(logits, dim=1)
         fused = w[:, 0] * ft + (w[:, 1:] * warped).sum(1)
         return self.base.decode(fused, target, out_size)
@@ -117,6 +123,32 @@ class FusionGenerator(nn.Module):
             for h in hs:
                 h.remove()
         return 2.0 * macs
+
+
+class PackedFusion(nn.Module):
+    """The fusion generator on one packed tensor (B,K,4,e,e): RGB in [-1,1] and a presence plane (1 = real).
+
+    One input, so the batcher, ONNX export and TensorRT treat a fused item like a single-frame crop.
+    """
+
+    def __init__(self, fusion: FusionGenerator) -> None:
+        super().__init__()
+        self.fusion = fusion
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fusion(x[:, :, :3], x[:, :, 3, 0, 0] > 0.5)
+
+
+def pack(target: np.ndarray, others: list[np.ndarray], k: int) -> np.ndarray:
+    """A fused item: (k,e,e,4) uint8, BGR + presence (255), target first, missing observations zero.
+
+    With no others the item is (1,e,e,4): a one-frame track runs as the single-frame trunk."""
+    n = 1 + min(len(others), k - 1) if others else 1
+    item = np.zeros((n if n == 1 else k, *target.shape[:2], 4), np.uint8)
+    for i, img in enumerate([target, *others[: n - 1]]):
+        item[i, :, :, :3] = img
+        item[i, :, :, 3] = 255
+    return item
 
 
 def save_fusion(model: FusionGenerator, path: str | Path, meta: dict[str, Any] | None = None) -> Path:

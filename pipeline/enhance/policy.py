@@ -37,6 +37,7 @@ class Policy:
         if self.mode == "every_n":
             return (len(track.faces) - 1) % self.every_n == 0
         if self.mode == "best_k":
-            shown = track.inset  # the best face enhanced so far: each one shown beats the one before
+            # the best face enhanced so far (or picked and waiting for its fusion window): each one shown beats the one before
+            shown = max((f for f in (track.inset, track.promised) if f is not None), key=lambda f: f.quality, default=None)
             return self.keeps(track, face) and (shown is None or face.quality > shown.quality * (1 + self.improve))
         return False

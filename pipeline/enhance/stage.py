@@ -18,16 +18,28 @@ from ..types import Face
 from .confidence import assess
 
 
-def default_weights() -> Path:
-    """The shipped generator: the generator module's DEFAULT_WEIGHTS, else the newest file in engines/."""
+def default_weights(fusion: int = 0) -> Path:
+    """The shipped generator (`FUSION_WEIGHTS` when track fusion is on), else the newest file in engines/."""
+    from .fusion import FUSION_WEIGHTS
     from .generator import DEFAULT_WEIGHTS
 
-    if Path(DEFAULT_WEIGHTS).is_file():
-        return Path(DEFAULT_WEIGHTS)
+    shipped = Path(FUSION_WEIGHTS if fusion else DEFAULT_WEIGHTS)
+    if shipped.is_file():
+        return shipped
     found = sorted(ENGINES.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise ModelNotFound(f"no generator weights (*.safetensors) in {ENGINES}; pass enhance.weights=FILE")
     return found[-1]
+
+
+def item(face: Face, frames: int):  # noqa: ANN201 - an array the backend takes
+    """What the backend gets for one face: its crop, or with fusion (`frames` > 0) its observations packed
+    together. (Also what a remote Enhancer sends its generator.)"""
+    if not frames:
+        return face.lr
+    from .fusion import pack
+
+    return pack(face.lr, [n.lr for n in face.neighbours if n.entry == face.entry], frames)
 
 
 class Enhancer:
@@ -37,20 +49,30 @@ class Enhancer:
     may share one Enhancer, and their crops then share batches up to `batch_size` / `max_wait_ms`.
     """
 
-    def __init__(self, cfg: EnhanceConfig) -> None:
-        from .backends import create
+    def __init__(self, cfg: EnhanceConfig, device: str = "auto") -> None:
+        from .backends import create, item_shapes
         from .batcher import DynamicBatcher
+        from .fusion import PackedFusion, is_fusion, load_fusion
         from .generator import load_generator
 
-        path = Path(cfg.weights) if cfg.weights else default_weights()
+        path = Path(cfg.weights) if cfg.weights else default_weights(cfg.fusion)
         if not path.is_file():
             raise ModelNotFound(f"generator weights not found: {path}")
         self.path = path
         self.sha256 = sha256(path)
-        model, self.meta = load_generator(path)
+        self.frames = cfg.fusion if is_fusion(path) else 0  # observations fused per output (0: single frame)
+        if cfg.fusion and not self.frames:
+            raise ModelNotFound(f"enhance.fusion is {cfg.fusion} but {path.name} is a single-frame generator "
+                                "(set enhance.fusion: 0, or enhance.weights to a fusion file)")
+        if self.frames:
+            fusion, self.meta = load_fusion(path)
+            model = PackedFusion(fusion).eval()
+        else:
+            model, self.meta = load_generator(path)
         # every entry's session/engine is made up front: the first frame must not pay for an export
         self.backend = create(cfg.backend, path, model=model, threads=cfg.threads, weights_sha=self.sha256,
-                              entries=ENTRIES)
+                              shapes=item_shapes(ENTRIES, self.frames), device=cfg.device or device,
+                              max_batch=cfg.batch_size)
         self.batch_size = cfg.batch_size
         self.batcher = DynamicBatcher(self.backend.run, cfg.batch_size, cfg.max_wait_ms, cfg.max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)
@@ -60,13 +82,14 @@ class Enhancer:
     @property
     def info(self) -> dict:
         """What ran, for the manifest: a file name alone is not enough to tell weights apart."""
-        return {**self.meta, "path": str(self.path), "sha256": self.sha256, **self.backend.describe()}
+        return {**self.meta, "path": str(self.path), "sha256": self.sha256, "fusion_frames": self.frames,
+                **self.backend.describe()}
 
     def __call__(self, faces: list[Face]) -> list[Face]:
-        """Fill `enhanced` for each face (faces of one entry size share batches); returns `faces`."""
+        """Fill `enhanced` for each face (items of one shape share batches); returns `faces`."""
         if not faces:
             return faces
-        for f, img in zip(faces, self.batcher.map([f.lr for f in faces])):
+        for f, img in zip(faces, self.batcher.map([item(f, self.frames) for f in faces])):
             f.enhanced = img
             assess(f)
         with self._lock:

@@ -12,7 +12,8 @@ TensorRT engine computes is the one run on CPU in tests/test_tensorrt.py.
 An engine is only valid for the GPU model, compute capability and TensorRT version that built it, and
 for one set of weights and one optimization profile; all of them go into the file name
 (`engine_name`), so a changed GPU/TRT/model builds a new engine and an unchanged one is reused.
-The builder's timing cache is kept beside it in engines/cache/ to make rebuilds fast.
+Engines, their ONNX sources and the builder's timing cache (which makes rebuilds fast) share the cache
+folder (`models.cache_dir`).
 
 The runtime binds torch-allocated CUDA tensors (no pycuda needed) and enqueues on torch's current CUDA
 stream with `execute_async_v3`.
@@ -45,9 +46,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import EnhanceError
-from .export import CACHE, INPUT, OPSET, OUTPUT
+from .export import INPUT, OPSET, OUTPUT, default_cache
 
-ENGINES = CACHE.parent
 MIN_MAJOR = 10  # the name-based tensor API (execute_async_v3, set_input_shape) and STRONGLY_TYPED
 
 
@@ -77,7 +77,7 @@ def _slug(text: str) -> str:
 
 
 def engine_name(model_sha: str, gpu_name: str, compute_capability: tuple[int, int] | str, trt_version: str,
-                entry: int, profile: Profile) -> str:
+                entry: int | tuple[int, ...], profile: Profile) -> str:
     """File name of an engine: everything that invalidates a serialized engine is part of it.
 
     >>> engine_name("ab"*32, "NVIDIA H100 80GB HBM3", (9, 0), "10.3.0", 16, Profile())
@@ -88,7 +88,9 @@ def engine_name(model_sha: str, gpu_name: str, compute_capability: tuple[int, in
     else:
         cc = str(compute_capability).replace(".", "")
     trt = re.sub(r"[^0-9A-Za-z.]+", "-", str(trt_version))
-    return f"generator_{model_sha[:16]}_e{entry}_{_slug(gpu_name)}_sm{_slug(cc)}_trt{trt}_{profile.tag()}.engine"
+    from .export import shape_key
+
+    return f"generator_{model_sha[:16]}_{shape_key(entry)}_{_slug(gpu_name)}_sm{_slug(cc)}_trt{trt}_{profile.tag()}.engine"
 
 
 def cached_engine(path: Path, build: Callable[[Path], None]) -> tuple[Path, bool]:
@@ -120,7 +122,7 @@ def _version_problem(version: str) -> str | None:
         return f"tensorrt reports version {version!r}, which is not a TensorRT version"
     if major < MIN_MAJOR:
         return (f"tensorrt {version} found, 10 or 11 needed (name-based tensor API, execute_async_v3, "
-                "strongly typed networks); pip install 'tensorrt>=10'")
+                "strongly typed networks); pip install 'enhance-faces[gpu]'")
     return None
 
 
@@ -137,8 +139,8 @@ def _import_trt():
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise TensorRTError(f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install tensorrt) "
-                            "on a CUDA machine") from None
+        raise TensorRTError(f"tensorrt not importable ({e}); install TensorRT 10 or 11 "
+                            "(pip install 'enhance-faces[gpu]') on a CUDA machine") from None
     return trt, _require(trt)
 
 
@@ -162,7 +164,8 @@ def available() -> tuple[bool, str]:
     try:
         import tensorrt as trt
     except ImportError as e:
-        return False, f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install tensorrt) on a CUDA machine"
+        return False, (f"tensorrt not importable ({e}); install TensorRT 10 or 11 (pip install 'enhance-faces[gpu]') "
+                       "on a CUDA machine")
     problem = _version_problem(str(getattr(trt, "__version__", "?")))
     if problem:
         return False, problem
@@ -220,9 +223,9 @@ def _float16_generator(model):
     return Float16Generator(model).eval()
 
 
-def cached_fp16_onnx(weights: str | Path, entry: int, cache_dir: str | Path | None = None, opset: int = OPSET,
-                     model=None, weights_sha: str | None = None) -> Path:
-    """The fp16 graph for these weights and entry, exported on first use and reused afterwards.
+def cached_fp16_onnx(weights: str | Path, entry: int | tuple[int, ...], cache_dir: str | Path | None = None,
+                     opset: int = OPSET, model=None, weights_sha: str | None = None) -> Path:
+    """The fp16 graph for these weights and entry (or fused input shape), exported on first use and reused.
 
     Made by the project's own exporter (`export.export_onnx`, torch's dynamo exporter, already a
     dependency) from the generator cast to float16, with Casts at the float32 input and output; cached
@@ -237,13 +240,13 @@ def cached_fp16_onnx(weights: str | Path, entry: int, cache_dir: str | Path | No
 
     weights = Path(weights)
     digest = weights_sha or sha256(weights)
-    path = fp16_onnx_path(Path(cache_dir or CACHE) / onnx_name(digest, entry, opset))
+    path = fp16_onnx_path(Path(cache_dir or default_cache()) / onnx_name(digest, entry, opset))
     if path.is_file() and path.stat().st_size > 0:
         return path
     if model is None:
-        from .generator import load_generator
+        from .export import load_any
 
-        model, _ = load_generator(weights)
+        model = load_any(weights)
     return export_onnx(_float16_generator(model), entry, path, opset,
                        meta={"weights_sha256": digest, "weights": weights.name, "precision": "fp16",
                              "layout": "NCHW RGB float32 in [-1,1] (computed in float16)"})
@@ -252,7 +255,7 @@ def cached_fp16_onnx(weights: str | Path, entry: int, cache_dir: str | Path | No
 # ------------------------------------------------------------------ build
 
 
-def build_engine(onnx_path: str | Path, out: str | Path, entry: int, profile: Profile = Profile(),
+def build_engine(onnx_path: str | Path, out: str | Path, entry: int | tuple[int, ...], profile: Profile = Profile(),
                  timing_cache: str | Path | None = None, workspace_gb: float = 4.0) -> Path:
     """Parse the ONNX file into a strongly typed network and write a serialized engine with one
     optimization profile (TensorRT 10 and 11).
@@ -280,7 +283,9 @@ def build_engine(onnx_path: str | Path, out: str | Path, entry: int, profile: Pr
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     # no precision flag: strongly typed networks refuse them (10) or they no longer exist (11)
     opt = builder.create_optimization_profile()
-    shape = (3, entry, entry)
+    from .export import input_shape
+
+    shape = input_shape(entry)  # (3,e,e), or (K,4,e,e) for K fused observations
     opt.set_shape(INPUT, (profile.min, *shape), (profile.opt, *shape), (profile.max, *shape))
     config.add_optimization_profile(opt)
     cache_path = Path(timing_cache) if timing_cache else None
@@ -298,23 +303,25 @@ def build_engine(onnx_path: str | Path, out: str | Path, entry: int, profile: Pr
     return out
 
 
-def ensure_engines(weights: str | Path, entries: tuple[int, ...] = (16, 32, 64), profile: Profile = Profile(),
-                   cache_dir: str | Path | None = None, log: Callable[[str], None] = lambda s: None) -> dict[int, Path]:
-    """`run.py build-engine`: export ONNX (and its fp16 graph) and build (or reuse) one engine per entry."""
+def ensure_engines(weights: str | Path, entries: tuple = (16, 32, 64), profile: Profile = Profile(),
+                   cache_dir: str | Path | None = None, log: Callable[[str], None] = lambda s: None,
+                   model=None) -> dict:
+    """`run.py build-engine`: export ONNX (and its fp16 graph) and build (or reuse) one engine per entry
+    (an entry size, or a fused input shape (K,4,e,e)); keyed as given."""
     ok, why = available()
     if not ok:
         raise TensorRTError(why)
     from ..models import sha256
     from .export import cached_onnx
 
-    cache_dir = Path(cache_dir or CACHE)
+    cache_dir = Path(cache_dir or default_cache())
     digest = sha256(weights)
     gpu, cc, version = device_key()
-    out: dict[int, Path] = {}
+    out: dict = {}
     for e in entries:
         graph = cached_fp16_onnx if profile.fp16 else cached_onnx
-        onnx_path = graph(weights, e, cache_dir, weights_sha=digest)
-        path = cache_dir.parent / engine_name(digest, gpu, cc, version, e, profile)
+        onnx_path = graph(weights, e, cache_dir, model=model, weights_sha=digest)
+        path = cache_dir / engine_name(digest, gpu, cc, version, e, profile)
         timing = cache_dir / f"timing_{_slug(gpu)}_sm{cc[0]}{cc[1]}_trt{version}.cache"
         path, built = cached_engine(path, lambda tmp, e=e, o=onnx_path: build_engine(o, tmp, e, profile, timing))
         log(f"{'built ' if built else 'reused'} {path}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config, load_config
+from ..devices import DeviceError
 from ..errors import EnhanceError, ModelNotFound
 from ..geometry import CROP
 from ..models import find_model, sha256
@@ -89,7 +90,10 @@ def _embed(out: Path, tracks: list[ReportTrack], cfg: Config,
         model = find_model(cfg.people.model, models_dir)
     except ModelNotFound as e:
         return None, f"Tracks were not grouped into people: {e}"
-    embedder = ppl.Embedder(model)
+    try:
+        embedder = ppl.Embedder(model, cfg.people.threads, cfg.device_of(cfg.people))
+    except DeviceError as e:
+        return None, f"Tracks were not grouped into people: {e}"
     for t in tracks:
         crops, weights = [], []
         for o in t.tiles:
@@ -101,4 +105,4 @@ def _embed(out: Path, tracks: list[ReportTrack], cfg: Config,
         if crops:
             t.embedding = ppl.mean_embedding(embedder(crops), weights)
             t.n_embedded = len(crops)
-    return {"name": model.name, "sha256": sha256(model)}, ""
+    return {"name": model.name, "sha256": sha256(model), "providers": embedder.choice.names}, ""

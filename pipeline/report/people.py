@@ -48,16 +48,14 @@ def crop112(original: np.ndarray, kps: np.ndarray | None = None) -> np.ndarray:
 
 
 class Embedder:
-    """MobileFaceNet 128-D embeddings (L2-normalised) of 112×112 BGR aligned faces."""
+    """MobileFaceNet 128-D embeddings (L2-normalised) of 112×112 BGR aligned faces, on `device` with
+    `threads` CPU threads (0: ONNX Runtime's choice); `choice` says which provider ran it and why."""
 
-    def __init__(self, model: str | Path, threads: int = 1) -> None:
-        import onnxruntime as ort
+    def __init__(self, model: str | Path, threads: int = 1, device: str = "auto") -> None:
+        from ..devices import session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.log_severity_level = 3
         self.path = Path(model)
-        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        self.session, self.choice = session(model, device, threads, what="people embedder")
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, faces112: list[np.ndarray], batch: int = 32) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import OutputConfig
 from ..draw import BLACK, GREY, WHITE, label_size, mark_enhanced, put_label, track_color
+from ..enhance.confidence import low_confidence
 from ..types import Face
 
 
@@ -58,7 +59,7 @@ class Annotator:
             if rect is None:
                 continue
             soft.append(rect)
-            planned.append((rect, box, src.enhanced, track_color(face.track_id)))
+            planned.append((rect, box, src, track_color(face.track_id)))
 
         for face, (x1, y1, x2, y2) in zip(faces, boxes):
             if face.track_id < 0:
@@ -69,7 +70,7 @@ class Annotator:
             color = track_color(face.track_id)
             put_label(out, text, org, color=color, text_color=BLACK if sum(color) > 450 else WHITE, scale=0.45 * k)
 
-        for (x1, y1, x2, y2), (bx1, by1, bx2, by2), enhanced, color in planned:
+        for (x1, y1, x2, y2), (bx1, by1, bx2, by2), src, color in planned:
             # A connector in the track's colour when the inset had to move away from its face.
             cx = min(max((bx1 + bx2) // 2, x1), x2 - 1)
             cy = min(max((by1 + by2) // 2, y1), y2 - 1)
@@ -77,11 +78,11 @@ class Annotator:
             if abs(fx - cx) + abs(fy - cy) > 8:
                 cv2.line(out, (cx, cy), (fx, fy), color, 1, cv2.LINE_AA)
             size = x2 - x1
-            tile = enhanced
+            tile = src.enhanced
             if tile.shape[0] != size or tile.shape[1] != size:
                 interp = cv2.INTER_AREA if size < tile.shape[0] else cv2.INTER_LINEAR
                 tile = cv2.resize(tile, (size, size), interpolation=interp)
-            out[y1:y2, x1:x2] = mark_enhanced(tile.copy())  # "AI-enhanced / not a photograph"
+            out[y1:y2, x1:x2] = mark_enhanced(tile.copy(), low_confidence(src))  # "AI-enhanced / not a photograph"
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, 1)
         return out
 

@@ -17,6 +17,7 @@ import numpy as np
 from .. import provenance as prov
 from ..config import OutputConfig
 from ..draw import MARK_TEXT, mark_enhanced, put_label
+from ..enhance.confidence import low_confidence
 from ..records import Observation, TrackRecord
 from ..types import Face, Track
 
@@ -27,6 +28,7 @@ def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bo
         kind, source=face.source, frame=face.frame_index, time=face.time, box=face.box, track=face.track_id,
         kps=face.kps, entry=face.entry or None, matrix=face.matrix, run_info=run_info, visible_mark=visible_mark,
         confidence=face.confidence, consistency=face.consistency,
+        fused_from=[(n.frame_index, n.time) for n in face.neighbours],
     )
 
 
@@ -47,7 +49,7 @@ def comparison(face: Face, panel: int = 256) -> np.ndarray | None:
     labels = [f"original {face.entry or left.shape[0]}px" if face.lr is not None else "original"]
     if face.enhanced is not None:
         right = cv2.resize(face.enhanced, (panel, panel), interpolation=cv2.INTER_NEAREST)
-        panels.append(mark_enhanced(right))
+        panels.append(mark_enhanced(right, low_confidence(face)))
         labels.append(MARK_TEXT)
     gap = 4
     head = 24
@@ -112,7 +114,7 @@ class TrackWriter:
                     names["original"] = tile(f"{stem}_original.png", f.crop, record(f, "original", self.run_info))
                 if f.lr is not None:
                     names["lr"] = tile(f"{stem}_lr.png", f.lr, record(f, "lr", self.run_info))
-                names["enhanced"] = tile(f"{stem}_enhanced.png", mark_enhanced(f.enhanced.copy()),
+                names["enhanced"] = tile(f"{stem}_enhanced.png", mark_enhanced(f.enhanced.copy(), low_confidence(f)),
                                          record(f, "enhanced", self.run_info, visible_mark=True), signed=True)
                 if self.unmarked:
                     names["enhanced_unmarked"] = tile(

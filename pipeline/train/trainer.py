@@ -18,11 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..enhance.fusion import FusionGenerator, is_fusion, load_fusion, save_fusion
 from ..enhance.generator import ProgressiveGenerator, save_generator
 from ..errors import ConfigError, InputError
 from ..models import find_model
 from .config import GrowConfig, TrainConfig
-from .data import FaceSet, SequenceSet, make_batch, to_tensor
+from .data import FaceSet, SequenceSet, make_batch, make_fusion_batch, to_tensor
 from .degrade import clean
 from .discriminator import ProgressiveDiscriminator
 from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ssim_loss
@@ -77,7 +78,9 @@ class Trainer:
             self.val_set: FaceSet | None = FaceSet(cfg.data, "val", limit=cfg.val_faces)
         except InputError:
             self.val_set = None
-        self.G = ProgressiveGenerator(**dataclasses.asdict(cfg.model))
+        self.G: ProgressiveGenerator | FusionGenerator = (
+            FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden) if cfg.fusion
+            else ProgressiveGenerator(**dataclasses.asdict(cfg.model)))
         if cfg.init:
             self._init_from(cfg.init)
         self.G = self.G.to(self.device)
@@ -95,11 +98,16 @@ class Trainer:
         self.train_seconds = 0.0
 
     def _init_from(self, path: str) -> None:
+        """Start from trained weights: a fusion file as it is; a single-frame file grown into the trunk."""
         from ..enhance.generator import load_generator
         from .warmstart import grow_into
 
+        if isinstance(self.G, FusionGenerator) and is_fusion(path):
+            self.G.load_state_dict(load_fusion(path)[0].state_dict())
+            self.log_fn(f"initialised from fusion weights {path}")
+            return
         small, meta = load_generator(path)
-        grown = grow_into(self.G, small.state_dict())
+        grown = grow_into(self.G.base if isinstance(self.G, FusionGenerator) else self.G, small.state_dict())
         self.log_fn(f"initialised from {path} ({meta.get('arch')}); {len(grown)} tensors grown to "
                     f"{dataclasses.asdict(self.cfg.model)}")
 
@@ -179,6 +187,8 @@ class Trainer:
             "ema": self.cfg.ema,
             "seed": self.cfg.seed,
         }
+        if isinstance(self.G_ema, FusionGenerator):
+            return save_fusion(self.G_ema, path, {**meta, "fusion_frames": self.cfg.fusion})
         return save_generator(self.G_ema, path, meta)
 
     # ------------------------------------------------------------------ steps
@@ -188,8 +198,14 @@ class Trainer:
         out, alpha = out_size_at(step, c.grow)
         rng = np.random.default_rng([c.seed, step, 7])
         entry = pick_entry(rng, out, c.entries, c.entry_weights)
-        lr_img, hr, att = make_batch(self.train_set, c.seed, step, c.batch, entry, c.degrade, c.degrade_p,
-                                     self.video_set, c.video_p)
+        valid = None
+        if c.fusion:
+            lr_img, valid, hr, att = make_fusion_batch(self.train_set, c.seed, step, c.batch, entry, c.fusion,
+                                                       self.video_set, c.video_p, c.degrade, c.degrade_p, c.p_centred)
+            valid = valid.to(self.device)
+        else:
+            lr_img, hr, att = make_batch(self.train_set, c.seed, step, c.batch, entry, c.degrade, c.degrade_p,
+                                         self.video_set, c.video_p)
         lr_img, hr, att = lr_img.to(self.device), hr.to(self.device), att.to(self.device)
         for g in self.opt_g.param_groups:
             g["lr"] = self.lr_at(step)
@@ -197,7 +213,10 @@ class Trainer:
             g["lr"] = self.lr_at(step)
         target = hr if out == 128 else F.interpolate(hr, size=(out, out), mode="area")
         self.G.train()
-        losses, sr, d_loss = self._losses(lr_img, target, att, out, alpha, step)
+        with self.autocast():  # the generator only: SSIM's variances and the FAN need fp32
+            sr = (self.G(lr_img, valid, out_size=out) if valid is not None
+                  else self.G(lr_img, out_size=out, alpha=alpha)).float()
+        losses, d_loss = self._losses(sr, target, att, out, step)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
@@ -217,13 +236,11 @@ class Trainer:
         return rec
 
     def _losses(
-        self, lr_img: torch.Tensor, target: torch.Tensor, att: torch.Tensor, out: int, alpha: float, step: int
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
-        """Generator losses, output and discriminator loss (None while the GAN term is off) of one batch."""
+        self, sr: torch.Tensor, target: torch.Tensor, att: torch.Tensor, out: int, step: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Generator losses and discriminator loss (None while the GAN term is off) of one batch's output."""
         lc = self.cfg.loss
         d_loss = None
-        with self.autocast():  # the generator only: SSIM's variances and the FAN need fp32
-            sr = self.G(lr_img, out_size=out, alpha=alpha).float()
         losses: dict[str, torch.Tensor] = {}
         losses["l1"] = (sr - target).abs().mean() * lc.l1
         if lc.attention > 0:
@@ -246,7 +263,7 @@ class Trainer:
             losses["adv"] = g_hinge(self.D(sr[:n])) * lc.adv
             for p in self.D.parameters():
                 p.requires_grad_(True)
-        return losses, sr, d_loss
+        return losses, d_loss
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -261,7 +278,8 @@ class Trainer:
             if e >= out:
                 continue
             lr = to_tensor(np.stack([clean(im, e) for im in self.val_set.images])).to(self.device)
-            sr = torch.cat([self.G_ema(lr[i : i + 32], out_size=out) for i in range(0, len(lr), 32)])
+            single = self.G_ema.base if isinstance(self.G_ema, FusionGenerator) else self.G_ema  # stills: K = 1
+            sr = torch.cat([single(lr[i : i + 32], out_size=out) for i in range(0, len(lr), 32)])
             bic = F.interpolate(lr, size=(out, out), mode="bicubic", align_corners=False)
             res[f"psnr{e}"] = float(psnr_per_image(sr, target).mean())
             res[f"bicubic{e}"] = float(psnr_per_image(bic, target).mean())
