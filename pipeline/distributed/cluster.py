@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import EnhanceError
 
 RAY_MISSING = ("--engine ray needs Ray, which is not installed: pip install 'enhance-faces[ray]' "
-               "(or: pip install 'ray>=2.52')")
+               "(or: pip install 'ray>=2.60,<3')")
 OBJECT_STORE_BYTES = 256 << 20
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 # Ray logs "token authentication is enabled…" here when it turns it on for a new local cluster.
