@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ STOP_GRACE_S = 60.0  # after Ctrl-C: how long cancelled recordings and stopping 
 def run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
             address: str | None = None, jobs: int | None = None, progress: bool = True) -> int:
     """The whole job; returns the exit code (0 all done, 1 some recordings failed, 130 stopped)."""
+    cfg = nodes_paths(cfg)
     recordings, cameras = plan(inputs, cfg)
     out = prepare_out(out.absolute())
     find_model(cfg.detect.model, models_dir)  # a missing model is one line now, not one per recording
@@ -91,6 +93,16 @@ def _on_ray(job: JobRecord, todo: list[Recording], cameras: list[Recording], cfg
             view.close()
             job.wall_s = time.perf_counter() - t0 - cluster.startup_s
             job.generator = generator_stats(generators) if generators else None
+
+
+def nodes_paths(cfg: Config) -> Config:
+    """The config with its files as absolute paths: a Ray worker does not start in this folder."""
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.expanduser(path)) if path else path
+
+    prov = cfg.provenance
+    return replace(cfg, enhance=replace(cfg.enhance, weights=absolute(cfg.enhance.weights)),
+                   provenance=replace(prov, c2pa_cert=absolute(prov.c2pa_cert), c2pa_key=absolute(prov.c2pa_key)))
 
 
 def plan(inputs: list[str], cfg: Config) -> tuple[list[Recording], list[Recording]]:
