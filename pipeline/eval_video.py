@@ -148,10 +148,13 @@ def score_clip(hr_path: Path, lr_path: Path, shrink: Shrink, obs: list[Obs], fra
         res["temporal_pairs"] = pairs
     res["delta_psnr"] = res["model"]["psnr"] - res["bicubic"]["psnr"]
     conf = np.array([np.nan if o.confidence is None else o.confidence for o in obs], np.float64)
-    gain = np.array([psnr(o.model, o.truth) - psnr(o.bicubic, o.truth) for o in obs])
-    res["confidence"] = {"mean": float(np.nanmean(conf)) if np.isfinite(conf).any() else None,
-                         "per_obs": [[None if np.isnan(c) else round(float(c), 4), round(float(g), 3)]
-                                     for c, g in zip(conf, gain)]}
+    own = np.array([psnr(o.model, o.truth) for o in obs])
+    gain = own - np.array([psnr(o.bicubic, o.truth) for o in obs])
+    ident = (scorer.embed([o.model for o in obs]) * e_truth).sum(1)
+    res["confidence"] = {  # per observation: [confidence, PSNR, gain over bicubic, identity cosine] vs the truth
+        "mean": float(np.nanmean(conf)) if np.isfinite(conf).any() else None,
+        "per_obs": [[None if np.isnan(c) else round(float(c), 4), round(float(p), 3), round(float(g), 3),
+                     round(float(i), 4)] for c, p, g, i in zip(conf, own, gain, ident)]}
     res["id_ratio"] = res["model"]["id_cos"] / max(res["bicubic"]["id_cos"], 1e-6)
     return res
 

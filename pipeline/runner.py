@@ -1,8 +1,8 @@
 """The runner: source → detect → track → align → enhance → sinks, for every input of a command.
 
 The stages are built once (`Stages`) and shared; each source gets its own `Session` (`run_source`), one
-thread per source when there are several. The output folder is locked for the whole run and never mixes
-runs (`outdir.claim`). Stopping (SIGINT/SIGTERM) during start-up ends the command at once (nothing written
+thread per source when there are several (every camera at once, recordings `jobs` at a time). The output
+folder is locked for the whole run and never mixes runs (`outdir.claim`). Stopping (SIGINT/SIGTERM) during start-up ends the command at once (nothing written
 yet); later it ends the frame loops, and everything after them — ending open tracks, closing the video,
 writing the manifest — always runs, so an interrupted run leaves playable, listed files.
 """
@@ -10,11 +10,13 @@ writing the manifest — always runs, so an interrupted run leaves playable, lis
 from __future__ import annotations
 
 import threading
-from contextlib import ExitStack
+from collections import deque
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 from .config import Config
 from .errors import EnhanceError, InputError
+from .inputs import default_jobs, expand, folder_names
 from .outdir import FolderLock, claim
 from .progress import ProgressSettings
 from .session import RunResult, prepare_out, run_source
@@ -24,14 +26,17 @@ from .stop import StopFlag
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
-            progress: bool | str | ProgressSettings = True, overwrite: bool = False) -> list[RunResult]:
+            progress: bool | str | ProgressSettings = True, overwrite: bool = False,
+            jobs: int | None = None) -> list[RunResult]:
     """Process every input; one input writes into `out`, several (or a `sources:` list) into `out/<name>/`.
 
-    Several sources run at once, one thread each, sharing the detector and the generator; one report at
-    the top then groups the people seen by all of them. `overwrite`: replace a run already in `out`.
-    `progress`: True/"auto", "json" (JSON lines on stderr), False/"off", or `ProgressSettings` (mode, interval).
+    A folder of recordings or a list file stands for the inputs in it. Several sources run at once, one
+    thread each (every camera; at most `jobs` recordings, default: what the machine can hold), sharing
+    the detector and the generator; one report at the top then groups the people seen by all of them.
+    `overwrite`: replace a run already in `out`. `progress`: True/"auto", "json" (JSON lines on stderr),
+    False/"off", or `ProgressSettings` (mode, interval).
     """
-    named = [(None, spec) for spec in inputs] + [(c.name or None, c.uri) for c in cfg.sources]
+    named = [(i.name, i.spec) for i in expand(inputs)] + [(c.name or None, c.uri) for c in cfg.sources]
     if not named:
         raise EnhanceError("no input: give INPUT on the command line or a `sources:` list in the config")
     stop = StopFlag()
@@ -51,7 +56,7 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
         if len(sources) == 1:
             results = [run_source(stages, sources[0], targets[0], stop)]
         else:
-            results = _run_concurrently(stages, sources, targets, stop)
+            results = _run_concurrently(stages, sources, targets, stop, jobs or default_jobs(), named, cfg)
             if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
                 from .report import write_report
 
@@ -73,28 +78,43 @@ def _targets(sources: list[Source], out: Path, cfg: Config) -> list[Path]:
     if len(sources) == 1 and not cfg.sources:
         return [out]
     cameras = {c.name for c in cfg.sources}
-    targets, names = [], set()
-    for src in sources:
-        name = safe_name(src.name if src.live or src.name in cameras else Path(src.name).stem)
-        while name in names:
-            name += "_"
-        names.add(name)
-        targets.append(out / name)
-    return targets
+    return [out / n for n in folder_names([(s.name, s.live or s.name in cameras) for s in sources])]
 
 
-def _run_concurrently(stages: Stages, sources: list[Source], targets: list[Path], stop: StopFlag) -> list[RunResult]:
+def _run_concurrently(stages: Stages, sources: list[Source], targets: list[Path], stop: StopFlag, jobs: int,
+                      named: list[tuple[str | None, str]], cfg: Config) -> list[RunResult]:
+    """Every camera in its own thread; recordings through `jobs` threads. Recordings that wait their turn
+    are closed (they were opened only to check them) and reopened when it comes, so an archive of
+    hundreds of files holds `jobs` decoders, not hundreds."""
     results: list[RunResult | None] = [None] * len(sources)
     errors: list[BaseException] = []
+    waiting = deque(i for i, s in enumerate(sources) if not s.live)
+    reopen = len(waiting) > jobs
+    for i in waiting if reopen else ():
+        sources[i].close()
 
-    def work(i: int) -> None:
+    def run(i: int) -> None:
         try:
-            results[i] = run_source(stages, sources[i], targets[i], stop)
+            name, spec = named[i]
+            opened = open_source(spec, cfg.source, name=name) if reopen and not sources[i].live else None
+            with opened or nullcontext(sources[i]) as src:
+                results[i] = run_source(stages, src, targets[i], stop)
         except BaseException as e:  # re-raised in the main thread
             errors.append(e)
             stop.set(f"error in {sources[i].name}")
 
-    threads = [threading.Thread(target=work, args=(i,), name=f"source-{i}", daemon=True) for i in range(len(sources))]
+    def recordings() -> None:
+        while waiting and not stop:
+            try:
+                i = waiting.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            run(i)
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"source-{i}", daemon=True)
+               for i, s in enumerate(sources) if s.live]
+    threads += [threading.Thread(target=recordings, name=f"recordings-{k}", daemon=True)
+                for k in range(min(jobs, len(waiting)))]
     for t in threads:
         t.start()
     for t in threads:
@@ -103,9 +123,3 @@ def _run_concurrently(stages: Stages, sources: list[Source], targets: list[Path]
     if errors:
         raise errors[0]
     return [r for r in results if r is not None]
-
-
-def safe_name(name: str) -> str:
-    """A file-system-safe folder name for a source."""
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
-    return keep or "source"

@@ -232,6 +232,8 @@ class Session:
             self._attempt(self.video.close)
         self.manifest.write(self.timings.as_dict(), self._running_stats(), "interrupted", STOPPED_AT_ONCE)
         self.manifest.seal()
+        for partial in self.out.rglob("*.tmp"):  # a file cut mid-write: its writer never renames it now
+            partial.unlink(missing_ok=True)
 
     def finish(self, status: str, error: BaseException | None = None) -> RunResult:
         """End every open track, close the video, publish manifest, gallery and report; always safe to call.

@@ -22,13 +22,16 @@ from .sinks.network import Network
 class Stages:
     """Shared by the sessions of every source; `close` finishes the generator's queued work."""
 
-    def __init__(self, cfg: Config, models_dir: str | Path | None = None, progress: bool | str | ProgressSettings = True) -> None:
+    def __init__(self, cfg: Config, models_dir: str | Path | None = None,
+                 progress: bool | str | ProgressSettings = True, enhancer: Enhancer | None = None) -> None:
+        """`enhancer`: one already running (anything with Enhancer's interface, e.g. one that forwards the
+        crops to a generator shared by many processes); by default one is built here."""
         self.cfg = cfg
         self.models_dir = models_dir
         self.board = ProgressBoard(progress)
         self.detector = Detector(cfg.detect, models_dir, cfg.device)
         self.aligner = Aligner(cfg.align)
-        self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(cfg.enhance, cfg.device)
+        self.enhancer = None if cfg.enhance.policy == "none" else enhancer or Enhancer(cfg.enhance, cfg.device)
         self.annotator = Annotator(cfg.output)
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate

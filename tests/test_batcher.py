@@ -171,3 +171,16 @@ def test_bad_settings_rejected():
     for kw in ({"max_batch": 0}, {"max_queue": 0}, {"max_wait_ms": -1}):
         with pytest.raises(ValueError):
             DynamicBatcher(echo, **kw)
+
+
+def test_crops_queued_behind_a_slow_batch_share_the_next_one():
+    """Under load every queued crop is already past max_wait when taken; they must still run together."""
+    rec = Recorder(delay=0.3)
+    with DynamicBatcher(rec, max_batch=64, max_wait_ms=1) as b:
+        first = b.submit(tagged(0))
+        deadline = time.time() + 5
+        while not first.running() and time.time() < deadline:  # the worker is busy with the first batch
+            time.sleep(0.005)
+        later = [b.submit(tagged(i)) for i in range(1, 11)]
+        assert [ident(f.result(timeout=10)) for f in later] == list(range(1, 11))
+    assert [s[0] for s in rec.shapes] == [1, 10]

@@ -187,11 +187,15 @@ def test_second_ctrl_c_still_leaves_a_manifest(tmp_path):
     proc = start(out, "--quiet")
     wait_for(out / "faces.csv", 2000)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.4)
+    time.sleep(0.1)  # the first stop finishes a short run within ~0.3 s here; then the process only tears down
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and "second SIGINT" in stderr
+    assert proc.returncode == 130, stderr  # never -2: a Ctrl-C during Python's teardown is ignored
+    assert "Traceback" not in stderr
+    if "second SIGINT" in stderr:  # aborted while finishing: the message says what was not written
+        assert "run.py gallery" in stderr
+    else:  # the first stop had already finished the run: everything was written
+        assert (out / "report.html").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["stats"]["frames"] > 0
     assert listed(manifest) == on_disk(out)

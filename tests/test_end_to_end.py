@@ -11,6 +11,7 @@ import cv2
 import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
+from pipeline.enhance.generator import NAME
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 pytestmark = needs_shared
@@ -98,7 +99,7 @@ def test_office_report_says_what_ran(office_run):
     manifest = json.loads((out / "manifest.json").read_text())
     (row,) = report_runs(out / "report.html")
     assert row["source"] == str(OFFICE) and row["status"] == "complete" and row["frames"] == "641"
-    assert row["generator"].startswith(f"pfsr_v2 · sha256 {manifest['generator']['sha256']}")
+    assert row["generator"].startswith(f"{NAME} · sha256 {manifest['generator']['sha256']}")
     assert row["finished"] and row["video"] == "annotated video"
     assert {"report.html", "people.json", "gallery.png"} <= {f["path"] for f in manifest["files"]}
 

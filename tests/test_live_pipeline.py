@@ -10,6 +10,7 @@ import av
 import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
+from pipeline.enhance.generator import NAME
 import rtsp
 
 OK, WHY = rtsp.available()
@@ -48,7 +49,7 @@ def test_one_camera_live(server, tmp_path):
     assert events[-1]["event"] == "run_end"
     (row,) = report_runs(out / "report.html")
     assert row["source"] == server.url("cam1") and row["status"] == "complete" and row["frames"] == "60"
-    assert row["generator"].startswith("pfsr_v2") and row["finished"]
+    assert row["generator"].startswith(NAME) and row["finished"]
 
 
 def test_two_cameras_at_once(server, tmp_path):

@@ -51,3 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         return stopped.exit_code
     except BrokenPipeError:
         os._exit(1)
+
+
+def entry() -> None:
+    """The command's process entry (run.py, `python -m pipeline`, the console script): `main`, then exit.
+
+    Once the outcome is decided and on disk, a late Ctrl-C while Python tears down (joining threads, unloading
+    libraries) must not turn a clean exit code into a kill by SIGINT; so both signals are ignored from here on.
+    """
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)

@@ -18,10 +18,12 @@ if TYPE_CHECKING:  # the command line starts fast: the pipeline is imported when
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("process", help="process video files, image folders or camera URLs")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="video files, image folders, rtsp:// URLs, /dev/videoN (or a `sources:` list in --config)")
+                   help="video files, folders of recordings (searched recursively) or of images, list files "
+                        "(.txt: one input per line), rtsp:// URLs, /dev/videoN (or a `sources:` list in --config)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dry-run", action="store_true", help="check inputs, models and config, then stop")
     add_run_options(p)
+    add_engine_options(p)
     p.set_defaults(func=run)
 
 
@@ -38,6 +40,26 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="replace a run already in the output folder (otherwise such a folder is refused)")
 
 
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=positive, metavar="N",
+                   help="recordings processed at once on one machine (default: what the machine can hold)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: threads in this process; ray: one Ray task per recording "
+                        "(pip install 'enhance-faces[ray]')")
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="the Ray cluster to use (implies --engine ray; default: start a local Ray for this run)")
+
+
+def positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..runner import process
@@ -45,8 +67,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.dry_run:
         return dry_run(args, cfg)
+    if args.engine == "ray" or args.ray_address:
+        from ..distributed import process_on_ray
+
+        return process_on_ray(args.inputs, Path(args.out), cfg, args.models, address=args.ray_address,
+                              jobs=args.jobs, progress=not args.quiet)
     results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress_mode(args),
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, jobs=args.jobs)
     for r in results:
         summary(r)
     return exit_code(results)
@@ -79,12 +106,13 @@ def exit_code(results: list[RunResult]) -> int:
 
 
 def dry_run(args: argparse.Namespace, cfg) -> int:
+    from ..inputs import expand
     from ..models import find_model
     from ..sources import open_source
 
     model = find_model(cfg.detect.model, args.models)
-    for spec in args.inputs + [c.uri for c in cfg.sources]:
-        with open_source(spec, cfg.source) as src:
+    for spec, name in [(i.spec, i.name) for i in expand(args.inputs)] + [(c.uri, None) for c in cfg.sources]:
+        with open_source(spec, cfg.source, name=name or None) as src:
             frames = src.frame_count if src.frame_count is not None else "live"
             print(f"{src.name}: {src.width}x{src.height} @ {src.fps:.2f} fps, {frames} frames")
     print(f"detector: {model}")

@@ -89,18 +89,26 @@ class DynamicBatcher:
                 oldest = min(items[0][2] for items in pending.values())
                 timeout = max(0.0, oldest + self.max_wait - time.perf_counter())
             try:
-                item = self._queue.get(timeout=timeout)
+                taken = [self._queue.get(timeout=timeout)]
             except queue.Empty:
-                item = None
-            if item is _CLOSE:
-                for key in list(pending):
-                    self._run(pending.pop(key))
-                return
-            if item is _FLUSH:
-                for key in list(pending):
-                    self._run(pending.pop(key))
-                continue
-            if item is not None:
+                taken = []
+            # Everything that queued up while the last batch ran joins the pending groups before any of
+            # them is judged by its age: otherwise, under load, every crop would already be older than
+            # max_wait when it is taken and would run alone. (At most a queue's worth: back-pressure holds.)
+            while taken and len(taken) < self._queue.maxsize:
+                try:
+                    taken.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in taken:
+                if item is _CLOSE:
+                    for key in list(pending):
+                        self._run(pending.pop(key))
+                    return
+                if item is _FLUSH:
+                    for key in list(pending):
+                        self._run(pending.pop(key))
+                    continue
                 lr, fut, t = item
                 if not fut.set_running_or_notify_cancel():
                     continue

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..geometry import CROP, ENTRIES
 from ..models import ENGINES
 
-NAME = "pfsr_v2"
+NAME = "pfsr_v3"  # fine-tuned for real video (engines/MODEL_CARD.md); pfsr_v2 is its CelebA-only parent
 DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 

@@ -32,6 +32,16 @@ def default_weights(fusion: int = 0) -> Path:
     return found[-1]
 
 
+def item(face: Face, frames: int):  # noqa: ANN201 - an array the backend takes
+    """What the backend gets for one face: its crop, or with fusion (`frames` > 0) its observations packed
+    together. (Also what a remote Enhancer sends its generator.)"""
+    if not frames:
+        return face.lr
+    from .fusion import pack
+
+    return pack(face.lr, [n.lr for n in face.neighbours if n.entry == face.entry], frames)
+
+
 class Enhancer:
     """Aligned LR crops in, 128×128 faces out (BGR uint8), on the chosen backend through a dynamic batcher.
 
@@ -75,19 +85,11 @@ class Enhancer:
         return {**self.meta, "path": str(self.path), "sha256": self.sha256, "fusion_frames": self.frames,
                 **self.backend.describe()}
 
-    def _item(self, face: Face):
-        """What the backend gets for one face: its crop, or with fusion its observations packed together."""
-        if not self.frames:
-            return face.lr
-        from .fusion import pack
-
-        return pack(face.lr, [n.lr for n in face.neighbours if n.entry == face.entry], self.frames)
-
     def __call__(self, faces: list[Face]) -> list[Face]:
         """Fill `enhanced` for each face (items of one shape share batches); returns `faces`."""
         if not faces:
             return faces
-        for f, img in zip(faces, self.batcher.map([self._item(f) for f in faces])):
+        for f, img in zip(faces, self.batcher.map([item(f, self.frames) for f in faces])):
             f.enhanced = img
             assess(f)
         with self._lock:

@@ -78,13 +78,17 @@ class ReportTrack:
 
 
 def find_runs(out_dir: Path) -> list[Path]:
-    """Folders under out_dir (itself, or its direct subfolders) that hold a run's tracks/ or manifest.json."""
+    """Folders under out_dir (itself, or its direct subfolders) that hold a run's tracks/ or manifest.json.
+
+    A folder with runs in its subfolders and no tracks/ of its own is a folder of runs, even with a
+    manifest.json: that one describes the job that made them (`process --engine ray`)."""
     def is_run(d: Path) -> bool:
         return (d / "tracks").is_dir() or (d / "manifest.json").is_file()
 
-    if is_run(out_dir):
+    subs = sorted(d for d in out_dir.iterdir() if d.is_dir() and is_run(d))
+    if (out_dir / "tracks").is_dir() or (is_run(out_dir) and not subs):
         return [out_dir]
-    return sorted(d for d in out_dir.iterdir() if d.is_dir() and is_run(d))
+    return subs
 
 
 def load_run(out_dir: Path, run_dir: Path, problems: list[str],

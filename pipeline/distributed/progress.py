@@ -1,0 +1,108 @@
+"""One progress view for a whole job: recordings done/total, frames/s, faces, ETA.
+
+Each recording's session reports its counters to one small actor (at most once a second, fire-and-forget,
+through the same `board.add(…).update(…)` calls a local run makes); the driver reads the actor and draws a
+bar on a terminal, or a line every few seconds in a log.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import ray
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+REPORT_EVERY_S = 1.0  # how often a recording tells the driver how far it is
+
+
+@ray.remote(num_cpus=0)
+class ProgressActor:
+    """The latest counters of every recording: name → (frames, faces, total frames or None)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[int, int, int | None]] = {}
+
+    def update(self, key: str, frames: int, faces: int, total: int | None) -> None:
+        self.runs[key] = (frames, faces, total)
+
+    def snapshot(self) -> dict[str, tuple[int, int, int | None]]:
+        return self.runs
+
+
+class RemoteBoard:
+    """`ProgressBoard`'s interface inside a Ray task: forwards one recording's counters to the actor."""
+
+    def __init__(self, actor: Any, key: str) -> None:
+        self.actor, self.key = actor, key
+        self.last: tuple[int, int, int | None] | None = None
+        self.sent = 0.0
+        self.total: int | None = None
+
+    def add(self, name: str, total: int | None) -> RemoteBoard:
+        self.total = total
+        return self
+
+    def update(self, frames: int, faces: int, tracks: int, dropped: int = 0) -> None:
+        self.last = (frames, faces, self.total)
+        if time.monotonic() - self.sent >= REPORT_EVERY_S:
+            self._send()
+
+    def finish(self, status: str, frames: int, faces: int, tracks: int, dropped: int = 0) -> None:
+        """The recording's run ended: its final counters, sent now."""
+        self.last = (frames, faces, self.total)
+        self._send()
+
+    def close(self) -> None:
+        if self.last is not None:
+            self._send()
+
+    def _send(self) -> None:
+        self.sent = time.monotonic()
+        self.actor.update.remote(self.key, *self.last)
+
+
+class JobView:
+    """The driver's display: a bar on a terminal, else a line every `every_s` seconds."""
+
+    def __init__(self, total: int, enabled: bool = True, every_s: float = 5.0) -> None:
+        self.total, self.enabled, self.every_s = total, enabled, every_s
+        self.started = time.perf_counter()
+        self._last_line = self.started
+        self._console = Console(stderr=True)
+        self._bar: Progress | None = None
+        if enabled and self._console.is_terminal:
+            self._bar = Progress(TextColumn("[bold]recordings"), BarColumn(), TextColumn("{task.fields[text]}"),
+                                 TimeElapsedColumn(), console=self._console)
+            self._task = self._bar.add_task("job", total=total or None, text="")
+            self._bar.start()
+
+    def show(self, done: int, failed: int, frames: int, faces: int, eta_s: float | None) -> None:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        eta = f"{eta_s:.0f}s" if eta_s is not None else "?"
+        bad = f" ({failed} failed)" if failed else ""
+        text = f"{done}/{self.total}{bad}  {frames / elapsed:.1f} fps  {faces} faces  ETA {eta}"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, text=text)
+        elif self.enabled and time.perf_counter() - self._last_line >= self.every_s:
+            self._last_line = time.perf_counter()
+            print(f"recordings {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def eta(fps: float, runs: dict[str, tuple[int, int, int | None]], finished: set[str],
+        not_started: int) -> float | None:
+    """Seconds left at the job's frame rate so far: what the unfinished recordings still have to do, those
+    not started yet taken to be as long as the average recording seen so far."""
+    totals = [t for _, _, t in runs.values() if t]
+    if fps <= 0 or not totals:
+        return None
+    mean = sum(totals) / len(totals)
+    left = sum(max(0.0, (t or mean) - f) for k, (f, _, t) in runs.items() if k not in finished)
+    return (left + not_started * mean) / fps
