@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from ..distributed import process_on_ray
 
         return process_on_ray(args.inputs, Path(args.out), cfg, args.models, address=args.ray_address,
-                              jobs=args.jobs, progress=not args.quiet)
+                              jobs=args.jobs, progress=progress_mode(args))
     results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress_mode(args),
                       overwrite=args.overwrite, jobs=args.jobs)
     for r in results:
