@@ -21,6 +21,7 @@ import yaml
 
 from .devices import Device
 from .errors import ConfigError
+from .events.text import shown_headers, shown_url
 from .geometry import ENTRIES
 from .models import CONFIGS
 
@@ -114,6 +115,7 @@ class OutputConfig:
     unmarked_tiles: bool = False  # also save enhanced tiles without the visible mark (metadata kept); implies png
     tile_files: Literal["auto", "png", "sheets"] = "auto"  # per-tile PNGs, or per-track sheets (auto: sheets for policy all/every_n)
     segment_minutes: float = _range(0.0, 1440.0, default=5.0)  # live feeds: roll annotated video every N min (0 = one file)
+    detections_jsonl: bool = True  # detections.jsonl: faces.csv's rows as JSON lines
 
 
 @dataclass
@@ -143,6 +145,27 @@ class ProvenanceConfig:
 
 
 @dataclass
+class EventsConfig:
+    """Live events to the outside (events.jsonl is always written): MQTT in Frigate's shape, an HTTP webhook.
+
+    URLs and header values may hold `${VAR}` placeholders, filled from the environment when the sinks
+    start; the settings saved in manifests keep them as written, and a password written out is saved as ***.
+    """
+
+    mqtt_url: str = ""  # mqtt[s]://[user[:password]@]host[:port]; empty = no MQTT
+    mqtt_prefix: str = "enhance"  # topics <prefix>/events, <prefix>/<camera>/status, <prefix>/available
+    mqtt_qos: int = _range(0, 2, default=1)
+    mqtt_client_id: str = ""  # empty: enhance-<pid>-<random>
+    mqtt_tls_ca: str = ""  # CA bundle for mqtts:// (empty: the system's)
+    webhook_url: str = ""  # http(s)://host[:port]/path; every event POSTed as JSON; empty = no webhook
+    webhook_headers: dict[str, str] = field(default_factory=dict)  # e.g. {Authorization: "Bearer ${TOKEN}"}
+    webhook_timeout_s: float = _range(0.1, 600.0, default=5.0)  # per request
+    webhook_retries: int = _range(0, 100, default=3)  # further attempts after a failed one (5xx, 429, network)
+    webhook_backoff_s: float = _range(0.0, 600.0, default=0.5)  # first wait between attempts, doubling
+    queue: int = _range(1, 1_000_000, default=1000)  # events waiting per sink; when full the oldest are dropped
+
+
+@dataclass
 class CameraConfig:
     """One entry of `sources:` — a named camera or file, so outputs go to `--out DIR/<name>/`."""
 
@@ -163,14 +186,22 @@ class Config:
     people: PeopleConfig = field(default_factory=PeopleConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     def device_of(self, stage: DetectConfig | EnhanceConfig | PeopleConfig) -> str:
         """A stage's device: its own setting, else the top-level one."""
         return stage.device or self.device
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as plain data, for the manifest and every tile's provenance record."""
-        return dataclasses.asdict(self)
+        """The settings as plain data, for the manifest and every tile's provenance record: a password
+        written into a URL or a header is ***, `${VAR}` placeholders stay as written (never their values)."""
+        d = dataclasses.asdict(self)
+        ev = d["events"]
+        ev["mqtt_url"], ev["webhook_url"] = shown_url(ev["mqtt_url"]), shown_url(ev["webhook_url"], keep_path=False)
+        ev["webhook_headers"] = shown_headers(ev["webhook_headers"])
+        for cam in d["sources"]:
+            cam["uri"] = shown_url(cam["uri"])
+        return d
 
     def tile_sheets(self) -> bool:
         """Whether tracks keep their tiles on sheets: asked for, or (auto) a policy that enhances most faces.
@@ -198,6 +229,11 @@ def _coerce(value: Any, tp: Any, key: str, what: str) -> Any:
         if dataclasses.is_dataclass(inner):
             return [build(inner, v, what, f"{key}[{i}].") for i, v in enumerate(value)]
         return [_coerce(v, inner, f"{key}[{i}]", what) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        k_tp, v_tp = get_args(tp)
+        return {_coerce(k, k_tp, key, what): _coerce(v, v_tp, f"{key}.{k}", what) for k, v in value.items()}
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

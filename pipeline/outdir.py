@@ -20,7 +20,7 @@ from .errors import OutputError
 # What a run writes at the top of its folder (a run of several sources also writes one run per subfolder).
 # `name*` covers the name's temporary files (`manifest.json.<n>.tmp`, …).
 OUTPUT_NAMES = ("manifest.json*", "faces.csv", "events.jsonl", "annotated.mp4", "annotated_[0-9][0-9][0-9][0-9].mp4",
-                "gallery.png*", "report.html*", "people.json*", "tracks", ".enhance-reserve")
+                "gallery.png*", "report.html*", "people.json*", "tracks", ".enhance-reserve", "detections.jsonl")
 
 
 class FolderLock:

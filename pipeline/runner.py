@@ -18,6 +18,7 @@ from .config import Config
 from .errors import EnhanceError, InputError
 from .inputs import default_jobs, expand, folder_names
 from .outdir import FolderLock, claim
+from .progress import ProgressSettings
 from .session import RunResult, prepare_out, run_source
 from .sources import Source, open_source
 from .stages import Stages
@@ -25,13 +26,15 @@ from .stop import StopFlag
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
-            progress: bool = True, overwrite: bool = False, jobs: int | None = None) -> list[RunResult]:
+            progress: bool | str | ProgressSettings = True, overwrite: bool = False,
+            jobs: int | None = None) -> list[RunResult]:
     """Process every input; one input writes into `out`, several (or a `sources:` list) into `out/<name>/`.
 
     A folder of recordings or a list file stands for the inputs in it. Several sources run at once, one
     thread each (every camera; at most `jobs` recordings, default: what the machine can hold), sharing
     the detector and the generator; one report at the top then groups the people seen by all of them.
-    `overwrite`: replace a run already in `out`.
+    `overwrite`: replace a run already in `out`. `progress`: True/"auto", "json" (JSON lines on stderr),
+    False/"off", or `ProgressSettings` (mode, interval).
     """
     named = [(i.name, i.spec) for i in expand(inputs)] + [(c.name or None, c.uri) for c in cfg.sources]
     if not named:
@@ -51,12 +54,15 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
                 opened.enter_context(FolderLock(prepare_out(t)))
         stop.started()
         if len(sources) == 1:
-            return [run_source(stages, sources[0], targets[0], stop)]
-        results = _run_concurrently(stages, sources, targets, stop, jobs or default_jobs(), named, cfg)
-        if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
-            from .report import write_report
+            results = [run_source(stages, sources[0], targets[0], stop)]
+        else:
+            results = _run_concurrently(stages, sources, targets, stop, jobs or default_jobs(), named, cfg)
+            if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
+                from .report import write_report
 
-            write_report(out, cfg, models_dir)
+                write_report(out, cfg, models_dir)
+        stages.network.close()  # what is still queued for a broker or endpoint that went away is lost now:
+        stages.network.record(r.out / "manifest.json" for r in results)  # counted in every manifest
     return results
 
 

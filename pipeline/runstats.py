@@ -79,6 +79,7 @@ class RunStats:
     reconnects: int = 0
     latency: dict | None = None
     peak_rss_mb: float = 0.0
+    events: dict | None = None  # events written to events.jsonl and each network sink's counters (sent, dropped, …)
     stopped_by: str | None = None
     finished: str = ""
 

@@ -25,19 +25,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .enhance.policy import Policy
-from .enhance.window import FusionWindow
 from .errors import EnhanceError, OutputError
+from .events import RunEnded, RunStarted, TrackEnded, TrackStarted, TrackUpdated
+from .flow import FaceFlow
 from .publish import Publisher
 from .runstats import Latency, RunResult, RunStats, Timings
-from .sinks.events import EventLog
+from .sinks.events import SourceEvents
 from .sinks.manifest import Manifest
 from .sinks.tracks import TrackWriter
 from .sinks.video import SegmentedVideoWriter, VideoWriter
 from .sources import Source
 from .stages import Stages
 from .stop import StopFlag
-from .track import Tracker
 from .types import Face, Frame, Track
 
 MANIFEST_EVERY_S = 5.0  # a running run's manifest is rewritten this often (by a helper thread)
@@ -90,26 +89,24 @@ class Session:
         elif cfg.output.video:
             self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, cfg.output,
                                      source.time_base)
-        self.manifest = Manifest(out, self.info)
-        self.events = EventLog(out / "events.jsonl")
-        source.on_event = lambda e: self.events({"source": source.name, **e})
+        self.manifest = Manifest(out, self.info, jsonl=cfg.output.detections_jsonl)
+        self.events = SourceEvents(out / "events.jsonl", source.name, stages.network)  # also to MQTT, webhook
+        source.on_event = self.events
         if source.live:
             stop.on_stop(source.close)
-        self.tracker = Tracker(cfg.track, source.fps)
-        self.policy = Policy(cfg.enhance)
-        frames = stages.enhancer.frames if stages.enhancer is not None else 0
-        centred = cfg.enhance.fusion_window == "centred" or (cfg.enhance.fusion_window == "auto" and not source.live)
-        self.window = FusionWindow(frames, centred) if frames > 1 else None
         self.writer = TrackWriter(out, cfg.output, run_info=self.info, signer=stages.signer, sheets=cfg.tile_sheets(),
                                   dedupe=cfg.gallery.dedupe)
         expected, limit = source.frames_expected, cfg.source.max_frames
         self.stats = RunStats(frames_expected=min(expected, limit) if expected is not None and limit else expected)
+        self.flow = FaceFlow(stages, source.fps, source.live, self.stats, self.timings)  # detect → … → enhance
         self.latency = Latency()
         self.shown: list[Face] = []  # the faces drawn on frames between detections
         self.segment = 0
-        self.bar = stages.board.add(source.name, source.frame_count)
+        total = source.frame_count or None
+        self.bar = stages.board.add(source.name, min(total, limit) if total and limit else total or limit or None)
         self.started = self._last_manifest = self._last_report = time.perf_counter()
         self.manifest.write({}, self._running_stats(), "running")  # a run killed from here on has a manifest
+        self.events(RunStarted(source=source.name, live=source.live))
         refresh = self._refresh_report if source.live and cfg.output.gallery else None
         self.publisher = Publisher(self._snapshot, refresh, source.name)
         self._report_cache: dict = {}  # per-track analysis kept between a live feed's report refreshes
@@ -133,7 +130,8 @@ class Session:
         if frame.segment != self.segment:  # the camera reconnected: its tracks ended at the disconnect
             self.segment = frame.segment
             self._end_all("disconnect")
-            self.tracker, self.shown = Tracker(self.cfg.track, self.source.fps), []
+            self.flow.reset()
+            self.shown = []
             if isinstance(self.video, SegmentedVideoWriter):
                 self.video.roll(frame.image.shape[1], frame.image.shape[0])
         if min(frame.image.shape[:2]) < self.cfg.detect.min_face:  # no face that size fits: not searched
@@ -143,13 +141,13 @@ class Session:
             self.shown = self._detect(frame)
         if self.video is not None:
             with self.timings("annotate"):
-                insets = {t.id: t.inset for t in self.tracker.tracks.values() if t.inset is not None}
+                insets = {t.id: t.inset for t in self.flow.tracker.tracks.values() if t.inset is not None}
                 image = self.stages.annotator(frame.image, self.shown, insets)
             with self.timings("encode"):
                 self.video.write(image, frame.time)
         if frame.captured is not None:
             self.latency.add(time.time() - frame.captured)
-        for track in self.tracker.ended(frame.time):
+        for track in self.flow.tracker.ended(frame.time):
             self.end_track(track, "lost")
         self.stats.frames += 1
         self.bar.update(self.stats.frames, self.stats.faces, self.stats.tracks, self.source.dropped)
@@ -168,66 +166,20 @@ class Session:
         self.publisher.request(report)
 
     def _detect(self, frame: Frame) -> list[Face]:
-        stages, name = self.stages, self.source.name
-        with self.timings("detect"):
-            faces = stages.detector(frame.image)
-        for f in faces:
-            f.frame_index, f.time, f.source = frame.index, frame.time, name
-        with self.timings("track"):
-            self.tracker(faces, frame.time)
-        tracked = [f for f in faces if f.track_id > 0]
-        with self.timings("align"):
-            for f in tracked:
-                stages.aligner(frame.image, f)
-        now = []
-        for f in tracked:
-            track = self.tracker.tracks[f.track_id]
-            if not track.faces:
-                self.stats.tracks += 1
-                self.events({"source": name, "event": "track_start", "track": track.id, "frame": frame.index,
-                             "time": round(frame.time, 3)})
-            track.observe(f)
-            select, keep = self.policy.select(track, f), self.policy.keeps(track, f)
-            if keep:
-                track.keep(f, self.policy.limit)
-            if self.window is None:
-                now += [f] if select else []
-                continue
-            self.window.remember(track, f)
-            if select or keep:
-                track.waiting.append((f, select))
-            if select:
-                track.promised = f
-            now += self._released(track)
-        self._enhance(now)
-        for f in now:  # each one beats the one shown before (policy.select)
-            if f.enhanced is not None:
-                self.tracker.tracks[f.track_id].inset = f
-        self.stats.faces += len(faces)
-        with self.timings("write"):
-            self.manifest.add_faces(faces)
-        return faces
-
-    def _released(self, track: Track, ending: bool = False) -> list[Face]:
-        """Fusion: the waiting faces whose window is complete (all of them when the track ends), neighbours
-        attached; returns those to enhance now. Candidates the policy has since dropped are forgotten."""
-        due, still = [], []
-        for face, now in track.waiting:
-            if not (now or any(face is c for c in track.candidates)):
-                continue
-            if ending or self.window.ready(track, face):
-                self.window.attach(track, face)
-                due += [face] if now and not ending else []
-            else:
-                still.append((face, now))
-        track.waiting = still
-        return due
-
-    def _enhance(self, faces: list[Face]) -> None:
-        if faces and self.stages.enhancer is not None:
-            with self.timings("enhance"):
-                self.stages.enhancer(faces)
-            self.stats.enhanced += len(faces)
+        """One frame through `FaceFlow`; its track events out, rows of faces no track holds (yet) written."""
+        step, name = self.flow(frame), self.source.name
+        for track in step.started:
+            first = track.faces[0]
+            self.events(TrackStarted(source=name, track=track.id, frame=first.frame_index, time=first.time,
+                                     score=round(float(first.score), 4)))
+        for f in step.improved:
+            track = self.flow.tracker.tracks[f.track_id]
+            self.events(TrackUpdated(source=name, track=track.id, frame=f.frame_index, time=f.time,
+                                     observations=len(track.faces), enhanced=len(track.enhanced),
+                                     confidence=f.confidence, quality=round(float(f.quality), 4)))
+        with self.timings("write"):  # a tracked face's row is written with its track, tile files known
+            self.manifest.add_faces([f for f in step.faces if f.track_id <= 0])
+        return step.faces
 
     # ------------------------------------------------------------------ tracks
 
@@ -235,19 +187,19 @@ class Session:
         """Enhance what the policy kept for later, write the track out and log its end."""
         if not track.faces:  # ended before its first observation was taken (an error mid-frame)
             return
-        if self.window is not None:
-            self._released(track, ending=True)
-            track.recent.clear()
-        self._enhance([f for f in track.candidates if f.enhanced is None])
-        track.candidates.sort(key=lambda f: -f.quality)
+        self.flow.finalize(track)
         with self.timings("write"):
-            self.manifest.add_track(self.writer.write(track))
-        self.events({"source": self.source.name, "event": "track_end", "track": track.id, "reason": reason,
-                     "observations": len(track.faces), "enhanced": len(track.candidates),
-                     "last_time": round(track.faces[-1].time, 3)})
+            written = self.writer.write_track(track)
+            self.manifest.add_rows(written.rows)
+            self.manifest.add_track(written.summary)
+        best = track.enhanced[0] if track.enhanced else None
+        self.events(TrackEnded(source=self.source.name, track=track.id, reason=reason, time=track.faces[-1].time,
+                               observations=len(track.faces), enhanced=len(track.candidates),
+                               first_time=round(track.faces[0].time, 3), best_tile=written.best_tile,
+                               confidence=None if best is None else best.confidence))
 
     def _end_all(self, reason: str) -> None:
-        for track in self.tracker.finish():
+        for track in self.flow.tracker.finish():
             self.end_track(track, reason)
 
     # ------------------------------------------------------------------ outputs
@@ -312,13 +264,14 @@ class Session:
                 self._report()
             self.manifest.write(self.timings.as_dict(), self._final_stats(), status)
         self.manifest.close()
+        self.bar.finish(status, self.stats.frames, self.stats.faces, self.stats.tracks, self.source.dropped)
         self._done = True
         gen = self.stages.enhancer.info if self.stages.enhancer else None
         return RunResult(status, self.out, self.source.name, self.timings.as_dict(), gen, self.stats, why)
 
     def _log_end(self, status: str) -> None:
         try:
-            self.events({"source": self.source.name, "event": "run_end", "status": status, "frames": self.stats.frames})
+            self.events(RunEnded(source=self.source.name, status=status, frames=self.stats.frames))
         finally:
             self.events.close()
 
@@ -345,6 +298,7 @@ class Session:
         s.dropped_frames, s.reconnects = src.dropped, src.generation
         s.latency = self.latency.as_dict()
         s.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        s.events = self.events.stats()
         s.stopped_by = self.stop.signal
         s.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return s.as_dict()

@@ -1,27 +1,29 @@
 """The stages built once from a Config and shared by every source: one detector, one aligner, one
-generator (behind its batcher), one annotator, the provenance signer and the progress display."""
+generator (behind its batcher), one annotator, the provenance signer, the progress display and the
+connections events go out on (MQTT, webhook)."""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .align import Aligner
 from .config import Config
 from .detect import Detector
 from .enhance.stage import Enhancer
 from .models import sha256
-from .progress import ProgressBoard
+from .progress import ProgressBoard, ProgressSettings
 from .provenance import signer_from_config
 from .sinks.annotate import Annotator
+from .sinks.network import Network
 
 
 class Stages:
     """Shared by the sessions of every source; `close` finishes the generator's queued work."""
 
-    def __init__(self, cfg: Config, models_dir: str | Path | None = None, progress: bool = True,
-                 enhancer: Enhancer | None = None) -> None:
+    def __init__(self, cfg: Config, models_dir: str | Path | None = None,
+                 progress: bool | str | ProgressSettings = True, enhancer: Enhancer | None = None) -> None:
         """`enhancer`: one already running (anything with Enhancer's interface, e.g. one that forwards the
         crops to a generator shared by many processes); by default one is built here."""
         self.cfg = cfg
@@ -33,6 +35,7 @@ class Stages:
         self.annotator = Annotator(cfg.output)
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
+        self.network = Network(cfg.events)  # last: nothing after it can fail and leave its threads behind
 
     def info(self, inputs: list[str]) -> dict:
         """What ran on what, for the manifest and every tile's provenance record."""
@@ -51,3 +54,4 @@ class Stages:
         self.board.close()
         if self.enhancer is not None:
             self.enhancer.close()
+        self.network.close()

@@ -7,16 +7,19 @@
     Mosquitto(tmp_path, users={"enhance": "s3cret"})              # only these users may connect
 
 `available()` says whether mosquitto (and mosquitto_passwd) can run here; tests skip with its reason.
+`Subscriber(broker)` is a paho-mqtt client that records what arrives under `enhance/#`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from functools import lru_cache
@@ -156,3 +159,33 @@ class Mosquitto:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class Subscriber:
+    """A paho client subscribed to `<prefix>/#`; `messages` is [(topic, payload, retain)] in arrival order."""
+
+    def __init__(self, broker: Mosquitto, topic: str = "enhance/#", user: str | None = None,
+                 password: str | None = None) -> None:
+        import paho.mqtt.client as paho  # the [mqtt] extra: only tests that subscribe need it
+
+        self.messages: list[tuple[str, str, bool]] = []
+        self.subscribed = threading.Event()
+        self.client = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2)
+        if user:
+            self.client.username_pw_set(user, password)
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, r, p: self.subscribed.set()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), bool(m.retain)))
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "subscriber could not subscribe"
+
+    def on(self, topic: str) -> list[tuple[str, bool]]:
+        return [(p, r) for t, p, r in self.messages if t == topic]
+
+    def events(self) -> list[dict]:
+        return [json.loads(p) for t, p, _ in self.messages if t.endswith("/events")]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -71,6 +71,28 @@ def test_office_manifest_matches_disk(office_run):
     assert len(rows) - 1 == manifest["stats"]["faces"]
 
 
+def test_office_faces_csv_loads_with_pandas_in_supervisions_columns(office_run, tmp_path):
+    pd = pytest.importorskip("pandas")
+    from test_outputs import supervision_header
+
+    out, _ = office_run
+    df = pd.read_csv(out / "faces.csv")
+    assert list(df.columns[:7]) == supervision_header(tmp_path)  # x_min … tracker_id, as sv.CSVSink writes them
+    assert all(str(df[c].dtype) in ("float64", "int64") for c in df.columns[:7])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(df) == manifest["stats"]["faces"] and set(df["class_id"]) == {0}
+    tracked = df[df["tracker_id"] > 0]
+    assert sorted(set(tracked["tracker_id"])) == sorted(t["id"] for t in manifest["tracks"])
+    for t in manifest["tracks"]:  # every observation of every track, once
+        frames = tracked[tracked["tracker_id"] == t["id"]]["frame"]
+        assert len(frames) == t["n_observations"] and frames.is_unique, t["id"]
+    enhanced = tracked[tracked["enhanced"] == 1]
+    assert len(enhanced) == sum(t["n_enhanced"] for t in manifest["tracks"]) > 0
+    assert all((out / f).is_file() for f in enhanced["enhanced_file"])
+    jsonl = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
+    assert len(jsonl) == len(df) and jsonl[0]["keypoints"] == json.loads(df["keypoints"][0])
+
+
 def test_office_report_says_what_ran(office_run):
     """The report's source table is read from this run's own manifest, written before the report."""
     out, _ = office_run

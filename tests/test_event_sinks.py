@@ -13,9 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -44,6 +42,7 @@ from pipeline.sinks.webhook import WebhookSink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import broker as mosq  # noqa: E402
+from endpoint import PROXY_VARS, Endpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_S = 0.005  # publish must return within this, whatever the broker or endpoint is doing
@@ -263,32 +262,7 @@ from pipeline.sinks.mqtt import MqttSink, parse_mqtt_url  # noqa: E402
 needs_broker = pytest.mark.skipif(not mosq.available()[0], reason=mosq.available()[1])
 
 
-class Subscriber:
-    """A paho client subscribed to `<prefix>/#`; `messages` is [(topic, payload, retain)] in arrival order."""
-
-    def __init__(self, broker: mosq.Mosquitto, topic: str = "enhance/#", user: str | None = None,
-                 password: str | None = None) -> None:
-        self.messages: list[tuple[str, str, bool]] = []
-        self.subscribed = threading.Event()
-        self.client = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2)
-        if user:
-            self.client.username_pw_set(user, password)
-        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda c, u, mid, r, p: self.subscribed.set()
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), bool(m.retain)))
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.loop_start()
-        assert self.subscribed.wait(10), "subscriber could not subscribe"
-
-    def on(self, topic: str) -> list[tuple[str, bool]]:
-        return [(p, r) for t, p, r in self.messages if t == topic]
-
-    def events(self) -> list[dict]:
-        return [json.loads(p) for t, p, _ in self.messages if t.endswith("/events")]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+Subscriber = mosq.Subscriber
 
 
 @pytest.fixture
@@ -314,7 +288,7 @@ def test_parse_mqtt_url() -> None:
     assert (p["tls"], p["port"], p["username"], p["password"], p["shown"]) == (
         True, 8884, "op@site", "p:ss", "mqtts://***@10.0.0.2:8884")
     for bad, why in [("http://h", "mqtt://"), ("mqtt://", "no host"), ("mqtt://u:hunter22@h:port", "port"),
-                     ("mqtt://h/topic", "only scheme")]:
+                     ("mqtt://h/topic", "only scheme"), ("mqtt://u:hunter22@[::1", "malformed")]:
         with pytest.raises(ConfigError, match=why) as e:
             parse_mqtt_url(bad)
         assert "hunter22" not in str(e.value)
@@ -500,56 +474,9 @@ def test_mqtt_credentials_work_and_never_show(tmp_path: Path, monkeypatch, caplo
 # ============================================================================================ webhook
 
 
-class Endpoint:
-    """A local HTTP endpoint: records POSTs; answers with the queued status codes (then 200); can hang."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.headers: list[dict[str, str]] = []
-        self.paths: list[str] = []
-        self.codes: deque[int] = deque()
-        self.attempts = 0
-        self.release = threading.Event()
-        self.release.set()
-        self.entered = threading.Event()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                endpoint.attempts += 1
-                endpoint.entered.set()
-                endpoint.release.wait(30)
-                code = endpoint.codes.popleft() if endpoint.codes else 200
-                if code == 200:
-                    endpoint.bodies.append(json.loads(body))
-                    endpoint.headers.append(dict(self.headers))
-                    endpoint.paths.append(self.path)
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def endpoint(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     e = Endpoint()
     yield e
@@ -674,3 +601,9 @@ def test_runner_style_wiring_one_bus_three_sinks(tmp_path: Path, broker: mosq.Mo
     assert sub.on("enhance/lobby/status")[-1] == ("offline", False), "gave_up was the last word"
     assert {k: v["errors"] for k, v in bus.stats().items()} == {"jsonl": 0, "mqtt": 0, "webhook": 0}
     sub.close()
+
+
+def test_malformed_webhook_url_is_one_line_without_the_url() -> None:
+    with pytest.raises(ConfigError, match="webhook URL is malformed") as e:
+        WebhookSink("http://u:hunter22@[::1/hook")
+    assert "hunter22" not in str(e.value)

@@ -113,8 +113,13 @@ def test_local_ray_matches_the_local_engine_reports_a_bad_file_and_skips_on_reru
     assert not (out / ".partial").exists()
 
     before = {n: (out / n / "manifest.json").stat().st_mtime_ns for n in CLIPS}
-    again = run_cli("process", str(folder), "--out", str(out), "--engine", "ray", *FAST, timeout=900)
+    loud = [a for a in FAST if a != "--quiet"]  # --quiet would win over --progress
+    again = run_cli("process", str(folder), "--out", str(out), "--engine", "ray", *loud, "--progress", "json",
+                    timeout=900)
     assert again.returncode == 1, again.stderr
+    lines = [json.loads(x) for x in again.stderr.splitlines() if x.startswith("{")]  # the driver's JSON progress
+    assert [x["progress"] for x in lines][-1:] == ["final"] and lines[-1]["engine"] == "ray", again.stderr
+    assert (lines[-1]["recordings"], lines[-1]["done"], lines[-1]["failed"]) == (4, 4, 1), lines[-1]
     runs = {r["name"]: r for r in job(out)["runs"]}
     assert [runs[n]["status"] for n in CLIPS] == ["skipped"] * 3 and runs["broken"]["status"] == "failed"
     assert before == {n: (out / n / "manifest.json").stat().st_mtime_ns for n in CLIPS}  # not touched

@@ -358,7 +358,7 @@ def test_manifest_interrupted_then_complete(tmp_path: Path, photo: np.ndarray) -
     rows = list(csv.DictReader((tmp_path / "faces.csv").open()))
     assert len(rows) == 4
     assert [r["frame"] for r in rows] == ["10", "11", "12", "13"]
-    assert [r["enhanced"] for r in rows] == ["0", "1", "0", "1"] and rows[1]["track_id"] == "3"
+    assert [r["enhanced"] for r in rows] == ["0", "1", "0", "1"] and rows[1]["tracker_id"] == "3"
     m.close()
 
 

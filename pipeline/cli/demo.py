@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .process import add_run_options, summary
+from .process import add_run_options, progress_mode, summary
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     clip = make_demo_clip(out / "demo_input.mp4")
     print(f"demo clip: {clip}")
-    for r in process([str(clip)], out, cfg, args.models, progress=not args.quiet, overwrite=args.overwrite):
+    for r in process([str(clip)], out, cfg, args.models, progress=progress_mode(args), overwrite=args.overwrite):
         summary(r)
     print(f"open {out / 'annotated.mp4'} and {out / 'gallery.png'}")
     return 0

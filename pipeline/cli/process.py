@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .common import add_config_options, add_models_option
 
 if TYPE_CHECKING:  # the command line starts fast: the pipeline is imported when a command runs
+    from ..progress import ProgressSettings
     from ..session import RunResult
 
 
@@ -30,6 +31,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     add_config_options(p)
     add_models_option(p, "the detector models")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--progress", choices=("auto", "json", "off"), default="auto",
+                   help="auto: bars on a terminal, else a line every few seconds; json: one JSON line per "
+                        "interval on stderr and a final one (for wrappers and schedulers)")
+    p.add_argument("--progress-interval", type=_seconds, default=5.0, metavar="SECONDS",
+                   help="seconds between progress lines in logs and JSON (default 5)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run already in the output folder (otherwise such a folder is refused)")
 
@@ -65,12 +71,29 @@ def run(args: argparse.Namespace) -> int:
         from ..distributed import process_on_ray
 
         return process_on_ray(args.inputs, Path(args.out), cfg, args.models, address=args.ray_address,
-                              jobs=args.jobs, progress=not args.quiet)
-    results = process(args.inputs, Path(args.out), cfg, args.models, progress=not args.quiet,
+                              jobs=args.jobs, progress=progress_mode(args))
+    results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress_mode(args),
                       overwrite=args.overwrite, jobs=args.jobs)
     for r in results:
         summary(r)
     return exit_code(results)
+
+
+def progress_mode(args: argparse.Namespace) -> ProgressSettings:
+    """--progress and --progress-interval; --quiet wins."""
+    from ..progress import ProgressSettings
+
+    return ProgressSettings("off" if args.quiet else args.progress, args.progress_interval)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0.1 and 3600, got {text!r}")
+    return value
 
 
 def exit_code(results: list[RunResult]) -> int:

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..progress import ProgressSettings
 
 
 def process_on_ray(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
-                   address: str | None = None, jobs: int | None = None, progress: bool = True) -> int:
+                   address: str | None = None, jobs: int | None = None,
+                   progress: bool | str | ProgressSettings = True) -> int:
     """`run.py process … --engine ray`: the whole job on Ray; returns the command's exit code."""
     from .cluster import require_ray
 

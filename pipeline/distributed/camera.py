@@ -48,6 +48,7 @@ class CameraActor:
                     result = run_source(stages, source, root / folder, self.stopping)
                 finally:
                     stages.close()
+                stages.network.record([root / folder / "manifest.json"])  # the MQTT/webhook counters once closed
         except EnhanceError as e:  # unreachable after `source.reconnect_attempts_at_start` tries
             return {**summary(rec, "failed", node, reason=str(e)), "folders": _written(cam.folder, folder)}
         done = summary(rec, result.status, node, stats=result.stats.as_dict())

@@ -24,6 +24,7 @@ from ..config import Config
 from ..errors import EnhanceError
 from ..inputs import Input, default_jobs, expand, folder_names
 from ..models import find_model
+from ..progress import ProgressSettings
 from ..session import prepare_out
 from ..sources import open_source
 from ..stop import StopFlag
@@ -39,7 +40,8 @@ STOP_GRACE_S = 60.0  # after Ctrl-C: how long cancelled recordings and stopping 
 
 
 def run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
-            address: str | None = None, jobs: int | None = None, progress: bool = True) -> int:
+            address: str | None = None, jobs: int | None = None,
+            progress: bool | str | ProgressSettings = True) -> int:
     """The whole job; returns the exit code (0 all done, 1 some recordings failed, 130 stopped)."""
     cfg = nodes_paths(cfg)
     recordings, cameras = plan(inputs, cfg)
@@ -75,7 +77,7 @@ def run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
 
 
 def _on_ray(job: JobRecord, todo: list[Recording], cameras: list[Recording], cfg: Config,
-            models_dir: str | Path | None, address: str | None, jobs: int | None, progress: bool,
+            models_dir: str | Path | None, address: str | None, jobs: int | None, progress: ProgressSettings | bool,
             stop: StopFlag) -> None:
     """Start or join Ray, place the generators, run everything, collect the generators' batch counts."""
     models = os.path.abspath(models_dir) if models_dir else None

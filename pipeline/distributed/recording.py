@@ -99,6 +99,7 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
                 result = run_source(stages, source, tmp, StopFlag())
             finally:
                 stages.close()
+            stages.network.record([tmp / "manifest.json"])  # the MQTT/webhook counters once closed
     except EnhanceError as e:  # bad input: reported, not retried
         shutil.rmtree(work, ignore_errors=True)
         return summary(rec, "failed", node, reason=str(e))

@@ -11,12 +11,15 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# a value that is only `${VAR}` placeholders (after an optional auth scheme such as "Bearer "): no secret in it
+_ONLY_PLACEHOLDERS = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]* )?(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
 
 
 def expand_env(text: str, what: str = "a setting") -> tuple[str, list[str]]:
@@ -129,3 +132,31 @@ def _relative_tile(path: str | PurePath | None) -> str | None:
     return p.as_posix()
 
 
+
+
+def shown_url(url: str, keep_path: bool = True) -> str:
+    """A URL fit for settings saved in manifests and tiles: a written password becomes ***, a `${VAR}`
+    placeholder stays as written (its value is in the environment, never here). `keep_path=False` also
+    hides path and query (webhook services put their token there) as "/…"."""
+    text = str(url)
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:
+        return "***"
+    if not parts.scheme or not parts.netloc:  # a file name, or empty
+        return text
+    user, at, host = parts.netloc.rpartition("@")
+    if at:
+        name, colon, password = user.partition(":")
+        if colon and not _ONLY_PLACEHOLDERS.fullmatch(password):
+            password = "***"
+        user = name + colon + password + "@"
+    rest = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not keep_path and rest.strip("/"):
+        rest = "/…"
+    return f"{parts.scheme}://{user}{host}{rest}"
+
+
+def shown_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Header values fit for saved settings: only `${VAR}` placeholders (e.g. "Bearer ${TOKEN}") are kept."""
+    return {k: v if _ONLY_PLACEHOLDERS.fullmatch(str(v)) else "***" for k, v in headers.items()}

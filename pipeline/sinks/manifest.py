@@ -1,16 +1,15 @@
 """Manifest: what was run, on what, with which models, and every file it wrote.
 
-`faces.csv` is appended and flushed as faces arrive, so memory stays flat on long videos and an
-interrupted run keeps every row it had. `manifest.json` is written when a run starts (status "running"),
-again as it goes and at its end; each write replaces it atomically (its own temporary file, fsync,
-rename), from whichever thread, so a reader — or a run killed at any moment — always finds a whole
-manifest listing what was on disk when it was written. A reserve file keeps room on the disk for the
+`faces.csv` and `detections.jsonl` (`sinks.detections`) are appended and flushed as the run goes, so
+memory stays flat on long videos and an interrupted run keeps every row it had. `manifest.json` is
+written when a run starts (status "running"), again as it goes and at its end; each write replaces it
+atomically (its own temporary file, fsync, rename), from whichever thread, so a reader — or a run killed
+at any moment — always finds a whole manifest listing what was on disk when it was written. A reserve file keeps room on the disk for the
 last write: when the disk fills, `release_reserve()` frees it before the final manifest is written.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import threading
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..errors import write_error
 from ..types import Face
+from .detections import DetectionRows, row
 
 PROVENANCE = (
     "Enhanced face tiles (*_enhanced.png, the AI-enhanced halves of best.png and gallery.png, and the "
@@ -31,15 +31,6 @@ PROVENANCE = (
 RESERVE = ".enhance-reserve"  # disk space held back for the last manifest
 RESERVE_BYTES = 256 * 1024  # at least; grown to twice the manifest's size as it grows
 RESERVED = {"provenance", "status", "started", "ended", "timings", "stats", "tracks", "files"}
-FACES_COLUMNS = ["source", "frame", "time", "track_id", "x1", "y1", "x2", "y2", "score", "quality", "entry", "enhanced"]
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these
-
-
-def csv_text(value: object) -> str:
-    """A text cell a spreadsheet will show, not run: a leading formula character gets a `'` before it."""
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -86,49 +77,36 @@ def write_json(path: Path, doc: dict) -> None:
 
 
 class Manifest:
-    """Collects run info, track summaries and face rows; writes manifest.json and faces.csv."""
+    """Collects run info, track summaries and face rows; writes manifest.json, faces.csv and detections.jsonl."""
 
-    def __init__(self, out_dir: Path, info: dict) -> None:
+    def __init__(self, out_dir: Path, info: dict, jsonl: bool = True) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.info = dict(info)
         self.started = _now()
         self.tracks: list[dict] = []
-        self.n_faces = 0
         self.path = self.out_dir / "manifest.json"
-        self.faces_path = self.out_dir / "faces.csv"
         self._lock = threading.RLock()  # re-entrant: a signal handler may write while its thread was writing
         self._sealed = False
         self._reserve = self.out_dir / RESERVE
         self._reserved = 0
         self._hold(RESERVE_BYTES)
-        try:
-            self._csv_file = open(self.faces_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-            self._csv = csv.writer(self._csv_file)
-            self._csv.writerow(FACES_COLUMNS)
-            self._csv_file.flush()
-        except OSError as e:
-            raise write_error(self.faces_path, e) from None
+        self.rows = DetectionRows(self.out_dir, jsonl)
 
     def add_track(self, summary: dict) -> None:
         self.tracks.append(summary)
 
+    @property
+    def n_faces(self) -> int:
+        return self.rows.count
+
     def add_faces(self, faces: list[Face]) -> None:
-        """Append one row per face to faces.csv and flush (nothing is kept in memory)."""
-        try:
-            if self._csv_file.closed:
-                self._csv_file = open(self.faces_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-                self._csv = csv.writer(self._csv_file)
-            for f in faces:
-                x1, y1, x2, y2 = (round(float(v), 1) for v in f.box[:4])
-                self._csv.writerow([
-                    csv_text(f.source), f.frame_index, f"{f.time:.4f}", f.track_id, x1, y1, x2, y2,
-                    f"{f.score:.4f}", f"{f.quality:.4f}", f.entry, int(f.enhanced is not None),
-                ])
-            self._csv_file.flush()
-        except OSError as e:
-            raise write_error(self.faces_path, e) from None
-        self.n_faces += len(faces)
+        """Append one row per face to faces.csv and detections.jsonl and flush (nothing is kept in memory)."""
+        self.rows.add([row(f) for f in faces])
+
+    def add_rows(self, rows: list[dict]) -> None:
+        """Append rows made by `sinks.detections.row` (a finished track's, with their tile files)."""
+        self.rows.add(rows)
 
     def files(self) -> list[dict]:
         """Every file under out_dir (but the manifest itself and temporaries) with its size in bytes."""
@@ -147,10 +125,7 @@ class Manifest:
         return self.path
 
     def _write(self, timings: dict, stats: dict, status: str, error: str | None) -> None:
-        csv_file = self._csv_file
-        if not csv_file.closed:
-            csv_file.flush()
-            os.fsync(csv_file.fileno())
+        self.rows.sync()
         doc = {
             "provenance": PROVENANCE,
             "status": status,
@@ -191,7 +166,6 @@ class Manifest:
             self._sealed = True
 
     def close(self) -> None:
-        """Close faces.csv and free the reserve (idempotent); a later add_faces reopens faces.csv for appending."""
-        if not self._csv_file.closed:
-            self._csv_file.close()
+        """Close faces.csv/detections.jsonl and free the reserve (idempotent); later rows are appended."""
+        self.rows.close()
         self.release_reserve()

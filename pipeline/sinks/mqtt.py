@@ -66,7 +66,10 @@ def parse_mqtt_url(url: str) -> dict[str, Any]:
     `shown` is the URL fit to log: scheme, host and port, with `***@` where credentials were. Errors are
     `ConfigError`s that quote only `shown`.
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as e:  # e.g. "mqtt://[::1": the message names the fault, never the URL's text
+        raise ConfigError(f"MQTT URL is malformed ({e})") from None
     scheme = parts.scheme.lower()
     host = parts.hostname or ""
     has_auth = "@" in parts.netloc

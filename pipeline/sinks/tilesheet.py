@@ -42,14 +42,16 @@ def pixels(face: Face, kind: str) -> np.ndarray | None:
 
 
 def write_sheets(tdir: Path, track_id: int, faces: list[Face], record: Callable[[Face, str], dict],
-                 run_info: dict | None, signer: prov.C2paSigner | None = None) -> list[Path]:
-    """Sheets and tiles.json for the enhanced `faces` of one track; returns the files written.
+                 run_info: dict | None, signer: prov.C2paSigner | None = None) -> tuple[list[Path], dict[int, dict]]:
+    """Sheets and tiles.json for the enhanced `faces` of one track; returns the files written and, per
+    frame index, each kind's place on them (`{"file", "box": [x, y, w, h]}`, as tiles.json says).
 
     `record(face, kind)`: the provenance record of that tile (as a single tile's sidecar would hold it).
     """
     faces = sorted(faces, key=lambda f: f.frame_index)
     written: list[Path] = []
     index: list[dict] = []
+    placed: dict[int, dict] = {}
     for n, start in enumerate(range(0, len(faces), SHEET_TILES), 1):
         chunk = faces[start : start + SHEET_TILES]
         places: list[dict] = [{} for _ in chunk]
@@ -74,6 +76,7 @@ def write_sheets(tdir: Path, track_id: int, faces: list[Face], record: Callable[
                 signer.sign(path, rec)
             written.append(path)
         for f, place in zip(chunk, places):
+            placed[f.frame_index] = place
             records = {}
             for kind in place:
                 records[kind] = record(f, kind)
@@ -88,4 +91,4 @@ def write_sheets(tdir: Path, track_id: int, faces: list[Face], record: Callable[
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, ensure_ascii=False, default=str), encoding="utf-8")
     os.replace(tmp, path)
-    return [*written, path]
+    return [*written, path], placed

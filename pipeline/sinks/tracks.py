@@ -14,6 +14,7 @@ skipped) are also written as single tiles, with their metadata inside the PNG an
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,7 @@ from ..enhance.confidence import low_confidence
 from ..errors import write_error
 from ..records import Observation, TrackRecord
 from ..types import Face, Track
+from .detections import row
 from .tilesheet import write_sheets
 
 
@@ -72,6 +74,16 @@ def _obs_key(face: Face) -> tuple[str, int]:
     return face.source, face.frame_index
 
 
+@dataclass
+class WrittenTrack:
+    """What writing a track produced: the manifest's summary, faces.csv's rows (with each observation's
+    enhanced tile file) and `best.png`'s path, all relative to the run folder."""
+
+    summary: dict
+    rows: list[dict] = field(default_factory=list)
+    best_tile: str | None = None
+
+
 class TrackWriter:
     """Writes out_dir/tracks/<id>/: tiles per enhanced observation, best.png and track.json (`TrackRecord`).
 
@@ -115,12 +127,16 @@ class TrackWriter:
         """Write one finished track; returns its summary for the manifest (paths relative to out_dir).
 
         Raises OutputError naming the file that could not be written."""
+        return self.write_track(track).summary
+
+    def write_track(self, track: Track) -> WrittenTrack:
+        """`write`, also returning the track's faces.csv rows and its best tile."""
         try:
             return self._write(track)
         except OSError as e:
             raise write_error(e.filename or self.out_dir / "tracks" / str(track.id), e) from None
 
-    def _write(self, track: Track) -> dict:
+    def _write(self, track: Track) -> WrittenTrack:
         tdir = self.out_dir / "tracks" / str(track.id)
         tdir.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
@@ -138,8 +154,11 @@ class TrackWriter:
 
         enhanced = track.enhanced
         tiles: dict[tuple[str, int], dict[str, str]] = {}
+        places: dict[int, dict] = {}
+        best_tile = None
         if self.save_tiles and self.sheets and enhanced:
-            for p in write_sheets(tdir, track.id, enhanced, self._record, self.run_info, self.signer):
+            written, places = write_sheets(tdir, track.id, enhanced, self._record, self.run_info, self.signer)
+            for p in written:
                 rel(p)
         if self.save_tiles:
             for f in self._singles(enhanced):
@@ -170,6 +189,7 @@ class TrackWriter:
                                       "(right, not a photograph)" if kind == "enhanced" else rec["description"])
                 prov.save_png(p, sheet, prov.png_text(rec))
                 rel(p)
+                best_tile = p.relative_to(self.out_dir).as_posix()
 
         # Every observation, enhanced ones merged in by (source, frame).
         obs: dict[tuple[str, int], Face] = {_obs_key(f): f for f in track.faces}
@@ -183,7 +203,17 @@ class TrackWriter:
                              prov.redact(inputs[0]) if inputs else None, prov.generator_of(self.run_info))
         rel(doc.write(tdir / "track.json"))
 
-        return {
+        folder = tdir.relative_to(self.out_dir).as_posix()
+
+        def enhanced_file(f: Face) -> str:
+            single = tiles.get(_obs_key(f), {}).get("enhanced")
+            if single:
+                return f"{folder}/{single}"
+            cell = places.get(f.frame_index, {}).get("enhanced")
+            return f"{folder}/{cell['file']}#xywh={','.join(map(str, cell['box']))}" if cell else ""
+
+        faces_rows = [row(f, _obs_key(f) in enhanced_keys, enhanced_file(f)) for f in ordered]
+        return WrittenTrack({
             "id": track.id,
             "source": track.source,
             "frames": [doc.first_frame, doc.last_frame],
@@ -192,4 +222,4 @@ class TrackWriter:
             "n_observations": doc.n_observations,
             "n_enhanced": doc.n_enhanced,
             "files": files,
-        }
+        }, faces_rows, best_tile)

@@ -74,7 +74,10 @@ class WebhookSink:
         # the URL's ${VAR} values, path and query, for log text only
         self.secrets = Secrets()
         expanded, url_values = expand_env(url, "the webhook URL")
-        parts = urlsplit(expanded.strip())
+        try:
+            parts = urlsplit(expanded.strip())
+        except ValueError as e:  # e.g. "http://[::1": the message names the fault, never the URL's text
+            raise ConfigError(f"webhook URL is malformed ({e})") from None
         scheme = parts.scheme.lower()
         try:
             port = parts.port

@@ -1,0 +1,219 @@
+"""The Python API: faces from frames in a notebook or a script, nothing written to disk.
+
+    from pipeline import FaceEnhancer, to_detections
+
+    fe = FaceEnhancer(models="models/", device="cpu")
+    faces = fe.process_frame(bgr)          # detect, track across calls, align, enhance per the policy
+    faces = fe.process_image(photo)        # a photo: every face aligned and enhanced, no tracking
+    detections = to_detections(faces)      # sv.Detections: tracker_id, data["keypoints"], data["enhanced"], …
+    tiles = fe.enhance_crops([crop])       # 128×128 BGR reconstructions, marked "AI-enhanced"
+
+It runs the same stages (`Stages`) and the same per-frame logic (`FaceFlow`: tracker, policy, fusion
+window) as `run.py process`; only the sinks differ: records are handed back instead of files and events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .align import choose_entry, warp
+from .config import Config, EventsConfig, load_config
+from .draw import mark_enhanced
+from .enhance.confidence import low_confidence
+from .flow import FaceFlow
+from .geometry import CROP
+from .runstats import RunStats, Timings
+from .stages import Stages
+from .types import Face, Frame, Track
+
+if TYPE_CHECKING:
+    import supervision as sv
+
+ENDED_KEPT = 1000  # ended tracks waiting for `pop_ended`; older ones are let go (memory stays bounded)
+
+
+def _bgr(image: Any, what: str) -> np.ndarray:
+    """An HxWx3 uint8 BGR picture, or a one-line ValueError saying what it is instead."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
+        raise ValueError(f"{what}: expected an HxWx3 uint8 BGR image, got {a.dtype} with shape {a.shape}")
+    return a
+
+
+class FaceEnhancer:
+    """Detect, track, align and enhance faces in frames you pass in, one stream at a time.
+
+    `models`: folder with the detector (else `$ENHANCE_MODELS`, else insightface's folder). `device`:
+    auto | cpu | cuda | cuda:N (None: the config's). `config`: a YAML file or a `Config`; `settings`:
+    `key=value` overrides as `--set` takes them (e.g. "detect.threshold=0.4"); `policy`: which faces the
+    generator gets (`best_k`, `every_n`, `all`, `none`). `fps`: the stream's rate, for frame times when
+    `process_frame` gets none. `process_image` is for photos, which no tracker links. No events are sent
+    and no files written.
+    """
+
+    def __init__(self, models: str | Path | None = None, device: str | None = None, *,
+                 config: str | Path | Config | None = None, settings: Iterable[str] = (), policy: str | None = None,
+                 fps: float = 25.0, source: str = "frames") -> None:
+        overrides = [*settings, *([f"device={device}"] if device else []),
+                     *([f"enhance.policy={policy}"] if policy else [])]
+        if isinstance(config, Config):
+            cfg = load_config(None, overrides, saved=dataclasses.asdict(config))
+        else:
+            cfg = load_config(config, overrides)
+        cfg.events = EventsConfig()  # records are handed back here, not published
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
+        self.cfg, self.fps, self.source = cfg, float(fps), source
+        self.stages = Stages(cfg, models, progress=False)
+        self.stats, self.timings = RunStats(), Timings()
+        self.flow = FaceFlow(self.stages, self.fps, live=False, stats=self.stats, timings=self.timings)
+        self._index = 0
+        self._ended: deque[Track] = deque(maxlen=ENDED_KEPT)
+
+    # ------------------------------------------------------------------ frames
+
+    def process_frame(self, image: np.ndarray, time: float | None = None) -> list[Face]:
+        """The faces in one BGR frame (largest first), tracked across calls.
+
+        Each `Face` has `box`, `kps`, `score`, `track_id` (-1 until a track is confirmed), and for tracked
+        faces `crop` (128×128 aligned camera pixels), `lr`, `entry`, `quality`; `enhanced` (128×128 BGR,
+        unmarked) when the policy enhanced it now. Faces the policy keeps for later are enhanced when their
+        track ends (see `pop_ended`/`finish`), in place. `time`: seconds on the stream's clock (default:
+        frame count / fps).
+        """
+        image = _bgr(image, "process_frame")
+        t = self._index / self.fps if time is None else float(time)
+        frame = Frame(image=image, index=self._index, time=t, source=self.source)
+        self._index += 1
+        faces = [] if min(image.shape[:2]) < self.cfg.detect.min_face else self.flow(frame).faces
+        for track in self.flow.tracker.ended(t):
+            self._end(track)
+        self.stats.frames += 1
+        return faces
+
+    def process_image(self, image: np.ndarray) -> list[Face]:
+        """The faces in one photo, each aligned and (unless `enhance.policy: none`) enhanced; no tracking,
+        so `track_id` is -1 (a track is confirmed only at its second sighting in a stream)."""
+        image = _bgr(image, "process_image")
+        with self.timings("detect"):
+            faces = [] if min(image.shape[:2]) < self.cfg.detect.min_face else self.stages.detector(image)
+        for f in faces:
+            f.source = self.source
+            self.stages.aligner(image, f)
+        if faces and self.stages.enhancer is not None:
+            with self.timings("enhance"):
+                self.stages.enhancer(faces)
+        return faces
+
+    def _end(self, track: Track) -> None:
+        if track.faces:
+            self.flow.finalize(track)
+            self._ended.append(track)
+
+    @property
+    def tracks(self) -> dict[int, Track]:
+        """The open tracks by id."""
+        return self.flow.tracker.tracks
+
+    def pop_ended(self) -> list[Track]:
+        """Tracks that ended (unseen for `track.lost_seconds`) since the last call, their kept faces
+        enhanced (`track.enhanced`: best first)."""
+        out = list(self._ended)
+        self._ended.clear()
+        return out
+
+    def finish(self) -> list[Track]:
+        """End every open track (the stream is over) and return all not yet popped; the next frame starts
+        a new stream with fresh track ids."""
+        for track in self.flow.tracker.finish():
+            self._end(track)
+        self.flow.reset()
+        self._index = 0
+        return self.pop_ended()
+
+    # ------------------------------------------------------------------ crops
+
+    def enhance_crops(self, crops: Sequence[np.ndarray], kps: Sequence[Any] | None = None,
+                      mark: bool = True) -> list[np.ndarray]:
+        """128×128 BGR reconstructions of face crops.
+
+        Without `kps` each crop is taken as aligned to the canonical template (a `Face.crop`, or any crop
+        cut the same way), at whatever size the camera gave it. With `kps` (5 points per crop, in its pixels:
+        eyes, nose, mouth corners, as SCRFD and insightface give them) each crop is aligned first, so a loose
+        crop or a whole frame works. `mark`: stamp the "AI-enhanced" label on each, as every file gets.
+        """
+        if self.stages.enhancer is None:
+            raise ValueError("enhancement is off (enhance.policy: none)")
+        if kps is not None and len(kps) != len(crops):
+            raise ValueError(f"enhance_crops: {len(crops)} crops but {len(kps)} sets of keypoints")
+        faces = [self._face(_bgr(c, f"crops[{i}]"), None if kps is None else kps[i]) for i, c in enumerate(crops)]
+        with self.timings("enhance"):
+            self.stages.enhancer(faces)
+        return [mark_enhanced(f.enhanced.copy(), low_confidence(f)) if mark else f.enhanced for f in faces]
+
+    def _face(self, image: np.ndarray, kps: Any) -> Face:
+        h, w = image.shape[:2]
+        face = Face(box=np.array([0, 0, w, h], np.float32), kps=np.zeros((5, 2), np.float32), score=1.0,
+                    source=self.source)
+        if kps is not None:
+            face.kps = np.asarray(kps, np.float32).reshape(5, 2)
+            return self.stages.aligner(image, face)
+        face.matrix = np.array([[CROP / w, 0, 0], [0, CROP / h, 0]], np.float64)  # the crop is the canonical square
+        face.entry = choose_entry(face.matrix, self.stages.aligner.entries, self.stages.aligner.max_downscale)
+        face.crop, face.lr = warp(image, face.matrix, CROP), warp(image, face.matrix, face.entry)
+        return face
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Stop the generator's batcher thread (also done when the object is collected)."""
+        self.stages.close()
+
+    def __enter__(self) -> FaceEnhancer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"FaceEnhancer(policy={self.cfg.enhance.policy!r}, device={self.cfg.device!r}, "
+                f"tracks={len(self.tracks)})")
+
+
+def to_detections(faces: Sequence[Face], mark: bool = True) -> sv.Detections:
+    """`faces` as supervision `Detections`: `xyxy`, `confidence`, `class_id` 0, `tracker_id` (-1 while a
+    track is unconfirmed), and in `data`: `class_name` ("face"), `keypoints` (N×5×2), `quality`, `entry`,
+    `frame`, `time`, `source`, `enhanced` (the 128×128 tile or None; marked "AI-enhanced" unless
+    `mark=False`) and `enhanced_confidence` (NaN when not enhanced)."""
+    import supervision as sv
+
+    n = len(faces)
+    tiles = np.empty(n, dtype=object)  # filled one by one: np.array would stack same-sized tiles into 4-D
+    for i, f in enumerate(faces):
+        tiles[i] = None if f.enhanced is None else (mark_enhanced(f.enhanced.copy(), low_confidence(f)) if mark
+                                                    else f.enhanced)
+    return sv.Detections(
+        xyxy=np.array([f.box[:4] for f in faces], np.float32).reshape(n, 4),
+        confidence=np.array([f.score for f in faces], np.float32),
+        class_id=np.zeros(n, int),
+        tracker_id=np.array([f.track_id for f in faces], int),
+        data={
+            "class_name": np.array(["face"] * n, dtype="<U4"),
+            "keypoints": np.array([np.asarray(f.kps, np.float32).reshape(5, 2) for f in faces],
+                                  np.float32).reshape(n, 5, 2),
+            "quality": np.array([f.quality for f in faces], np.float32),
+            "entry": np.array([f.entry for f in faces], int),
+            "frame": np.array([f.frame_index for f in faces], int),
+            "time": np.array([f.time for f in faces], np.float64),
+            "source": np.array([f.source for f in faces], dtype=object),
+            "enhanced": tiles,
+            "enhanced_confidence": np.array([np.nan if f.confidence is None else f.confidence for f in faces],
+                                            np.float32),
+        },
+    )
