@@ -19,6 +19,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import Config
+from ..enhance.anchor import anchor
 from ..enhance.confidence import assess
 from ..enhance.stage import item
 from ..types import Face
@@ -133,7 +134,7 @@ class RemoteEnhancer:
             return faces
         out = wait(self.actor.enhance.remote([item(f, self.frames) for f in faces]))
         for f, img in zip(faces, out):
-            f.enhanced = img if img.flags.writeable else img.copy()  # zero-copy results are read-only
+            f.enhanced = anchor(img, f.lr)  # a new array: zero-copy results are read-only
             assess(f)
         self.count += len(faces)
         return faces

@@ -15,6 +15,7 @@ from ..errors import ModelNotFound
 from ..geometry import ENTRIES
 from ..models import ENGINES, sha256
 from ..types import Face
+from .anchor import anchor
 from .confidence import assess
 
 
@@ -90,7 +91,7 @@ class Enhancer:
         if not faces:
             return faces
         for f, img in zip(faces, self.batcher.map([item(f, self.frames) for f in faces])):
-            f.enhanced = img
+            f.enhanced = anchor(img, f.lr)
             assess(f)
         with self._lock:
             self.count += len(faces)

@@ -1,0 +1,49 @@
+"""The colour anchor: an enhanced face keeps the camera's broad colours, and the generator's detail."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from conftest import IMAGES, MODELS, needs_shared
+from pipeline.enhance.anchor import anchor
+
+
+def test_anchor_removes_a_colour_cast_and_keeps_fine_detail():
+    rng = np.random.default_rng(0)
+    truth = cv2.GaussianBlur(rng.integers(40, 200, (128, 128, 3)).astype(np.uint8), (0, 0), 6)
+    lr = cv2.resize(truth, (32, 32), interpolation=cv2.INTER_AREA)
+    detail = np.indices((128, 128)).sum(0) % 2 * 16 - 8  # a 1 px checkerboard: finer than the input shows
+    cast = np.array([-12, 3, 15])  # bluer less, redder more: the drift the anchor is there for
+    enhanced = np.clip(truth.astype(int) + detail[..., None] + cast, 0, 255).astype(np.uint8)
+    out = anchor(enhanced, lr)
+    shrunk = cv2.resize(out, (32, 32), interpolation=cv2.INTER_AREA).astype(float)
+    before = cv2.resize(enhanced, (32, 32), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs((before - lr).mean((0, 1)) - cast).max() < 1.5  # the cast was there …
+    assert np.abs((shrunk - lr).mean((0, 1))).max() < 1.0  # … and is gone
+    hp = lambda x: x.astype(float) - cv2.GaussianBlur(x, (0, 0), 1.5).astype(float)  # noqa: E731
+    assert np.corrcoef(hp(out).ravel(), hp(enhanced).ravel())[0, 1] > 0.95  # the fine detail stays
+    assert anchor(enhanced, None) is not enhanced and np.array_equal(anchor(enhanced, None), enhanced)
+
+
+@needs_shared
+def test_enhanced_faces_come_out_anchored_to_the_camera():
+    """Through the real stage: the tile shrunk back to the input size agrees with the input's colours."""
+    from pipeline.align import Aligner
+    from pipeline.config import AlignConfig, DetectConfig, EnhanceConfig
+    from pipeline.detect import Detector
+    from pipeline.enhance.stage import Enhancer
+
+    photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
+    small = cv2.resize(photo, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
+    (face,) = Detector(DetectConfig(), MODELS)(small)
+    Aligner(AlignConfig())(small, face)
+    enhancer = Enhancer(EnhanceConfig(backend="torch-cpu"), "cpu")
+    try:
+        enhancer([face])
+    finally:
+        enhancer.close()
+    e = face.lr.shape[0]
+    back = cv2.resize(face.enhanced, (e, e), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs((back - face.lr).mean((0, 1))).max() < 1.0
+    assert face.confidence is not None and face.consistency is not None
