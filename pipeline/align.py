@@ -47,6 +47,16 @@ def choose_entry(m: np.ndarray, entries: list[int] | tuple[int, ...], max_downsc
     return fitting[0] if fitting else max(entries)
 
 
+def resolved(m: np.ndarray, entries: list[int] | tuple[int, ...], max_downscale: float) -> bool:
+    """Whether the camera resolves more of this face than the generator's largest input can take.
+
+    Such a face would be cut down before the generator sees it, throwing camera pixels away, and the
+    reconstruction is then measurably less faithful than the camera's own pixels (eval-video, faces of 48 and
+    64 px: below bicubic in PSNR and identity on held-out clips). So it is shown as captured, never synthesized.
+    """
+    return source_span(m) > max(entries) * max_downscale
+
+
 def sharpness(crop: np.ndarray) -> float:
     """Variance of the Laplacian of the grey crop: a cheap focus/motion-blur measure."""
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
@@ -76,6 +86,7 @@ class Aligner:
         face.matrix = m
         face.inverse = cv2.invertAffineTransform(m)
         face.entry = choose_entry(m, self.entries, self.max_downscale)
+        face.resolved = resolved(m, self.entries, self.max_downscale)
         face.crop = warp(image, m, CROP)
         face.lr = warp(image, m, face.entry)
         # Sharpness measured at the resolution the source really has (the LR input), so upsampling blur doesn't count.

@@ -99,16 +99,18 @@ class FaceEnhancer:
 
     def process_image(self, image: np.ndarray) -> list[Face]:
         """The faces in one photo, each aligned and (unless `enhance.policy: none`) enhanced; no tracking,
-        so `track_id` is -1 (a track is confirmed only at its second sighting in a stream)."""
+        so `track_id` is -1 (a track is confirmed only at its second sighting in a stream). A face the camera
+        resolves better than the generator could (`Face.resolved`) is returned as captured, not enhanced."""
         image = _bgr(image, "process_image")
         with self.timings("detect"):
             faces = [] if min(image.shape[:2]) < self.cfg.detect.min_face else self.stages.detector(image)
         for f in faces:
             f.source = self.source
             self.stages.aligner(image, f)
-        if faces and self.stages.enhancer is not None:
+        todo = [f for f in faces if not f.resolved]
+        if todo and self.stages.enhancer is not None:
             with self.timings("enhance"):
-                self.stages.enhancer(faces)
+                self.stages.enhancer(todo)
         return faces
 
     def _end(self, track: Track) -> None:
@@ -165,6 +167,7 @@ class FaceEnhancer:
             face.kps = np.asarray(kps, np.float32).reshape(5, 2)
             return self.stages.aligner(image, face)
         face.matrix = np.array([[CROP / w, 0, 0], [0, CROP / h, 0]], np.float64)  # the crop is the canonical square
+        # an explicit enhance_crops call is enhanced even where align.resolved says the camera's pixels are better
         face.entry = choose_entry(face.matrix, self.stages.aligner.entries, self.stages.aligner.max_downscale)
         face.crop, face.lr = warp(image, face.matrix, CROP), warp(image, face.matrix, face.entry)
         return face

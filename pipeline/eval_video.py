@@ -48,8 +48,8 @@ class Obs:
     track: int
     frame: int
     matrix: np.ndarray
-    model: np.ndarray
-    lr: np.ndarray
+    model: np.ndarray | None  # None: resolved (shown as captured); scored as the camera's pixels, i.e. bicubic
+    lr: np.ndarray | None
     confidence: float | None = None
     truth: np.ndarray | None = None
     bicubic: np.ndarray | None = None
@@ -58,15 +58,21 @@ class Obs:
     @property
     def input_bicubic(self) -> np.ndarray:
         """The generator's own low-res input upsampled bicubically (shows what cutting at the entry size loses)."""
+        if self.lr is None:
+            return self.bicubic
         return cv2.resize(self.lr, (CROP, CROP), interpolation=cv2.INTER_CUBIC)
 
 
 def read_run(run_dir: Path) -> list[Obs]:
-    """The enhanced observations of a pipeline run, with their unmarked tiles and crop matrices."""
+    """The enhanced observations of a pipeline run, with their unmarked tiles and crop matrices, and the
+    resolved ones (shown as captured, `align.resolved`) without a model output."""
     out = []
     for tj in sorted((run_dir / "tracks").glob("*/track.json")):
         rec = TrackRecord.read(tj)
         for o in rec.observations:
+            if o.resolved and o.matrix is not None:
+                out.append(Obs(rec.track_id, o.frame, np.array(o.matrix, np.float64), None, None))
+                continue
             if not o.enhanced or "enhanced_unmarked" not in o.files or o.matrix is None:
                 continue
             model = cv2.imread(str(tj.parent / o.files["enhanced_unmarked"]), cv2.IMREAD_COLOR)
@@ -126,9 +132,12 @@ def score_clip(hr_path: Path, lr_path: Path, shrink: Shrink, obs: list[Obs], fra
         for o in wanted.get(i, []):
             o.truth = shrink.truth(hr, o.matrix)
             o.bicubic = bicubic_crop(lr, o.matrix)
+            if o.model is None:  # resolved: the product shows the camera's pixels, never a reconstruction
+                o.model = o.bicubic
     obs = [o for o in obs if o.truth is not None]
     found = len({o.frame for o in obs})
-    res: dict = {"observations": len(obs), "frames": frames, "detection_rate": found / max(frames, 1)}
+    res: dict = {"observations": len(obs), "frames": frames, "detection_rate": found / max(frames, 1),
+                 "resolved": sum(o.lr is None for o in obs)}
     if not obs:
         return res
     truth = np.stack([o.truth for o in obs])
@@ -167,7 +176,9 @@ def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> 
     picks = [obs[i] for i in np.linspace(0, len(obs) - 1, min(rows, len(obs))).round().astype(int)]
     fused = any(o.fused is not None for o in picks)
     blank = np.zeros((CROP, CROP, 3), np.uint8)
-    tiles = [np.hstack([cv2.resize(o.lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST), o.bicubic, o.model]
+    tiles = [np.hstack([o.input_bicubic if o.lr is None  # resolved: no generator input
+                        else cv2.resize(o.lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST),
+                        o.bicubic, o.model]
                        + ([o.fused if o.fused is not None else blank] if fused else []) + [o.truth]) for o in picks]
     names = ["LR input", "bicubic", "model (AI)"] + (["fused (AI)"] if fused else []) + ["truth"]
     header = np.full((22, CROP * len(names), 3), 255, np.uint8)
@@ -287,6 +298,8 @@ def _line(name: str, px: int, r: dict) -> str:
             f"({r['delta_psnr']:+.2f})  SSIM {m['ssim']:.3f} vs {b['ssim']:.3f}  ID {m['id_cos']:.3f} vs "
             f"{b['id_cos']:.3f}  skinΔE {m['skin_dE']:.1f} vs {b['skin_dE']:.1f}  temporal {m['temporal']:.2f} vs "
             f"{b['temporal']:.2f}")
+    if r.get("resolved"):
+        line += f"  ({r['resolved']} of {r['observations']} resolved: shown as captured)"
     if "fused" in r:
         f = r["fused"]
         line += (f"  | fused PSNR {f['psnr']:.2f} ({r['delta_fused']:+.2f} vs bicubic, {r['fused_vs_model']:+.2f} vs "

@@ -65,6 +65,7 @@ class Observation:
     matrix: list[list[float]] | None  # source → 128 crop: the same crop can be cut again from another copy
     enhanced: bool
     confidence: float | None
+    resolved: bool = False  # the camera resolves this face: shown as captured, never synthesized (align.resolved)
     files: dict[str, str] = field(default_factory=dict)  # tile kind → file name in the track's folder
     fused_frames: list[int] = field(default_factory=list)  # track fusion: the other frames this output rests on
 
@@ -87,6 +88,7 @@ class Observation:
             matrix=[_round(r, 6) for r in f.matrix] if f.matrix is not None else None,
             enhanced=enhanced,
             confidence=f.confidence if enhanced else None,
+            resolved=bool(f.resolved),
             files=files,
             fused_frames=[int(n.frame_index) for n in f.neighbours] if enhanced else [],
         )
@@ -109,6 +111,7 @@ class Observation:
             matrix=_points(o.get("matrix"), 2, 3),
             enhanced=bool(o.get("enhanced")),
             confidence=None if conf is None else _num(conf),
+            resolved=bool(o.get("resolved")),
             files=files,
             fused_frames=[int(_num(v)) for v in (o.get("fused_frames") or []) if isinstance(v, (int, float))],
         )

@@ -42,6 +42,7 @@ class Face:
     crop: np.ndarray | None = None  # 128x128 BGR aligned crop, sampled from the source (the "original")
     lr: np.ndarray | None = None  # entry x entry BGR low-res generator input, sampled from the source
     entry: int = 0  # generator entry size chosen for this face: 16, 32 or 64
+    resolved: bool = False  # camera resolves more than the largest entry takes: shown as captured, never synthesized
     matrix: np.ndarray | None = None  # (2, 3) source → 128 canonical crop
     inverse: np.ndarray | None = None  # (2, 3) 128 canonical crop → source
     quality: float = 0.0  # 0..1 score used to pick the observations worth enhancing

@@ -63,7 +63,8 @@ def fe():
 def test_frames_tracked_across_calls_and_supervision_detections(fe):
     from pipeline import to_detections
 
-    photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
+    big = cv2.imread(str(IMAGES / "obama_1.jpg"))
+    photo = cv2.resize(big, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)  # a CCTV-sized face (~28 px)
     first = fe.process_frame(photo)
     assert len(first) == 1 and first[0].track_id == -1 and first[0].enhanced is None  # not yet confirmed
     second = fe.process_frame(photo)
@@ -87,6 +88,7 @@ def test_frames_tracked_across_calls_and_supervision_detections(fe):
 def test_enhance_crops_aligned_or_with_keypoints(fe):
     photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
     (face,) = fe.process_image(photo)
+    assert face.resolved and face.enhanced is None  # a 350 px face: the camera's pixels, nothing synthesized
     small = cv2.resize(face.crop, (24, 24), interpolation=cv2.INTER_AREA)  # a canonical crop as a camera gives it
     a, b = fe.enhance_crops([face.crop, small], mark=False)
     c, = fe.enhance_crops([photo], kps=[face.kps], mark=False)  # a whole frame, aligned by its keypoints

@@ -88,3 +88,29 @@ def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "det_500m.onnx" in msg and str(tmp_path / "cli") in msg and str(tmp_path / "env") in msg
     assert find_model("det_500m.onnx", MODELS) == MODELS / "det_500m.onnx"
+
+
+def test_faces_the_camera_resolves_are_never_synthesized(detector):
+    """A face spanning more camera pixels than the largest entry takes (× align.max_downscale) is `resolved`:
+    cutting it down for the generator would throw pixels away, and eval-video measured such reconstructions
+    below bicubic. The policy never picks it, under any mode; a CCTV-sized copy of the same face is picked."""
+    from pipeline.config import EnhanceConfig
+    from pipeline.enhance.policy import Policy
+    from pipeline.geometry import source_span
+    from pipeline.types import Track
+
+    image = cv2.imread(str(IMAGES / "obama_1.jpg"))
+    small = cv2.resize(image, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
+    aligner = Aligner(AlignConfig())
+    (big,) = [aligner(image, f) for f in detector(image)]
+    (tiny,) = [aligner(small, f) for f in detector(small)]
+    assert source_span(big.matrix) > 64 * AlignConfig().max_downscale and big.resolved
+    assert source_span(tiny.matrix) < 64 and not tiny.resolved
+    for mode in ("all", "every_n", "best_k"):
+        policy = Policy(EnhanceConfig(policy=mode))
+        for face in (big, tiny):
+            track = Track(id=1, source="photo")
+            track.faces.append(face)
+            assert policy.select(track, face) is (face is tiny) and policy.keeps(track, face) is (face is tiny)
+    looser = Aligner(AlignConfig(max_downscale=4.0))(image, detector(image)[0])
+    assert looser.resolved is (source_span(looser.matrix) > 256)  # the limit follows the setting

@@ -26,12 +26,16 @@ class Policy:
 
     def keeps(self, track: Track, face: Face) -> bool:
         """Whether `face`, the track's newest observation, is worth keeping for the generator."""
+        if face.resolved:  # the camera's own pixels beat any reconstruction (align.resolved)
+            return False
         if self.mode == "best_k":
             return len(track.candidates) < self.k or face.quality > track.candidates[-1].quality
         return self.select(track, face)
 
     def select(self, track: Track, face: Face) -> bool:
         """Whether to enhance `face`, the track's newest observation, now."""
+        if face.resolved:
+            return False
         if self.mode == "all":
             return True
         if self.mode == "every_n":
