@@ -142,6 +142,7 @@ def evaluate(
 ) -> dict:
     from .config import DetectConfig
     from .detect import Detector
+    from .enhance.anchor import anchor
     from .enhance.generator import load_generator
 
     if not faces_dir.is_dir():
@@ -179,7 +180,7 @@ def evaluate(
         raise InputError(f"no faces found in any of the {len(photos)} photos in {faces_dir}")
 
     t0 = time.time()
-    srs = enhance(model, lrs)
+    srs = [anchor(s, lr) for s, lr in zip(enhance(model, lrs), lrs)]  # what the pipeline outputs
     gen_s = time.time() - t0
     bics = [cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_CUBIC) for lr in lrs]
     hr = np.stack(crops)

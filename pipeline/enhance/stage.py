@@ -27,6 +27,10 @@ def default_weights(fusion: int = 0) -> Path:
     shipped = Path(FUSION_WEIGHTS if fusion else DEFAULT_WEIGHTS)
     if shipped.is_file():
         return shipped
+    if fusion:  # a single-frame file cannot stand in for a fusion network
+        raise ModelNotFound(f"track fusion (enhance.fusion={fusion}) needs fusion weights and none are shipped "
+                            "(engines/MODEL_CARD.md says why): train them with configs/train_fusion.yaml and "
+                            "pass enhance.weights=FILE")
     found = sorted(ENGINES.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise ModelNotFound(f"no generator weights (*.safetensors) in {ENGINES}; pass enhance.weights=FILE")
