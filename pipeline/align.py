@@ -47,14 +47,15 @@ def choose_entry(m: np.ndarray, entries: list[int] | tuple[int, ...], max_downsc
     return fitting[0] if fitting else max(entries)
 
 
-def resolved(m: np.ndarray, entries: list[int] | tuple[int, ...], max_downscale: float) -> bool:
-    """Whether the camera resolves more of this face than the generator's largest input can take.
+def resolved(m: np.ndarray, limit: float) -> bool:
+    """Whether the camera resolves this face well enough that its own pixels beat any reconstruction: more
+    than `limit` source pixels across the canonical crop (`align.resolved_span`).
 
-    Such a face would be cut down before the generator sees it, throwing camera pixels away, and the
-    reconstruction is then measurably less faithful than the camera's own pixels (eval-video, faces of 48 and
-    64 px: below bicubic in PSNR and identity on held-out clips). So it is shown as captured, never synthesized.
+    Measured with eval-video on held-out clips: the generator's output fell below a plain resize of the
+    camera's pixels, in PSNR and in identity, from faces of about 48 px (56–68 px across the crop) up. So such
+    a face is shown as captured, never synthesized.
     """
-    return source_span(m) > max(entries) * max_downscale
+    return source_span(m) > limit
 
 
 def sharpness(crop: np.ndarray) -> float:
@@ -80,13 +81,14 @@ class Aligner:
     def __init__(self, cfg: AlignConfig) -> None:
         self.entries = sorted(cfg.entries or ENTRIES)
         self.max_downscale = cfg.max_downscale
+        self.resolved_span = cfg.resolved_span
 
     def __call__(self, image: np.ndarray, face: Face) -> Face:
         m = similarity(face.kps)
         face.matrix = m
         face.inverse = cv2.invertAffineTransform(m)
         face.entry = choose_entry(m, self.entries, self.max_downscale)
-        face.resolved = resolved(m, self.entries, self.max_downscale)
+        face.resolved = resolved(m, self.resolved_span)
         face.crop = warp(image, m, CROP)
         face.lr = warp(image, m, face.entry)
         # Sharpness measured at the resolution the source really has (the LR input), so upsampling blur doesn't count.

@@ -91,9 +91,9 @@ def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
 
 
 def test_faces_the_camera_resolves_are_never_synthesized(detector):
-    """A face spanning more camera pixels than the largest entry takes (× align.max_downscale) is `resolved`:
-    cutting it down for the generator would throw pixels away, and eval-video measured such reconstructions
-    below bicubic. The policy never picks it, under any mode; a CCTV-sized copy of the same face is picked."""
+    """A face spanning more camera pixels than `align.resolved_span` is `resolved`: eval-video measured the
+    generator below a plain resize there. The policy never picks it, under any mode; a CCTV-sized copy of the
+    same face is picked."""
     from pipeline.config import EnhanceConfig
     from pipeline.enhance.policy import Policy
     from pipeline.geometry import source_span
@@ -104,13 +104,13 @@ def test_faces_the_camera_resolves_are_never_synthesized(detector):
     aligner = Aligner(AlignConfig())
     (big,) = [aligner(image, f) for f in detector(image)]
     (tiny,) = [aligner(small, f) for f in detector(small)]
-    assert source_span(big.matrix) > 64 * AlignConfig().max_downscale and big.resolved
-    assert source_span(tiny.matrix) < 64 and not tiny.resolved
+    assert source_span(big.matrix) > AlignConfig().resolved_span and big.resolved
+    assert source_span(tiny.matrix) < AlignConfig().resolved_span and not tiny.resolved
     for mode in ("all", "every_n", "best_k"):
         policy = Policy(EnhanceConfig(policy=mode))
         for face in (big, tiny):
             track = Track(id=1, source="photo")
             track.faces.append(face)
             assert policy.select(track, face) is (face is tiny) and policy.keeps(track, face) is (face is tiny)
-    looser = Aligner(AlignConfig(max_downscale=4.0))(image, detector(image)[0])
-    assert looser.resolved is (source_span(looser.matrix) > 256)  # the limit follows the setting
+    looser = Aligner(AlignConfig(resolved_span=4096.0))(image, detector(image)[0])
+    assert not looser.resolved  # the limit follows the setting
