@@ -175,6 +175,10 @@ class TrackRecord:
         """Write atomically (a temporary file renamed into place)."""
         path = Path(path)
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.to_json(), indent=1))
+            os.replace(tmp, path)
+        except BaseException:  # e.g. a full disk: no half-written temporary is left behind
+            tmp.unlink(missing_ok=True)
+            raise
         return path

@@ -3,6 +3,7 @@ the way, and signals at awkward moments — on real files, real signals, a real 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -138,7 +139,7 @@ def test_disk_full_is_one_line_and_leaves_a_listed_playable_run(small_disk):
 
 def test_one_run_per_folder_and_no_mixing(tmp_path):
     out = tmp_path / "o"
-    first = start(out, "--set", "source.max_frames=60", *QUICK)
+    first = start(out, "--set", "source.max_frames=400", *QUICK)  # long enough to still run when the second starts
     wait_for(out / "manifest.json")
     second = run_cli("process", str(IMAGES), "--out", str(out), "--models", str(MODELS), "--quiet")
     assert "in use by another run" in one_line(second)
@@ -147,8 +148,8 @@ def test_one_run_per_folder_and_no_mixing(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["inputs"] == [str(OFFICE)]
     assert listed(manifest) == on_disk(out)  # the refused run wrote nothing here
-    rows = (out / "faces.csv").read_text().splitlines()
-    assert all(r.startswith("office_fisheye_cctv.mp4,") for r in rows[1:]) and len(rows) - 1 == manifest["stats"]["faces"]
+    rows = list(csv.DictReader((out / "faces.csv").open(newline="")))
+    assert rows and all(r["source"] == "office_fisheye_cctv.mp4" for r in rows) and len(rows) == manifest["stats"]["faces"]
 
     again = run_cli("process", str(IMAGES), "--out", str(out), "--models", str(MODELS), "--quiet")
     assert "already holds a run" in one_line(again) and "--overwrite" in again.stderr

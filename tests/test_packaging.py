@@ -61,7 +61,7 @@ def test_wheel_carries_config_weights_model_card_and_every_module(wheel):
                and "__pycache__" not in p.parts}
     assert modules - names == set(), "modules missing from the wheel: add their package to pyproject.toml"
     assert not [n for n in names if "/cache/" in n or n.startswith(("tests/", "engines/", "configs/"))]
-    assert "Name: enhance-faces" in meta and "enhance-faces = pipeline.cli:main" in entry_points
+    assert "Name: enhance-faces" in meta and "enhance-faces = pipeline.cli:entry" in entry_points
 
 
 def test_installed_wheel_finds_its_config_and_weights_outside_the_checkout(wheel, tmp_path):
