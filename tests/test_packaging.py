@@ -54,6 +54,9 @@ def test_wheel_carries_config_weights_model_card_and_every_module(wheel):
             digest = hashlib.sha256(z.read(f"pipeline/shipped/engines/{f.name}")).hexdigest()
             assert digest == hashlib.sha256(f.read_bytes()).hexdigest()
         assert "pipeline/shipped/engines/MODEL_CARD.md" in names
+        pictures = re.findall(r"\]\((card/[^)]+)\)", (ROOT / "engines" / "MODEL_CARD.md").read_text(encoding="utf-8"))
+        assert pictures and all(f"pipeline/shipped/engines/{p}" in names and (ROOT / "engines" / p).is_file()
+                                for p in pictures)  # the card's pictures travel with it
         dist = next(n for n in names if n.endswith(".dist-info/METADATA"))
         meta = z.read(dist).decode()
         entry_points = z.read(dist.replace("METADATA", "entry_points.txt")).decode()
