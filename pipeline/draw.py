@@ -24,6 +24,7 @@ MARK_LINES = ("AI-enhanced", "not a photograph")  # drawn on pixels (Hershey fon
 MARK_TEXT = "AI-enhanced — not a photograph"  # the same statement in metadata and on the report
 LOW_CONFIDENCE_TEXT = "low confidence"  # on tiles the generator could not rest on the camera's pixels
 AMBER = (0, 176, 255)  # BGR
+BEST_PANEL, BEST_HEAD = 256, 24  # best.png: panels of this size under a label strip of this height
 
 
 def track_color(track_id: int) -> tuple[int, int, int]:

@@ -111,5 +111,5 @@ class FaceFlow:
         if self.window is not None:
             self._released(track, ending=True)
             track.recent.clear()
-        self._enhance([f for f in track.candidates if f.enhanced is None])
+        self._enhance([f for f in track.candidates if f.enhanced is None and not f.resolved])
         track.candidates.sort(key=lambda f: -f.quality)

@@ -194,7 +194,7 @@ class Session:
             self.manifest.add_track(written.summary)
         best = track.enhanced[0] if track.enhanced else None
         self.events(TrackEnded(source=self.source.name, track=track.id, reason=reason, time=track.faces[-1].time,
-                               observations=len(track.faces), enhanced=len(track.candidates),
+                               observations=len(track.faces), enhanced=len(track.enhanced),
                                first_time=round(track.faces[0].time, 3), best_tile=written.best_tile,
                                confidence=None if best is None else best.confidence))
 

@@ -92,8 +92,8 @@ def test_missing_model_names_where_it_looked(tmp_path, monkeypatch):
 
 def test_faces_the_camera_resolves_are_never_synthesized(detector):
     """A face spanning more camera pixels than `align.resolved_span` is `resolved`: eval-video measured the
-    generator below a plain resize there. The policy never picks it, under any mode; a CCTV-sized copy of the
-    same face is picked."""
+    generator below a plain resize there. The policy never sends it to the generator, under any mode, but
+    keeps it (its crop is shown as captured); a CCTV-sized copy of the same face is enhanced."""
     from pipeline.config import EnhanceConfig
     from pipeline.enhance.policy import Policy
     from pipeline.geometry import source_span
@@ -111,6 +111,6 @@ def test_faces_the_camera_resolves_are_never_synthesized(detector):
         for face in (big, tiny):
             track = Track(id=1, source="photo")
             track.faces.append(face)
-            assert policy.select(track, face) is (face is tiny) and policy.keeps(track, face) is (face is tiny)
+            assert policy.select(track, face) is (face is tiny) and policy.keeps(track, face)
     looser = Aligner(AlignConfig(resolved_span=4096.0))(image, detector(image)[0])
     assert not looser.resolved  # the limit follows the setting

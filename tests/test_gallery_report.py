@@ -349,3 +349,26 @@ def test_report_without_tiles_or_faces(tmp_path: Path, photo_faces) -> None:
     assert any("tracks/3/track.json" in p for p in a.problems)
     html = write_report(notiles, settings(), MODELS).read_text()
     assert "No tiles saved for this track." in html and "no original crop" in html and "unreadable" in html
+
+
+def test_faces_the_camera_resolves_are_shown_as_captured(tmp_path):
+    """Photos of large faces: nothing is synthesized (every observation `resolved`), and the gallery shows
+    each track's best crop as captured instead of an empty row."""
+    from pipeline.report.sheet import BG, LABEL_W, ROW_HEAD, SECTION_H, TILE
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):  # one face seen three times: a confirmed track
+        shutil.copy(IMAGES / "obama_1.jpg", photos / f"{i}.jpg")
+    out = tmp_path / "o"
+    proc = run_cli("process", str(photos), "--out", str(out), "--models", str(MODELS), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    (tj,) = (out / "tracks").glob("*/track.json")
+    doc = json.loads(tj.read_text())
+    assert doc["n_enhanced"] == 0 and all(o["resolved"] and not o["enhanced"] for o in doc["observations"])
+    assert not list(out.rglob("*_enhanced*.png")) and (tj.parent / "best.png").is_file()
+    sheet = cv2.imread(str(out / "gallery.png"))
+    rows = np.where((sheet[:, 4] != BG).any(1))[0]  # the person bar's first line
+    top = rows[rows > 40][0] + SECTION_H + ROW_HEAD
+    crop = sheet[top : top + TILE, LABEL_W : LABEL_W + TILE]
+    assert (np.abs(crop.astype(int) - BG).sum(2) > 30).mean() > 0.5  # a face there, not "no crop kept" on the background

@@ -25,23 +25,26 @@ class Policy:
         return self.k if self.mode == "best_k" else None
 
     def keeps(self, track: Track, face: Face) -> bool:
-        """Whether `face`, the track's newest observation, is worth keeping for the generator."""
-        if face.resolved:  # the camera's own pixels beat any reconstruction (align.resolved)
-            return False
+        """Whether `face`, the track's newest observation, is worth keeping: for the generator, or — when the
+        camera resolves it (`Face.resolved`) — as captured, its crop shown in the gallery without a reconstruction."""
         if self.mode == "best_k":
             return len(track.candidates) < self.k or face.quality > track.candidates[-1].quality
-        return self.select(track, face)
+        return self._due(track, face)
 
     def select(self, track: Track, face: Face) -> bool:
-        """Whether to enhance `face`, the track's newest observation, now."""
+        """Whether to enhance `face`, the track's newest observation, now (never a face the camera resolves)."""
         if face.resolved:
             return False
-        if self.mode == "all":
-            return True
-        if self.mode == "every_n":
-            return (len(track.faces) - 1) % self.every_n == 0
         if self.mode == "best_k":
             # the best face enhanced so far (or picked and waiting for its fusion window): each one shown beats the one before
             shown = max((f for f in (track.inset, track.promised) if f is not None), key=lambda f: f.quality, default=None)
             return self.keeps(track, face) and (shown is None or face.quality > shown.quality * (1 + self.improve))
+        return self._due(track, face)
+
+    def _due(self, track: Track, face: Face) -> bool:
+        """`all` and `every_n`: whether this observation is one of those the mode takes."""
+        if self.mode == "all":
+            return True
+        if self.mode == "every_n":
+            return (len(track.faces) - 1) % self.every_n == 0
         return False

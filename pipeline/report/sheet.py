@@ -133,7 +133,7 @@ def _draw_row(row: Row, width: int) -> np.ndarray:
         src = row.fallback
         interp = cv2.INTER_AREA if src.shape[0] > TILE else cv2.INTER_NEAREST
         out[ROW_HEAD : ROW_HEAD + TILE, x : x + TILE] = cv2.resize(src, (TILE, TILE), interpolation=interp)
-        _caption(out, "original (not enhanced)", x, 0)
+        _caption(out, "as captured (not enhanced)", x, 0)
     else:
         put_label(out, "no crop kept", (x, ROW_HEAD + TILE // 2), color=BG, scale=0.42)
     return out

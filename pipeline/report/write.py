@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import Config
+from ..draw import BEST_HEAD, BEST_PANEL
 from ..errors import write_error
 from .analyse import Analysis, analyse
 from .html import render
@@ -111,7 +112,10 @@ def _write_sheet(a: Analysis, cache: dict) -> None:
             tiles = [Tile(read_image(out, o.files.get("lr") or o.files.get("original")),
                           read_image(out, o.files.get("enhanced_unmarked") or o.files.get("enhanced")),
                           o.frame, o.time, o.entry) for o in t.chosen]
-            rows.append(Row(lines, [x for x in tiles if x.original is not None or x.enhanced is not None]))
+            shown_tiles = [x for x in tiles if x.original is not None or x.enhanced is not None]
+            # nothing enhanced (policy none, or every face resolved): the track's best crop as captured
+            fallback = None if shown_tiles else read_image(out, t.best_png)
+            rows.append(Row(lines, shown_tiles, fallback[BEST_HEAD:, :BEST_PANEL] if fallback is not None else None))
         sections.append(Section(title, rows))
     try:
         draw_sheet(out / GALLERY, sections, a.cfg.output.gallery_per_track,

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import provenance as prov
 from ..config import OutputConfig
-from ..draw import MARK_TEXT, mark_enhanced, put_label
+from ..draw import BEST_HEAD, BEST_PANEL, MARK_TEXT, mark_enhanced, put_label
 from ..enhance.confidence import low_confidence
 from ..errors import write_error
 from ..records import Observation, TrackRecord
@@ -42,26 +42,30 @@ def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bo
 
 
 def lr_upscaled(face: Face, size: int) -> np.ndarray | None:
-    """The generator's low-res input blown up with nearest neighbour, so its real resolution shows."""
-    src = face.lr if face.lr is not None else face.crop
+    """The generator's low-res input blown up with nearest neighbour, so its real resolution shows (a face the
+    camera resolves, never synthesized: its 128 px crop, which holds more of the camera's pixels)."""
+    src = face.lr if face.lr is not None and not face.resolved else face.crop
+    if src is None:
+        src = face.lr
     if src is None:
         return None
     return cv2.resize(src, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
-def comparison(face: Face, panel: int = 256) -> np.ndarray | None:
+def comparison(face: Face, panel: int = BEST_PANEL) -> np.ndarray | None:
     """Original (LR, nearest-neighbour) | enhanced (marked), each labelled; original alone if not enhanced."""
     left = lr_upscaled(face, panel)
     if left is None:
         return None
     panels = [left.copy()]
-    labels = [f"original {face.entry or left.shape[0]}px" if face.lr is not None else "original"]
+    labels = ["as captured (resolved: not synthesized)" if face.resolved else
+              f"original {face.entry or left.shape[0]}px" if face.lr is not None else "original"]
     if face.enhanced is not None:
         right = cv2.resize(face.enhanced, (panel, panel), interpolation=cv2.INTER_NEAREST)
         panels.append(mark_enhanced(right, low_confidence(face)))
         labels.append(MARK_TEXT)
     gap = 4
-    head = 24
+    head = BEST_HEAD
     out = np.full((head + panel, len(panels) * panel + (len(panels) - 1) * gap, 3), 32, np.uint8)
     for i, (p, lab) in enumerate(zip(panels, labels)):
         x = i * (panel + gap)
