@@ -11,7 +11,6 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
