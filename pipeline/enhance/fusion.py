@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from ..geometry import CROP, ENTRIES
 from ..models import ENGINES
-from .generator import ProgressiveGenerator
+from .generator import ProgressiveGenerator, read_weights
 
 KIND = "fusion"
 FUSION_NAME = "pfsr_fusion_v1"
@@ -165,22 +165,10 @@ def save_fusion(model: FusionGenerator, path: str | Path, meta: dict[str, Any] |
 
 def load_fusion(path: str | Path) -> tuple[FusionGenerator, dict[str, Any]]:
     """Rebuild a FusionGenerator from its safetensors file alone; float32, eval mode."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     from ..errors import ModelNotFound
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelNotFound(f"fusion weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        arch = json.loads(header["arch"])
-        meta = json.loads(header.get("meta", "{}"))
-        state = load_file(str(path))
-    except Exception as e:
-        raise ModelNotFound(f"cannot load fusion generator {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    arch, meta, state = read_weights(path, "fusion")
     if arch.get("kind") != KIND:
         raise ModelNotFound(f"{path} is not a fusion generator (kind {arch.get('kind')!r})")
     model = FusionGenerator(arch["channels"], arch["blocks"], arch["hidden"], arch["target_prior"])

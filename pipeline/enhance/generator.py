@@ -162,16 +162,16 @@ def save_generator(model: ProgressiveGenerator, path: str | Path, meta: dict[str
     return path
 
 
-def load_generator(path: str | Path | None = None) -> tuple[ProgressiveGenerator, dict[str, Any]]:
-    """Rebuild the generator from a safetensors file alone (no pickle); float32, eval mode."""
+def read_weights(path: Path, name: str = "generator") -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
+    """(arch, meta, tensors) of a file written by `save_generator` or `fusion.save_fusion`; no pickle.
+    ModelNotFound, naming the `name` weights, for a missing, corrupt or foreign file."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     from ..errors import ModelNotFound
 
-    path = Path(path) if path else DEFAULT_WEIGHTS
     if not path.is_file():
-        raise ModelNotFound(f"generator weights not found: {path}")
+        raise ModelNotFound(f"{name} weights not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -179,7 +179,15 @@ def load_generator(path: str | Path | None = None) -> tuple[ProgressiveGenerator
         meta = json.loads(header.get("meta", "{}"))
         state = load_file(str(path))
     except Exception as e:  # corrupt / foreign file
-        raise ModelNotFound(f"cannot load generator {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelNotFound(f"cannot load {name} weights {path}: {why}") from None
+    return arch, meta, state
+
+
+def load_generator(path: str | Path | None = None) -> tuple[ProgressiveGenerator, dict[str, Any]]:
+    """Rebuild the generator from a safetensors file alone (no pickle); float32, eval mode."""
+    path = Path(path) if path else DEFAULT_WEIGHTS
+    arch, meta, state = read_weights(path)
     model = ProgressiveGenerator(**arch)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
