@@ -26,6 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
+from rtsp import free_port  # one free-port helper for every test server
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
@@ -38,12 +40,6 @@ def available() -> tuple[bool, str]:
     if not Path(MOSQUITTO_PASSWD).exists():
         return False, "mosquitto_passwd not found (Debian package `mosquitto`)"
     return True, ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Mosquitto:
