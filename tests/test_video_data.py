@@ -86,6 +86,30 @@ def test_batches_mix_video_frames_and_stills(cache: Path, tmp_path: Path):
     assert np.array_equal(lr.numpy(), lr2.numpy())  # a pure function of (seed, step)
 
 
+@pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
+def test_pack_video_fits_the_budget_and_keeps_whole_sequences(cache: Path, tmp_path: Path, capsys):
+    from pipeline.cli import main
+    from pipeline.train.data import SequenceSet
+
+    full = SequenceSet(cache)
+    budget = cache.stat().st_size / 1e6 / 3
+    out = tmp_path / "pack.npz"
+    assert main(["pack-video", str(cache), "--max-mb", f"{budget:.3f}", "--out", str(out)]) == 0
+    assert out.stat().st_size <= budget * 1e6
+    p = SequenceSet(out)
+    assert 0 < len(p) < len(full)
+    where = {(int(q), int(f)): i for i, (q, f) in enumerate(zip(full.seq, full.frame))}
+    for q in np.unique(p.seq):  # whole sequences, never a frame picked out of one
+        assert (p.seq == q).sum() == (full.seq == q).sum()
+    for i in range(len(p)):  # inputs and targets exactly as cached; attention within JPEG error
+        j = where[(int(p.seq[i]), int(p.frame[i]))]
+        assert p.entry[i] == full.entry[j]
+        assert np.array_equal(p.input(i), full.input(j)) and np.array_equal(p.images[i], full.images[j])
+        assert np.abs(p.attention[i].astype(int) - full.attention[j]).mean() < 3
+    assert main(["pack-video", str(out), "--out", str(tmp_path / "again.npz")]) == 2
+    assert "already packed" in capsys.readouterr().err
+
+
 def test_confidence_follows_resolution_and_input_agreement():
     from pipeline.geometry import TEMPLATE, similarity
     from pipeline.enhance.confidence import LOW, assess

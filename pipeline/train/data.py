@@ -56,11 +56,21 @@ class SequenceSet:
         n = len(z["entry"]) if not limit else min(limit, len(z["entry"]))
         self.entry = z["entry"][:n].astype(int)
         self.seq, self.frame, self.face_px = z["seq"][:n], z["frame"][:n], z["face_px"][:n]
-        self.lr_row = z["lr_row"][:n]
-        self.lr = {e: np.ascontiguousarray(z[f"lr{e}"][..., ::-1]) for e in ENTRIES}
         blob, off = z["hr_jpeg"], z["hr_offset"]
         self.images = np.stack([cv2.imdecode(blob[off[i] : off[i + 1]], cv2.IMREAD_COLOR)[:, :, ::-1] for i in range(n)])
-        self.attention = np.ascontiguousarray(z["attention"][:n])
+        if "lr_webp" in z.files:  # `pack-video`: inputs and attention as compressed images, one per frame
+            lrs = _decode(z["lr_webp"], z["lr_offset"], n, cv2.IMREAD_COLOR)
+            self.lr_row, self.lr = np.zeros(n, np.int64), {}
+            for e in ENTRIES:
+                idx = np.flatnonzero(self.entry == e)
+                self.lr_row[idx] = np.arange(len(idx))
+                self.lr[e] = (np.stack([lrs[i][..., ::-1] for i in idx]) if len(idx)
+                              else np.zeros((0, e, e, 3), np.uint8))
+            self.attention = np.stack(_decode(z["att_jpeg"], z["att_offset"], n, cv2.IMREAD_GRAYSCALE))
+        else:
+            self.lr_row = z["lr_row"][:n]
+            self.lr = {e: np.ascontiguousarray(z[f"lr{e}"][..., ::-1]) for e in ENTRIES}
+            self.attention = np.ascontiguousarray(z["attention"][:n])
         self.by_entry = {e: np.flatnonzero(self.entry == e) for e in ENTRIES}
         self.index = {(int(q), int(f)): i for i, (q, f) in enumerate(zip(self.seq, self.frame))}
 
@@ -86,6 +96,10 @@ class SequenceSet:
     def input(self, i: int) -> np.ndarray:
         """The low-res input of frame i (RGB, at its entry size)."""
         return self.lr[int(self.entry[i])][self.lr_row[i]]
+
+
+def _decode(blob: np.ndarray, off: np.ndarray, n: int, flags: int) -> list[np.ndarray]:
+    return [cv2.imdecode(blob[off[i] : off[i + 1]], flags) for i in range(n)]
 
 
 def to_tensor(rgb_u8: np.ndarray) -> torch.Tensor:
