@@ -47,3 +47,21 @@ def test_enhanced_faces_come_out_anchored_to_the_camera():
     back = cv2.resize(face.enhanced, (e, e), interpolation=cv2.INTER_AREA).astype(float)
     assert np.abs((back - face.lr).mean((0, 1))).max() < 1.0
     assert face.confidence is not None and face.consistency is not None
+
+
+def test_training_anchor_matches_the_shipped_anchor():
+    """`train.anchor`: the losses see exactly what the pipeline outputs (to uint8 rounding), gradients flow."""
+    import torch
+
+    from pipeline.enhance.anchor import anchor_torch
+
+    rng = np.random.default_rng(3)
+    for e in (16, 32, 64):
+        enhanced = cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (0, 0), 2)
+        lr = cv2.resize(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (e, e), interpolation=cv2.INTER_AREA)
+        x = torch.from_numpy(enhanced).float().permute(2, 0, 1)[None].requires_grad_()
+        y = anchor_torch(x, torch.from_numpy(lr).float().permute(2, 0, 1)[None])
+        got = y[0].detach().permute(1, 2, 0).clamp(0, 255).numpy()
+        assert np.abs(got - anchor(enhanced, lr)).max() <= 0.5 + 1e-3
+        y.sum().backward()
+        assert torch.isfinite(x.grad).all()

@@ -200,3 +200,10 @@ def test_fine_tune_from_weights_in_bf16(prepared: Path, tmp_path: Path):
     assert meta["name"] == "tiny_v2" and meta["init"] == str(init) and meta["arch"]["channels"] == [40, 24, 16, 8]
     with pytest.raises(Exception, match="precision"):
         _cfg(prepared, tmp_path / "r2", precision="fp8")
+    # through the colour anchor: trains, and a config it cannot train is refused
+    cfg = _cfg(prepared, tmp_path / "anchored", init=str(init), anchor=True, steps=4,
+               model={"channels": [40, 24, 16, 8], "blocks": [3, 1, 1, 1]},
+               grow={"to64": 0, "to128": 0, "fade": 1}, val_every=2)
+    assert all(np.isfinite(Trainer(cfg, log=lambda m: None).fit()["history"]))
+    with pytest.raises(Exception, match="anchor"):
+        _cfg(prepared, tmp_path / "r3", anchor=True)

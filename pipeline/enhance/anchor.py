@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 SIGMA = 4.0  # input pixels: the scale below which the generator's detail is kept as it is
 
@@ -28,3 +30,29 @@ def anchor(enhanced: np.ndarray, lr: np.ndarray | None) -> np.ndarray:
     residual = cv2.GaussianBlur(residual, (0, 0), SIGMA, borderType=cv2.BORDER_REFLECT)
     out += cv2.resize(residual, enhanced.shape[1::-1], interpolation=cv2.INTER_CUBIC)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _gauss1d(sigma: float) -> np.ndarray:
+    """OpenCV's Gaussian kernel for float images (size 2·round(4σ)+1), so training and inference blur alike."""
+    k = cv2.getGaussianKernel(int(round(sigma * 4)) * 2 + 1, sigma, cv2.CV_32F)
+    return k[:, 0]
+
+
+def _reflect(x: torch.Tensor, p: int) -> torch.Tensor:
+    """OpenCV's BORDER_REFLECT (edge pixel repeated) on the last two axes; works for p up to the image size."""
+    x = torch.cat([x[..., :p, :].flip(-2), x, x[..., -p:, :].flip(-2)], -2)
+    return torch.cat([x[..., :p].flip(-1), x, x[..., -p:].flip(-1)], -1)
+
+
+def anchor_torch(enhanced: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """`anchor` on float batches (B,3,128,128) and (B,3,e,e), differentiable: training sees what ships."""
+    e = lr.shape[-1]
+    residual = lr - F.interpolate(enhanced, size=(e, e), mode="area")
+    k = torch.from_numpy(_gauss1d(SIGMA)).to(residual)
+    p = k.numel() // 2
+    c = residual.shape[1]
+    r = _reflect(residual, p)
+    r = F.conv2d(r, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    r = F.conv2d(r, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    up = F.interpolate(r, size=enhanced.shape[-2:], mode="bicubic", align_corners=False)
+    return enhanced + up

@@ -62,6 +62,7 @@ class TrainConfig:
     fusion: int = _range(0, 16, default=0)  # track fusion: up to this many observations per output (0 = single frame)
     fusion_hidden: int = _range(4, 256, default=32)  # width of the fusion's registration heads
     p_centred: float = _range(0.0, 1.0, default=0.5)  # fusion: share of centred windows (files) vs past-only (live)
+    anchor: bool = False  # losses and val on the colour-anchored output (`enhance.anchor`), as the pipeline ships it
     init: str = ""  # generator .safetensors to start from (may be narrower/shallower: grown function-preservingly)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast; weights, optimizer and losses stay fp32
     steps: int = _range(0, None, default=6000)
@@ -88,6 +89,8 @@ class TrainConfig:
 def _checked(cfg: TrainConfig) -> TrainConfig:
     if any(e not in ENTRIES for e in cfg.entries) or len(cfg.entries) != len(cfg.entry_weights):
         raise ConfigError(f"entries must be a subset of {list(ENTRIES)} with one weight each")
+    if cfg.anchor and (cfg.fusion or cfg.grow.to128):
+        raise ConfigError("anchor trains a grown single-frame generator: set grow.to128: 0 and fusion: 0")
     if cfg.fusion and (cfg.grow.to128 or not cfg.video):
         raise ConfigError("fusion trains a grown generator on sequences: set grow.to128: 0 and a `video` cache")
     return cfg

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..enhance.anchor import anchor_torch
 from ..enhance.fusion import FusionGenerator, is_fusion, load_fusion, save_fusion
 from ..enhance.generator import ProgressiveGenerator, save_generator
 from ..errors import ConfigError, InputError
@@ -216,6 +217,8 @@ class Trainer:
         with self.autocast():  # the generator only: SSIM's variances and the FAN need fp32
             sr = (self.G(lr_img, valid, out_size=out) if valid is not None
                   else self.G(lr_img, out_size=out, alpha=alpha)).float()
+        if c.anchor:
+            sr = anchor_torch(sr, lr_img)
         losses, d_loss = self._losses(sr, target, att, out, step)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
@@ -280,6 +283,8 @@ class Trainer:
             lr = to_tensor(np.stack([clean(im, e) for im in self.val_set.images])).to(self.device)
             single = self.G_ema.base if isinstance(self.G_ema, FusionGenerator) else self.G_ema  # stills: K = 1
             sr = torch.cat([single(lr[i : i + 32], out_size=out) for i in range(0, len(lr), 32)])
+            if self.cfg.anchor:
+                sr = anchor_torch(sr, lr)
             bic = F.interpolate(lr, size=(out, out), mode="bicubic", align_corners=False)
             res[f"psnr{e}"] = float(psnr_per_image(sr, target).mean())
             res[f"bicubic{e}"] = float(psnr_per_image(bic, target).mean())
