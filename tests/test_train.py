@@ -13,24 +13,6 @@ import torch
 from conftest import FACES, MODELS, require
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    from pipeline.train.prepare import prepare
-
-    require(FACES / "train", MODELS)
-    src = tmp_path_factory.mktemp("src")
-    shutil.copy(FACES / "identities.csv", src / "identities.csv")
-    for split, n in (("train", 12), ("val", 4)):
-        (src / split).mkdir()
-        for p in sorted((FACES / split).glob("*.jpg"))[:n]:
-            shutil.copy(p, src / split / p.name)
-    (src / "train" / "blank.jpg").write_bytes(cv2.imencode(".jpg", np.full((200, 200, 3), 127, np.uint8))[1].tobytes())
-    out = tmp_path_factory.mktemp("prepared")
-    counts = prepare(src, out, str(MODELS), log=lambda m: None)
-    assert counts == {"train": 12, "val": 4}  # the blank photo has no face: reported and skipped
-    return out
-
-
 def test_prepare_writes_aligned_crops_and_attention(prepared: Path):
     z = np.load(prepared / "train.npz", allow_pickle=False)
     assert len(z["names"]) == 12 and "blank.jpg" not in list(z["names"])

@@ -1,0 +1,340 @@
+"""`run.py gpu-run`: the one prepared job for a lent GPU, and what it carries.
+
+A GPU comes rarely here, for about 15 minutes, bare (torch with CUDA, OpenCV, onnxruntime, safetensors; no
+PyAV, no insightface, no package index) and with at most 64 MiB of files. So everything is decided on the
+CPU beforehand: `--prepare` writes `data/gpu/` (a packed video cache, a subset of the still faces, the val
+faces) sized to fit beside the checkout; the run then, in this order, writes into one folder:
+
+1. the card and its two ceilings (a large bf16/fp16 matrix product, a device-to-device copy);
+2. the shipped generator on `torch-cuda`: every entry × batch × fp16/bf16/fp32 × eager+channels_last /
+   CUDA graphs / AOTInductor, uint8 faces in and out as the pipeline feeds it, the batch-1 loop as the
+   baseline, and the device-resident rate of the best cell as a fraction of the measured matmul peak;
+   the PFSR reference architecture (random weights) the same way; fp16/bf16 vs fp32 PSNR on the val faces;
+3. a training burst of the current recipe from the shipped weights for the minutes left (weights + log),
+   to be evaluated on the CPU afterwards (`run.py eval`, `eval-video`) and shipped only if better.
+
+`results.json` is rewritten after every section, so a run cut by its time limit still leaves what it
+measured. `--dry-run` runs the same code on the CPU with a tiny grid (CI runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .geometry import CROP, ENTRIES
+
+CARRY_BYTES = 64 * 2**20  # what one device call carries: the checkout's tracked files plus `carry` paths
+BATCHES = (1, 16, 64, 256, 1024)
+DTYPES = ("fp16", "bf16", "fp32")
+MODES = ("eager", "graphs", "compile")
+WHEELS = ("pytorch-msssim", "platformdirs")  # what the training burst needs that the GPU image lacks
+COMPILE_ENTRIES = (16,)  # AOTInductor compiles one package per entry (~1 min each): the headline entry only
+
+
+class Clock:
+    """The run's deadline, so each section takes only what is left."""
+
+    def __init__(self, minutes: float) -> None:
+        self.end = time.monotonic() + minutes * 60
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+
+def environment() -> dict:
+    import torch
+
+    env = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
+           "cuda": torch.version.cuda, "gpu": None}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        env.update(gpu=p.name, memory_gib=round(p.total_memory / 2**30, 1), sms=p.multi_processor_count,
+                   capability=".".join(map(str, torch.cuda.get_device_capability(0))))
+        try:
+            q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=20)
+            env["driver"], env["max_sm_clock"] = [s.strip() for s in q.stdout.strip().split(",")][:2]
+        except (OSError, ValueError, subprocess.SubprocessError) as e:
+            env["driver"] = f"nvidia-smi failed: {e}"
+    return env
+
+
+def _time_cuda(fn: Callable[[], object], reps: int) -> float:
+    """Median seconds of `fn` over `reps` runs, timed with CUDA events after a warm-up."""
+    import torch
+
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+    return float(np.median(times))
+
+
+def ceilings() -> dict:
+    """Measured peaks: dense matmul TFLOP/s per dtype (random operands) and copy bandwidth (read + write)."""
+    import torch
+
+    out = {}
+    n = 8192
+    for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        a, b = torch.randn(n, n, device="cuda", dtype=dt), torch.randn(n, n, device="cuda", dtype=dt)
+        out[f"matmul_tflops_{name}"] = round(2 * n**3 / _time_cuda(lambda: a @ b, 10) / 1e12, 1)
+    x = torch.randn(2**28, device="cuda")  # 1 GiB
+    y = torch.empty_like(x)
+    out["copy_tb_s"] = round(2 * x.numel() * 4 / _time_cuda(lambda: y.copy_(x), 10) / 1e12, 2)
+    return out
+
+
+def install_wheels(folder: Path, log: Callable[[str], None]) -> None:
+    """Install the carried wheels (the GPU machine has no package index) unless their modules import."""
+    import importlib.util
+
+    missing = [w for w in WHEELS if importlib.util.find_spec(w.replace("-", "_")) is None]
+    wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    if missing and wheels:
+        log(f"installing carried wheels for {missing}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", *map(str, wheels)],
+                       check=False)
+
+
+def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | None = None):
+    """A backend object with `.run(uint8 (B,e,e,3)) → uint8 (B,128,128,3)` for one precision and mode."""
+    import torch
+
+    from .enhance.backends import TorchCPU, TorchCUDA
+
+    dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    if not cuda:
+        return TorchCPU(model, dtype=dt)
+    return TorchCUDA(model, dtype=dt, graphs=mode == "graphs", compile=mode == "compile", weights_sha=f"{sha}{dtype}",
+                     cache_dir=cache)
+
+
+def bench_generator_grid(model, name: str, entries, batches, dtypes, modes, cuda: bool, clock: Clock,
+                         budget_s: float, sha: str, log: Callable[[str], None], cache: Path) -> list[dict]:
+    """Every (dtype, mode, entry, batch) cell of one model with `bench_cell`, plus batch-1 loops."""
+    from .bench import bench_cell, bench_loop
+
+    rows = []
+    for dtype in dtypes:
+        for mode in modes:
+            if clock.left() < 60:
+                log(f"{name}: time is short, {dtype} {mode} skipped")
+                rows.append({"model": name, "dtype": dtype, "mode": mode, "skipped": "time"})
+                continue
+            try:
+                be = _runner(model, dtype, mode, cuda, sha, cache)
+            except Exception as e:  # a mode that cannot build here is a result, not a crash
+                rows.append({"model": name, "dtype": dtype, "mode": mode, "skipped": f"{type(e).__name__}: {e}"})
+                log(f"{name} {dtype} {mode}: {e}")
+                continue
+            for e in entries if mode != "compile" else [x for x in entries if x in COMPILE_ENTRIES]:
+                t = time.perf_counter()
+                loop = bench_loop(be.run, e, faces=32)
+                rows.append({"model": name, "dtype": dtype, "mode": mode, "kind": "loop",
+                             "first_call_s": round(time.perf_counter() - t, 2), **loop})
+                for b in batches:
+                    cell = bench_cell(be.run, e, b, budget_s, max_runs=50)
+                    cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loop["faces_per_s"], 1)
+                    rows.append({"model": name, "dtype": dtype, "mode": mode, "kind": "batch", **cell})
+                top = max(r["faces_per_s"] for r in rows[-len(batches):])
+                log(f"{name:<10} {dtype} {mode:<7} e{e:<3} loop {loop['faces_per_s']:>8.0f}  best batch {top:>10.0f} faces/s")
+    return rows
+
+
+def device_rate(model, entry: int, batch: int, dtype: str) -> dict:
+    """Faces/s of the model alone on device-resident input (CUDA graph replays), and its FLOP rate."""
+    import copy
+
+    import torch
+
+    flops = model.flops(entry)  # on the CPU copy, before it moves
+    dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    m = copy.deepcopy(model).eval().to("cuda", dt).to(memory_format=torch.channels_last)
+    x = (torch.rand(batch, 3, entry, entry, device="cuda", dtype=dt) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                m(x)
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            m(x)
+        sec = _time_cuda(g.replay, 20)
+    return {"entry": entry, "batch": batch, "dtype": dtype, "faces_per_s_device": round(batch / sec, 1),
+            "gflop_per_face": round(flops / 1e9, 3), "tflops": round(flops * batch / sec / 1e12, 2)}
+
+
+def precision_on_gpu(model, faces: np.ndarray, cuda: bool) -> dict:
+    """PSNR to the original faces of fp16/bf16 vs fp32 outputs, per entry, native on the device."""
+    import cv2
+
+    from .bench import _psnr
+
+    out = {}
+    for e in ENTRIES:
+        lr = np.stack([cv2.resize(f, (e, e), interpolation=cv2.INTER_AREA) for f in faces])
+        ref = _runner(model, "fp32", "eager", cuda, "").run(lr)
+        row = {"fp32": round(float(_psnr(ref, faces).mean()), 3)}
+        for dt in ("fp16", "bf16") if cuda else ():
+            y = _runner(model, dt, "eager", cuda, "").run(lr)
+            row[dt] = round(float(_psnr(y, faces).mean()), 3)
+            row[f"{dt}_minus_fp32"] = round(row[dt] - row["fp32"], 4)
+        out[str(e)] = row
+    return out
+
+
+def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: bool, models: str | None,
+                log: Callable[[str], None]) -> dict:
+    """The current recipe from the shipped weights for `minutes`; the export is brought back for CPU eval."""
+    from .train.config import load_train_config
+    from .train.trainer import Trainer
+
+    video = data / "video.npz"
+    over = {"data": str(data / "faces"), "video": str(video) if video.is_file() else "", "out": str(out),
+            "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000}
+    if not video.is_file():
+        over["video_p"] = 0.0
+    if dry_run:
+        over.update(steps=2, batch=2, threads=2, precision="fp32", val_faces=4, loss={"heatmap": 0.0})
+    cfg = load_train_config(config, over=over)
+    t = Trainer(cfg, log=log)
+    res = t.fit()
+    return {"config": config, "steps": res["step"], "samples": res["samples"], "export": res["export"],
+            "minutes": round(t.train_seconds / 60, 2), "final_loss": float(np.mean(res["history"][-50:]))}
+
+
+def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_run: bool, models: str | None,
+        log: Callable[[str], None] = print) -> dict:
+    import torch
+
+    from .bench import val_faces
+    from .enhance.generator import load_generator
+    from .enhance.pfsr_reference import PFSRReference
+    from .models import sha256
+
+    out.mkdir(parents=True, exist_ok=True)
+    clock = Clock(minutes)
+    cuda = torch.cuda.is_available() and not dry_run
+    res: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dry_run": dry_run,
+                 "environment": environment(), "weights": str(weights)}
+
+    def save() -> None:
+        (out / "results.json").write_text(json.dumps(res, indent=1))
+
+    save()
+    if cuda:
+        res["ceilings"] = ceilings()
+        log(f"ceilings: {res['ceilings']}")
+        save()
+    model, meta = load_generator(weights)
+    grid = dict(entries=ENTRIES, batches=BATCHES, dtypes=DTYPES, modes=MODES, budget_s=0.3) if cuda else \
+        dict(entries=(16,), batches=(1, 4), dtypes=("fp32",), modes=("eager",), budget_s=0.05)
+    res["generator"] = bench_generator_grid(model, meta.get("name", "generator"), cuda=cuda, clock=clock,
+                                            sha=sha256(weights), log=log, cache=out / "aot", **grid)
+    save()
+    ref = PFSRReference().eval()
+    ref_grid = {**grid, "entries": (16,), "modes": tuple(m for m in grid["modes"] if m != "compile")}
+    res["reference"] = bench_generator_grid(ref, "pfsr_ref", cuda=cuda, clock=clock, sha="ref", log=log,
+                                            cache=out / "aot", **ref_grid)
+    save()
+    if cuda:
+        best = {}
+        for name, m, rows in (("generator", model, res["generator"]), ("reference", ref, res["reference"])):
+            cells = [r for r in rows if r.get("kind") == "batch" and r["entry"] == 16]
+            top = max(cells, key=lambda r: r["faces_per_s"])
+            dev = device_rate(m, 16, top["batch"], top["dtype"])
+            peak = res["ceilings"]["matmul_tflops_bf16" if top["dtype"] == "bf16" else "matmul_tflops_fp16"]
+            dev["fraction_of_matmul_peak"] = round(dev["tflops"] / peak, 3)  # fp32 cells: of the fp16 peak
+            best[name] = {"best_cell": top, "device_resident": dev}
+        res["best"] = best
+        save()
+    faces_dir = data / "faces" / "val"
+    if faces_dir.is_dir():
+        res["precision"] = precision_on_gpu(model, val_faces(faces_dir, 0 if cuda else 4), cuda)
+        save()
+    if (data / "faces" / "train.npz").is_file() and clock.left() > 90:
+        install_wheels(data / "wheels", log)
+        carried = data / "models"
+        res["train"] = train_burst(config, data, out / "train", max(0.5, clock.left() / 60 - 1.0), dry_run,
+                                   str(carried) if carried.is_dir() else models, log)
+    else:
+        res["train"] = {"skipped": "no prepared data" if clock.left() > 90 else "time"}
+    res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    save()
+    log(summary(res))
+    return res
+
+
+def summary(res: dict) -> str:
+    """The short table printed last (a device call returns only the end of the output)."""
+    lines = [f"gpu {res['environment'].get('gpu')} torch {res['environment']['torch']} "
+             f"ceilings {res.get('ceilings', '-')}"]
+    for part in ("generator", "reference"):
+        rows = [r for r in res.get(part, []) if r.get("kind") == "batch"]
+        for e in sorted({r["entry"] for r in rows}):
+            top = max((r for r in rows if r["entry"] == e), key=lambda r: r["faces_per_s"])
+            lines.append(f"{part:<9} e{e:<3} best {top['faces_per_s']:>10.0f} faces/s ({top['dtype']} {top['mode']} "
+                         f"batch {top['batch']}, {top['speedup_vs_loop']}× its loop)")
+    for name, b in res.get("best", {}).items():
+        d = b["device_resident"]
+        lines.append(f"{name:<9} device-resident {d['faces_per_s_device']:.0f} faces/s = {d['tflops']} TFLOP/s "
+                     f"= {d['fraction_of_matmul_peak']:.1%} of matmul peak")
+    for e, p in res.get("precision", {}).items():
+        lines.append(f"precision e{e}: " + " ".join(f"{k} {v}" for k, v in p.items()))
+    lines.append(f"train: {res.get('train')}")
+    return "\n".join(lines)
+
+
+def prepare(out: Path, faces: Path, video: Path, stills: int, video_mb: float, tree_bytes: int, fan: Path,
+            wheels: bool = True, log: Callable[[str], None] = print) -> dict:
+    """`data/gpu/`: faces/{train,val} (the first `stills` train faces, all val), video.npz, the FAN (the
+    heatmap loss) and wheels the GPU image lacks, sized so that with the checkout's tracked files
+    (`tree_bytes`) the call stays under `CARRY_BYTES`."""
+    from .errors import InputError
+    from .train.pack import pack_video
+
+    if not (faces / "train.npz").is_file():
+        raise InputError(f"prepared faces not found: {faces}/train.npz (run `prepare` first)")
+    if out.exists():
+        shutil.rmtree(out)
+    for split, limit in (("train", stills), ("val", 0)):
+        z = np.load(faces / f"{split}.npz", allow_pickle=False)
+        keep = slice(0, limit or None)
+        (out / "faces" / split).mkdir(parents=True)
+        for n in z["names"][keep]:
+            shutil.copy2(faces / split / str(n), out / "faces" / split / str(n))
+        np.savez_compressed(out / "faces" / f"{split}.npz", **{k: z[k][keep] for k in z.files})
+    if video.is_file():
+        pack_video(video, out / "video.npz", video_mb, log=log)
+    (out / "models").mkdir()
+    shutil.copy2(fan, out / "models" / fan.name)
+    if wheels:  # from the package index (reachable here, not on the GPU machine)
+        got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                              "-d", str(out / "wheels"), *WHEELS], capture_output=True, text=True)
+        if got.returncode:
+            raise InputError(f"pip download {' '.join(WHEELS)} failed: {got.stderr.strip().splitlines()[-1:]}")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    total = size + tree_bytes
+    log(f"{out}: {size / 1e6:.1f} MB; with the checkout's {tree_bytes / 1e6:.1f} MB: {total / 2**20:.1f} MiB "
+        f"of the {CARRY_BYTES / 2**20:.0f} MiB a call carries")
+    if total > CARRY_BYTES:
+        raise InputError(f"{total / 2**20:.1f} MiB would not travel: lower --stills or --video-mb")
+    return {"bytes": size, "total_mib": round(total / 2**20, 1), "faces": stills}

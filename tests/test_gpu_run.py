@@ -1,0 +1,36 @@
+"""`run.py gpu-run`: the prepared GPU job. Here its `--dry-run` runs the same code on the CPU (no GPU in CI),
+and `--prepare` must make data that fits one device call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import MODELS
+
+
+def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path, tmp_path: Path, capsys):
+    from pipeline.cli import main
+    from pipeline.errors import InputError
+    from pipeline.gpu_run import CARRY_BYTES, prepare
+
+    data = tmp_path / "gpu"
+    assert main(["gpu-run", "--prepare", "--data", str(data), "--faces", str(prepared), "--stills", "5",
+                 "--video", str(tmp_path / "none.npz"), "--no-wheels", "--models", str(MODELS)]) == 0
+    assert len(list((data / "faces" / "train").glob("*.jpg"))) == 5 and (data / "models" / "fan68_compressed.pth").is_file()
+    assert "MiB of the 64 MiB a call carries" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert main(["gpu-run", "--dry-run", "--data", str(data), "--out", str(out), "--minutes", "5"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["dry_run"] and res["environment"]["torch"] and res["finished"]
+    for part in ("generator", "reference"):  # a batch-1 loop and batched cells, the speed-up stated
+        kinds = {r["kind"] for r in res[part]}
+        assert kinds == {"loop", "batch"} and all(r["faces_per_s"] > 0 for r in res[part])
+    assert set(res["precision"]) == {"16", "32", "64"} and res["precision"]["16"]["fp32"] > 20
+    assert res["train"]["steps"] == 2 and Path(res["train"]["export"]).is_file()  # weights come back
+    # beside a checkout that already fills the call, nothing more fits: refused before anything travels
+    with pytest.raises(InputError, match="would not travel"):
+        prepare(tmp_path / "big", prepared, tmp_path / "none.npz", 5, 1.0, CARRY_BYTES,
+                data / "models" / "fan68_compressed.pth", wheels=False, log=lambda m: None)
