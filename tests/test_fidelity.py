@@ -65,3 +65,33 @@ def test_training_anchor_matches_the_shipped_anchor():
         assert np.abs(got - anchor(enhanced, lr)).max() <= 0.5 + 1e-3
         y.sum().backward()
         assert torch.isfinite(x.grad).all()
+
+
+@needs_shared
+def test_the_output_keeps_the_camera_crop_at_the_configured_strength():
+    """`enhance.strength`: 0 gives the camera's own crop back, 1 the anchored generator output, between a mix."""
+    import copy
+
+    from pipeline.align import Aligner
+    from pipeline.config import AlignConfig, DetectConfig, EnhanceConfig
+    from pipeline.detect import Detector
+    from pipeline.enhance.anchor import blend
+    from pipeline.enhance.stage import Enhancer
+
+    photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
+    small = cv2.resize(photo, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
+    (face,) = Detector(DetectConfig(), MODELS)(small)
+    Aligner(AlignConfig())(small, face)
+    out = {}
+    for s in (0.0, 0.6, 1.0):
+        enhancer = Enhancer(EnhanceConfig(backend="torch-cpu", strength=s), "cpu")
+        try:
+            f = copy.copy(face)
+            enhancer([f])
+            out[s] = f.enhanced
+            assert enhancer.info["strength"] == s  # the manifest says what was kept
+        finally:
+            enhancer.close()
+    assert np.array_equal(out[0.0], face.crop)
+    assert np.abs(out[0.6].astype(int) - blend(out[1.0], face.crop, 0.6)).max() <= 1
+    assert not np.array_equal(out[0.6], out[1.0]) and not np.array_equal(out[0.6], face.crop)

@@ -24,6 +24,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sheet", type=int, default=8, help="faces on the sample sheet")
     p.add_argument("--det-size", type=int, default=320, help="detector input size (as `prepare`)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--strength", type=float, default=None,
+                   help="share of the generator's change kept over the bicubic input (default: enhance.strength)")
     p.set_defaults(func=run)
 
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{args.degrade}_{args.entry}"
     summary = evaluate(
         Path(args.faces), args.entry, args.degrade, args.limit, args.weights, args.models, out, args.seed, args.sheet,
-        det_size=args.det_size,
+        det_size=args.det_size, strength=args.strength,
     )
     print(format_table(summary))
     print(f"per-image CSV: {summary['csv']}\nsample sheet: {summary['sheet']}")

@@ -19,7 +19,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import Config
-from ..enhance.anchor import anchor
+from ..enhance.anchor import finish
 from ..enhance.confidence import assess
 from ..enhance.stage import item
 from ..types import Face
@@ -123,6 +123,11 @@ class RemoteEnhancer:
         """Observations fused per output (0: single-frame generator), as Enhancer.frames."""
         return int(self.info.get("fusion_frames") or 0)
 
+    @property
+    def strength(self) -> float:
+        """The actor's `enhance.strength`: the share of the generator's change kept over the camera's crop."""
+        return float(self.info.get("strength", 1.0))
+
     @classmethod
     def near(cls, actors: dict[str, list[Any]], node: str, key: str) -> RemoteEnhancer:
         """The actor on this node (spread by `key` over its GPUs), or any actor if this node has none."""
@@ -134,7 +139,7 @@ class RemoteEnhancer:
             return faces
         out = wait(self.actor.enhance.remote([item(f, self.frames) for f in faces]))
         for f, img in zip(faces, out):
-            f.enhanced = anchor(img, f.lr)  # a new array: zero-copy results are read-only
+            f.enhanced = finish(img, f.lr, f.crop, self.strength)  # a new array: zero-copy results are read-only
             assess(f)
         self.count += len(faces)
         return faces

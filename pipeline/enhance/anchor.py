@@ -32,6 +32,28 @@ def anchor(enhanced: np.ndarray, lr: np.ndarray | None) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def blend(enhanced: np.ndarray, crop: np.ndarray | None, strength: float) -> np.ndarray:
+    """The camera's own 128 crop (bicubic from the source) plus `strength` of the generator's change to it.
+
+    Why: the generator's errors and a plain resize's errors are far from the same, so a mix is closer to
+    the truth than either; and what it invents where the camera shows nothing (glasses thinned away, lips
+    darkened, an average eye shape) is kept at `strength` only. Measured with eval-video on the held-out
+    clips at 20 px (engines/MODEL_CARD.md): identity cosine 0.398 → 0.427 and its worst clip 0.81 → 0.92
+    of bicubic's, PSNR over bicubic +0.67 → +0.75 dB, at strength 0.6.
+    """
+    if crop is None or strength >= 1.0:
+        return enhanced
+    out = crop.astype(np.float32) + strength * (enhanced.astype(np.float32) - crop.astype(np.float32))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def finish(generated: np.ndarray, lr: np.ndarray | None, crop: np.ndarray | None, strength: float) -> np.ndarray:
+    """What the product outputs for one generator result: anchored to the input's colours, then blended
+    with the camera's crop; always a new array."""
+    out = anchor(generated, lr)
+    return blend(out, crop, strength) if crop is not None else out
+
+
 def _gauss1d(sigma: float) -> np.ndarray:
     """OpenCV's Gaussian kernel for float images (size 2·round(4σ)+1), so training and inference blur alike."""
     k = cv2.getGaussianKernel(int(round(sigma * 4)) * 2 + 1, sigma, cv2.CV_32F)

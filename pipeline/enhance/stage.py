@@ -15,7 +15,7 @@ from ..errors import ModelNotFound
 from ..geometry import ENTRIES
 from ..models import ENGINES, sha256
 from ..types import Face
-from .anchor import anchor
+from .anchor import finish
 from .confidence import assess
 
 
@@ -66,6 +66,7 @@ class Enhancer:
         self.path = path
         self.sha256 = sha256(path)
         self.frames = cfg.fusion if is_fusion(path) else 0  # observations fused per output (0: single frame)
+        self.strength = cfg.strength
         if cfg.fusion and not self.frames:
             raise ModelNotFound(f"enhance.fusion is {cfg.fusion} but {path.name} is a single-frame generator "
                                 "(set enhance.fusion: 0, or enhance.weights to a fusion file)")
@@ -88,6 +89,7 @@ class Enhancer:
     def info(self) -> dict:
         """What ran, for the manifest: a file name alone is not enough to tell weights apart."""
         return {**self.meta, "path": str(self.path), "sha256": self.sha256, "fusion_frames": self.frames,
+                "strength": self.strength,
                 **self.backend.describe()}
 
     def __call__(self, faces: list[Face]) -> list[Face]:
@@ -95,7 +97,7 @@ class Enhancer:
         if not faces:
             return faces
         for f, img in zip(faces, self.batcher.map([item(f, self.frames) for f in faces])):
-            f.enhanced = anchor(img, f.lr)
+            f.enhanced = finish(img, f.lr, f.crop, self.strength)
             assess(f)
         with self._lock:
             self.count += len(faces)
