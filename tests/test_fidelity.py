@@ -29,15 +29,10 @@ def test_anchor_removes_a_colour_cast_and_keeps_fine_detail():
 @needs_shared
 def test_enhanced_faces_come_out_anchored_to_the_camera():
     """Through the real stage: the tile shrunk back to the input size agrees with the input's colours."""
-    from pipeline.align import Aligner
-    from pipeline.config import AlignConfig, DetectConfig, EnhanceConfig
-    from pipeline.detect import Detector
+    from pipeline.config import EnhanceConfig
     from pipeline.enhance.stage import Enhancer
 
-    photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
-    small = cv2.resize(photo, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
-    (face,) = Detector(DetectConfig(), MODELS)(small)
-    Aligner(AlignConfig())(small, face)
+    face = _small_face()
     enhancer = Enhancer(EnhanceConfig(backend="torch-cpu"), "cpu")
     try:
         enhancer([face])
@@ -72,16 +67,11 @@ def test_the_output_keeps_the_camera_crop_at_the_configured_strength():
     """`enhance.strength`: 0 gives the camera's own crop back, 1 the anchored generator output, between a mix."""
     import copy
 
-    from pipeline.align import Aligner
-    from pipeline.config import AlignConfig, DetectConfig, EnhanceConfig
-    from pipeline.detect import Detector
+    from pipeline.config import EnhanceConfig
     from pipeline.enhance.anchor import blend
     from pipeline.enhance.stage import Enhancer
 
-    photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
-    small = cv2.resize(photo, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
-    (face,) = Detector(DetectConfig(), MODELS)(small)
-    Aligner(AlignConfig())(small, face)
+    face = _small_face()
     out = {}
     for s in (0.0, 0.6, 1.0):
         enhancer = Enhancer(EnhanceConfig(backend="torch-cpu", strength=s), "cpu")
@@ -95,3 +85,15 @@ def test_the_output_keeps_the_camera_crop_at_the_configured_strength():
     assert np.array_equal(out[0.0], face.crop)
     assert np.abs(out[0.6].astype(int) - blend(out[1.0], face.crop, 0.6)).max() <= 1
     assert not np.array_equal(out[0.6], out[1.0]) and not np.array_equal(out[0.6], face.crop)
+
+
+def _small_face():
+    """A real photo shrunk to a CCTV-sized face, detected and aligned by the pipeline's own stages."""
+    from pipeline.align import Aligner
+    from pipeline.config import AlignConfig, DetectConfig
+    from pipeline.detect import Detector
+
+    photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
+    small = cv2.resize(photo, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
+    (face,) = Detector(DetectConfig(), MODELS)(small)
+    return Aligner(AlignConfig())(small, face)
