@@ -30,8 +30,9 @@ def warp(image: np.ndarray, m: np.ndarray, size: int, border_value: float | None
     fill = 0 if border_value is None else (border_value,) * 3
     src_per_px = CROP / size / max(scale_of(m), 1e-6)
     if src_per_px <= 1.25:
-        return cv2.warpAffine(image, resize_matrix(m, size), (size, size), flags=cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR,
-                              borderMode=border, borderValue=fill)
+        flags = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
+        return cv2.warpAffine(image, resize_matrix(m, size), (size, size), flags=flags, borderMode=border,
+                              borderValue=fill)
     # Shrinking: warp at (about) source resolution, then average k×k blocks (INTER_AREA, integer factor).
     k = int(min(np.ceil(src_per_px), max(1, 1024 // size)))
     big = cv2.warpAffine(image, resize_matrix(m, size * k), (size * k, size * k), flags=cv2.INTER_LINEAR,
