@@ -25,8 +25,9 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -128,8 +129,6 @@ def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | No
 def bench_generator_grid(model, name: str, entries, batches, dtypes, modes, cuda: bool, clock: Clock,
                          budget_s: float, sha: str, log: Callable[[str], None], cache: Path) -> list[dict]:
     """Every (dtype, mode, entry, batch) cell of one model with `bench_cell`, plus batch-1 loops."""
-    from .bench import bench_cell, bench_loop
-
     rows = []
     for dtype in dtypes:
         for mode in modes:
@@ -146,16 +145,30 @@ def bench_generator_grid(model, name: str, entries, batches, dtypes, modes, cuda
                 log(f"{name} {dtype} {mode}: {e}")
                 continue
             for e in entries if mode != "compile" else [x for x in entries if x == COMPILED[1]]:
-                t = time.perf_counter()
-                loop = bench_loop(be.run, e, faces=32)
-                rows.append({"model": name, "dtype": dtype, "mode": mode, "kind": "loop",
-                             "first_call_s": round(time.perf_counter() - t, 2), **loop})
-                for b in batches:
-                    cell = bench_cell(be.run, e, b, budget_s, max_runs=50)
-                    cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loop["faces_per_s"], 1)
-                    rows.append({"model": name, "dtype": dtype, "mode": mode, "kind": "batch", **cell})
-                top = max(r["faces_per_s"] for r in rows[-len(batches):])
-                log(f"{name:<10} {dtype} {mode:<7} e{e:<3} loop {loop['faces_per_s']:>8.0f}  best batch {top:>10.0f} faces/s")
+                try:
+                    rows += _cells(be, name, dtype, mode, e, batches, budget_s, log)
+                except Exception as err:  # the first real execution may fail in one mode: record it, go on
+                    rows.append({"model": name, "dtype": dtype, "mode": mode, "entry": e,
+                                 "failed": f"{type(err).__name__}: {err}"})
+                    log(f"{name} {dtype} {mode} e{e}: failed: {err}")
+    return rows
+
+
+def _cells(be, name: str, dtype: str, mode: str, e: int, batches, budget_s: float,
+           log: Callable[[str], None]) -> list[dict]:
+    """The batch-1 loop and every batch of one (model, dtype, mode, entry)."""
+    from .bench import bench_cell, bench_loop
+
+    t = time.perf_counter()
+    loop = bench_loop(be.run, e, faces=32)
+    rows = [{"model": name, "dtype": dtype, "mode": mode, "kind": "loop",
+             "first_call_s": round(time.perf_counter() - t, 2), **loop}]
+    for b in batches:
+        cell = bench_cell(be.run, e, b, budget_s, max_runs=50)
+        cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loop["faces_per_s"], 1)
+        rows.append({"model": name, "dtype": dtype, "mode": mode, "kind": "batch", **cell})
+    top = max(r["faces_per_s"] for r in rows[1:])
+    log(f"{name:<10} {dtype} {mode:<7} e{e:<3} loop {loop['faces_per_s']:>8.0f}  best batch {top:>10.0f} faces/s")
     return rows
 
 
@@ -243,8 +256,9 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
 
     save()
     if cuda:
-        res["ceilings"] = ceilings()
-        log(f"ceilings: {res['ceilings']}")
+        with _section(res, "ceilings", log):
+            res["ceilings"] = ceilings()
+            log(f"ceilings: {res['ceilings']}")
         save()
     model, meta = load_generator(weights)
     grid = dict(entries=ENTRIES, batches=BATCHES, dtypes=DTYPES, modes=MODES, budget_s=0.3) if cuda else \
@@ -261,28 +275,44 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
         best = {}
         for name, m, rows in (("generator", model, res["generator"]), ("reference", ref, res["reference"])):
             cells = [r for r in rows if r.get("kind") == "batch" and r["entry"] == 16]
+            if not cells:
+                continue
             top = max(cells, key=lambda r: r["faces_per_s"])
-            dev = device_rate(m, 16, top["batch"], top["dtype"])
-            peak = res["ceilings"]["matmul_tflops_bf16" if top["dtype"] == "bf16" else "matmul_tflops_fp16"]
-            dev["fraction_of_matmul_peak"] = round(dev["tflops"] / peak, 3)  # fp32 cells: of the fp16 peak
-            best[name] = {"best_cell": top, "device_resident": dev}
+            best[name] = {"best_cell": top}
+            with _section(best[name], "device_resident", log):  # ceilings failed: a KeyError, recorded
+                dev = device_rate(m, 16, top["batch"], top["dtype"])
+                peak = res["ceilings"]["matmul_tflops_bf16" if top["dtype"] == "bf16" else "matmul_tflops_fp16"]
+                dev["fraction_of_matmul_peak"] = round(dev["tflops"] / peak, 3)  # fp32 cells: of the fp16 peak
+                best[name]["device_resident"] = dev
         res["best"] = best
         save()
     faces_dir = data / "faces" / "val"
     if faces_dir.is_dir():
-        res["precision"] = precision_on_gpu(model, val_faces(faces_dir, 0 if cuda else 4), cuda)
+        with _section(res, "precision", log):
+            res["precision"] = precision_on_gpu(model, val_faces(faces_dir, 0 if cuda else 4), cuda)
         save()
     if (data / "faces" / "train.npz").is_file() and clock.left() > 90:
         install_wheels(data / "wheels", log)
         carried = data / "models"
-        res["train"] = train_burst(config, data, out / "train", max(0.5, clock.left() / 60 - 1.0), dry_run,
-                                   str(carried) if carried.is_dir() else models, log)
+        with _section(res, "train", log):
+            res["train"] = train_burst(config, data, out / "train", max(0.5, clock.left() / 60 - 1.0), dry_run,
+                                       str(carried) if carried.is_dir() else models, log)
     else:
         res["train"] = {"skipped": "no prepared data" if clock.left() > 90 else "time"}
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     save()
     log(summary(res))
     return res
+
+
+@contextmanager
+def _section(res: dict, key: str, log: Callable[[str], None]) -> Iterator[None]:
+    """One section of the job: a failure is written into `res[key]` and the job goes on to the next."""
+    try:
+        yield
+    except Exception as err:
+        res[key] = {"failed": f"{type(err).__name__}: {err}"}
+        log(f"{key}: failed: {err}")
 
 
 def summary(res: dict) -> str:
@@ -296,11 +326,14 @@ def summary(res: dict) -> str:
             lines.append(f"{part:<9} e{e:<3} best {top['faces_per_s']:>10.0f} faces/s ({top['dtype']} {top['mode']} "
                          f"batch {top['batch']}, {top['speedup_vs_loop']}× its loop)")
     for name, b in res.get("best", {}).items():
-        d = b["device_resident"]
-        lines.append(f"{name:<9} device-resident {d['faces_per_s_device']:.0f} faces/s = {d['tflops']} TFLOP/s "
-                     f"= {d['fraction_of_matmul_peak']:.1%} of matmul peak")
+        d = b.get("device_resident", {})
+        if "tflops" in d:
+            lines.append(f"{name:<9} device-resident {d['faces_per_s_device']:.0f} faces/s = {d['tflops']} TFLOP/s "
+                         f"= {d['fraction_of_matmul_peak']:.1%} of matmul peak")
     for e, p in res.get("precision", {}).items():
-        lines.append(f"precision e{e}: " + " ".join(f"{k} {v}" for k, v in p.items()))
+        lines.append(f"precision e{e}: " + (" ".join(f"{k} {v}" for k, v in p.items()) if isinstance(p, dict) else p))
+    lines += [f"FAILED {r['model']} {r['dtype']} {r['mode']} e{r['entry']}: {r['failed']}"
+              for part in ("generator", "reference") for r in res.get(part, []) if "failed" in r]
     lines.append(f"train: {res.get('train')}")
     return "\n".join(lines)
 

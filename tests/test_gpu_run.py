@@ -34,3 +34,20 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
     with pytest.raises(InputError, match="would not travel"):
         prepare(tmp_path / "big", prepared, tmp_path / "none.npz", 5, 1.0, CARRY_BYTES,
                 data / "models" / "fan68_compressed.pth", wheels=False, log=lambda m: None)
+
+
+def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):
+    """The first real execution may fail in one mode or section: that becomes a result, not a lost call."""
+    from pipeline.enhance.generator import load_generator
+    from pipeline.gpu_run import Clock, _section, bench_generator_grid
+
+    model, _ = load_generator(None)
+    rows = bench_generator_grid(model, "g", entries=(16,), batches=(1,), dtypes=("fp16",), modes=("graphs",),
+                                cuda=True, clock=Clock(5), budget_s=0.01, sha="x", log=lambda m: None,
+                                cache=tmp_path)  # torch-cuda on this CPU machine
+    assert rows == [{"model": "g", "dtype": "fp16", "mode": "graphs",
+                     "skipped": rows[0]["skipped"]}] and "no CUDA device" in rows[0]["skipped"]
+    res: dict = {}
+    with _section(res, "precision", lambda m: None):
+        raise RuntimeError("CUDA error: no kernel image is available")
+    assert res == {"precision": {"failed": "RuntimeError: CUDA error: no kernel image is available"}}
