@@ -113,13 +113,18 @@ def install_wheels(folder: Path, log: Callable[[str], None]) -> None:
                        check=False)
 
 
-def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | None = None):
-    """A backend object with `.run(uint8 (B,e,e,3)) → uint8 (B,128,128,3)` for one precision and mode."""
+def _dtype(name: str):
+    """The torch dtype of a grid name (fp16 / bf16 / fp32)."""
     import torch
 
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | None = None):
+    """A backend object with `.run(uint8 (B,e,e,3)) → uint8 (B,128,128,3)` for one precision and mode."""
     from .enhance.backends import TorchCPU, TorchCUDA
 
-    dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    dt = _dtype(dtype)
     if not cuda:
         return TorchCPU(model, dtype=dt)
     return TorchCUDA(model, dtype=dt, graphs=mode == "graphs", compile=mode == "compile", weights_sha=f"{sha}{dtype}",
@@ -179,7 +184,7 @@ def device_rate(model, entry: int, batch: int, dtype: str) -> dict:
     import torch
 
     flops = model.flops(entry)  # on the CPU copy, before it moves
-    dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    dt = _dtype(dtype)
     m = copy.deepcopy(model).eval().to("cuda", dt).to(memory_format=torch.channels_last)
     x = (torch.rand(batch, 3, entry, entry, device="cuda", dtype=dt) * 2 - 1).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
