@@ -30,6 +30,8 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 ROLE = "user"
+HEADROOM = 100 * Gst.MSECOND  # first access unit's decode time ahead of the media's clock: a B-frame's PTS may lead its DTS
+REANCHOR = Gst.SECOND  # a lead beyond this means the media's running time restarted
 
 
 def _quote(path: str) -> str:
@@ -88,24 +90,28 @@ class LoopFeeder(threading.Thread):
                         now = self._running_time()
                     if now is None:
                         break
-                    shift = now + 100 * Gst.MSECOND - when  # head room: a B-frame's PTS may lead its DTS
+                    shift = now + HEADROOM - when
                 duration = buf.duration if buf.duration != none else 0
                 if pts != none:
                     first_pts = pts if first_pts is None else min(first_pts, pts)
                     end_pts = max(end_pts, pts + duration)
+                # real-time pacing: hand each access unit over when its decode time comes
+                while not self.stopped.is_set():
+                    now = self._running_time()
+                    if now is None or now >= when + shift - 10 * Gst.MSECOND:
+                        break
+                    if when + shift - now > REANCHOR:
+                        # The media's running time restarted after we anchored (a client's PLAY can seek the
+                        # shared pipeline back to 0): waiting for the old timeline would starve every client.
+                        shift = now + HEADROOM - when
+                        continue
+                    self.stopped.wait(min((when + shift - now) / Gst.SECOND, 0.1))
+                if self.stopped.is_set():
+                    break
                 if pts != none:
                     buf.pts = pts + shift
                 if dts != none:
                     buf.dts = dts + shift
-                target = when + shift
-                # real-time pacing: hand each access unit over when its decode time comes
-                while not self.stopped.is_set():
-                    now = self._running_time()
-                    if now is None or now >= target - 10 * Gst.MSECOND:
-                        break
-                    self.stopped.wait(min((target - now) / Gst.SECOND, 0.1))
-                if self.stopped.is_set():
-                    break
                 if self.appsrc.emit("push-buffer", buf) != Gst.FlowReturn.OK:
                     break  # the media was shut down
         finally:
