@@ -101,8 +101,8 @@ class LoopFeeder(threading.Thread):
                     if now is None or now >= when + shift - 10 * Gst.MSECOND:
                         break
                     if when + shift - now > REANCHOR:
-                        # The media's running time restarted after we anchored (a client's PLAY can seek the
-                        # shared pipeline back to 0): waiting for the old timeline would starve every client.
+                        # The media's running time restarted after we anchored (seen when a client connects
+                        # as the server starts): waiting for the old timeline would starve every client.
                         shift = now + HEADROOM - when
                         continue
                     self.stopped.wait(min((when + shift - now) / Gst.SECOND, 0.1))

@@ -37,6 +37,7 @@ class GrowConfig:
 @dataclass
 class LossConfig:
     l1: float = 1.0
+    mse: float = 0.0  # mean squared error: pulls toward the conditional mean, what PSNR scores (and what invents least)
     attention: float = 1.0  # mean(FAN attention map ⊙ |SR − HR|)
     heatmap: float = 0.5  # MSE between FAN heatmaps of SR and HR
     heatmap_every: int = 4  # apply the heatmap term every N steps ...

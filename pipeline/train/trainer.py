@@ -246,6 +246,8 @@ class Trainer:
         d_loss = None
         losses: dict[str, torch.Tensor] = {}
         losses["l1"] = (sr - target).abs().mean() * lc.l1
+        if lc.mse > 0:
+            losses["mse"] = (sr - target).square().mean() * lc.mse
         if lc.attention > 0:
             losses["att"] = attention_loss(sr, target, att) * lc.attention
         if lc.ssim > 0 and out >= 64:
