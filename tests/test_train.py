@@ -86,7 +86,7 @@ def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
 
     # a clean 16 px entry from the first step, so 30 CPU steps measurably fit these 12 real faces
     cfg = _cfg(prepared, tmp_path / "run", degrade_p=0.0, entries=[16], entry_weights=[1.0],
-               grow={"to64": 0, "to128": 0, "fade": 1})  # fmt: skip
+               grow={"to64": 0, "to128": 0, "fade": 1}, loss={"heatmap_every": 3, "adv_start": 24, "mse": 1.0})  # fmt: skip
     t = Trainer(cfg, log=lambda m: None)
     before = _fixed_loss(t.G, prepared)
     res = t.fit()
@@ -96,7 +96,7 @@ def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
     h = res["history"]
     assert np.mean(h[-10:]) < np.mean(h[:10])  # the training loss falls too
     log = (tmp_path / "run" / "train.log").read_text()
-    assert "val psnr16" in log and "samples/s" in log and "adv" in log and "hm" in log
+    assert "val psnr16" in log and "samples/s" in log and "adv" in log and "hm" in log and "mse" in log
     g, meta = load_generator(tmp_path / "run" / "generator.safetensors")
     assert meta["steps"] == 30 and meta["arch"] == {"channels": cfg.model.channels, "blocks": cfg.model.blocks}
 
