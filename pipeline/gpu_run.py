@@ -222,14 +222,14 @@ def precision_on_gpu(model, faces: np.ndarray, cuda: bool) -> dict:
 
 
 def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: bool, models: str | None,
-                log: Callable[[str], None]) -> dict:
-    """The current recipe from the shipped weights for `minutes`; the export is brought back for CPU eval."""
+                init: Path, log: Callable[[str], None]) -> dict:
+    """The current recipe from the shipped weights (`init`) for `minutes`; the export comes back for CPU eval."""
     from .train.config import load_train_config
     from .train.trainer import Trainer
 
     video = data / "video.npz"
     over = {"data": str(data / "faces"), "video": str(video) if video.is_file() else "", "out": str(out),
-            "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000}
+            "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000, "init": str(init)}
     if not video.is_file():
         over["video_p"] = 0.0
     if dry_run:
@@ -301,7 +301,7 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
         carried = data / "models"
         with _section(res, "train", log):
             res["train"] = train_burst(config, data, out / "train", max(0.5, clock.left() / 60 - 1.0), dry_run,
-                                       str(carried) if carried.is_dir() else models, log)
+                                       str(carried) if carried.is_dir() else models, weights, log)
     else:
         res["train"] = {"skipped": "no prepared data" if clock.left() > 90 else "time"}
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

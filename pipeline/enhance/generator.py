@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..geometry import CROP, ENTRIES
 from ..models import ENGINES
 
-NAME = "pfsr_v3"  # fine-tuned for real video (engines/MODEL_CARD.md); pfsr_v2 is its CelebA-only parent
+NAME = "pfsr_v5"  # fine-tuned for fidelity on real video (engines/MODEL_CARD.md); pfsr_v3 and pfsr_v2 are its parents
 DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
