@@ -69,9 +69,11 @@ def test_packed_items_run_on_torch_and_onnxruntime_alike(fusion_weights: Path, t
     ort = OnnxRuntime(fusion_weights, model, cache_dir=tmp_path, shapes=[(8, 32, 32, 4)]).run(items)
     assert cpu.shape == (3, 128, 128, 3)
     assert np.abs(cpu.astype(int) - ort.astype(int)).max() <= 1  # one exported graph, a dynamic batch axis
-    # one observation alone is the single-frame trunk, exactly
-    alone = TorchCPU(model).run(pack(frames[0, 0], [], 8)[None])
-    assert np.array_equal(alone, TorchCPU(model.fusion.base).run(frames[0, :1]))
+    # one observation alone runs the single-frame trunk (K = 1 calls it directly); the packed input's memory
+    # layout may pick other convolution kernels, so a rare pixel rounds the other way
+    alone = TorchCPU(model).run(pack(frames[0, 0], [], 8)[None]).astype(int)
+    single = TorchCPU(model.fusion.base).run(frames[0, :1]).astype(int)
+    assert np.abs(alone - single).max() <= 1 and (alone != single).mean() < 1e-3
     assert item_shapes((32,), 8) == [(1, 32, 32, 4), (8, 32, 32, 4)]
 
 
