@@ -47,7 +47,8 @@ def blend(enhanced: np.ndarray, crop: np.ndarray | None, strength: float) -> np.
     """
     if crop is None or strength >= 1.0:
         return enhanced
-    out = crop.astype(np.float32) + strength * (enhanced.astype(np.float32) - crop.astype(np.float32))
+    base = crop.astype(np.float32)
+    out = base + strength * (enhanced.astype(np.float32) - base)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
