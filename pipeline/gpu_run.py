@@ -102,15 +102,26 @@ def ceilings() -> dict:
 
 
 def install_wheels(folder: Path, log: Callable[[str], None]) -> None:
-    """Install the carried wheels (the GPU machine has no package index) unless their modules import."""
+    """Install the carried wheels (the GPU machine has no package index) unless their modules import.
+
+    Into a folder of their own put first on `sys.path`: the image's system Python refuses `pip install`
+    into itself (PEP 668), and this process must see the modules without a restart."""
+    import importlib
     import importlib.util
+    import tempfile
 
     missing = [w for w in WHEELS if importlib.util.find_spec(w.replace("-", "_")) is None]
     wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
-    if missing and wheels:
-        log(f"installing carried wheels for {missing}")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", *map(str, wheels)],
-                       check=False)
+    if not (missing and wheels):
+        return
+    target = Path(tempfile.gettempdir()) / "enhance_wheels"
+    log(f"installing carried wheels for {missing} into {target}")
+    got = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--upgrade",
+                          "--target", str(target), *map(str, wheels)], capture_output=True, text=True)
+    if got.returncode:
+        log(f"pip install failed: {got.stderr.strip()[-300:]}")
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
 
 
 def _dtype(name: str):
@@ -177,6 +188,46 @@ def _cells(be, name: str, dtype: str, mode: str, e: int, batches, budget_s: floa
     return rows
 
 
+def _isolated_child(weights: str, mode: str, cuda: bool, minutes: float, out: str, budget_s: float,
+                    batches: tuple[int, ...]) -> None:
+    """The child of `isolated_cells`: one mode's grid at the compiled dtype and entry, rows to a JSON file."""
+    from .enhance.generator import load_generator
+    from .models import sha256
+
+    model, meta = load_generator(Path(weights))
+    rows = bench_generator_grid(model, meta.get("name", "generator"), entries=(COMPILED[1],), batches=batches,
+                                dtypes=(COMPILED[0] if cuda else "fp32",), modes=(mode,), cuda=cuda,
+                                clock=Clock(minutes), budget_s=budget_s, sha=sha256(Path(weights)), log=print,
+                                cache=Path(out) / "aot")
+    (Path(out) / f"isolated_{mode}.json").write_text(json.dumps(rows))
+
+
+def isolated_cells(weights: Path, mode: str, cuda: bool, clock: Clock, out: Path, log: Callable[[str], None],
+                   budget_s: float, batches: tuple[int, ...], limit_s: float = 150) -> list[dict]:
+    """One mode's cells in a spawned process; a crash or a hang becomes a `failed` row with its exit code."""
+    import multiprocessing as mp
+
+    name = f"isolated_{mode}.json"
+    (out / name).unlink(missing_ok=True)
+    wait = min(limit_s, clock.left() - 60)
+    if wait < 60:
+        return [{"model": "generator", "dtype": COMPILED[0], "mode": mode, "skipped": "time"}]
+    p = mp.get_context("spawn").Process(target=_isolated_child, args=(str(weights), mode, cuda, wait / 60, str(out),
+                                                                      budget_s, tuple(batches)))
+    p.start()
+    p.join(wait)
+    if p.is_alive():
+        p.kill()
+        p.join()
+    if p.exitcode == 0 and (out / name).is_file():
+        rows = json.loads((out / name).read_text())
+        (out / name).unlink()
+        return rows
+    why = "timed out" if p.exitcode in (-9, None) else f"the process exited with code {p.exitcode}"
+    log(f"generator {mode}: {why}")
+    return [{"model": "generator", "dtype": COMPILED[0], "mode": mode, "entry": COMPILED[1], "failed": why}]
+
+
 def device_rate(model, entry: int, batch: int, dtype: str) -> dict:
     """Faces/s of the model alone on device-resident input (CUDA graph replays), and its FLOP rate."""
     import copy
@@ -225,6 +276,7 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
                 init: Path, log: Callable[[str], None]) -> dict:
     """The current recipe from the shipped weights (`init`) for `minutes`; the export comes back for CPU eval."""
     from .train.config import load_train_config
+    from .train.degrade import DegradeConfig
     from .train.trainer import Trainer
 
     video = data / "video.npz"
@@ -232,6 +284,12 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
             "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000, "init": str(init)}
     if not video.is_file():
         over["video_p"] = 0.0
+    import importlib.util
+
+    if importlib.util.find_spec("av") is None:  # the GPU image has no PyAV (its wheel would not fit the call)
+        log("no PyAV here: the burst's H.264 round trip is replaced by JPEG at the same share")
+        d = DegradeConfig()
+        over["degrade"] = {"p_h264": 0.0, "p_jpeg": d.p_jpeg + d.p_h264}
     if dry_run:
         over.update(steps=2, batch=2, threads=2, precision="fp32", val_faces=4, loss={"heatmap": 0.0})
     cfg = load_train_config(config, over=over)
@@ -242,7 +300,7 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
 
 
 def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_run: bool, models: str | None,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, bench: bool = True) -> dict:
     import torch
 
     from .bench import val_faces
@@ -260,44 +318,54 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
         (out / "results.json").write_text(json.dumps(res, indent=1))
 
     save()
+    install_wheels(data / "wheels", log)  # the val faces' cache path and the burst's SSIM need them
     if cuda:
         with _section(res, "ceilings", log):
             res["ceilings"] = ceilings()
             log(f"ceilings: {res['ceilings']}")
         save()
     model, meta = load_generator(weights)
-    grid = dict(entries=ENTRIES, batches=BATCHES, dtypes=DTYPES, modes=MODES, budget_s=0.3) if cuda else \
-        dict(entries=(16,), batches=(1, 4), dtypes=("fp32",), modes=("eager",), budget_s=0.05)
-    res["generator"] = bench_generator_grid(model, meta.get("name", "generator"), cuda=cuda, clock=clock,
-                                            sha=sha256(weights), log=log, cache=out / "aot", **grid)
-    save()
-    ref = PFSRReference().eval()
-    ref_grid = {**grid, "entries": (16,), "modes": tuple(m for m in grid["modes"] if m != "compile")}
-    res["reference"] = bench_generator_grid(ref, "pfsr_ref", cuda=cuda, clock=clock, sha="ref", log=log,
-                                            cache=out / "aot", **ref_grid)
-    save()
-    if cuda:
-        best = {}
-        for name, m, rows in (("generator", model, res["generator"]), ("reference", ref, res["reference"])):
-            cells = [r for r in rows if r.get("kind") == "batch" and r["entry"] == 16]
-            if not cells:
-                continue
-            top = max(cells, key=lambda r: r["faces_per_s"])
-            best[name] = {"best_cell": top}
-            with _section(best[name], "device_resident", log):  # ceilings failed: a KeyError, recorded
-                dev = device_rate(m, 16, top["batch"], top["dtype"])
-                peak = res["ceilings"]["matmul_tflops_bf16" if top["dtype"] == "bf16" else "matmul_tflops_fp16"]
-                dev["fraction_of_matmul_peak"] = round(dev["tflops"] / peak, 3)  # fp32 cells: of the fp16 peak
-                best[name]["device_resident"] = dev
-        res["best"] = best
+    if bench:  # off in a rerun after a call that measured the grid: the burst gets the time
+        grid = dict(entries=ENTRIES, batches=BATCHES, dtypes=DTYPES, modes=MODES, budget_s=0.3) if cuda else \
+            dict(entries=(16,), batches=(1, 4), dtypes=("fp32",), modes=("eager",), budget_s=0.05)
+        inline = {**grid, "modes": tuple(m for m in grid["modes"] if m != "compile")}
+        res["generator"] = bench_generator_grid(model, meta.get("name", "generator"), cuda=cuda, clock=clock,
+                                                sha=sha256(weights), log=log, cache=out / "aot", **inline)
         save()
+        # AOTInductor killed the whole job on its first real run (the process ended without a word after the
+        # package was written), so the compiled cell runs in a child: a crash there is a row, not the end.
+        # The dry run sends its eager cell through the same child so that CI exercises the path.
+        iso = "compile" if cuda and "compile" in grid["modes"] else ("eager" if not cuda else None)
+        if iso:
+            res["generator"] += isolated_cells(weights, iso, cuda, clock, out, log, budget_s=grid["budget_s"],
+                                               batches=grid["batches"])
+            save()
+        ref = PFSRReference().eval()
+        ref_grid = {**grid, "entries": (16,), "modes": tuple(m for m in grid["modes"] if m != "compile")}
+        res["reference"] = bench_generator_grid(ref, "pfsr_ref", cuda=cuda, clock=clock, sha="ref", log=log,
+                                                cache=out / "aot", **ref_grid)
+        save()
+        if cuda:
+            best = {}
+            for name, m, rows in (("generator", model, res["generator"]), ("reference", ref, res["reference"])):
+                cells = [r for r in rows if r.get("kind") == "batch" and r["entry"] == 16]
+                if not cells:
+                    continue
+                top = max(cells, key=lambda r: r["faces_per_s"])
+                best[name] = {"best_cell": top}
+                with _section(best[name], "device_resident", log):  # ceilings failed: a KeyError, recorded
+                    dev = device_rate(m, 16, top["batch"], top["dtype"])
+                    peak = res["ceilings"]["matmul_tflops_bf16" if top["dtype"] == "bf16" else "matmul_tflops_fp16"]
+                    dev["fraction_of_matmul_peak"] = round(dev["tflops"] / peak, 3)  # fp32 cells: of the fp16 peak
+                    best[name]["device_resident"] = dev
+            res["best"] = best
+            save()
     faces_dir = data / "faces" / "val"
     if faces_dir.is_dir():
         with _section(res, "precision", log):
             res["precision"] = precision_on_gpu(model, val_faces(faces_dir, 0 if cuda else 4), cuda)
         save()
     if (data / "faces" / "train.npz").is_file() and clock.left() > 90:
-        install_wheels(data / "wheels", log)
         carried = data / "models"
         with _section(res, "train", log):
             res["train"] = train_burst(config, data, out / "train", max(0.5, clock.left() / 60 - 1.0), dry_run,

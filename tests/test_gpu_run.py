@@ -28,8 +28,14 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
     for part in ("generator", "reference"):  # a batch-1 loop and batched cells, the speed-up stated
         kinds = {r["kind"] for r in res[part]}
         assert kinds == {"loop", "batch"} and all(r["faces_per_s"] > 0 for r in res[part])
+    assert sum(r["kind"] == "loop" for r in res["generator"]) == 2  # the second came from the spawned child
     assert set(res["precision"]) == {"16", "32", "64"} and res["precision"]["16"]["fp32"] > 20
     assert res["train"]["steps"] == 2 and Path(res["train"]["export"]).is_file()  # weights come back
+    # a second call skips the grids: precision and the burst still run
+    again = tmp_path / "again"
+    assert main(["gpu-run", "--dry-run", "--no-bench", "--data", str(data), "--out", str(again)]) == 0
+    res = json.loads((again / "results.json").read_text())
+    assert "generator" not in res and res["precision"]["16"]["fp32"] > 20 and res["train"]["steps"] == 2
     # beside a checkout that already fills the call, nothing more fits: refused before anything travels
     with pytest.raises(InputError, match="would not travel"):
         prepare(tmp_path / "big", prepared, tmp_path / "none.npz", 5, 1.0, CARRY_BYTES,
@@ -39,7 +45,7 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
 def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):
     """The first real execution may fail in one mode or section: that becomes a result, not a lost call."""
     from pipeline.enhance.generator import load_generator
-    from pipeline.gpu_run import Clock, _section, bench_generator_grid
+    from pipeline.gpu_run import Clock, _section, bench_generator_grid, isolated_cells
 
     model, _ = load_generator(None)
     rows = bench_generator_grid(model, "g", entries=(16,), batches=(1,), dtypes=("fp16",), modes=("graphs",),
@@ -47,6 +53,11 @@ def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):
                                 cache=tmp_path)  # torch-cuda on this CPU machine
     assert rows == [{"model": "g", "dtype": "fp16", "mode": "graphs",
                      "skipped": rows[0]["skipped"]}] and "no CUDA device" in rows[0]["skipped"]
+    # a child that dies (AOTInductor's load segfaulted on the H200) is a row; here it cannot find its weights
+    rows = isolated_cells(tmp_path / "missing.safetensors", "eager", False, Clock(5), tmp_path, lambda m: None,
+                          budget_s=0.01, batches=(1,))
+    assert rows == [{"model": "generator", "dtype": "fp16", "mode": "eager", "entry": 16,
+                     "failed": "the process exited with code 1"}]
     res: dict = {}
     with _section(res, "precision", lambda m: None):
         raise RuntimeError("CUDA error: no kernel image is available")

@@ -19,6 +19,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="generator safetensors (default: the shipped one)")
     p.add_argument("--config", default="configs/train_v5.yaml", help="training recipe of the burst")
     p.add_argument("--dry-run", action="store_true", help="the same code on the CPU with a tiny grid (CI)")
+    p.add_argument("--no-bench", action="store_true",
+                   help="skip the generator grids (a rerun after a call that measured them: the burst gets the time)")
     p.add_argument("--prepare", action="store_true", help="on the CPU: write --data to carry with the call")
     p.add_argument("--faces", default=str(DATA / "faces128"), help="--prepare: output of `prepare`")
     p.add_argument("--video", default=str(DATA / "video_seq" / "train.npz"), help="--prepare: `prepare-video` cache")
@@ -52,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
                 find_model("fan68_compressed.pth", args.models), wheels=not args.no_wheels)
         return 0
     gpu_run(Path(args.out), args.minutes, Path(args.data), Path(args.weights) if args.weights else default_weights(),
-            args.config, args.dry_run, args.models)
+            args.config, args.dry_run, args.models, bench=not args.no_bench)
     return 0

@@ -94,7 +94,9 @@ class TorchCUDA:
     Large batches are split into chunks whose host→device copy runs on a side stream while the
     previous chunk computes. With `compile=True` the model is instead AOTInductor-compiled once per
     (weights, GPU, torch, entry) into the cache folder (*.pt2) and loaded from there on later runs.
-    NOT EXECUTED where this was written (no GPU); the GPU tests skip without CUDA.
+    Executed on an NVIDIA H200 (torch 2.11+cu130, `run.py gpu-run`, results/gpu/): eager and CUDA graphs
+    ran; AOTInductor compiled (81 s) but `aoti_load_package` ended the process with a segmentation fault
+    there, so nothing in the product turns `compile` on. The GPU tests skip without CUDA.
     """
 
     name = "torch-cuda"
@@ -114,7 +116,7 @@ class TorchCUDA:
         self._compiled: dict[tuple[int, ...], Callable] = {}
         self._compile = compile
         self._sha = weights_sha
-        self._cache = Path(cache_dir or default_cache())
+        self._cache = Path(cache_dir) if cache_dir else None  # the default is resolved on the first compile
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -132,7 +134,8 @@ class TorchCUDA:
             cc = "".join(map(str, torch.cuda.get_device_capability(0)))
             tag = str(self.dtype).replace("torch.", "")
             key = f"e{shape[-1]}" + (f"k{shape[0]}" if len(shape) == 4 else "")
-            path = self._cache / f"generator_{self._sha[:16]}_{key}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
+            name = f"generator_{self._sha[:16]}_{key}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
+            path = (self._cache or Path(default_cache())) / name
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 x = torch.zeros(2, *shape, device=self.device, dtype=self.dtype)
