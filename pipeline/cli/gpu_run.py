@@ -17,7 +17,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=9.0, help="the whole job's time (default 9)")
     p.add_argument("--data", default=str(GPU_DATA), help="what --prepare wrote")
     p.add_argument("--weights", help="generator safetensors (default: the shipped one)")
-    p.add_argument("--config", default="configs/train_v5.yaml", help="training recipe of the burst")
+    p.add_argument("--config", default="configs/train_v7.yaml", help="training recipe of the burst")
     p.add_argument("--dry-run", action="store_true", help="the same code on the CPU with a tiny grid (CI)")
     p.add_argument("--no-bench", action="store_true",
                    help="skip the generator grids (a rerun after a call that measured them: the burst gets the time)")
@@ -25,7 +25,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faces", default=str(DATA / "faces128"), help="--prepare: output of `prepare`")
     p.add_argument("--video", default=str(DATA / "video_seq" / "train.npz"), help="--prepare: `prepare-video` cache")
     p.add_argument("--stills", type=int, default=1500, help="--prepare: still faces to carry")
-    p.add_argument("--video-mb", type=float, default=22.0, help="--prepare: size of the packed video cache (MB)")
+    p.add_argument("--video-mb", type=float, default=15.0, help="--prepare: size of the packed video cache (MB)")
     p.add_argument("--no-wheels", action="store_true", help="--prepare: do not download the wheels the GPU lacks")
     add_models_option(p, "fan68_compressed.pth (the training burst's heatmap loss)")
     p.set_defaults(func=run)

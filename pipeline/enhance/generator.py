@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..geometry import CROP, ENTRIES
 from ..models import ENGINES
 
-NAME = "pfsr_v5"  # fine-tuned for fidelity on real video (engines/MODEL_CARD.md); pfsr_v3 and pfsr_v2 are its parents
+NAME = "pfsr_v7"  # pfsr_v5 widened at 64 px and trained on for fidelity (engines/MODEL_CARD.md); v5, v3, v2 its parents
 DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
