@@ -50,8 +50,9 @@ def fusion_weights(tmp_path_factory) -> Path:
     from pipeline.enhance.generator import load_generator
 
     torch.manual_seed(0)
-    g = FusionGenerator()
-    g.base.load_state_dict(load_generator(None)[0].state_dict())
+    base = load_generator(None)[0]
+    g = FusionGenerator(base.config["channels"], base.config["blocks"])
+    g.base.load_state_dict(base.state_dict())
     for p in g.register.parameters():  # make the registration heads do something, so fusion is visible
         p.data.add_(torch.randn_like(p) * 0.01)
     return save_fusion(g, tmp_path_factory.mktemp("fusion") / "fusion.safetensors", {"name": "fusion_test"})

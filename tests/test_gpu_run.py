@@ -45,7 +45,8 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
 def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):
     """The first real execution may fail in one mode or section: that becomes a result, not a lost call."""
     from pipeline.enhance.generator import load_generator
-    from pipeline.gpu_run import Clock, _section, bench_generator_grid, isolated_cells
+    from pipeline.gpu_bench import Clock, bench_generator_grid, isolated_cells
+    from pipeline.gpu_run import _section
 
     model, _ = load_generator(None)
     rows = bench_generator_grid(model, "g", entries=(16,), batches=(1,), dtypes=("fp16",), modes=("graphs",),

@@ -1,0 +1,211 @@
+"""The generator benchmark of `run.py gpu-run`: every (dtype, mode, entry, batch) cell on `torch-cuda`, the
+batch-1 loop beside it, the device-resident rate of the best cell against the measured matmul peak, and
+fp16/bf16 against fp32 on real faces. On the CPU (the dry run) the same code runs a tiny grid on torch-cpu.
+
+Executed on an NVIDIA H200 on 2026-11-26 (README "On a GPU", engines/results/gpu/). AOTInductor's package
+crashed the process on load there, so a mode can run in a spawned child (`isolated_cells`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .geometry import ENTRIES
+
+BATCHES = (1, 16, 64, 256, 1024)
+DTYPES = ("fp16", "bf16", "fp32")
+MODES = ("eager", "graphs", "compile")
+COMPILED = ("fp16", 16)  # AOTInductor compiles a package per (dtype, entry), about a minute each: the headline cell
+
+
+class Clock:
+    """The run's deadline, so each section takes only what is left."""
+
+    def __init__(self, minutes: float) -> None:
+        self.end = time.monotonic() + minutes * 60
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+def _time_cuda(fn: Callable[[], object], reps: int) -> float:
+    """Median seconds of `fn` over `reps` runs, timed with CUDA events after a warm-up."""
+    import torch
+
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+    return float(np.median(times))
+
+
+def ceilings() -> dict:
+    """Measured peaks: dense matmul TFLOP/s per dtype (random operands) and copy bandwidth (read + write)."""
+    import torch
+
+    out = {}
+    n = 8192
+    for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        a, b = torch.randn(n, n, device="cuda", dtype=dt), torch.randn(n, n, device="cuda", dtype=dt)
+        out[f"matmul_tflops_{name}"] = round(2 * n**3 / _time_cuda(lambda: a @ b, 10) / 1e12, 1)
+    x = torch.randn(2**28, device="cuda")  # 1 GiB
+    y = torch.empty_like(x)
+    out["copy_tb_s"] = round(2 * x.numel() * 4 / _time_cuda(lambda: y.copy_(x), 10) / 1e12, 2)
+    return out
+
+def _dtype(name: str):
+    """The torch dtype of a grid name (fp16 / bf16 / fp32)."""
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | None = None):
+    """A backend object with `.run(uint8 (B,e,e,3)) → uint8 (B,128,128,3)` for one precision and mode."""
+    from .enhance.backends import TorchCPU, TorchCUDA
+
+    dt = _dtype(dtype)
+    if not cuda:
+        return TorchCPU(model, dtype=dt)
+    return TorchCUDA(model, dtype=dt, graphs=mode == "graphs", compile=mode == "compile", weights_sha=f"{sha}{dtype}",
+                     cache_dir=cache)
+
+
+def bench_generator_grid(model, name: str, entries, batches, dtypes, modes, cuda: bool, clock: Clock,
+                         budget_s: float, sha: str, log: Callable[[str], None], cache: Path) -> list[dict]:
+    """Every (dtype, mode, entry, batch) cell of one model with `bench_cell`, plus batch-1 loops."""
+    rows = []
+    for dtype in dtypes:
+        for mode in modes:
+            if mode == "compile" and dtype != COMPILED[0]:
+                continue
+            if clock.left() < 60:
+                log(f"{name}: time is short, {dtype} {mode} skipped")
+                rows.append({"model": name, "dtype": dtype, "mode": mode, "skipped": "time"})
+                continue
+            try:
+                be = _runner(model, dtype, mode, cuda, sha, cache)
+            except Exception as e:  # a mode that cannot build here is a result, not a crash
+                rows.append({"model": name, "dtype": dtype, "mode": mode, "skipped": f"{type(e).__name__}: {e}"})
+                log(f"{name} {dtype} {mode}: {e}")
+                continue
+            for e in entries if mode != "compile" else [x for x in entries if x == COMPILED[1]]:
+                try:
+                    rows += _cells(be, name, dtype, mode, e, batches, budget_s, log)
+                except Exception as err:  # the first real execution may fail in one mode: record it, go on
+                    rows.append({"model": name, "dtype": dtype, "mode": mode, "entry": e,
+                                 "failed": f"{type(err).__name__}: {err}"})
+                    log(f"{name} {dtype} {mode} e{e}: failed: {err}")
+    return rows
+
+
+def _cells(be, name: str, dtype: str, mode: str, e: int, batches, budget_s: float,
+           log: Callable[[str], None]) -> list[dict]:
+    """The batch-1 loop and every batch of one (model, dtype, mode, entry)."""
+    from .bench import bench_cell, bench_loop
+
+    t = time.perf_counter()
+    loop = bench_loop(be.run, e, faces=32)
+    rows = [{"model": name, "dtype": dtype, "mode": mode, "kind": "loop",
+             "first_call_s": round(time.perf_counter() - t, 2), **loop}]
+    for b in batches:
+        cell = bench_cell(be.run, e, b, budget_s, max_runs=50)
+        cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loop["faces_per_s"], 1)
+        rows.append({"model": name, "dtype": dtype, "mode": mode, "kind": "batch", **cell})
+    top = max(r["faces_per_s"] for r in rows[1:])
+    log(f"{name:<10} {dtype} {mode:<7} e{e:<3} loop {loop['faces_per_s']:>8.0f}  best batch {top:>10.0f} faces/s")
+    return rows
+
+
+def _isolated_child(weights: str, mode: str, cuda: bool, minutes: float, out: str, budget_s: float,
+                    batches: tuple[int, ...]) -> None:
+    """The child of `isolated_cells`: one mode's grid at the compiled dtype and entry, rows to a JSON file."""
+    from .enhance.generator import load_generator
+    from .models import sha256
+
+    model, meta = load_generator(Path(weights))
+    rows = bench_generator_grid(model, meta.get("name", "generator"), entries=(COMPILED[1],), batches=batches,
+                                dtypes=(COMPILED[0] if cuda else "fp32",), modes=(mode,), cuda=cuda,
+                                clock=Clock(minutes), budget_s=budget_s, sha=sha256(Path(weights)), log=print,
+                                cache=Path(out) / "aot")
+    (Path(out) / f"isolated_{mode}.json").write_text(json.dumps(rows))
+
+
+def isolated_cells(weights: Path, mode: str, cuda: bool, clock: Clock, out: Path, log: Callable[[str], None],
+                   budget_s: float, batches: tuple[int, ...], limit_s: float = 150) -> list[dict]:
+    """One mode's cells in a spawned process; a crash or a hang becomes a `failed` row with its exit code."""
+    import multiprocessing as mp
+
+    name = f"isolated_{mode}.json"
+    (out / name).unlink(missing_ok=True)
+    wait = min(limit_s, clock.left() - 60)
+    if wait < 60:
+        return [{"model": "generator", "dtype": COMPILED[0], "mode": mode, "skipped": "time"}]
+    p = mp.get_context("spawn").Process(target=_isolated_child, args=(str(weights), mode, cuda, wait / 60, str(out),
+                                                                      budget_s, tuple(batches)))
+    p.start()
+    p.join(wait)
+    if p.is_alive():
+        p.kill()
+        p.join()
+    if p.exitcode == 0 and (out / name).is_file():
+        rows = json.loads((out / name).read_text())
+        (out / name).unlink()
+        return rows
+    why = "timed out" if p.exitcode in (-9, None) else f"the process exited with code {p.exitcode}"
+    log(f"generator {mode}: {why}")
+    return [{"model": "generator", "dtype": COMPILED[0], "mode": mode, "entry": COMPILED[1], "failed": why}]
+
+
+def device_rate(model, entry: int, batch: int, dtype: str) -> dict:
+    """Faces/s of the model alone on device-resident input (CUDA graph replays), and its FLOP rate."""
+    import copy
+
+    import torch
+
+    flops = model.flops(entry)  # on the CPU copy, before it moves
+    dt = _dtype(dtype)
+    m = copy.deepcopy(model).eval().to("cuda", dt).to(memory_format=torch.channels_last)
+    x = (torch.rand(batch, 3, entry, entry, device="cuda", dtype=dt) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                m(x)
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            m(x)
+        sec = _time_cuda(g.replay, 20)
+    return {"entry": entry, "batch": batch, "dtype": dtype, "faces_per_s_device": round(batch / sec, 1),
+            "gflop_per_face": round(flops / 1e9, 3), "tflops": round(flops * batch / sec / 1e12, 2)}
+
+
+def precision_on_gpu(model, faces: np.ndarray, cuda: bool) -> dict:
+    """PSNR to the original faces of fp16/bf16 vs fp32 outputs, per entry, native on the device."""
+    import cv2
+
+    from .bench import _psnr
+
+    out = {}
+    for e in ENTRIES:
+        lr = np.stack([cv2.resize(f, (e, e), interpolation=cv2.INTER_AREA) for f in faces])
+        ref = _runner(model, "fp32", "eager", cuda, "").run(lr)
+        row = {"fp32": round(float(_psnr(ref, faces).mean()), 3)}
+        for dt in ("fp16", "bf16") if cuda else ():
+            y = _runner(model, dt, "eager", cuda, "").run(lr)
+            row[dt] = round(float(_psnr(y, faces).mean()), 3)
+            row[f"{dt}_minus_fp32"] = round(row[dt] - row["fp32"], 4)
+        out[str(e)] = row
+    return out
