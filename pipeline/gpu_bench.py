@@ -32,6 +32,7 @@ class Clock:
     def left(self) -> float:
         return max(0.0, self.end - time.monotonic())
 
+
 def _time_cuda(fn: Callable[[], object], reps: int) -> float:
     """Median seconds of `fn` over `reps` runs, timed with CUDA events after a warm-up."""
     import torch
@@ -62,6 +63,7 @@ def ceilings() -> dict:
     y = torch.empty_like(x)
     out["copy_tb_s"] = round(2 * x.numel() * 4 / _time_cuda(lambda: y.copy_(x), 10) / 1e12, 2)
     return out
+
 
 def _dtype(name: str):
     """The torch dtype of a grid name (fp16 / bf16 / fp32)."""
