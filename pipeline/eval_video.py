@@ -266,7 +266,7 @@ def _clip_size(clip: Path, px: int, hr_h: float, size: tuple[int, int], d: Path,
         for o in obs:
             f = by_frame.get((o.track, o.frame))
             o.fused = f.model if f is not None else None
-    res.update(face_px=px, hr_face_px=round(hr_h, 1), shrink=list(shrink.scale))
+    res.update(face_px=px, hr_face_px=round(hr_h, 1), shrink=list(shrink.scale), clip=str(clip))
     sample_sheet(obs, d / "samples.png", title=f"{clip.stem} {px}px")
     return res
 

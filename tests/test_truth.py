@@ -8,12 +8,11 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-
 from conftest import HEADS, MODELS
+
 from pipeline.align import warp
 from pipeline.geometry import CROP, resize_matrix, similarity
 from pipeline.truth import bicubic_crop, encode, plan_shrink, read_frames
-
 
 
 def blob(h: int, w: int, cx: float, cy: float, sigma: float) -> np.ndarray:
@@ -92,14 +91,25 @@ def test_truth_takes_the_padding_outside_the_frame():
     assert truth[5, 5, 0] == shrink.pad and truth[-5, -5, 0] == 250
 
 
-@pytest.mark.skipif(not (HEADS / "d0.mp4").is_file(), reason="talking-head clips not in ../shared")
-def test_eval_video_end_to_end(tmp_path):
-    """`run.py eval-video` on a real clip: the pipeline finds the face, the tiles score against the truth."""
+NEEDS_HEADS = pytest.mark.skipif(not (HEADS / "d0.mp4").is_file(), reason="talking-head clips not in ../shared")
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory):
+    """`run.py eval-video` once on a real clip at 24 px faces: (rc, summary JSON path, --out folder)."""
     from pipeline.cli import main
 
-    js = tmp_path / "s.json"
-    rc = main(["eval-video", str(HEADS / "d0.mp4"), "--face-px", "24", "--out", str(tmp_path / "ev"),
+    tmp = tmp_path_factory.mktemp("ev")
+    js = tmp / "s.json"
+    rc = main(["eval-video", str(HEADS / "d0.mp4"), "--face-px", "24", "--out", str(tmp / "ev"),
                "--models", str(MODELS), "--json", str(js)])
+    return rc, js, tmp / "ev"
+
+
+@NEEDS_HEADS
+def test_eval_video_end_to_end(eval_run):
+    """`run.py eval-video` on a real clip: the pipeline finds the face, the tiles score against the truth."""
+    rc, js, out = eval_run
     assert rc == 0
     r = json.loads(js.read_text())["clips"]["d0"]["24"]
     assert r["detection_rate"] > 0.9 and r["observations"] > 60
@@ -107,6 +117,50 @@ def test_eval_video_end_to_end(tmp_path):
         assert 20 < r[m]["psnr"] < 40 and 0 < r[m]["ssim"] < 1 and -1 < r[m]["id_cos"] <= 1
         assert 0 < r[m]["temporal"] < 20
     assert r["temporal_pairs"] > 50
-    assert (tmp_path / "ev" / "d0" / "face24" / "samples.png").is_file()
-    track = json.loads(next((tmp_path / "ev" / "d0" / "face24" / "run" / "tracks").glob("*/track.json")).read_text())
+    assert (out / "d0" / "face24" / "samples.png").is_file()
+    track = json.loads(next((out / "d0" / "face24" / "run" / "tracks").glob("*/track.json")).read_text())
     assert len(track["observations"][0]["matrix"]) == 2
+
+
+@NEEDS_HEADS
+def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, tmp_path):
+    """`run.py probe-track` on that folder: its `single` re-cut and re-enhanced from the camera clip scores as
+    eval-video scored the pipeline's own tiles, and the track estimators score the same observations."""
+    from pipeline.cli import main
+
+    rc, js, out = eval_run
+    assert rc == 0
+    pj = tmp_path / "probe.json"
+    assert main(["probe-track", str(out), "--windows", "3", "--sigmas", "2", "--every", "1",
+                 "--models", str(MODELS), "--json", str(pj)]) == 0
+    ev = json.loads(js.read_text())["clips"]["d0"]["24"]
+    r = json.loads(pj.read_text())["clips"]["d0"]["24"]
+    assert r["single"]["n"] == r["observations"] == ev["observations"] - ev["resolved"]
+    assert r["single"]["delta_psnr"] == pytest.approx(ev["delta_psnr"], abs=0.02)
+    for name in ("average_3", "smooth_centred_2", "smooth_past_2"):
+        assert r[name]["n"] == r["single"]["n"] and abs(r[name]["delta_psnr"] - r["single"]["delta_psnr"]) < 1.0
+    assert 15 < r["lr_vs_truth_psnr"] < 45
+
+
+def test_probe_track_refuses_a_folder_without_an_eval_video_summary(tmp_path, capsys):
+    from pipeline.cli import main
+
+    assert main(["probe-track", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "summary.json" in err and "\n" not in err
+
+
+def test_registration_undoes_a_sub_pixel_shift():
+    """`track_probe.register` puts a neighbour shifted by a fraction of a low-res pixel back onto the target."""
+    from pipeline.track_probe import register
+
+    hr = blob(128, 128, 60.0, 66.0, 14.0) // 2 + blob(128, 128, 80.0, 50.0, 6.0) // 2
+    target = cv2.resize(hr, (32, 32), interpolation=cv2.INTER_AREA)
+    shift = np.float32([[1, 0, 0.6 * 4], [0, 1, -0.4 * 4]])  # 0.6 and −0.4 low-res pixels
+    moved = cv2.resize(cv2.warpAffine(hr, shift, (128, 128), borderMode=cv2.BORDER_REFLECT), (32, 32),
+                       interpolation=cv2.INTER_AREA)
+    back = register(moved, target)
+    inner = (slice(4, -4), slice(4, -4))
+    before = np.abs(moved.astype(np.float32) - target)[inner].mean()
+    after = np.abs(back - target.astype(np.float32))[inner].mean()
+    assert after < 0.25 * before

@@ -1,0 +1,194 @@
+"""`probe-track`: how much a track's other frames hold that one frame does not, measured without training.
+
+Track fusion rests on the neighbours of an observation showing detail it lacks (sub-pixel shifts,
+independent noise). Before a network is asked to find that detail, two classical estimators look for it
+in an `eval-video` folder, through the same generator, finish and truth as eval-video:
+
+- registered average (burst photography's merge): the K−1 nearest observations of the track are
+  registered to the target's low-res input (ECC, affine, on 4× upsampled grey) and averaged with it;
+- smoothed geometry: each crop matrix averaged over the track (Gaussian in frames; past-only for live
+  cameras), so one frame's landmark noise does not move its crop.
+
+Also: how far the camera's low-res input is from the truth shrunk to the same size (what noise and
+compression left). `single` re-runs the generator on the pipeline's own cut and must match eval-video.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .align import warp
+from .errors import InputError
+from .eval_video import Obs, psnr, read_run
+from .truth import bicubic_crop, plan_shrink, read_frames
+
+UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
+
+
+def register(moving: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """`moving` (e×e BGR) warped onto `target` by an affine ECC fit, float32; None when ECC fails."""
+    grey = [cv2.resize(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), None, fx=UPSAMPLE, fy=UPSAMPLE,
+                       interpolation=cv2.INTER_CUBIC).astype(np.float32) for x in (target, moving)]
+    w = np.eye(2, 3, dtype=np.float32)
+    try:
+        _, w = cv2.findTransformECC(grey[0], grey[1], w, cv2.MOTION_AFFINE,
+                                    (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5), None, 5)
+    except cv2.error:
+        return None
+    w[:, 2] /= UPSAMPLE
+    e = target.shape[0]
+    return cv2.warpAffine(moving.astype(np.float32), w, (e, e), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def registered_average(target: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+    """The target input averaged with its registered neighbours (those ECC could fit), uint8."""
+    acc = [target.astype(np.float32)] + [r for r in (register(n, target) for n in neighbours) if r is not None]
+    return np.clip(np.mean(acc, 0) + 0.5, 0, 255).astype(np.uint8)
+
+
+def smoothed_matrices(obs: list[Obs], sigma: float, past_only: bool = False) -> dict[tuple[int, int], np.ndarray]:
+    """Each observation's crop matrix averaged over its track with Gaussian weights in frames (±3σ)."""
+    tracks: dict[int, list[Obs]] = defaultdict(list)
+    for o in obs:
+        tracks[o.track].append(o)
+    out = {}
+    for track in tracks.values():
+        frames = np.array([o.frame for o in track], np.float64)
+        mats = np.stack([o.matrix for o in track])
+        for o in track:
+            d = frames - o.frame
+            w = np.exp(-0.5 * (d / sigma) ** 2) * (np.abs(d) <= 3 * sigma) * ((d <= 0) if past_only else 1.0)
+            out[(o.track, o.frame)] = (w[:, None, None] * mats).sum(0) / w.sum()
+    return out
+
+
+class _Scorer:
+    """Generator + the product's finish, scored against the truth (PSNR over bicubic, identity cosine)."""
+
+    def __init__(self, weights: str | None, strength: float, identity) -> None:
+        from .enhance.generator import load_generator
+
+        self.model, self.info = load_generator(weights or None)
+        self.strength, self.identity = strength, identity
+
+    def enhance(self, lr: np.ndarray, crop: np.ndarray) -> np.ndarray:
+        import torch
+
+        from .enhance.anchor import finish
+        from .enhance.pixels import postprocess, preprocess
+
+        with torch.inference_mode():
+            out = postprocess(self.model(preprocess(torch.from_numpy(np.ascontiguousarray(lr[None]))))).numpy()[0]
+        return finish(out, lr, crop, self.strength)
+
+    def score(self, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+        """rows of (output, bicubic crop, truth) → mean ΔPSNR over bicubic and identity cosine of both."""
+        out, bic, truth = (np.stack(x) for x in zip(*rows))
+        e_truth = self.identity.embed(list(truth))
+        return {"delta_psnr": float(np.mean([psnr(a, t) - psnr(b, t) for a, b, t in zip(out, bic, truth)])),
+                "id_cos": float(np.mean((self.identity.embed(list(out)) * e_truth).sum(1))),
+                "id_cos_bicubic": float(np.mean((self.identity.embed(list(bic)) * e_truth).sum(1))),
+                "n": len(rows)}
+
+
+def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows: list[int],
+               sigmas: list[float], every: int) -> dict:
+    """All estimators on one eval-video clip × face size (every `every`-th observation is a target)."""
+    obs = sorted((o for o in read_run(run_dir / "run") if o.lr is not None), key=lambda o: (o.track, o.frame))
+    if not obs:
+        return {"observations": 0}
+    hr0 = next(read_frames(hr_path))
+    shrink = plan_shrink(hr0.shape[1], hr0.shape[0], res["hr_face_px"], float(res["face_px"]))
+    if np.abs(np.array(shrink.scale) - np.array(res["shrink"])).max() > 1e-6:
+        raise InputError(f"{hr_path.name} is not the clip {run_dir} was made from")
+    smooth = {f"smooth_{'past' if past else 'centred'}_{s:g}": smoothed_matrices(obs, s, past)
+              for s in sigmas for past in (False, True)}
+    by_frame: dict[int, list[Obs]] = defaultdict(list)
+    for o in obs:
+        by_frame[o.frame].append(o)
+    cut: dict[tuple[int, int], np.ndarray] = {}  # the pipeline's own low-res cut, for every observation
+    rows: dict[str, list] = defaultdict(list)
+    noise = []
+    targets = {(o.track, o.frame) for o in obs[::every]}
+    for i, (hr, lr) in enumerate(zip(read_frames(hr_path), read_frames(run_dir / "camera.mp4"))):
+        for o in by_frame.get(i, []):
+            key, e = (o.track, o.frame), o.lr.shape[0]
+            cut[key] = warp(lr, o.matrix, e)
+            if key not in targets:
+                continue
+            crop, truth = bicubic_crop(lr, o.matrix), shrink.truth(hr, o.matrix)
+            o.truth, o.bicubic = truth, crop
+            noise.append(psnr(cut[key], cv2.resize(truth, (e, e), interpolation=cv2.INTER_AREA)))
+            rows["single"].append((scorer.enhance(cut[key], crop), crop, truth))
+            for name, mats in smooth.items():
+                m = mats[key]
+                rows[name].append((scorer.enhance(warp(lr, m, e), bicubic_crop(lr, m)), bicubic_crop(lr, m),
+                                   shrink.truth(hr, m)))
+    tracks = {(o.track, o.frame) for o in obs}
+    for k in windows:  # nearest observations of the same entry size, alternating after/before the target
+        for o in (o for o in obs if (o.track, o.frame) in targets and o.truth is not None):
+            key = (o.track, o.frame)
+            near = sorted((t for t in tracks if t[0] == o.track and t != key and cut[t].shape == cut[key].shape),
+                          key=lambda t: (abs(t[1] - o.frame), t[1] < o.frame))[:k - 1]
+            x = registered_average(cut[key], [cut[t] for t in near])
+            rows[f"average_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
+    out = {name: scorer.score(r) for name, r in rows.items()}
+    out["lr_vs_truth_psnr"] = float(np.mean(noise))
+    out["observations"] = len(obs)
+    return out
+
+
+def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list[float], every: int = 4,
+          weights: str | None = None, models_dir: str | None = None, strength: float | None = None,
+          sizes: list[int] | None = None, log=print) -> dict:
+    """Every clip × face size (or those of `sizes`) of an eval-video `--out` folder; returns the per-clip
+    results and means."""
+    from .config import EnhanceConfig
+    from .evaluate import IdentityScorer
+    from .models import find_model
+
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        raise InputError(f"{folder}: no summary.json (give the --out folder of an eval-video run)")
+    summary = json.loads(summary_path.read_text())
+    scorer = _Scorer(weights, EnhanceConfig().strength if strength is None else strength,
+                     IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir)))
+    result: dict = {"folder": str(folder), "generator": scorer.info.get("name"), "strength": scorer.strength,
+                    "every": every, "clips": {}}
+    for clip, runs in summary["clips"].items():
+        recorded = runs[next(iter(runs))].get("clip")
+        if clips_dir is None and not recorded:
+            raise InputError(f"{summary_path} does not say where {clip}'s high-resolution clip is: give --clips")
+        hr_path = clips_dir / f"{clip}.mp4" if clips_dir is not None else Path(recorded)
+        if not hr_path.is_file():
+            raise InputError(f"high-resolution clip for {clip} not found: {hr_path}")
+        for px, res in runs.items():
+            if sizes and int(px) not in sizes:
+                continue
+            r = probe_clip(hr_path, folder / clip / f"face{px}", res, scorer, windows, sigmas, every)
+            result["clips"].setdefault(clip, {})[px] = r
+            log(format_line(clip, px, r))
+    result["mean"] = {}
+    for px in sorted({px for per_size in result["clips"].values() for px in per_size}, key=int):
+        per = [s[px] for s in result["clips"].values() if px in s and "single" in s[px]]
+        names = [n for n in per[0] if isinstance(per[0][n], dict)] if per else []
+        result["mean"][px] = {n: {"delta_psnr": float(np.mean([p[n]["delta_psnr"] for p in per])),
+                                  "worst": float(np.min([p[n]["delta_psnr"] for p in per])),
+                                  "id_cos": float(np.mean([p[n]["id_cos"] for p in per]))} for n in names}
+        result["mean"][px]["lr_vs_truth_psnr"] = float(np.mean([p["lr_vs_truth_psnr"] for p in per])) if per else None
+        log(format_line("MEAN", px, result["mean"][px]))
+    return result
+
+
+def format_line(clip: str, px: str, r: dict) -> str:
+    """One readable line: each estimator's ΔPSNR over bicubic and identity cosine."""
+    if r.get("lr_vs_truth_psnr") is None:
+        return f"{clip:>8} {px:>3}px  no enhanced observations"
+    parts = [f"{n} {v['delta_psnr']:+.2f} dB id {v['id_cos']:.3f}" for n, v in r.items() if isinstance(v, dict)]
+    return f"{clip:>8} {px:>3}px  input vs truth {r['lr_vs_truth_psnr']:.1f} dB | " + " | ".join(parts)
