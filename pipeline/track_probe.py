@@ -9,8 +9,9 @@ in an `eval-video` folder, through the same generator, finish and truth as eval-
 - smoothed geometry: each crop matrix averaged over the track (Gaussian in frames; past-only for live
   cameras), so one frame's landmark noise does not move its crop.
 
-Also: how far the camera's low-res input is from the truth shrunk to the same size (what noise and
-compression left). `single` re-runs the generator on the pipeline's own cut and must match eval-video.
+Also: how far the camera's low-res input is from the truth shrunk to the same size, and how far it would
+be without the codec (the frame shrunk as the camera's was, cut the same way): what resolution lost, and
+what compression added. `single` re-runs the generator on the pipeline's own cut and must match eval-video.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
     noise = []
     targets = {(o.track, o.frame) for o in obs[::every]}
     for i, (hr, lr) in enumerate(zip(read_frames(hr_path), read_frames(run_dir / "camera.mp4"))):
+        uncoded = None  # this frame shrunk as the camera's was, before the codec
         for o in by_frame.get(i, []):
             key, e = (o.track, o.frame), o.lr.shape[0]
             cut[key] = warp(lr, o.matrix, e)
@@ -124,7 +126,9 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
                 continue
             crop, truth = bicubic_crop(lr, o.matrix), shrink.truth(hr, o.matrix)
             o.truth, o.bicubic = truth, crop
-            noise.append(psnr(cut[key], cv2.resize(truth, (e, e), interpolation=cv2.INTER_AREA)))
+            small_truth = cv2.resize(truth, (e, e), interpolation=cv2.INTER_AREA)
+            uncoded = shrink.apply(hr) if uncoded is None else uncoded
+            noise.append((psnr(cut[key], small_truth), psnr(warp(uncoded, o.matrix, e), small_truth)))
             rows["single"].append((scorer.enhance(cut[key], crop), crop, truth))
             for name, mats in smooth.items():
                 m = mats[key]
@@ -139,7 +143,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             x = registered_average(cut[key], [cut[t] for t in near])
             rows[f"average_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
     out = {name: scorer.score(r) for name, r in rows.items()}
-    out["lr_vs_truth_psnr"] = float(np.mean(noise))
+    out["lr_vs_truth_psnr"], out["uncoded_vs_truth_psnr"] = (float(v) for v in np.mean(noise, 0))
     out["observations"] = len(obs)
     return out
 
@@ -181,7 +185,8 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
         result["mean"][px] = {n: {"delta_psnr": float(np.mean([p[n]["delta_psnr"] for p in per])),
                                   "worst": float(np.min([p[n]["delta_psnr"] for p in per])),
                                   "id_cos": float(np.mean([p[n]["id_cos"] for p in per]))} for n in names}
-        result["mean"][px]["lr_vs_truth_psnr"] = float(np.mean([p["lr_vs_truth_psnr"] for p in per])) if per else None
+        for k in ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr"):
+            result["mean"][px][k] = float(np.mean([p[k] for p in per])) if per else None
         log(format_line("MEAN", px, result["mean"][px]))
     return result
 
@@ -191,4 +196,5 @@ def format_line(clip: str, px: str, r: dict) -> str:
     if r.get("lr_vs_truth_psnr") is None:
         return f"{clip:>8} {px:>3}px  no enhanced observations"
     parts = [f"{n} {v['delta_psnr']:+.2f} dB id {v['id_cos']:.3f}" for n, v in r.items() if isinstance(v, dict)]
-    return f"{clip:>8} {px:>3}px  input vs truth {r['lr_vs_truth_psnr']:.1f} dB | " + " | ".join(parts)
+    return (f"{clip:>8} {px:>3}px  input vs truth {r['lr_vs_truth_psnr']:.1f} dB (uncoded "
+            f"{r['uncoded_vs_truth_psnr']:.1f}) | " + " | ".join(parts))
