@@ -132,13 +132,12 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             rows["single"].append((scorer.enhance(cut[key], crop), crop, truth))
             for name, mats in smooth.items():
                 m = mats[key]
-                rows[name].append((scorer.enhance(warp(lr, m, e), bicubic_crop(lr, m)), bicubic_crop(lr, m),
-                                   shrink.truth(hr, m)))
-    tracks = {(o.track, o.frame) for o in obs}
+                m_crop = bicubic_crop(lr, m)
+                rows[name].append((scorer.enhance(warp(lr, m, e), m_crop), m_crop, shrink.truth(hr, m)))
     for k in windows:  # nearest observations of the same entry size, alternating after/before the target
         for o in (o for o in obs if (o.track, o.frame) in targets and o.truth is not None):
             key = (o.track, o.frame)
-            near = sorted((t for t in tracks if t[0] == o.track and t != key and cut[t].shape == cut[key].shape),
+            near = sorted((t for t in cut if t[0] == o.track and t != key and cut[t].shape == cut[key].shape),
                           key=lambda t: (abs(t[1] - o.frame), t[1] < o.frame))[:k - 1]
             x = registered_average(cut[key], [cut[t] for t in near])
             rows[f"average_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
