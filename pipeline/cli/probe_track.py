@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise InputError(f"--every must be 1 or more, got {args.every}")
     set_threads(args.threads)
-    windows = [int(w) for w in _numbers(args.windows, int, "--windows") if w > 1]
+    windows = [w for w in _numbers(args.windows, int, "--windows") if w > 1]
     sigmas = _numbers(args.sigmas, float, "--sigmas")
-    sizes = [int(s) for s in _numbers(args.face_px, int, "--face-px")] if args.face_px else None
+    sizes = _numbers(args.face_px, int, "--face-px") if args.face_px else None
     result = probe(Path(args.folder), Path(args.clips) if args.clips else None, windows, sigmas, args.every,
                    args.weights, args.models, sizes=sizes)
     if args.json:
