@@ -1,11 +1,14 @@
 """`probe-track`: how much a track's other frames hold that one frame does not, measured without training.
 
 Track fusion rests on the neighbours of an observation showing detail it lacks (sub-pixel shifts,
-independent noise). Before a network is asked to find that detail, two classical estimators look for it
-in an `eval-video` folder, through the same generator, finish and truth as eval-video:
+independent noise). Before a network is asked to find that detail, classical estimators look for it in
+an `eval-video` folder, through the same generator, finish and truth as eval-video:
 
-- registered average (burst photography's merge): the K−1 nearest observations of the track are
-  registered to the target's low-res input (ECC, affine, on 4× upsampled grey) and averaged with it;
+- registered average (burst photography's merge, which wins noise): the K−1 nearest observations of the
+  track are registered to the target's low-res input (ECC, affine, on 4× upsampled grey) and averaged with it;
+- back-projection (multi-frame super-resolution, which wins resolution): the camera pixels of the same K
+  frames, placed through their registrations, reconstruct the target's input grid by iterative
+  back-projection; with one frame it is the control, so what the other frames add is the difference;
 - smoothed geometry: each crop matrix averaged over the track (Gaussian in frames; past-only for live
   cameras), so one frame's landmark noise does not move its crop.
 
@@ -25,14 +28,16 @@ import numpy as np
 
 from .align import warp
 from .errors import InputError
+from .geometry import CROP, resize_matrix, source_span
 from .eval_video import Obs, psnr, read_run
 from .truth import bicubic_crop, plan_shrink, read_frames
 
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
+BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not detail)
 
 
-def register(moving: np.ndarray, target: np.ndarray) -> np.ndarray | None:
-    """`moving` (e×e BGR) warped onto `target` by an affine ECC fit, float32; None when ECC fails."""
+def fit(moving: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """Affine ECC fit (2×3) taking `target`'s pixel coordinates to `moving`'s (both e×e BGR); None when it fails."""
     grey = [cv2.resize(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), None, fx=UPSAMPLE, fy=UPSAMPLE,
                        interpolation=cv2.INTER_CUBIC).astype(np.float32) for x in (target, moving)]
     w = np.eye(2, 3, dtype=np.float32)
@@ -41,10 +46,75 @@ def register(moving: np.ndarray, target: np.ndarray) -> np.ndarray | None:
                                     (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5), None, 5)
     except cv2.error:
         return None
+    w = w.astype(np.float64)
     w[:, 2] /= UPSAMPLE
+    return w
+
+
+def register(moving: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """`moving` (e×e BGR) warped onto `target` by an affine ECC fit, float32; None when ECC fails."""
+    w = fit(moving, target)
+    if w is None:
+        return None
     e = target.shape[0]
     return cv2.warpAffine(moving.astype(np.float32), w, (e, e), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REFLECT)
+
+
+def camera_patch(frame: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The camera pixels under the crop of `m` (N,3 float64) and their centres' source coordinates (N,2)."""
+    inverse = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [CROP - 1, 0], [0, CROP - 1], [CROP - 1, CROP - 1]], np.float64)
+    corners = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, frame.shape[1::-1])
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    return frame[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64), coords
+
+
+def _splat(values: np.ndarray, at: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values (N,3) spread bilinearly onto a size×size grid at positions `at` (N,2): sums and weights."""
+    num, den = np.zeros((size, size, values.shape[1])), np.zeros((size, size))
+    base = np.floor(at).astype(int)
+    frac = at - base
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        w = np.abs(1 - dx - frac[:, 0]) * np.abs(1 - dy - frac[:, 1])
+        x, y = base[:, 0] + dx, base[:, 1] + dy
+        inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
+        np.add.at(den, (y[inside], x[inside]), w[inside])
+        np.add.at(num, (y[inside], x[inside]), w[inside, None] * values[inside])
+    return num, den
+
+
+def back_project(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], start: np.ndarray, spacing: float,
+                 iterations: int = BACK_PROJECTIONS) -> np.ndarray:
+    """Iterative back-projection (Irani & Peleg): the grid image whose simulated camera pixels match every
+    frame's, starting from `start` (size×size BGR).
+
+    `frames`: (pixels (N,3), source coordinates (N,2), 2×3 source → grid matrix) per frame. A camera pixel is
+    modelled as the grid image blurred to the camera's pixel footprint (`spacing` grid px, a box's standard
+    deviation) and sampled at its position."""
+    size = start.shape[0]
+    sigma = max(spacing / np.sqrt(12), 0.3)
+    x = start.astype(np.float64)
+    placed = [(pixels, coords @ m[:, :2].T + m[:, 2]) for pixels, coords, m in frames]
+    for _ in range(iterations):
+        seen = cv2.GaussianBlur(x, (0, 0), sigma).astype(np.float32)
+        num, den = np.zeros_like(x), np.zeros(x.shape[:2])
+        for pixels, at in placed:
+            simulated = cv2.remap(seen, at[:, :1].astype(np.float32), at[:, 1:].astype(np.float32),
+                                  cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).reshape(-1, 3)
+            n, d = _splat(pixels - simulated, at, size)
+            num, den = num + n, den + d
+        num, den = cv2.GaussianBlur(num, (0, 0), sigma), cv2.GaussianBlur(den, (0, 0), sigma)
+        x += np.where(den[..., None] > 1e-3, num / np.maximum(den, 1e-3)[..., None], 0.0)
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2×3 affine `a` after `b`."""
+    return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
 
 
 def registered_average(target: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
@@ -114,6 +184,8 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
     for o in obs:
         by_frame[o.frame].append(o)
     cut: dict[tuple[int, int], np.ndarray] = {}  # the pipeline's own low-res cut, for every observation
+    patch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # its camera pixels and their positions
+    matrix: dict[tuple[int, int], np.ndarray] = {}
     rows: dict[str, list] = defaultdict(list)
     noise = []
     targets = {(o.track, o.frame) for o in obs[::every]}
@@ -122,6 +194,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
         for o in by_frame.get(i, []):
             key, e = (o.track, o.frame), o.lr.shape[0]
             cut[key] = warp(lr, o.matrix, e)
+            patch[key], matrix[key] = camera_patch(lr, o.matrix), o.matrix
             if key not in targets:
                 continue
             crop, truth = bicubic_crop(lr, o.matrix), shrink.truth(hr, o.matrix)
@@ -134,13 +207,21 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
                 m = mats[key]
                 m_crop = bicubic_crop(lr, m)
                 rows[name].append((scorer.enhance(warp(lr, m, e), m_crop), m_crop, shrink.truth(hr, m)))
-    for k in windows:  # nearest observations of the same entry size, alternating after/before the target
-        for o in (o for o in obs if (o.track, o.frame) in targets and o.truth is not None):
-            key = (o.track, o.frame)
-            near = sorted((t for t in cut if t[0] == o.track and t != key and cut[t].shape == cut[key].shape),
-                          key=lambda t: (abs(t[1] - o.frame), t[1] < o.frame))[:k - 1]
-            x = registered_average(cut[key], [cut[t] for t in near])
+    for o in (o for o in obs if (o.track, o.frame) in targets and o.truth is not None):
+        key, e = (o.track, o.frame), cut[(o.track, o.frame)].shape[0]
+        # the nearest observations of the same entry size, alternating after/before the target
+        near = sorted((t for t in cut if t[0] == o.track and t != key and cut[t].shape == cut[key].shape),
+                      key=lambda t: (abs(t[1] - o.frame), t[1] < o.frame))[:max(windows, default=1) - 1]
+        for k in windows:
+            x = registered_average(cut[key], [cut[t] for t in near[:k - 1]])
             rows[f"average_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
+        fits = {t: fit(cut[t], cut[key]) for t in near}
+        fits[key] = np.eye(2, 3)
+        for k in (1, *windows):  # one frame is the control: the same reconstruction without the others
+            frames = [(*patch[t], _compose(cv2.invertAffineTransform(fits[t]), resize_matrix(matrix[t], e)))
+                      for t in [key, *near[:k - 1]] if fits[t] is not None]
+            x = back_project(frames, cut[key], e / source_span(o.matrix))
+            rows[f"back_project_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
     out = {name: scorer.score(r) for name, r in rows.items()}
     out["lr_vs_truth_psnr"], out["uncoded_vs_truth_psnr"] = (float(v) for v in np.mean(noise, 0))
     out["observations"] = len(obs)

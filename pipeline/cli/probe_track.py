@@ -22,7 +22,7 @@ def _numbers(text: str, kind, flag: str) -> list:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("probe-track", help="measure what registered averaging and smoothed alignment over a "
+    p = sub.add_parser("probe-track", help="measure what registered averaging, back-projection and smoothed crops over a "
                                            "track add, on an eval-video folder")
     p.add_argument("folder", help="the --out folder of an eval-video run (camera clips, runs, summary.json)")
     p.add_argument("--clips", default=None, help="folder of the high-resolution clips (default: the paths "
