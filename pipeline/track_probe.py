@@ -28,8 +28,8 @@ import numpy as np
 
 from .align import warp
 from .errors import InputError
-from .geometry import CROP, resize_matrix, source_span
 from .eval_video import Obs, psnr, read_run
+from .geometry import CROP, resize_matrix, source_span
 from .truth import bicubic_crop, plan_shrink, read_frames
 
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
@@ -143,20 +143,17 @@ class _Scorer:
     """Generator + the product's finish, scored against the truth (PSNR over bicubic, identity cosine)."""
 
     def __init__(self, weights: str | None, strength: float, identity) -> None:
+        from .enhance.backends import TorchCPU
         from .enhance.generator import load_generator
 
-        self.model, self.info = load_generator(weights or None)
+        model, self.info = load_generator(weights or None)
+        self.backend = TorchCPU(model)
         self.strength, self.identity = strength, identity
 
     def enhance(self, lr: np.ndarray, crop: np.ndarray) -> np.ndarray:
-        import torch
-
         from .enhance.anchor import finish
-        from .enhance.pixels import postprocess, preprocess
 
-        with torch.inference_mode():
-            out = postprocess(self.model(preprocess(torch.from_numpy(np.ascontiguousarray(lr[None]))))).numpy()[0]
-        return finish(out, lr, crop, self.strength)
+        return finish(self.backend.run(np.ascontiguousarray(lr[None]))[0], lr, crop, self.strength)
 
     def score(self, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
         """rows of (output, bicubic crop, truth) → mean ΔPSNR over bicubic and identity cosine of both."""
@@ -185,7 +182,6 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
         by_frame[o.frame].append(o)
     cut: dict[tuple[int, int], np.ndarray] = {}  # the pipeline's own low-res cut, for every observation
     patch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # its camera pixels and their positions
-    matrix: dict[tuple[int, int], np.ndarray] = {}
     rows: dict[str, list] = defaultdict(list)
     noise = []
     targets = {(o.track, o.frame) for o in obs[::every]}
@@ -194,7 +190,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
         for o in by_frame.get(i, []):
             key, e = (o.track, o.frame), o.lr.shape[0]
             cut[key] = warp(lr, o.matrix, e)
-            patch[key], matrix[key] = camera_patch(lr, o.matrix), o.matrix
+            patch[key] = camera_patch(lr, o.matrix)
             if key not in targets:
                 continue
             crop, truth = bicubic_crop(lr, o.matrix), shrink.truth(hr, o.matrix)
@@ -207,6 +203,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
                 m = mats[key]
                 m_crop = bicubic_crop(lr, m)
                 rows[name].append((scorer.enhance(warp(lr, m, e), m_crop), m_crop, shrink.truth(hr, m)))
+    by_key = {(o.track, o.frame): o for o in obs}
     for o in (o for o in obs if (o.track, o.frame) in targets and o.truth is not None):
         key, e = (o.track, o.frame), cut[(o.track, o.frame)].shape[0]
         # the nearest observations of the same entry size, alternating after/before the target
@@ -218,7 +215,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
         fits = {t: fit(cut[t], cut[key]) for t in near}
         fits[key] = np.eye(2, 3)
         for k in (1, *windows):  # one frame is the control: the same reconstruction without the others
-            frames = [(*patch[t], _compose(cv2.invertAffineTransform(fits[t]), resize_matrix(matrix[t], e)))
+            frames = [(*patch[t], _compose(cv2.invertAffineTransform(fits[t]), resize_matrix(by_key[t].matrix, e)))
                       for t in [key, *near[:k - 1]] if fits[t] is not None]
             x = back_project(frames, cut[key], e / source_span(o.matrix))
             rows[f"back_project_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
