@@ -68,9 +68,10 @@ def bench_loop(run: Callable[[np.ndarray], np.ndarray], entry: int, faces: int =
 
 def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BATCHES, entries=ENTRIES,
                     budget_s: float = 2.0, threads: int = 0, loop_faces: int = 16, fusion: int = 0,
-                    log: Callable[[str], None] = print) -> list[dict]:
+                    cpu_precisions: tuple[str, ...] = ("auto",), log: Callable[[str], None] = print) -> list[dict]:
     """Every available backend × entry × batch, plus a batch-1 loop per backend × entry. A track-fusion
-    weights file is measured on items of `fusion` observations (fused outputs per second).
+    weights file is measured on items of `fusion` observations (fused outputs per second). torch-cpu is
+    built once per `cpu_precisions` entry (rows "torch-cpu fp32", "torch-cpu bf16" when there are several).
 
     Backends are interleaved cell by cell (not one backend after the other), so a load change on a
     shared machine hits all of them alike; each row records the load average when it was measured.
@@ -92,27 +93,31 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
             log(f"skip {name}: {why}")
             rows.append({"backend": name, "skipped": why})
             continue
-        t = time.perf_counter()
-        built[name] = create(name, weights, model=model, threads=threads, weights_sha=digest,
-                             shapes=[s for s in item_shapes(tuple(entries), frames) if not frames or s[0] == frames],
-                             max_batch=max(batches))
-        log(f"{name}: ready in {time.perf_counter() - t:.1f}s")
+        for p in cpu_precisions if name == "torch-cpu" else ("auto",):
+            label = f"{name} {p}" if name == "torch-cpu" and len(cpu_precisions) > 1 else name
+            t = time.perf_counter()
+            built[label] = create(name, weights, model=model, threads=threads, weights_sha=digest,
+                                  shapes=[s for s in item_shapes(tuple(entries), frames) if not frames or s[0] == frames],
+                                  max_batch=max(batches), cpu_precision=p)
+            log(f"{label}: ready in {time.perf_counter() - t:.1f}s ({built[label].describe()['precision']})")
     for e in entries:
         loops = {}
         for name, be in built.items():
             loop = bench_loop(be.run, e, loop_faces, frames=frames)
             loops[name] = loop["faces_per_s"]
-            rows.append({"backend": name, "kind": "loop", "load_avg_1m": os.getloadavg()[0], **loop})
-            log(f"{name:<12} e{e:<3} batch-1 loop        {loop['faces_per_s']:>9.1f} faces/s")
+            rows.append({"backend": name, "kind": "loop", "precision": be.describe()["precision"],
+                         "load_avg_1m": os.getloadavg()[0], **loop})
+            log(f"{name:<16} e{e:<3} batch-1 loop        {loop['faces_per_s']:>9.1f} faces/s")
         for b in batches:
             for name, be in built.items():
                 cell = bench_cell(be.run, e, b, budget_s, frames=frames)
                 cell["speedup_vs_loop"] = round(cell["faces_per_s"] / loops[name], 2)
-                rows.append({"backend": name, "kind": "batch", "load_avg_1m": os.getloadavg()[0], **cell})
-                log(f"{name:<12} e{e:<3} batch {b:<5} {cell['faces_per_s']:>9.1f} faces/s  p50 {cell['p50_ms']:.1f} ms"
+                rows.append({"backend": name, "kind": "batch", "precision": be.describe()["precision"],
+                             "load_avg_1m": os.getloadavg()[0], **cell})
+                log(f"{name:<16} e{e:<3} batch {b:<5} {cell['faces_per_s']:>9.1f} faces/s  p50 {cell['p50_ms']:.1f} ms"
                     f"  p99 {cell['p99_ms']:.1f} ms  ({cell['runs']} runs)")
     order = {n: i for i, n in enumerate(backends)}
-    rows.sort(key=lambda r: (order.get(r["backend"], 99), r.get("entry", 0), r.get("kind") != "loop", r.get("batch", 0)))
+    rows.sort(key=lambda r: (order.get(r["backend"].split()[0], 99), r["backend"], r.get("entry", 0), r.get("kind") != "loop", r.get("batch", 0)))
     return rows
 
 

@@ -130,3 +130,13 @@ def session(model: str | Path, device: str | Device, threads: int = 0, tensorrt:
         return sess, Choice(used, f"device auto: {choice.names[0]} present but failed to start, on the CPU")
     why = choice.why + (f", {threads} CPU thread{'s' * (threads != 1)}" if threads and used[0] == CPU else "")
     return sess, Choice(used, why)
+
+
+def cpu_bf16() -> tuple[bool, str]:
+    """Whether this CPU multiplies bf16 natively (AMX or AVX512-BF16), and what it has: without either,
+    oneDNN emulates bf16 and it is slower than fp32."""
+    import torch
+
+    amx, avx = torch.cpu._is_amx_tile_supported(), torch.cpu._is_avx512_bf16_supported()
+    units = [n for n, ok in (("AMX", amx), ("AVX512-BF16", avx)) if ok]
+    return bool(units), ", ".join(units) or "no AMX or AVX512-BF16"

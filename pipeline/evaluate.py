@@ -104,15 +104,9 @@ def make_lr(crop: np.ndarray, entry: int, mode: str, seed: int, index: int) -> n
     return degrade(crop, entry, np.random.default_rng([seed, index]), DegradeConfig(p_clean=0.0))
 
 
-def enhance(model: torch.nn.Module, lrs_bgr: list[np.ndarray], batch: int = 32) -> list[np.ndarray]:
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(lrs_bgr), batch):
-            x = np.stack([lr[:, :, ::-1] for lr in lrs_bgr[i : i + batch]])
-            t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 127.5 - 1
-            y = ((model(t).clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-            out.extend(np.ascontiguousarray(im[:, :, ::-1]) for im in y)
-    return out
+def enhance(backend, lrs_bgr: list[np.ndarray], batch: int = 32) -> list[np.ndarray]:
+    """The generator's raw outputs (128 BGR) for low-res crops of one size, in batches, through `backend`."""
+    return [im for i in range(0, len(lrs_bgr), batch) for im in backend.run(np.stack(lrs_bgr[i : i + batch]))]
 
 
 def sample_sheet(rows: list[tuple[np.ndarray, ...]], path: Path) -> None:
@@ -144,6 +138,7 @@ def evaluate(
     from .config import DetectConfig, EnhanceConfig
     from .detect import Detector
     from .enhance.anchor import finish
+    from .enhance.backends import TorchCPU
     from .enhance.generator import load_generator
 
     if not faces_dir.is_dir():
@@ -154,6 +149,7 @@ def evaluate(
     if not photos:
         raise InputError(f"no images in {faces_dir}")
     model, meta = load_generator(weights)
+    backend = TorchCPU(model, precision=EnhanceConfig.cpu_precision)  # as the product runs it on this CPU
     # photos of single faces ~200 px across: a 320 input keeps them inside SCRFD's anchor range (as `prepare`)
     detector = Detector(DetectConfig(input_size=det_size), models_dir)
     ident = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
@@ -184,7 +180,7 @@ def evaluate(
     t0 = time.time()  # generator time: the baseline's resizes above are not part of it
     # what the pipeline outputs: anchored, blended with the camera's crop (here the LR still is the camera)
     strength = EnhanceConfig.strength if strength is None else strength
-    srs = [finish(s, lr, b, strength) for s, lr, b in zip(enhance(model, lrs), lrs, bics)]
+    srs = [finish(s, lr, b, strength) for s, lr, b in zip(enhance(backend, lrs), lrs, bics)]
     gen_s = time.time() - t0
     hr = np.stack(crops)
     scores: dict[str, dict[str, np.ndarray]] = {}
@@ -211,6 +207,7 @@ def evaluate(
         "weights": meta.get("path"),
         "weights_steps": meta.get("steps"),
         "generator_ms_per_face": 1000 * gen_s / len(names),
+        "generator": backend.describe(),
         "strength": strength,
         "bicubic": {k: float(np.mean(v)) for k, v in scores["bicubic"].items()},
         "model": {k: float(np.mean(v)) for k, v in scores["model"].items()},

@@ -78,7 +78,7 @@ def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | No
 
     dt = _dtype(dtype)
     if not cuda:
-        return TorchCPU(model, dtype=dt)
+        return TorchCPU(model, dtype=dt, precision="fp32")
     return TorchCUDA(model, dtype=dt, graphs=mode == "graphs", compile=mode == "compile", weights_sha=f"{sha}{dtype}",
                      cache_dir=cache)
 

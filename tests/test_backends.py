@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FACES, needs_shared
 from pipeline.config import EnhanceConfig
+from pipeline.devices import cpu_bf16
 from pipeline.enhance import backends as B
 from pipeline.enhance.export import cached_onnx, onnx_metadata, onnx_name
 from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
@@ -67,12 +69,34 @@ def test_pre_and_postprocess_are_inverse_and_keep_bgr():
 
 
 def test_torch_cpu_equals_the_reference_arithmetic(weights):
-    be = B.create("torch-cpu", weights)
+    be = B.create("torch-cpu", weights, cpu_precision="fp32")
+    assert be.describe()["precision"] == "float32"
     for e in ENTRIES:
         lr = crops(3, e, e)
         y = be.run(lr)
         assert y.shape == (3, 128, 128, 3) and y.dtype == np.uint8
         assert np.array_equal(y, reference(weights, lr))
+
+
+@needs_shared
+def test_torch_cpu_bf16_stays_within_a_few_levels_of_fp32_on_real_faces():
+    """bf16 convolutions on the fp32 bicubic base: the shipped generator's outputs on real faces move by a
+    level or two of 255, not more; `auto` takes bf16 exactly where the CPU multiplies it natively."""
+    import cv2
+
+    photos = sorted((FACES / "val").glob("*.jpg"))[:12]
+    faces = [cv2.resize(cv2.imread(str(p))[40:218 - 40], (128, 128), interpolation=cv2.INTER_AREA) for p in photos]
+    model, _ = load_generator(None)
+    fp32, bf16 = B.TorchCPU(model, precision="fp32"), B.TorchCPU(model, precision="bf16")
+    assert bf16.describe()["precision"] == "bf16 autocast" and fp32.describe()["precision"] == "float32"
+    assert B.TorchCPU(model, precision="auto").autocast == cpu_bf16()[0]
+    for e in ENTRIES:
+        lr = np.stack([cv2.resize(f, (e, e), interpolation=cv2.INTER_AREA) for f in faces])
+        a, b = fp32.run(lr).astype(float), bf16.run(lr).astype(float)
+        assert 0 < np.abs(a - b).mean() < 0.3 and np.abs(a - b).max() <= 6
+        assert 10 * np.log10(255**2 / ((a - b) ** 2).mean()) > 45
+    with pytest.raises(ValueError, match="precision"):
+        B.TorchCPU(model, precision="fp16")
 
 
 def test_run_rejects_bad_input(weights):
@@ -237,7 +261,7 @@ def test_enhancer_contract_for_the_runner(weights, cache):
     from pipeline.enhance.anchor import anchor
     from pipeline.enhance.stage import Enhancer
 
-    enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4))
+    enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4, cpu_precision="fp32"))
     try:
         faces = []
         for i, e in enumerate([16, 32, 16, 64, 16, 16, 16]):

@@ -20,6 +20,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fusion", type=int, default=8, help="observations per fused output, for a fusion weights file")
     p.add_argument("--budget", type=float, default=2.0, help="seconds per cell (at least one run; default 2)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch/onnxruntime (0 = default)")
+    p.add_argument("--cpu-precision", type=names, default=["auto"],
+                   help="torch-cpu precision(s): auto, fp32, bf16, comma-separated to compare (default auto)")
     p.add_argument("--clip", default="none", help="a clip for an end-to-end run of the pipeline (default: none)")
     p.add_argument("--e2e-backends", type=names, help="backends for the end-to-end run (default auto)")
     p.add_argument("--precision", action="store_true", help="also measure fp16/bf16 vs fp32 PSNR on val faces")
@@ -34,7 +36,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import FULL_BATCHES, bench_e2e, bench_generator, host, precision_check, table, write_json
-    from ..enhance.backends import BACKENDS, availability
+    from ..enhance.backends import BACKENDS, CPU_PRECISIONS, availability
     from ..enhance.stage import default_weights
     from ..errors import ConfigError
 
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [n for n in backends if n not in BACKENDS]
     if unknown:
         raise ConfigError(f"--backends: unknown {unknown} (known: {', '.join(BACKENDS)})")
+    if set(args.cpu_precision) - set(CPU_PRECISIONS):
+        raise ConfigError(f"--cpu-precision: {','.join(args.cpu_precision)} (known: {', '.join(CPU_PRECISIONS)})")
     if args.precision and not args.faces:
         raise ConfigError("--precision needs --faces FOLDER (face photos to measure on)")
     if args.clip != "none":  # fail now, not after minutes of generator timings
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                     "note": "wall-clock on a possibly shared machine; see host.load_avg"}
     print(f"weights {weights}; backends {', '.join(backends)}; batches {batches}; entries {args.entries}")
     result["generator"] = bench_generator(weights, backends, batches, args.entries, args.budget, args.threads,
-                                          fusion=args.fusion)
+                                          fusion=args.fusion, cpu_precisions=tuple(args.cpu_precision))
     print(table(result["generator"]))
     if args.precision:
         result["precision"] = precision_check(weights, args.faces, args.precision_limit, args.native_limit,
