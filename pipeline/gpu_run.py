@@ -7,9 +7,10 @@ faces) sized to fit beside the checkout; the run then, in this order, writes int
 
 1. the card and its two ceilings (a large bf16/fp16 matrix product, a device-to-device copy);
 2. the shipped generator on `torch-cuda`: every entry × batch × fp16/bf16/fp32 × eager+channels_last /
-   CUDA graphs / AOTInductor, uint8 faces in and out as the pipeline feeds it, the batch-1 loop as the
-   baseline, and the device-resident rate of the best cell as a fraction of the measured matmul peak;
-   the PFSR reference architecture (random weights) the same way; fp16/bf16 vs fp32 PSNR on the val faces;
+   CUDA graphs, and torch.compile under CUDA graphs (in a child process) at fp16 entry 16; uint8 faces in
+   and out as the pipeline feeds it, the batch-1 loop as the baseline, and the device-resident rate of the
+   best cell as a fraction of the measured matmul peak; the PFSR reference architecture (random weights)
+   the same way; fp16/bf16 vs fp32 PSNR on the val faces;
 3. a training burst of the current recipe from the shipped weights for the minutes left (weights + log),
    to be evaluated on the CPU afterwards (`run.py eval`, `eval-video`) and shipped only if better.
 
@@ -33,7 +34,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .geometry import ENTRIES
-from .gpu_bench import (BATCHES, DTYPES, MODES, Clock, bench_generator_grid, ceilings, device_rate, isolated_cells,
+from .gpu_bench import (BATCHES, COMPILED_MODES, DTYPES, MODES, Clock, bench_generator_grid, ceilings, device_rate, isolated_cells,
                         precision_on_gpu)
 
 CARRY_BYTES = 64 * 2**20  # what one device call carries: the checkout's tracked files plus `carry` paths
@@ -138,20 +139,20 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
     if bench:  # off in a rerun after a call that measured the grid: the burst gets the time
         grid = dict(entries=ENTRIES, batches=BATCHES, dtypes=DTYPES, modes=MODES, budget_s=0.3) if cuda else \
             dict(entries=(16,), batches=(1, 4), dtypes=("fp32",), modes=("eager",), budget_s=0.05)
-        inline = {**grid, "modes": tuple(m for m in grid["modes"] if m != "compile")}
+        inline = {**grid, "modes": tuple(m for m in grid["modes"] if m not in COMPILED_MODES)}
         res["generator"] = bench_generator_grid(model, meta.get("name", "generator"), cuda=cuda, clock=clock,
                                                 sha=sha256(weights), log=log, cache=out / "aot", **inline)
         save()
         # AOTInductor killed the whole job on its first real run (the process ended without a word after the
-        # package was written), so the compiled cell runs in a child: a crash there is a row, not the end.
+        # package was written), so a compiled cell runs in a child: a crash there is a row, not the end.
         # The dry run sends its eager cell through the same child so that CI exercises the path.
-        iso = "compile" if cuda and "compile" in grid["modes"] else ("eager" if not cuda else None)
+        iso = next((m for m in grid["modes"] if m in COMPILED_MODES), None) if cuda else "eager"
         if iso:
             res["generator"] += isolated_cells(weights, iso, cuda, clock, out, log, budget_s=grid["budget_s"],
                                                batches=grid["batches"])
             save()
         ref = PFSRReference().eval()
-        ref_grid = {**grid, "entries": (16,), "modes": tuple(m for m in grid["modes"] if m != "compile")}
+        ref_grid = {**grid, "entries": (16,), "modes": tuple(m for m in grid["modes"] if m not in COMPILED_MODES)}
         res["reference"] = bench_generator_grid(ref, "pfsr_ref", cuda=cuda, clock=clock, sha="ref", log=log,
                                                 cache=out / "aot", **ref_grid)
         save()

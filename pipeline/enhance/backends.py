@@ -106,21 +106,19 @@ def _threads(n: int) -> Iterator[None]:
 
 
 class TorchCUDA:
-    """fp16 (or bf16), channels_last, CUDA graphs per (entry, padded batch); pinned host buffers.
-
-    Large batches are split into chunks whose host→device copy runs on a side stream while the
-    previous chunk computes. With `compile=True` the model is instead AOTInductor-compiled once per
-    (weights, GPU, torch, entry) into the cache folder (*.pt2) and loaded from there on later runs.
-    Executed on an NVIDIA H200 (torch 2.11+cu130, `run.py gpu-run`, results/gpu/): eager and CUDA graphs
-    ran; AOTInductor compiled (81 s) but `aoti_load_package` ended the process with a segmentation fault
-    there, so nothing in the product turns `compile` on. The GPU tests skip without CUDA.
+    """fp16 (or bf16), channels_last, CUDA graphs per (entry, padded batch); pinned host buffers; large
+    batches in chunks whose host→device copy overlaps the previous chunk's compute. Executed on an H200
+    (README "On a GPU"). `compile=True`: AOTInductor, one package per (weights, GPU, torch, entry) in the cache
+    folder; compiled there in 81 s, then `aoti_load_package` segfaulted, so the product never turns it on.
+    `jit=True`: `torch.compile` in-process under the same CUDA graphs; not executed on a GPU yet.
     """
 
     name = "torch-cuda"
     BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
     def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float16, graphs: bool = True,
-                 compile: bool = False, weights_sha: str = "", cache_dir: str | Path | None = None) -> None:
+                 compile: bool = False, weights_sha: str = "", cache_dir: str | Path | None = None,
+                 jit: bool = False) -> None:
         ok, why = self.available()
         if not ok:
             raise BackendUnavailable(f"torch-cuda: {why}")
@@ -128,6 +126,7 @@ class TorchCUDA:
         self.dtype = dtype
         self.model = copy.deepcopy(model).eval().to(self.device, dtype).to(memory_format=torch.channels_last)
         self.graphs_on = graphs and not compile
+        self._fn = torch.compile(self.model) if jit and not compile else self.model  # batch dynamic from its 2nd size
         self.copy_stream = torch.cuda.Stream()
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._compiled: dict[tuple[int, ...], Callable] = {}
@@ -172,11 +171,11 @@ class TorchCUDA:
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(3):  # warm-up outside capture (cuDNN autotuning, allocator)
-                    self.model(static_in)
+                    self._fn(static_in)
             torch.cuda.current_stream().wait_stream(side)
             g = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g):
-                static_out = self.model(static_in)
+                static_out = self._fn(static_in)
             self._graphs[key] = (g, static_in, static_out)
         return self._graphs[key]
 
@@ -185,7 +184,7 @@ class TorchCUDA:
         if self._compile:
             return self._aot(shape)(x)
         if not self.graphs_on or n > self.BUCKETS[-1]:
-            return self.model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+            return self._fn(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
         bucket = next(b for b in self.BUCKETS if b >= n)
         g, static_in, static_out = self._graph(shape, bucket)
         static_in[:n].copy_(x)
@@ -217,7 +216,7 @@ class TorchCUDA:
     def describe(self) -> dict:
         return {"backend": self.name, "device": torch.cuda.get_device_name(0),
                 "precision": str(self.dtype).replace("torch.", ""), "cuda_graphs": self.graphs_on,
-                "aot_inductor": self._compile}
+                "aot_inductor": self._compile, "torch_compile": self._fn is not self.model}
 
 
 class OnnxRuntime:
