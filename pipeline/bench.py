@@ -117,7 +117,8 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
                 log(f"{name:<16} e{e:<3} batch {b:<5} {cell['faces_per_s']:>9.1f} faces/s  p50 {cell['p50_ms']:.1f} ms"
                     f"  p99 {cell['p99_ms']:.1f} ms  ({cell['runs']} runs)")
     order = {n: i for i, n in enumerate(backends)}
-    rows.sort(key=lambda r: (order.get(r["backend"].split()[0], 99), r["backend"], r.get("entry", 0), r.get("kind") != "loop", r.get("batch", 0)))
+    rows.sort(key=lambda r: (order.get(r["backend"].split()[0], 99), r["backend"], r.get("entry", 0),
+                             r.get("kind") != "loop", r.get("batch", 0)))
     return rows
 
 

@@ -27,6 +27,7 @@ from .models import CONFIGS
 
 DEFAULT_CONFIG = CONFIGS / "default.yaml"
 T = TypeVar("T")
+CpuPrecision = Literal["auto", "fp32", "bf16"]  # torch-cpu's arithmetic (enhance.backends.TorchCPU)
 
 
 def _range(lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
@@ -102,7 +103,7 @@ class EnhanceConfig:
     strength: float = _range(0.0, 1.0, default=0.6)
     threads: int = _range(0, 256, default=0)  # torch/ONNX Runtime threads on CPU (0 = their choice)
     # torch-cpu: bf16 convolutions (fp32 bicubic base) where the CPU has AMX/AVX512-BF16, else fp32 (backends.TorchCPU)
-    cpu_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    cpu_precision: CpuPrecision = "auto"
     device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
     fusion: int = _range(0, 16, default=0)  # track fusion: fuse up to this many observations per output (0 = single frame)
     fusion_window: Literal["auto", "centred", "past"] = "auto"  # auto: centred on the face for files, past only for live

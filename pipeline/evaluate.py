@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -23,6 +24,9 @@ from .align import warp
 from .errors import InputError
 from .geometry import ARCFACE_112, CROP, TEMPLATE, similarity
 from .models import find_model
+
+if TYPE_CHECKING:
+    from .enhance.backends import Backend
 
 METRICS = ("psnr", "ssim", "msssim", "id_cos", "lm_nme")
 LABELS = {"psnr": "PSNR dB", "ssim": "SSIM", "msssim": "MS-SSIM", "id_cos": "ID cos", "lm_nme": "LM NME"}
@@ -104,7 +108,7 @@ def make_lr(crop: np.ndarray, entry: int, mode: str, seed: int, index: int) -> n
     return degrade(crop, entry, np.random.default_rng([seed, index]), DegradeConfig(p_clean=0.0))
 
 
-def enhance(backend, lrs_bgr: list[np.ndarray], batch: int = 32) -> list[np.ndarray]:
+def enhance(backend: Backend, lrs_bgr: list[np.ndarray], batch: int = 32) -> list[np.ndarray]:
     """The generator's raw outputs (128 BGR) for low-res crops of one size, in batches, through `backend`."""
     return [im for i in range(0, len(lrs_bgr), batch) for im in backend.run(np.stack(lrs_bgr[i : i + batch]))]
 

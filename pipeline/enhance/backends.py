@@ -15,11 +15,12 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, runtime_checkable
+from typing import Callable, Iterator, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import torch
 
+from ..config import CpuPrecision
 from ..devices import GPU_PROVIDERS, TENSORRT, Device, cpu_bf16
 from ..errors import EnhanceError
 from ..models import cache_dir as default_cache
@@ -50,7 +51,7 @@ class Backend(Protocol):
 # ------------------------------------------------------------------ backends
 
 
-CPU_PRECISIONS = ("auto", "fp32", "bf16")
+CPU_PRECISIONS: tuple[str, ...] = get_args(CpuPrecision)
 
 
 class TorchCPU:
@@ -58,7 +59,7 @@ class TorchCPU:
 
     `precision` bf16 runs the convolutions in bf16 under autocast while the bicubic base each head adds its
     residual to, and the sum, stay fp32; `auto` takes bf16 where the CPU multiplies bf16 natively. On this
-    project's 2-core Xeon (AMX) that is 3–4× the fp32 rate and moves the held-out outputs by ~0.001 dB
+    project's 2-core Xeon (AMX) that is about 3× the fp32 rate and moves the held-out outputs by ~0.001 dB
     (README, "CPU precision"). `dtype` casts the whole model instead, for the precision grid of `gpu_bench`.
     """
 
