@@ -87,6 +87,7 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
     digest = sha256(weights)
     rows: list[dict] = []
     built = {}
+    shapes = [s for s in item_shapes(tuple(entries), frames) if not frames or s[0] == frames]
     for name in backends:
         ok, why = found.get(name, (False, "unknown backend"))
         if not ok:
@@ -96,8 +97,7 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
         for p in cpu_precisions if name == "torch-cpu" else ("auto",):
             label = f"{name} {p}" if name == "torch-cpu" and len(cpu_precisions) > 1 else name
             t = time.perf_counter()
-            built[label] = create(name, weights, model=model, threads=threads, weights_sha=digest,
-                                  shapes=[s for s in item_shapes(tuple(entries), frames) if not frames or s[0] == frames],
+            built[label] = create(name, weights, model=model, threads=threads, weights_sha=digest, shapes=shapes,
                                   max_batch=max(batches), cpu_precision=p)
             log(f"{label}: ready in {time.perf_counter() - t:.1f}s ({built[label].describe()['precision']})")
     for e in entries:
