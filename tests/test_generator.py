@@ -70,6 +70,36 @@ def test_entries_use_distinct_stages(model):
         assert not torch.equal(m(x16), a16)
 
 
+def test_path64_is_the_64_px_entry_s_own(tmp_path: Path):
+    # the 64 px entry's own path: changing it leaves the 16/32 px entries bit for bit; its context reads the 32 px stage
+    torch.manual_seed(0)
+    m = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1), path64=[20, 2]).eval()
+    for p in m.parameters():  # trained-looking weights (the context starts at zero)
+        p.data.add_(torch.randn_like(p) * 0.05)
+    xs = {e: torch.rand(2, 3, e, e) * 2 - 1 for e in (16, 32, 64)}
+    with torch.no_grad():
+        before = {e: m(x) for e, x in xs.items()}
+        for p in m.path64.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+        assert torch.equal(m(xs[16]), before[16]) and torch.equal(m(xs[32]), before[32])
+        assert not torch.allclose(m(xs[64]), before[64], atol=1e-3)
+        after = m(xs[64])
+        for p in m.stages[1].parameters():  # the 32 px stage is the 64 px entry's context
+            p.add_(torch.randn_like(p) * 0.01)
+        with_context = m(xs[64])
+        assert not torch.allclose(with_context, after, atol=1e-4)
+        for p in m.stages[2].parameters():  # ... and the shared 64 px stage is no longer on its way
+            p.add_(torch.randn_like(p) * 0.01)
+        assert torch.equal(m(xs[64]), with_context)
+    loaded, meta = load_generator(save_generator(m, tmp_path / "p64.safetensors"))
+    assert meta["arch"]["path64"] == [20, 2] and loaded.num_params() == m.num_params()
+    with torch.no_grad():
+        assert (loaded(xs[64]) - with_context).abs().max() < 5e-3
+    assert m.flops(64) > ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1)).flops(64)
+    with pytest.raises(ValueError):
+        ProgressiveGenerator(path64=[20])
+
+
 def test_safetensors_roundtrip_fp16_no_pickle(model, tmp_path: Path):
     path = save_generator(model, tmp_path / "g.safetensors", {"steps": 123, "trained_on": "test"})
     raw = path.read_bytes()

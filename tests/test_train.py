@@ -158,6 +158,39 @@ def test_warm_start_grows_without_changing_the_function(tmp_path: Path):
         grow_into(ProgressiveGenerator((16, 24, 16, 8), (2, 1, 1, 1)), small.state_dict())
 
 
+def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: Path, tmp_path: Path):
+    from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+    from pipeline.errors import ConfigError
+    from pipeline.train.trainer import Trainer
+
+    torch.manual_seed(2)
+    small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1))
+    for p in small.parameters():  # trained-looking weights
+        p.data.add_(torch.randn_like(p) * 0.05)
+    init = save_generator(small, tmp_path / "small.safetensors")
+    small, _ = load_generator(init)
+    model = {"channels": [32, 24, 16, 8], "blocks": [2, 1, 1, 1], "path64": [24, 2]}
+    freeze = ["from_rgb.16", "from_rgb.32", "stages", "refine", "to_rgb"]
+    cfg = _cfg(prepared, tmp_path / "run", init=str(init), model=model, freeze=freeze, entries=[64],
+               entry_weights=[1.0], steps=6, grow={"to64": 0, "to128": 0, "fade": 1}, val_every=3)  # fmt: skip
+    t = Trainer(cfg, log=lambda m: None)
+    xs = {e: torch.rand(2, 3, e, e) * 2 - 1 for e in (16, 32, 64)}
+    with torch.no_grad():
+        for e, x in xs.items():  # grown from the shared stage: the same function at every entry
+            assert torch.allclose(t.G.eval()(x), small(x), atol=1e-6), e
+    frozen = {n: p.detach().clone() for n, p in t.G.named_parameters() if n.startswith(tuple(freeze))}
+    res = t.fit()
+    assert res["step"] == 6 and all(np.isfinite(res["history"]))
+    assert [n for n, p in t.G.named_parameters() if n in frozen and not torch.equal(p, frozen[n])] == []
+    g, meta = load_generator(res["export"])
+    assert meta["arch"]["path64"] == [24, 2]
+    with torch.no_grad():
+        assert torch.equal(g(xs[16]), small(xs[16])) and torch.equal(g(xs[32]), small(xs[32]))
+        assert not torch.allclose(g(xs[64]), small(xs[64]), atol=1e-4)
+    with pytest.raises(ConfigError, match="freeze"):
+        Trainer(_cfg(prepared, tmp_path / "r", freeze=["nothing.like.this"]), log=lambda m: None)
+
+
 def test_fine_tune_from_weights_in_bf16(prepared: Path, tmp_path: Path):
     from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
     from pipeline.train.trainer import Trainer

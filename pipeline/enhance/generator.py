@@ -63,22 +63,57 @@ class Stage(nn.Module):
         return F.leaky_relu(self.shuffle(self.up(self.blocks(x))), 0.2)
 
 
+class Path64(nn.Module):
+    """The 64 px entry's own way to 128 px, used when the generator is built with `path64`.
+
+    A face that enters at 64 px (one about 30 px tall in the camera) otherwise meets only the 64 px stage:
+    a few 3×3 blocks that see about a quarter of the face, where a 16 or 32 px entry's face passes six to
+    fourteen blocks that see all of it. Here the same face, shrunk to 32 px, also goes through the 32 px
+    stage, and its 64 px features come in through `context` (zero at the start, so the path starts as the
+    shared stage it was copied from). Its own stage, refine and head leave the 16/32 px entries untouched.
+    """
+
+    def __init__(self, c_trunk: int, c: int, c128: int, blocks: int, refine_blocks: int) -> None:
+        super().__init__()
+        self.context = nn.Conv2d(c_trunk, c, 1)
+        nn.init.zeros_(self.context.weight)
+        nn.init.zeros_(self.context.bias)
+        self.stage = Stage(c, c128, blocks)
+        self.refine = nn.Sequential(*[ResBlock(c128) for _ in range(refine_blocks)])
+        self.to_rgb = nn.Conv2d(c128, 3, 3, padding=1)
+        nn.init.normal_(self.to_rgb.weight, std=1e-3)
+        nn.init.zeros_(self.to_rgb.bias)
+
+
 class ProgressiveGenerator(nn.Module):
-    """Multi-entry progressive generator: (B,3,e,e), e in {16,32,64}, RGB [-1,1] → (B,3,128,128)."""
+    """Multi-entry progressive generator: (B,3,e,e), e in {16,32,64}, RGB [-1,1] → (B,3,128,128).
+
+    `path64` = [channels, blocks] gives the 64 px entry its own stage with context from the 32 px stage
+    (`Path64`); None or empty: every entry shares the 64 px stage, as pfsr_v2 … pfsr_v7 do.
+    """
 
     def __init__(
         self,
         channels: tuple[int, ...] | list[int] = (128, 64, 32, 16),
         blocks: tuple[int, ...] | list[int] = (8, 6, 2, 1),
+        path64: tuple[int, int] | list[int] | None = None,
     ) -> None:
         super().__init__()
         channels, blocks = [int(c) for c in channels], [int(b) for b in blocks]
         if len(channels) != 4 or len(blocks) != 4:
             raise ValueError("channels and blocks need 4 values: at 16, 32, 64 and 128 px")
-        self.config = {"channels": channels, "blocks": blocks}
+        if path64 and len(path64) != 2:
+            raise ValueError("path64 needs 2 values: the 64 px entry's channels and blocks")
+        self.config: dict[str, Any] = {"channels": channels, "blocks": blocks}
         c16, c32, c64, c128 = channels
+        self.path64: Path64 | None = None
+        c_in64 = c64
+        if path64:
+            self.config["path64"] = [int(v) for v in path64]
+            c_in64 = int(path64[0])
+            self.path64 = Path64(c64, c_in64, c128, int(path64[1]), blocks[3])
         self.from_rgb = nn.ModuleDict({"16": nn.Conv2d(3, c16, 3, padding=1), "32": nn.Conv2d(3, c32, 3, padding=1),
-                                       "64": nn.Conv2d(3, c64, 3, padding=1)})  # fmt: skip
+                                       "64": nn.Conv2d(3, c_in64, 3, padding=1)})  # fmt: skip
         self.stages = nn.ModuleList([Stage(c16, c32, blocks[0]), Stage(c32, c64, blocks[1]), Stage(c64, c128, blocks[2])])
         self.refine = nn.Sequential(*[ResBlock(c128) for _ in range(blocks[3])])
         self.to_rgb = nn.ModuleDict({"32": nn.Conv2d(c32, 3, 3, padding=1), "64": nn.Conv2d(c64, 3, 3, padding=1),
@@ -105,13 +140,21 @@ class ProgressiveGenerator(nn.Module):
         e = x.shape[-1]
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] != e or e not in ENTRIES:
             raise ValueError(f"expected (B,3,e,e) with e in {ENTRIES}, got {tuple(x.shape)}")
-        return F.leaky_relu(self.from_rgb[str(e)](x), 0.2)
+        feat = F.leaky_relu(self.from_rgb[str(e)](x), 0.2)
+        if e == 64 and self.path64 is not None:  # the 32 px stage's view of the whole face, as context
+            small = F.leaky_relu(self.from_rgb["32"](F.avg_pool2d(x, 2)), 0.2)
+            feat = feat + self.path64.context(self.stages[1](small))
+        return feat
 
     def decode(self, feat: torch.Tensor, x: torch.Tensor, out_size: int = CROP, alpha: float = 1.0) -> torch.Tensor:
         """Entry features + the low-res face they came from (for the bicubic residual) → the face at out_size."""
         e = x.shape[-1]
         if out_size not in (32, 64, 128) or out_size <= e:
             raise ValueError(f"out_size must be 32, 64 or 128 and larger than the entry {e}, got {out_size}")
+        if e == 64 and self.path64 is not None:  # out_size is 128, and there is no earlier image to fade from
+            p = self.path64
+            img = self._up(x, CROP) + p.to_rgb(p.refine(p.stage(feat)))
+            return img.clamp(-1.0, 1.0) if not self.training else img
         prev_img = None
         res = e
         while res < out_size:

@@ -23,6 +23,7 @@ class ModelConfig:
 
     channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
     blocks: list[int] = field(default_factory=lambda: [8, 6, 2, 1])
+    path64: list[int] = field(default_factory=list)  # [channels, blocks]: the 64 px entry's own stage (`Path64`); empty: shared
 
 
 @dataclass
@@ -64,6 +65,7 @@ class TrainConfig:
     fusion_hidden: int = _range(4, 256, default=32)  # width of the fusion's registration heads
     p_centred: float = _range(0.0, 1.0, default=0.5)  # fusion: share of centred windows (files) vs past-only (live)
     anchor: bool = False  # losses and val on the colour-anchored output (`enhance.anchor`), as the pipeline ships it
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept as `init` gave them (e.g. "stages.0")
     init: str = ""  # generator .safetensors to start from (may be narrower/shallower: grown function-preservingly)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast; weights, optimizer and losses stay fp32
     steps: int = _range(0, None, default=6000)

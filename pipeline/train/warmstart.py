@@ -5,7 +5,9 @@ generator's weights into a larger one so the larger one starts as exactly the sm
 
 - wider layers: old weights go in the leading slice; weights that *read* new channels are zero, so the new
   channels carry values that nothing uses yet (gradients then bring them in);
-- deeper stages: added residual blocks get a zero second convolution, so each starts as the identity.
+- deeper stages: added residual blocks get a zero second convolution, so each starts as the identity;
+- a 64 px entry path of its own (`Path64`) starts as a copy of the shared 64 px stage, refine and head it
+  replaces, with its context from the 32 px stage at zero.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ def grow_into(big: ProgressiveGenerator, small_state: dict[str, torch.Tensor]) -
     Everything is checked before anything is written, so a mismatch leaves `big` untouched.
     """
     state = big.state_dict()  # shares storage with big's parameters: writing here writes the model
+    if big.path64 is not None and not any(k.startswith("path64.") for k in small_state):
+        small_state = {**small_state, **_shared_as_path64(small_state)}
     missing = sorted(set(small_state) - set(state))
     if missing:
         raise ValueError(f"weights have layers the model lacks: {missing[:3]}")
@@ -44,3 +48,9 @@ def grow_into(big: ProgressiveGenerator, small_state: dict[str, torch.Tensor]) -
                 new[tuple(slice(0, n) for n in old.shape)] = old
                 grown.append(name)
     return grown
+
+
+def _shared_as_path64(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The shared stage's weights under the names of the 64 px entry's own path that starts as it."""
+    renames = {"stages.2.": "path64.stage.", "refine.": "path64.refine.", "to_rgb.128.": "path64.to_rgb."}
+    return {new + k[len(old):]: v for k, v in state.items() for old, new in renames.items() if k.startswith(old)}
