@@ -51,7 +51,7 @@ def fusion_weights(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     base = load_generator(None)[0]
-    g = FusionGenerator(base.config["channels"], base.config["blocks"])
+    g = FusionGenerator(base.config["channels"], base.config["blocks"], path64=base.config.get("path64"))
     g.base.load_state_dict(base.state_dict())
     for p in g.register.parameters():  # make the registration heads do something, so fusion is visible
         p.data.add_(torch.randn_like(p) * 0.01)
@@ -66,16 +66,33 @@ def test_packed_items_run_on_torch_and_onnxruntime_alike(fusion_weights: Path, t
     frames = rng.integers(0, 255, (3, 6, 32, 32, 3), dtype=np.uint8)
     items = np.stack([pack(f[0], list(f[1 : 1 + n]), 8) for f, n in zip(frames, (5, 2, 7))])
     assert items.shape == (3, 8, 32, 32, 4) and (items[1, 3:, ..., 3] == 0).all()
-    cpu = TorchCPU(model).run(items)
+    cpu = TorchCPU(model, precision="fp32").run(items)  # the exported graph is fp32: compare like with like
     ort = OnnxRuntime(fusion_weights, model, cache_dir=tmp_path, shapes=[(8, 32, 32, 4)]).run(items)
     assert cpu.shape == (3, 128, 128, 3)
     assert np.abs(cpu.astype(int) - ort.astype(int)).max() <= 1  # one exported graph, a dynamic batch axis
+    bf16 = TorchCPU(model, precision="bf16").run(items).astype(int)  # the default on a CPU with native bf16
+    assert np.abs(bf16 - cpu.astype(int)).max() <= 4 and np.abs(bf16 - cpu.astype(int)).mean() < 0.5
     # one observation alone runs the single-frame trunk (K = 1 calls it directly); the packed input's memory
     # layout may pick other convolution kernels, so a rare pixel rounds the other way
     alone = TorchCPU(model).run(pack(frames[0, 0], [], 8)[None]).astype(int)
     single = TorchCPU(model.fusion.base).run(frames[0, :1]).astype(int)
     assert np.abs(alone - single).max() <= 1 and (alone != single).mean() < 1e-3
     assert item_shapes((32,), 8) == [(1, 32, 32, 4), (8, 32, 32, 4)]
+
+
+def test_fusion_registers_the_64_px_entry_path_s_own_features(tmp_path: Path):
+    from pipeline.enhance.fusion import load_fusion
+
+    torch.manual_seed(0)
+    g = FusionGenerator((32, 24, 16, 8), (2, 1, 1, 1), hidden=8, path64=[20, 2]).eval()
+    assert g.register["64"].net[0].in_channels == 2 * 20  # target + neighbour, at the path's own width
+    x = torch.rand(2, 3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert g(x).shape == (2, 3, 128, 128)
+        assert torch.equal(g(x[:, :1]), g.base(x[:, 0]))  # one observation: the single-frame path
+        loaded, meta = load_fusion(save_fusion(g, tmp_path / "f64.safetensors"))
+        assert meta["arch"]["path64"] == [20, 2]
+        assert (loaded(x) - g(x)).abs().max() < 5e-3  # fp16 storage only
 
 
 @needs_shared

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise InputError(f"checkpoint not found: {args.checkpoint}") from None
     cfg = saved_train_config(json.loads(state["config"]))
-    g = (FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden) if cfg.fusion
+    g = (FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden, path64=cfg.model.path64) if cfg.fusion
          else ProgressiveGenerator(**dataclasses.asdict(cfg.model)))
     g.load_state_dict(state["G_ema"])
     meta = {

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..geometry import CROP, ENTRIES
 from ..models import ENGINES
 
-NAME = "pfsr_v7"  # pfsr_v5 widened at 64 px and trained on for fidelity (engines/MODEL_CARD.md); v5, v3, v2 its parents
+NAME = "pfsr_v10"  # pfsr_v7 with a 64 px entry path of its own (engines/MODEL_CARD.md); v7, v5, v3, v2 its parents
 DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
@@ -134,6 +134,11 @@ class ProgressiveGenerator(nn.Module):
         alpha < 1 fades the last stage in: alpha·(new stage image) + (1−alpha)·(previous image, upsampled).
         """
         return self.decode(self.encode(x), x, out_size, alpha)
+
+    def entry_channels(self) -> dict[int, int]:
+        """Channels of `encode`'s features per entry (track fusion registers and weighs these)."""
+        c16, c32, c64, _ = self.config["channels"]
+        return {16: c16, 32: c32, 64: self.from_rgb["64"].out_channels}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The entry's features of a low-res face (B,3,e,e) → (B,C_e,e,e); track fusion combines these."""

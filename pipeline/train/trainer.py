@@ -80,7 +80,7 @@ class Trainer:
         except InputError:
             self.val_set = None
         self.G: ProgressiveGenerator | FusionGenerator = (
-            FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden) if cfg.fusion
+            FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden, path64=cfg.model.path64) if cfg.fusion
             else ProgressiveGenerator(**dataclasses.asdict(cfg.model)))
         if cfg.init:
             self._init_from(cfg.init)
