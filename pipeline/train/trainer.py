@@ -116,7 +116,7 @@ class Trainer:
         """G's parameters less those under `freeze`: a new part learns while what `init` gave stays exact."""
         if not self.cfg.freeze:
             return list(self.G.parameters())
-        frozen = [n for n, _ in self.G.named_parameters() if n.startswith(tuple(self.cfg.freeze))]
+        frozen = {n for n, _ in self.G.named_parameters() if n.startswith(tuple(self.cfg.freeze))}
         if not frozen:
             raise ConfigError(f"freeze: no generator parameter starts with any of {self.cfg.freeze}")
         for n, p in self.G.named_parameters():
@@ -241,7 +241,8 @@ class Trainer:
         with torch.no_grad():
             d = c.ema if step > 200 else 0.0  # EMA warms up after the first steps
             for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+                if p.requires_grad:  # a frozen parameter stays exactly as `init` gave it, not within rounding
+                    pe.mul_(d).add_(p.detach(), alpha=1 - d)
             for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 be.copy_(b)
         self.step += 1
