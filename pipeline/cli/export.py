@@ -14,23 +14,22 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
 
     import torch
 
     from ..enhance.fusion import FusionGenerator, save_fusion
-    from ..enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, save_generator
+    from ..enhance.generator import DEFAULT_WEIGHTS, save_generator
     from ..errors import InputError
     from ..train.config import saved_train_config
+    from ..train.trainer import build_generator
 
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"checkpoint not found: {args.checkpoint}") from None
     cfg = saved_train_config(json.loads(state["config"]))
-    g = (FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden, path64=cfg.model.path64) if cfg.fusion
-         else ProgressiveGenerator(**dataclasses.asdict(cfg.model)))
+    g = build_generator(cfg)
     g.load_state_dict(state["G_ema"])
     meta = {
         "name": args.name or cfg.name,

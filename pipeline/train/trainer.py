@@ -29,6 +29,12 @@ from .degrade import clean
 from .discriminator import ProgressiveDiscriminator
 from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ssim_loss
 
+def build_generator(cfg: TrainConfig) -> ProgressiveGenerator | FusionGenerator:
+    """The network a training config describes, at its initial weights (training and `export` both build it)."""
+    arch = dataclasses.asdict(cfg.model)
+    return FusionGenerator(**arch, hidden=cfg.fusion_hidden) if cfg.fusion else ProgressiveGenerator(**arch)
+
+
 def out_size_at(step: int, grow: GrowConfig) -> tuple[int, float]:
     """(output size, fade-in alpha) of the progressive schedule at a step."""
     if step >= grow.to128:
@@ -79,9 +85,7 @@ class Trainer:
             self.val_set: FaceSet | None = FaceSet(cfg.data, "val", limit=cfg.val_faces)
         except InputError:
             self.val_set = None
-        self.G: ProgressiveGenerator | FusionGenerator = (
-            FusionGenerator(cfg.model.channels, cfg.model.blocks, cfg.fusion_hidden, path64=cfg.model.path64) if cfg.fusion
-            else ProgressiveGenerator(**dataclasses.asdict(cfg.model)))
+        self.G = build_generator(cfg)
         if cfg.init:
             self._init_from(cfg.init)
         self.G = self.G.to(self.device)
