@@ -137,8 +137,7 @@ class ProgressiveGenerator(nn.Module):
 
     def entry_channels(self) -> dict[int, int]:
         """Channels of `encode`'s features per entry (track fusion registers and weighs these)."""
-        c16, c32, c64, _ = self.config["channels"]
-        return {16: c16, 32: c32, 64: self.from_rgb["64"].out_channels}
+        return {e: self.from_rgb[str(e)].out_channels for e in ENTRIES}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The entry's features of a low-res face (B,3,e,e) → (B,C_e,e,e); track fusion combines these."""
@@ -159,7 +158,13 @@ class ProgressiveGenerator(nn.Module):
         if e == 64 and self.path64 is not None:  # out_size is 128, and there is no earlier image to fade from
             p = self.path64
             img = self._up(x, CROP) + p.to_rgb(p.refine(p.stage(feat)))
-            return img.clamp(-1.0, 1.0) if not self.training else img
+        else:
+            img = self._through_stages(feat, x, out_size, alpha)
+        return img.clamp(-1.0, 1.0) if not self.training else img
+
+    def _through_stages(self, feat: torch.Tensor, x: torch.Tensor, out_size: int, alpha: float) -> torch.Tensor:
+        """The shared stages from the entry's resolution up to out_size, fading the last one in by alpha."""
+        e = x.shape[-1]
         prev_img = None
         res = e
         while res < out_size:
@@ -173,7 +178,7 @@ class ProgressiveGenerator(nn.Module):
         img = self._up(x, res) + self.to_rgb[str(res)](feat)
         if prev_img is not None:
             img = alpha * img + (1.0 - alpha) * self._up(prev_img, res)
-        return img.clamp(-1.0, 1.0) if not self.training else img
+        return img
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
