@@ -2,9 +2,10 @@
 batch-1 loop beside it, the device-resident rate of the best cell against the measured matmul peak, and
 fp16/bf16 against fp32 on real faces. On the CPU (the dry run) the same code runs a tiny grid on torch-cpu.
 
-Executed on an NVIDIA H200 on 2026-11-26 (README "On a GPU", engines/results/gpu/). AOTInductor's package
-crashed the process on load there, so a compiled mode runs in a spawned child (`isolated_cells`); the next
-GPU run measures `torch.compile` (mode `jit`) that way instead.
+Executed on an NVIDIA H200 on 2026-11-26 and 2026-11-27 (README "On a GPU", engines/results/gpu/).
+AOTInductor's package crashed the process on load there, so a compiled mode runs in a spawned child
+(`isolated_cells`); the second run measured `torch.compile` (mode `jit`) that way. `tuning` (`--tune`) came
+from what that run showed: the compiled network is the fast one, and the host path was the next limit.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | No
     dt = _dtype(dtype)
     if not cuda:
         return TorchCPU(model, dtype=dt, precision="fp32")
-    return TorchCUDA(model, dtype=dt, graphs=mode in ("graphs", "jit"), compile=mode == "compile", jit=mode == "jit",
+    return TorchCUDA(model, dtype=dt, graphs=mode in ("graphs", "jit"), compile=mode == "compile",
+                     jit="default" if mode == "jit" else None,
                      weights_sha=f"{sha}{dtype}", cache_dir=cache)
 
 
@@ -171,8 +173,10 @@ def isolated_cells(weights: Path, mode: str, cuda: bool, clock: Clock, out: Path
     return [{"model": "generator", "dtype": COMPILED[0], "mode": mode, "entry": COMPILED[1], "failed": why}]
 
 
-def device_rate(model, entry: int, batch: int, dtype: str) -> dict:
-    """Faces/s of the model alone on device-resident input (CUDA graph replays), and its FLOP rate."""
+def device_rate(model, entry: int, batch: int, dtype: str, autotune: bool = False,
+                compile_mode: str | None = None) -> dict:
+    """Faces/s of the model alone on device-resident input (CUDA graph replays), and its FLOP rate.
+    `autotune`: cuDNN benchmarks its algorithms per shape; `compile_mode`: torch.compile's mode, under the graph."""
     import copy
 
     import torch
@@ -180,20 +184,117 @@ def device_rate(model, entry: int, batch: int, dtype: str) -> dict:
     flops = model.flops(entry)  # on the CPU copy, before it moves
     dt = _dtype(dtype)
     m = copy.deepcopy(model).eval().to("cuda", dt).to(memory_format=torch.channels_last)
+    fn = torch.compile(m, mode=compile_mode, dynamic=False) if compile_mode else m
     x = (torch.rand(batch, 3, entry, entry, device="cuda", dtype=dt) * 2 - 1).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
+    t = time.perf_counter()
+    with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=autotune):
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
             for _ in range(3):
-                m(x)
+                fn(x)
         torch.cuda.current_stream().wait_stream(s)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            m(x)
+            fn(x)
+        ready = time.perf_counter() - t
         sec = _time_cuda(g.replay, 20)
-    return {"entry": entry, "batch": batch, "dtype": dtype, "faces_per_s_device": round(batch / sec, 1),
+    return {"entry": entry, "batch": batch, "dtype": dtype, "autotune": autotune, "compile_mode": compile_mode,
+            "ready_s": round(ready, 1), "faces_per_s_device": round(batch / sec, 1),
             "gflop_per_face": round(flops / 1e9, 3), "tflops": round(flops * batch / sec / 1e12, 2)}
+
+
+def kernel_profile(model, entry: int, batch: int, dtype: str, top: int = 12) -> list[dict]:
+    """Where the device time of one batch goes: the `top` CUDA kernels by total time over 5 forwards."""
+    import copy
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    dt = _dtype(dtype)
+    m = copy.deepcopy(model).eval().to("cuda", dt).to(memory_format=torch.channels_last)
+    x = (torch.rand(batch, 3, entry, entry, device="cuda", dtype=dt) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=True):
+        for _ in range(3):
+            m(x)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                m(x)
+            torch.cuda.synchronize()
+    ev = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
+    total = sum(e.device_time_total for e in ev)
+    ev.sort(key=lambda e: e.device_time_total, reverse=True)
+    return [{"kernel": e.key[:100], "calls_per_forward": e.count / 5, "share": round(e.device_time_total / total, 3),
+             "ms_per_forward": round(e.device_time_total / 5e3, 3)} for e in ev[:top]]
+
+
+def _backend_cells(model, clock: Clock, log: Callable[[str], None], save: Callable[[], None], res: list) -> None:
+    """The shipped backend host to host (uint8 faces in, uint8 128 px faces out) at fp16, entry 16: CUDA
+    graphs eager and under torch.compile's modes, each at one batch that is also its only graph bucket."""
+    import torch
+
+    from .bench import _items
+    from .enhance.backends import TorchCUDA
+
+    for mode, batch in (("graphs", 256), ("graphs", 1024), ("jit default", 1024),
+                        ("jit max-autotune-no-cudagraphs", 1024)):
+        if clock.left() < (150 if "max" in mode else 30):
+            res.append({"backend": f"torch-cuda {mode}", "batch": batch, "skipped": "time"})
+            continue
+        try:
+            t = time.perf_counter()
+            be = TorchCUDA(model, dtype=torch.float16, graphs=True,
+                           jit=mode.split()[-1] if mode.startswith("jit") else None, max_batch=batch)
+            x = _items(16, batch, 0, 0)
+            be.run(x)  # compiles, captures and pins at the measured size
+            ready = time.perf_counter() - t
+            lat = []
+            while len(lat) < 30 and sum(lat) < 2.0:
+                t = time.perf_counter()
+                be.run(x)
+                lat.append(time.perf_counter() - t)
+            med = float(np.median(lat))
+            row = {"backend": f"torch-cuda {mode}", "entry": 16, "batch": batch, "runs": len(lat),
+                   "ready_s": round(ready, 1), "p50_ms": round(med * 1e3, 2), "faces_per_s": round(batch / med, 1)}
+        except Exception as err:  # a mode that fails here is a result
+            row = {"backend": f"torch-cuda {mode}", "batch": batch, "failed": f"{type(err).__name__}: {err}"[:300]}
+        res.append(row)
+        log(f"tune {row}")
+        save()
+
+
+def tuning(model, ref, peaks: dict, clock: Clock, log: Callable[[str], None], save: Callable[[], None],
+           res: list) -> None:
+    """The backend host to host, then device-resident rates at the headline cell (fp16, entry 16) with cuDNN
+    autotuning and torch.compile modes, larger batches, the other entries and the reference, and a kernel
+    profile; rows go into `res` as they come."""
+    cells = [(model, 16, b, a, None) for b in (256, 1024) for a in (False, True)]
+    cells += [(model, 16, 4096, True, None), (model, 32, 1024, True, None), (model, 64, 1024, True, None)]
+    cells += [(ref, 16, b, True, None) for b in (256, 1024)]
+    cells += [(model, 16, b, True, "default") for b in (256, 1024)]
+    cells += [(model, 16, 1024, True, "max-autotune-no-cudagraphs")]
+    _backend_cells(model, clock, log, save, res)
+    for m, e, b, auto, mode in cells:
+        if clock.left() < (150 if mode and mode.startswith("max") else 20):
+            res.append({"model": m.__class__.__name__, "entry": e, "batch": b, "compile_mode": mode, "skipped": "time"})
+            continue
+        try:
+            row = {"model": m.__class__.__name__, **device_rate(m, e, b, "fp16", autotune=auto, compile_mode=mode)}
+            row["fraction_of_matmul_peak"] = round(row["tflops"] / peaks["matmul_tflops_fp16"], 3)
+        except Exception as err:  # a mode that fails here is a result
+            row = {"model": m.__class__.__name__, "entry": e, "batch": b, "compile_mode": mode,
+                   "failed": f"{type(err).__name__}: {err}"[:300]}
+        res.append(row)
+        log(f"tune {row}")
+        save()
+        if m is model and e == 16 and b == 256 and auto and mode is None:
+            try:
+                res.append({"profile": kernel_profile(model, 16, 256, "fp16")})
+            except Exception as err:
+                res.append({"profile": {"failed": f"{type(err).__name__}: {err}"[:300]}})
+            log(f"profile {res[-1]}")
+            save()
 
 
 def precision_on_gpu(model, faces: np.ndarray, cuda: bool) -> dict:

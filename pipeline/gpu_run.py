@@ -35,7 +35,7 @@ import numpy as np
 
 from .geometry import ENTRIES
 from .gpu_bench import (BATCHES, COMPILED_MODES, DTYPES, MODES, Clock, bench_generator_grid, ceilings, device_rate, isolated_cells,
-                        precision_on_gpu)
+                        precision_on_gpu, tuning)
 
 CARRY_BYTES = 64 * 2**20  # what one device call carries: the checkout's tracked files plus `carry` paths
 WHEELS = ("pytorch-msssim", "platformdirs")  # what the training burst needs that the GPU image lacks
@@ -111,7 +111,7 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
 
 
 def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_run: bool, models: str | None,
-        log: Callable[[str], None] = print, bench: bool = True) -> dict:
+        log: Callable[[str], None] = print, bench: bool = True, tune: bool = False) -> dict:
     import torch
 
     from .bench import val_faces
@@ -136,6 +136,9 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
             log(f"ceilings: {res['ceilings']}")
         save()
     model, meta = load_generator(weights)
+    if tune and cuda and "ceilings" in res and "failed" not in res["ceilings"]:
+        res["tuning"] = []
+        tuning(model, PFSRReference().eval(), res["ceilings"], clock, log, save, res["tuning"])
     if bench:  # off in a rerun after a call that measured the grid: the burst gets the time
         grid = dict(entries=ENTRIES, batches=BATCHES, dtypes=DTYPES, modes=MODES, budget_s=0.3) if cuda else \
             dict(entries=(16,), batches=(1, 4), dtypes=("fp32",), modes=("eager",), budget_s=0.05)

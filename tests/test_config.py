@@ -95,3 +95,14 @@ def test_training_configs_load_typed(tmp_path):
     with pytest.raises(ConfigError, match="degrade.blur_sigma"):
         load_train_config(None, ["degrade.blur_sigma=[1, 2, 3]"])
     assert load_train_config(None, ["degrade.blur_sigma=[0.5, 2]"]).degrade.blur_sigma == (0.5, 2.0)
+
+
+def test_cuda_compile_choices_are_the_torch_cuda_backend_s_modes():
+    """Every `enhance.cuda_compile` value maps to a torch.compile mode in torch-cuda, and nothing else does."""
+    import typing
+
+    from pipeline.config import EnhanceConfig
+    from pipeline.enhance.backends import CUDA_COMPILE
+
+    assert set(typing.get_args(typing.get_type_hints(EnhanceConfig)["cuda_compile"])) == set(CUDA_COMPILE)
+    assert CUDA_COMPILE["off"] is None and all(CUDA_COMPILE[k] for k in CUDA_COMPILE if k != "off")

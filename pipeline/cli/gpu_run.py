@@ -21,6 +21,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="the same code on the CPU with a tiny grid (CI)")
     p.add_argument("--no-bench", action="store_true",
                    help="skip the generator grids (a rerun after a call that measured them: the burst gets the time)")
+    p.add_argument("--tune", action="store_true",
+                   help="first, the headline cell further: the backend with torch.compile modes, the device-resident "
+                        "rate with cuDNN autotuning and compile modes, a kernel profile")
     p.add_argument("--prepare", action="store_true", help="on the CPU: write --data to carry with the call")
     p.add_argument("--faces", default=str(DATA / "faces128"), help="--prepare: output of `prepare`")
     p.add_argument("--video", default=str(DATA / "video_seq" / "train.npz"), help="--prepare: `prepare-video` cache")
@@ -54,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
                 find_model("fan68_compressed.pth", args.models), wheels=not args.no_wheels)
         return 0
     gpu_run(Path(args.out), args.minutes, Path(args.data), Path(args.weights) if args.weights else default_weights(),
-            args.config, args.dry_run, args.models, bench=not args.no_bench)
+            args.config, args.dry_run, args.models, bench=not args.no_bench, tune=args.tune)
     return 0

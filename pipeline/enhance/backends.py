@@ -106,20 +106,26 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+# enhance.cuda_compile → torch.compile's mode inside torch-cuda's own CUDA graphs. On the H200, entry 16 at
+# batch 1024: eager 19k faces/s on the device, "default" 35k, "max-autotune" 56k (README "On a GPU").
+CUDA_COMPILE: dict[str, str | None] = {"off": None, "default": "default",
+                                       "max-autotune": "max-autotune-no-cudagraphs"}
+
+
 class TorchCUDA:
     """fp16 (or bf16), channels_last, CUDA graphs per (entry, padded batch); pinned host buffers; large
     batches in chunks whose host→device copy overlaps the previous chunk's compute. Executed on an H200
     (README "On a GPU"). `compile=True`: AOTInductor, one package per (weights, GPU, torch, entry) in the cache
     folder; compiled there in 81 s, then `aoti_load_package` segfaulted, so the product never turns it on.
-    `jit=True`: `torch.compile` in-process under the same CUDA graphs; not executed on a GPU yet.
+    `jit`: a `torch.compile` mode (`CUDA_COMPILE`'s values), compiled in-process under the same CUDA graphs.
+    `max_batch`: the largest graph bucket, and the chunk a large call is cut into.
     """
 
     name = "torch-cuda"
-    BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
     def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float16, graphs: bool = True,
                  compile: bool = False, weights_sha: str = "", cache_dir: str | Path | None = None,
-                 jit: bool = False) -> None:
+                 jit: str | None = None, max_batch: int = 256) -> None:
         ok, why = self.available()
         if not ok:
             raise BackendUnavailable(f"torch-cuda: {why}")
@@ -127,7 +133,11 @@ class TorchCUDA:
         self.dtype = dtype
         self.model = copy.deepcopy(model).eval().to(self.device, dtype).to(memory_format=torch.channels_last)
         self.graphs_on = graphs and not compile
-        self._fn = torch.compile(self.model) if jit and not compile else self.model  # batch dynamic from its 2nd size
+        self._jit = jit if not compile else None
+        self.buckets = tuple(2**i for i in range(max_batch.bit_length()) if 2**i <= max_batch)
+        # batch dynamic from its 2nd size; "max-autotune-no-cudagraphs" tunes Triton convolutions (80 s per shape)
+        self._fn = torch.compile(self.model, mode=jit) if jit and not compile else self.model
+        self._pinned: dict[str, torch.Tensor] = {}  # host buffers kept across calls: pinning costs more than copying
         self.copy_stream = torch.cuda.Stream()
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._compiled: dict[tuple[int, ...], Callable] = {}
@@ -184,19 +194,28 @@ class TorchCUDA:
         shape, n = tuple(x.shape[1:]), x.shape[0]
         if self._compile:
             return self._aot(shape)(x)
-        if not self.graphs_on or n > self.BUCKETS[-1]:
+        if not self.graphs_on or n > self.buckets[-1]:
             return self._fn(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
-        bucket = next(b for b in self.BUCKETS if b >= n)
+        bucket = next(b for b in self.buckets if b >= n)
         g, static_in, static_out = self._graph(shape, bucket)
         static_in[:n].copy_(x)
         g.replay()
         return static_out[:n]
 
+    def _host(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """A pinned uint8 host buffer of `shape`, grown when a call needs more and reused by the next."""
+        need = int(np.prod(shape))
+        if name not in self._pinned or self._pinned[name].numel() < need:
+            self._pinned[name] = torch.empty(need, dtype=torch.uint8).pin_memory()
+        return self._pinned[name][:need].view(shape)
+
     @torch.inference_mode()
-    def run(self, lr: np.ndarray, chunk: int = 256) -> np.ndarray:
+    def run(self, lr: np.ndarray) -> np.ndarray:
         lr = _check(lr)
-        host_in = torch.from_numpy(lr).pin_memory()
-        host_out = torch.empty((lr.shape[0], CROP, CROP, 3), dtype=torch.uint8).pin_memory()
+        chunk = self.buckets[-1]
+        host_in = self._host("in", lr.shape)
+        host_in.copy_(torch.from_numpy(lr))
+        host_out = self._host("out", (lr.shape[0], CROP, CROP, 3))
         compute = torch.cuda.current_stream()
         pieces = list(range(0, lr.shape[0], chunk))
         uploads = []
@@ -211,13 +230,13 @@ class TorchCUDA:
             dev.record_stream(compute)
             y = postprocess(self._forward(preprocess(dev, self.dtype)))
             host_out[i : i + y.shape[0]].copy_(y, non_blocking=True)
-        compute.synchronize()
+        compute.synchronize()  # every upload and download of this call is done: the buffers are free again
         return host_out.numpy().copy()
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": torch.cuda.get_device_name(0),
                 "precision": str(self.dtype).replace("torch.", ""), "cuda_graphs": self.graphs_on,
-                "aot_inductor": self._compile, "torch_compile": self._fn is not self.model}
+                "aot_inductor": self._compile, "torch_compile": self._jit}
 
 
 class OnnxRuntime:
@@ -362,13 +381,13 @@ def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None, device:
 
 def create(name: str, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
            weights_sha: str | None = None, shapes: list[tuple[int, ...]] = (), device: str = "auto",
-           max_batch: int = 256, cpu_precision: str = "auto", **kw) -> Backend:
+           max_batch: int = 256, cpu_precision: str = "auto", cuda_compile: str = "off", **kw) -> Backend:
     """Build the backend `name` (or, for `auto`, the first one that builds) for these weights on `device`
     (`cuda:N` makes N torch's current CUDA device, for torch-cuda and tensorrt).
 
     With `auto` a backend that is present but fails to build (e.g. the ONNX export fails) is skipped
     with its reason kept in the error if none builds; a named backend fails loudly. `cpu_precision` is
-    torch-cpu's (`TorchCPU`).
+    torch-cpu's (`TorchCPU`), `cuda_compile` torch-cuda's (`CUDA_COMPILE`).
     """
     from ..models import sha256
     from .generator import load_generator
@@ -386,7 +405,7 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
                 return TorchCPU(m, threads, precision=cpu_precision, **kw)
             if n == "torch-cuda":
                 m = model if model is not None else load_generator(weights)[0]
-                return TorchCUDA(m, weights_sha=digest, **kw)
+                return TorchCUDA(m, weights_sha=digest, jit=CUDA_COMPILE[cuda_compile], **kw)
             if n == "onnxruntime":
                 return OnnxRuntime(weights, model, threads, digest, device=device, max_batch=max_batch,
                                    shapes=shapes, **kw)

@@ -78,7 +78,8 @@ class Enhancer:
         # every entry's session/engine is made up front: the first frame must not pay for an export
         self.backend = create(cfg.backend, path, model=model, threads=cfg.threads, weights_sha=self.sha256,
                               shapes=item_shapes(ENTRIES, self.frames), device=cfg.device or device,
-                              max_batch=cfg.batch_size, cpu_precision=cfg.cpu_precision)
+                              max_batch=cfg.batch_size, cpu_precision=cfg.cpu_precision,
+                              cuda_compile=cfg.cuda_compile)
         self.batch_size = cfg.batch_size
         self.batcher = DynamicBatcher(self.backend.run, cfg.batch_size, cfg.max_wait_ms, cfg.max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)
