@@ -18,6 +18,16 @@ def test_defaults_load_and_overrides_apply(tmp_path):
     assert cfg.detect.model == "det_500m.onnx"  # untouched default
 
 
+def test_exponents_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads `5e-1` as a string; a number field takes it as the number everyone means."""
+    user = tmp_path / "user.yaml"
+    user.write_text("detect:\n  threshold: 3e-1\n")
+    assert load_config(user).detect.threshold == 0.3
+    assert load_config(None, ["detect.threshold=4e-1"]).detect.threshold == 0.4
+    with pytest.raises(ConfigError, match="detect.threshold: .*not a finite number"):
+        load_config(None, ["detect.threshold=nan"])
+
+
 @pytest.mark.parametrize(
     "override, needle",
     [
