@@ -173,19 +173,27 @@ def isolated_cells(weights: Path, mode: str, cuda: bool, clock: Clock, out: Path
     return [{"model": "generator", "dtype": COMPILED[0], "mode": mode, "entry": COMPILED[1], "failed": why}]
 
 
-def device_rate(model, entry: int, batch: int, dtype: str, autotune: bool = False,
-                compile_mode: str | None = None) -> dict:
-    """Faces/s of the model alone on device-resident input (CUDA graph replays), and its FLOP rate.
-    `autotune`: cuDNN benchmarks its algorithms per shape; `compile_mode`: torch.compile's mode, under the graph."""
+def _on_device(model, entry: int, batch: int, dtype: str):
+    """A channels_last copy of `model` on the GPU in `dtype`, and a random batch of faces in [-1, 1] for it."""
     import copy
 
     import torch
 
-    flops = model.flops(entry)  # on the CPU copy, before it moves
     dt = _dtype(dtype)
     m = copy.deepcopy(model).eval().to("cuda", dt).to(memory_format=torch.channels_last)
-    fn = torch.compile(m, mode=compile_mode, dynamic=False) if compile_mode else m
     x = (torch.rand(batch, 3, entry, entry, device="cuda", dtype=dt) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    return m, x
+
+
+def device_rate(model, entry: int, batch: int, dtype: str, autotune: bool = False,
+                compile_mode: str | None = None) -> dict:
+    """Faces/s of the model alone on device-resident input (CUDA graph replays), and its FLOP rate.
+    `autotune`: cuDNN benchmarks its algorithms per shape; `compile_mode`: torch.compile's mode, under the graph."""
+    import torch
+
+    flops = model.flops(entry)  # on the CPU copy, before it moves
+    m, x = _on_device(model, entry, batch, dtype)
+    fn = torch.compile(m, mode=compile_mode, dynamic=False) if compile_mode else m
     t = time.perf_counter()
     with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=autotune):
         s = torch.cuda.Stream()
@@ -206,14 +214,10 @@ def device_rate(model, entry: int, batch: int, dtype: str, autotune: bool = Fals
 
 def kernel_profile(model, entry: int, batch: int, dtype: str, top: int = 12) -> list[dict]:
     """Where the device time of one batch goes: the `top` CUDA kernels by total time over 5 forwards."""
-    import copy
-
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    dt = _dtype(dtype)
-    m = copy.deepcopy(model).eval().to("cuda", dt).to(memory_format=torch.channels_last)
-    x = (torch.rand(batch, 3, entry, entry, device="cuda", dtype=dt) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    m, x = _on_device(model, entry, batch, dtype)
     with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=True):
         for _ in range(3):
             m(x)
