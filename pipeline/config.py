@@ -9,6 +9,7 @@ config from the settings its manifest saved (`run.py gallery`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -98,15 +99,11 @@ class EnhanceConfig:
     every_n: int = _range(1, 100000, default=10)  # per track, for policy every_n
     improve: float = _range(0.0, 10.0, default=0.15)  # best_k: enhance early when quality beats the best so far by this fraction
     batch_size: int = _range(1, 4096, default=16)
-    # share of the generator's own change kept over the camera's crop (enhance/anchor.py `blend`): 1 = its
-    # output as is; 0.6 measured closer to the truth and to the person than either alone on held-out video
+    # share of the generator's change kept over the camera's crop (anchor.blend); 0.6: best on held-out video
     strength: float = _range(0.0, 1.0, default=0.6)
     threads: int = _range(0, 256, default=0)  # torch/ONNX Runtime threads on CPU (0 = their choice)
-    # torch-cpu: bf16 convolutions (fp32 bicubic base) where the CPU has AMX/AVX512-BF16, else fp32 (backends.TorchCPU)
-    cpu_precision: CpuPrecision = "auto"
-    # torch-cuda: torch.compile inside its CUDA graphs, once per (entry, batch bucket) at start-up (about 20 s
-    # each for "default", 80 s for "max-autotune"); 1.5x / 1.9x the faces/s on an H200 (README "On a GPU")
-    cuda_compile: Literal["off", "default", "max-autotune"] = "off"
+    cpu_precision: CpuPrecision = "auto"  # torch-cpu: bf16 convolutions on an fp32 base where the CPU has bf16 units
+    cuda_compile: Literal["off", "default", "max-autotune"] = "off"  # torch-cuda: torch.compile in its CUDA graphs
     device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
     fusion: int = _range(0, 16, default=0)  # track fusion: fuse up to this many observations per output (0 = single frame)
     fusion_window: Literal["auto", "centred", "past"] = "auto"  # auto: centred on the face for files, past only for live
@@ -268,11 +265,8 @@ def _coerce(value: Any, tp: Any, key: str, what: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads an exponent without a dot (5e-5) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        with contextlib.suppress(ValueError):  # YAML 1.1 reads an exponent without a dot (5e-5) as a string
+            value = float(value) if isinstance(value, str) else value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         if not math.isfinite(value):  # NaN passes every range check; infinity is never meant

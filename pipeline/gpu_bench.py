@@ -21,8 +21,8 @@ from .geometry import ENTRIES
 
 BATCHES = (1, 16, 64, 256, 1024)
 DTYPES = ("fp16", "bf16", "fp32")
-MODES = ("eager", "graphs", "jit")  # jit: torch.compile under CUDA graphs; "compile" (AOTInductor) crashed on load
-COMPILED_MODES = ("compile", "jit")
+MODES = ("eager", "graphs", "jit")  # jit: torch.compile under CUDA graphs (AOTInductor's package crashed on load)
+COMPILED_MODES = ("jit",)
 COMPILED = ("fp16", 16)  # a compiled mode is measured at the headline cell only: compiling takes about a minute
 
 
@@ -75,20 +75,18 @@ def _dtype(name: str):
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
-def _runner(model, dtype: str, mode: str, cuda: bool, sha: str, cache: Path | None = None):
+def _runner(model, dtype: str, mode: str, cuda: bool):
     """A backend object with `.run(uint8 (B,e,e,3)) → uint8 (B,128,128,3)` for one precision and mode."""
     from .enhance.backends import TorchCPU, TorchCUDA
 
     dt = _dtype(dtype)
     if not cuda:
         return TorchCPU(model, dtype=dt, precision="fp32")
-    return TorchCUDA(model, dtype=dt, graphs=mode in ("graphs", "jit"), compile=mode == "compile",
-                     jit="default" if mode == "jit" else None,
-                     weights_sha=f"{sha}{dtype}", cache_dir=cache)
+    return TorchCUDA(model, dtype=dt, graphs=mode in ("graphs", "jit"), jit="default" if mode == "jit" else None)
 
 
 def bench_generator_grid(model, name: str, entries, batches, dtypes, modes, cuda: bool, clock: Clock,
-                         budget_s: float, sha: str, log: Callable[[str], None], cache: Path) -> list[dict]:
+                         budget_s: float, log: Callable[[str], None]) -> list[dict]:
     """Every (dtype, mode, entry, batch) cell of one model with `bench_cell`, plus batch-1 loops."""
     rows = []
     for dtype in dtypes:
@@ -100,7 +98,7 @@ def bench_generator_grid(model, name: str, entries, batches, dtypes, modes, cuda
                 rows.append({"model": name, "dtype": dtype, "mode": mode, "skipped": "time"})
                 continue
             try:
-                be = _runner(model, dtype, mode, cuda, sha, cache)
+                be = _runner(model, dtype, mode, cuda)
             except Exception as e:  # a mode that cannot build here is a result, not a crash
                 rows.append({"model": name, "dtype": dtype, "mode": mode, "skipped": f"{type(e).__name__}: {e}"})
                 log(f"{name} {dtype} {mode}: {e}")
@@ -137,13 +135,11 @@ def _isolated_child(weights: str, mode: str, cuda: bool, minutes: float, out: st
                     batches: tuple[int, ...]) -> None:
     """The child of `isolated_cells`: one mode's grid at the compiled dtype and entry, rows to a JSON file."""
     from .enhance.generator import load_generator
-    from .models import sha256
 
     model, meta = load_generator(Path(weights))
     rows = bench_generator_grid(model, meta.get("name", "generator"), entries=(COMPILED[1],), batches=batches,
                                 dtypes=(COMPILED[0] if cuda else "fp32",), modes=(mode,), cuda=cuda,
-                                clock=Clock(minutes), budget_s=budget_s, sha=sha256(Path(weights)), log=print,
-                                cache=Path(out) / "aot")
+                                clock=Clock(minutes), budget_s=budget_s, log=print)
     (Path(out) / f"isolated_{mode}.json").write_text(json.dumps(rows))
 
 
@@ -310,10 +306,10 @@ def precision_on_gpu(model, faces: np.ndarray, cuda: bool) -> dict:
     out = {}
     for e in ENTRIES:
         lr = np.stack([cv2.resize(f, (e, e), interpolation=cv2.INTER_AREA) for f in faces])
-        ref = _runner(model, "fp32", "eager", cuda, "").run(lr)
+        ref = _runner(model, "fp32", "eager", cuda).run(lr)
         row = {"fp32": round(float(_psnr(ref, faces).mean()), 3)}
         for dt in ("fp16", "bf16") if cuda else ():
-            y = _runner(model, dt, "eager", cuda, "").run(lr)
+            y = _runner(model, dt, "eager", cuda).run(lr)
             row[dt] = round(float(_psnr(y, faces).mean()), 3)
             row[f"{dt}_minus_fp32"] = round(row[dt] - row["fp32"], 4)
         out[str(e)] = row

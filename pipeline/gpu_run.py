@@ -117,7 +117,6 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
     from .bench import val_faces
     from .enhance.generator import load_generator
     from .enhance.pfsr_reference import PFSRReference
-    from .models import sha256
 
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock(minutes)
@@ -144,7 +143,7 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
             dict(entries=(16,), batches=(1, 4), dtypes=("fp32",), modes=("eager",), budget_s=0.05)
         inline = {**grid, "modes": tuple(m for m in grid["modes"] if m not in COMPILED_MODES)}  # compiled: in a child
         res["generator"] = bench_generator_grid(model, meta.get("name", "generator"), cuda=cuda, clock=clock,
-                                                sha=sha256(weights), log=log, cache=out / "aot", **inline)
+                                                log=log, **inline)
         save()
         # AOTInductor killed the whole job on its first real run (the process ended without a word after the
         # package was written), so a compiled cell runs in a child: a crash there is a row, not the end.
@@ -156,8 +155,7 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
             save()
         ref = PFSRReference().eval()
         ref_grid = {**inline, "entries": (16,)}
-        res["reference"] = bench_generator_grid(ref, "pfsr_ref", cuda=cuda, clock=clock, sha="ref", log=log,
-                                                cache=out / "aot", **ref_grid)
+        res["reference"] = bench_generator_grid(ref, "pfsr_ref", cuda=cuda, clock=clock, log=log, **ref_grid)
         save()
         if cuda:
             best = {}

@@ -1,7 +1,7 @@
 """Where files come from and go: models from --models DIR, then $ENHANCE_MODELS, then insightface's model
 folder; what the program ships (generator weights, model card, configs) from the top-level `engines/` and
 `configs/` of a checkout, or from the copies a wheel carries inside the package; everything derived from
-them (ONNX exports, TensorRT engines, AOTInductor packages) in a per-user cache folder, never beside the
+them (ONNX exports, TensorRT engines) in a per-user cache folder, never beside the
 code, which may be read-only or the interpreter's own."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ CONFIGS = shipped("configs")  # default.yaml and the training recipes
 
 
 def cache_dir() -> Path:
-    """ONNX exports, TensorRT engines and AOTInductor packages, keyed by weights hash: $ENHANCE_CACHE, else
+    """ONNX exports and TensorRT engines, keyed by weights hash: $ENHANCE_CACHE, else
     the user's cache folder (`~/.cache/enhance-faces` on Linux). Read at each call, so a service or a test
     can point it elsewhere without re-importing."""
     env = os.environ.get(CACHE_ENV)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, get_args, runtime_checkable
+from typing import Iterator, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import torch
@@ -115,16 +115,14 @@ CUDA_COMPILE: dict[str, str | None] = {"off": None, "default": "default",
 class TorchCUDA:
     """fp16 (or bf16), channels_last, CUDA graphs per (entry, padded batch); pinned host buffers; large
     batches in chunks whose host→device copy overlaps the previous chunk's compute. Executed on an H200
-    (README "On a GPU"). `compile=True`: AOTInductor, one package per (weights, GPU, torch, entry) in the cache
-    folder; compiled there in 81 s, then `aoti_load_package` segfaulted, so the product never turns it on.
-    `jit`: a `torch.compile` mode (`CUDA_COMPILE`'s values), compiled in-process under the same CUDA graphs.
+    (README "On a GPU"). `jit`: a `torch.compile` mode (`CUDA_COMPILE`'s values), compiled in-process under the
+    same CUDA graphs; it replaced an AOTInductor package, whose `aoti_load_package` segfaulted on the H200.
     `max_batch`: the largest graph bucket, and the chunk a large call is cut into.
     """
 
     name = "torch-cuda"
 
     def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float16, graphs: bool = True,
-                 compile: bool = False, weights_sha: str = "", cache_dir: str | Path | None = None,
                  jit: str | None = None, max_batch: int = 256) -> None:
         ok, why = self.available()
         if not ok:
@@ -132,45 +130,20 @@ class TorchCUDA:
         self.device = torch.device("cuda")
         self.dtype = dtype
         self.model = copy.deepcopy(model).eval().to(self.device, dtype).to(memory_format=torch.channels_last)
-        self.graphs_on = graphs and not compile
-        self._jit = jit if not compile else None
+        self.graphs_on = graphs
+        self._jit = jit
         self.buckets = tuple(2**i for i in range(max_batch.bit_length()) if 2**i <= max_batch)
         # batch dynamic from its 2nd size; "max-autotune-no-cudagraphs" tunes Triton convolutions (80 s per shape)
-        self._fn = torch.compile(self.model, mode=jit) if jit and not compile else self.model
+        self._fn = torch.compile(self.model, mode=jit) if jit else self.model
         self._pinned: dict[str, torch.Tensor] = {}  # host buffers kept across calls: pinning costs more than copying
         self.copy_stream = torch.cuda.Stream()
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self._compiled: dict[tuple[int, ...], Callable] = {}
-        self._compile = compile
-        self._sha = weights_sha
-        self._cache = Path(cache_dir) if cache_dir else None  # the default is resolved on the first compile
 
     @staticmethod
     def available() -> tuple[bool, str]:
         if not torch.cuda.is_available():
             return False, f"no CUDA device (torch {torch.__version__}{' CPU-only build' if not torch.version.cuda else ''})"
         return True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
-
-    def _aot(self, shape: tuple[int, ...]) -> Callable:
-        """The AOTInductor package for one model-input shape (an entry, or an entry and K fused frames)."""
-        if shape not in self._compiled:
-            import torch._inductor
-            import torch.export
-
-            gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name(0)).lower()
-            cc = "".join(map(str, torch.cuda.get_device_capability(0)))
-            tag = str(self.dtype).replace("torch.", "")
-            key = f"e{shape[-1]}" + (f"k{shape[0]}" if len(shape) == 4 else "")
-            name = f"generator_{self._sha[:16]}_{key}_{gpu}_sm{cc}_torch{torch.__version__}_{tag}.pt2"
-            path = (self._cache or Path(default_cache())) / name
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                x = torch.zeros(2, *shape, device=self.device, dtype=self.dtype)
-                batch = torch.export.Dim("batch", min=1, max=4096)
-                ep = torch.export.export(self.model, (x,), dynamic_shapes=({0: batch},))
-                torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-            self._compiled[shape] = torch._inductor.aoti_load_package(str(path))
-        return self._compiled[shape]
 
     def _graph(self, shape: tuple[int, ...], n: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
         key = (shape, n)
@@ -192,8 +165,6 @@ class TorchCUDA:
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         shape, n = tuple(x.shape[1:]), x.shape[0]
-        if self._compile:
-            return self._aot(shape)(x)
         if not self.graphs_on or n > self.buckets[-1]:
             return self._fn(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
         bucket = next(b for b in self.buckets if b >= n)
@@ -236,7 +207,7 @@ class TorchCUDA:
     def describe(self) -> dict:
         return {"backend": self.name, "device": torch.cuda.get_device_name(0),
                 "precision": str(self.dtype).replace("torch.", ""), "cuda_graphs": self.graphs_on,
-                "aot_inductor": self._compile, "torch_compile": self._jit}
+                "torch_compile": self._jit}
 
 
 class OnnxRuntime:
@@ -405,7 +376,7 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
                 return TorchCPU(m, threads, precision=cpu_precision, **kw)
             if n == "torch-cuda":
                 m = model if model is not None else load_generator(weights)[0]
-                return TorchCUDA(m, weights_sha=digest, jit=CUDA_COMPILE[cuda_compile], **kw)
+                return TorchCUDA(m, jit=CUDA_COMPILE[cuda_compile], **kw)
             if n == "onnxruntime":
                 return OnnxRuntime(weights, model, threads, digest, device=device, max_batch=max_batch,
                                    shapes=shapes, **kw)
