@@ -77,12 +77,13 @@ def _dtype(name: str):
 
 def _runner(model, dtype: str, mode: str, cuda: bool):
     """A backend object with `.run(uint8 (B,e,e,3)) → uint8 (B,128,128,3)` for one precision and mode."""
-    from .enhance.backends import TorchCPU, TorchCUDA
+    from .enhance.backends import CUDA_COMPILE, TorchCPU, TorchCUDA
 
     dt = _dtype(dtype)
     if not cuda:
         return TorchCPU(model, dtype=dt, precision="fp32")
-    return TorchCUDA(model, dtype=dt, graphs=mode in ("graphs", "jit"), jit="default" if mode == "jit" else None)
+    return TorchCUDA(model, dtype=dt, graphs=mode in ("graphs", "jit"),
+                     jit=CUDA_COMPILE["default"] if mode == "jit" else None)
 
 
 def bench_generator_grid(model, name: str, entries, batches, dtypes, modes, cuda: bool, clock: Clock,
@@ -235,17 +236,17 @@ def _backend_cells(model, clock: Clock, log: Callable[[str], None], save: Callab
     import torch
 
     from .bench import _items
-    from .enhance.backends import TorchCUDA
+    from .enhance.backends import CUDA_COMPILE, TorchCUDA
 
-    for mode, batch in (("graphs", 256), ("graphs", 1024), ("jit default", 1024),
-                        ("jit max-autotune-no-cudagraphs", 1024)):
-        if clock.left() < (150 if "max" in mode else 30):
+    for setting, batch in (("off", 256), ("off", 1024), ("default", 1024), ("max-autotune", 1024)):
+        jit = CUDA_COMPILE[setting]
+        mode = f"jit {jit}" if jit else "graphs"
+        if clock.left() < (150 if setting == "max-autotune" else 30):
             res.append({"backend": f"torch-cuda {mode}", "batch": batch, "skipped": "time"})
             continue
         try:
             t = time.perf_counter()
-            be = TorchCUDA(model, dtype=torch.float16, graphs=True,
-                           jit=mode.split()[-1] if mode.startswith("jit") else None, max_batch=batch)
+            be = TorchCUDA(model, dtype=torch.float16, graphs=True, jit=jit, max_batch=batch)
             x = _items(16, batch, 0, 0)
             be.run(x)  # compiles, captures and pins at the measured size
             ready = time.perf_counter() - t
@@ -269,11 +270,13 @@ def tuning(model, ref, peaks: dict, clock: Clock, log: Callable[[str], None], sa
     """The backend host to host, then device-resident rates at the headline cell (fp16, entry 16) with cuDNN
     autotuning and torch.compile modes, larger batches, the other entries and the reference, and a kernel
     profile; rows go into `res` as they come."""
+    from .enhance.backends import CUDA_COMPILE
+
     cells = [(model, 16, b, a, None) for b in (256, 1024) for a in (False, True)]
     cells += [(model, 16, 4096, True, None), (model, 32, 1024, True, None), (model, 64, 1024, True, None)]
     cells += [(ref, 16, b, True, None) for b in (256, 1024)]
-    cells += [(model, 16, b, True, "default") for b in (256, 1024)]
-    cells += [(model, 16, 1024, True, "max-autotune-no-cudagraphs")]
+    cells += [(model, 16, b, True, CUDA_COMPILE["default"]) for b in (256, 1024)]
+    cells += [(model, 16, 1024, True, CUDA_COMPILE["max-autotune"])]
     _backend_cells(model, clock, log, save, res)
     for m, e, b, auto, mode in cells:
         if clock.left() < (150 if mode and mode.startswith("max") else 20):
