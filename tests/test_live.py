@@ -213,7 +213,9 @@ def test_close_interrupts_reconnect_wait_and_limited_attempts_give_up(short_clip
             rest = list(it)
             guard.cancel()
             assert time.monotonic() - t0 < 5
-    assert [e["event"] for e in events] == ["disconnect", "reconnect", "reconnect", "gave_up"]
+    # a consumer slowed by a loaded machine may also see "dropped" (queue overflow): not what this checks
+    lifecycle = [e["event"] for e in events if e["event"] != "dropped"]
+    assert lifecycle == ["disconnect", "reconnect", "reconnect", "gave_up"]
     assert events[-1]["attempts"] == 2 and "Connection refused" in events[-1]["reason"]
     assert src.errors[-1].startswith("gave up after 2 reconnect attempts")
     assert all(f.segment == 0 for f in rest)
