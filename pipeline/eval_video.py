@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,8 +97,10 @@ def skin_lab(crops: np.ndarray) -> np.ndarray:
     return lab.mean(axis=(1, 2))
 
 
-def temporal_error(obs: list[Obs], method: str) -> tuple[float, int]:
-    """Mean |(X_t − X_t−1) − (T_t − T_t−1)| over consecutive frames of each track, and the number of pairs."""
+def temporal_error(obs: list[Obs], method: str | Callable[[Obs], np.ndarray]) -> tuple[float, int]:
+    """Mean |(X_t − X_t−1) − (T_t − T_t−1)| over consecutive frames of each track, and the number of pairs;
+    X is the Obs field `method` names, or what `method` returns for an observation."""
+    get = method if callable(method) else (lambda o: getattr(o, method))
     by_track: dict[int, dict[int, Obs]] = defaultdict(dict)
     for o in obs:
         by_track[o.track][o.frame] = o
@@ -107,7 +110,7 @@ def temporal_error(obs: list[Obs], method: str) -> tuple[float, int]:
             prev = frames.get(f - 1)
             if prev is None:
                 continue
-            a, b = getattr(o, method).astype(np.float32), getattr(prev, method).astype(np.float32)
+            a, b = get(o).astype(np.float32), get(prev).astype(np.float32)
             ta, tb = o.truth.astype(np.float32), prev.truth.astype(np.float32)
             errs.append(float(np.abs((a - b) - (ta - tb)).mean()))
     return (float(np.mean(errs)) if errs else float("nan")), len(errs)

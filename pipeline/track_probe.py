@@ -10,7 +10,9 @@ an `eval-video` folder, through the same generator, finish and truth as eval-vid
   frames, placed through their registrations, reconstruct the target's input grid by iterative
   back-projection; with one frame it is the control, so what the other frames add is the difference;
 - smoothed geometry: each crop matrix averaged over the track (Gaussian in frames; past-only for live
-  cameras), so one frame's landmark noise does not move its crop.
+  cameras), so one frame's landmark noise does not move its crop;
+- temporal filtering (`track_filter`, on every observation): the pipeline's outputs carried forward where
+  they agree, scored with temporal error beside reference cameras without a codec.
 
 Also: how far the camera's low-res input is from the truth shrunk to the same size, and how far it would
 be without the codec (the frame shrunk as the camera's was, cut the same way): what resolution lost, and
@@ -30,10 +32,12 @@ from .align import warp
 from .errors import InputError
 from .eval_video import Obs, psnr, read_run
 from .geometry import CROP, resize_matrix, source_span
-from .truth import bicubic_crop, plan_shrink, read_frames
+from .track_filter import temporal_probe
+from .truth import bicubic_crop, compose, plan_shrink, read_frames
 
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
 BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not detail)
+SMOOTHING = (0.6, 4.0)  # the temporal filter's (alpha, tau): neutral in PSNR on the held-out clips (engines/MODEL_CARD.md)
 
 
 def fit(moving: np.ndarray, target: np.ndarray) -> np.ndarray | None:
@@ -112,11 +116,6 @@ def back_project(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], start:
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The 2×3 affine `a` after `b`."""
-    return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
-
-
 def registered_average(target: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
     """The target input averaged with its registered neighbours (those ECC could fit), uint8."""
     acc = [target.astype(np.float32)] + [r for r in (register(n, target) for n in neighbours) if r is not None]
@@ -166,8 +165,9 @@ class _Scorer:
 
 
 def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows: list[int],
-               sigmas: list[float], every: int) -> dict:
-    """All estimators on one eval-video clip × face size (every `every`-th observation is a target)."""
+               sigmas: list[float], every: int, smoothing: tuple[float, float] = SMOOTHING) -> dict:
+    """All estimators on one eval-video clip × face size (every `every`-th observation is a target), and the
+    temporal section (`track_filter`) on every observation."""
     obs = sorted((o for o in read_run(run_dir / "run") if o.lr is not None), key=lambda o: (o.track, o.frame))
     if not obs:
         return {"observations": 0}
@@ -191,10 +191,10 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             key, e = (o.track, o.frame), o.lr.shape[0]
             cut[key] = warp(lr, o.matrix, e)
             patch[key] = camera_patch(lr, o.matrix)
+            o.truth, o.bicubic = shrink.truth(hr, o.matrix), bicubic_crop(lr, o.matrix)
             if key not in targets:
                 continue
-            crop, truth = bicubic_crop(lr, o.matrix), shrink.truth(hr, o.matrix)
-            o.truth, o.bicubic = truth, crop
+            crop, truth = o.bicubic, o.truth
             small_truth = cv2.resize(truth, (e, e), interpolation=cv2.INTER_AREA)
             uncoded = shrink.apply(hr) if uncoded is None else uncoded
             noise.append((psnr(cut[key], small_truth), psnr(warp(uncoded, o.matrix, e), small_truth)))
@@ -215,11 +215,12 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
         fits = {t: fit(cut[t], cut[key]) for t in near}
         fits[key] = np.eye(2, 3)
         for k in (1, *windows):  # one frame is the control: the same reconstruction without the others
-            frames = [(*patch[t], _compose(cv2.invertAffineTransform(fits[t]), resize_matrix(by_key[t].matrix, e)))
+            frames = [(*patch[t], compose(cv2.invertAffineTransform(fits[t]), resize_matrix(by_key[t].matrix, e)))
                       for t in [key, *near[:k - 1]] if fits[t] is not None]
             x = back_project(frames, cut[key], e / source_span(o.matrix))
             rows[f"back_project_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
     out = {name: scorer.score(r) for name, r in rows.items()}
+    out["temporal"] = temporal_probe([o for o in obs if o.truth is not None], scorer.identity.embed, *smoothing)
     out["lr_vs_truth_psnr"], out["uncoded_vs_truth_psnr"] = (float(v) for v in np.mean(noise, 0))
     out["observations"] = len(obs)
     return out
@@ -227,7 +228,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
 
 def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list[float], every: int = 4,
           weights: str | None = None, models_dir: str | None = None, strength: float | None = None,
-          sizes: list[int] | None = None, log=print) -> dict:
+          sizes: list[int] | None = None, smoothing: tuple[float, float] = SMOOTHING, log=print) -> dict:
     """Every clip × face size (or those of `sizes`) of an eval-video `--out` folder; returns the per-clip
     results and means."""
     from .config import EnhanceConfig
@@ -252,19 +253,29 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
         for px, res in runs.items():
             if sizes and int(px) not in sizes:
                 continue
-            r = probe_clip(hr_path, folder / clip / f"face{px}", res, scorer, windows, sigmas, every)
+            r = probe_clip(hr_path, folder / clip / f"face{px}", res, scorer, windows, sigmas, every, smoothing)
             result["clips"].setdefault(clip, {})[px] = r
             log(format_line(clip, px, r))
+            if "temporal" in r:
+                log(format_temporal(clip, px, r["temporal"]))
     result["mean"] = {}
     for px in sorted({px for per_size in result["clips"].values() for px in per_size}, key=int):
         per = [s[px] for s in result["clips"].values() if px in s and "single" in s[px]]
-        names = [n for n in per[0] if isinstance(per[0][n], dict)] if per else []
+        names = [n for n in per[0] if isinstance(per[0][n], dict) and "delta_psnr" in per[0][n]] if per else []
         result["mean"][px] = {n: {"delta_psnr": float(np.mean([p[n]["delta_psnr"] for p in per])),
                                   "worst": float(np.min([p[n]["delta_psnr"] for p in per])),
                                   "id_cos": float(np.mean([p[n]["id_cos"] for p in per]))} for n in names}
         for k in ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr"):
             result["mean"][px][k] = float(np.mean([p[k] for p in per])) if per else None
         log(format_line("MEAN", px, result["mean"][px]))
+        if per:
+            result["mean"][px]["temporal"] = t = {
+                n: {k: float(np.mean([p["temporal"][n][k] for p in per])) for k in ("delta_psnr", "id_cos", "temporal")}
+                for n, v in per[0]["temporal"].items() if isinstance(v, dict)}
+            for n in t:  # the worst clip's change against the pipeline's own outputs
+                t[n]["worst_vs_single"] = float(min(p["temporal"][n]["delta_psnr"] - p["temporal"]["single"]["delta_psnr"]
+                                                    for p in per))
+            log(format_temporal("MEAN", px, t))
     return result
 
 
@@ -272,6 +283,14 @@ def format_line(clip: str, px: str, r: dict) -> str:
     """One readable line: each estimator's ΔPSNR over bicubic and identity cosine."""
     if r.get("lr_vs_truth_psnr") is None:
         return f"{clip:>8} {px:>3}px  no enhanced observations"
-    parts = [f"{n} {v['delta_psnr']:+.2f} dB id {v['id_cos']:.3f}" for n, v in r.items() if isinstance(v, dict)]
+    parts = [f"{n} {v['delta_psnr']:+.2f} dB id {v['id_cos']:.3f}" for n, v in r.items()
+             if isinstance(v, dict) and "delta_psnr" in v]
     return (f"{clip:>8} {px:>3}px  input vs truth {r['lr_vs_truth_psnr']:.1f} dB (uncoded "
             f"{r['uncoded_vs_truth_psnr']:.1f}) | " + " | ".join(parts))
+
+
+def format_temporal(clip: str, px: str, t: dict) -> str:
+    """The temporal section in one line: ΔPSNR over bicubic, identity and temporal error per method."""
+    parts = [f"{n} {v['delta_psnr']:+.2f} dB id {v['id_cos']:.3f} temporal {v['temporal']:.2f}"
+             for n, v in t.items() if isinstance(v, dict)]
+    return f"{clip:>8} {px:>3}px  temporal: " + " | ".join(parts)

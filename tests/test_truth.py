@@ -140,6 +140,13 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
     for name in ("average_3", "smooth_centred_2", "smooth_past_2", "back_project_1", "back_project_3"):
         assert r[name]["n"] == r["single"]["n"] and abs(r[name]["delta_psnr"] - r["single"]["delta_psnr"]) < 2.0
     assert 15 < r["lr_vs_truth_psnr"] < r["uncoded_vs_truth_psnr"] < 45  # the codec only loses
+    t = r["temporal"]  # on every observation: the pipeline's own tiles score as eval-video scored them
+    assert t["single"]["delta_psnr"] == pytest.approx(ev["delta_psnr"], abs=0.05)
+    assert t["single"]["temporal"] == pytest.approx(ev["model"]["temporal"], rel=0.05)
+    assert t["bicubic"]["temporal"] == pytest.approx(ev["bicubic"]["temporal"], rel=0.05)
+    assert abs(t["filter_past"]["delta_psnr"] - t["single"]["delta_psnr"]) < 0.5
+    assert t["camera_1.5x"]["temporal"] < t["camera_1x"]["temporal"]  # a finer camera follows the truth closer
+    assert t["camera_1.5x"]["delta_psnr"] > t["camera_1x"]["delta_psnr"] > 0
 
 
 def test_probe_track_refuses_a_folder_without_an_eval_video_summary(tmp_path, capsys):
@@ -190,3 +197,70 @@ def test_back_projection_recovers_resolution_from_a_shifted_burst():
     inner = (slice(6, -6), slice(6, -6))
     score = {k: psnr(back_project(frames[:k], start, 2.0)[inner], truth[inner]) for k in (1, 4)}
     assert score[4] > score[1] + 1.0 and score[4] > psnr(start[inner], truth[inner])
+
+def _textured_scene(seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = sum(blob(200, 200, rng.uniform(40, 160), rng.uniform(40, 160), rng.uniform(4, 9)).astype(np.float64) - 20
+              for _ in range(25))
+    return np.clip(img / img.max() * 200 + 30, 0, 255).astype(np.uint8)
+
+
+def test_follow_moves_a_crop_into_another_observations_crop():
+    """`track_filter.follow`: a crop cut through one source→crop matrix, moved into another's crop, matches the
+    crop cut straight through the other (a shifted, rotated, rescaled face)."""
+    from pipeline.eval_video import psnr
+    from pipeline.track_filter import follow
+
+    frame = _textured_scene()
+    m1, m2 = face_matrix(98.0, 101.0, 90), face_matrix(103.5, 97.0, 84, angle=6)
+    moved = follow(bicubic_crop(frame, m1), m1, m2)
+    inner = (slice(16, -16), slice(16, -16))
+    direct = bicubic_crop(frame, m2)
+    assert psnr(np.clip(moved + 0.5, 0, 255).astype(np.uint8)[inner], direct[inner]) > 35
+    assert psnr(bicubic_crop(frame, m1)[inner], direct[inner]) < 25  # not the same crop to begin with
+
+
+def _track(frames: list[np.ndarray], clean: list[np.ndarray], m: np.ndarray):
+    from pipeline.eval_video import Obs
+
+    obs = []
+    for i, (x, t) in enumerate(zip(frames, clean)):
+        o = Obs(1, i, m, x, None)
+        o.truth, o.bicubic = t, x
+        obs.append(o)
+    return obs
+
+
+def test_recursive_filter_damps_noise_and_follows_a_change():
+    """`track_filter.recursive_filter` on a still face with fresh noise each frame: closer to the truth and
+    steadier than the frames; when the face changes, the new frame wins, not the past."""
+    from pipeline.eval_video import psnr, temporal_error
+    from pipeline.track_filter import recursive_filter
+
+    rng = np.random.default_rng(0)
+    m = face_matrix(100.0, 100.0, 120)
+    still = bicubic_crop(_textured_scene(1), m)
+    changed = bicubic_crop(_textured_scene(2), m)
+    clean = [still] * 8 + [changed] * 4
+    noisy = [np.clip(c + rng.normal(0, 3, c.shape), 0, 255).astype(np.uint8) for c in clean]
+    obs = _track(noisy, clean, m)
+    out = recursive_filter(obs, alpha=0.6, tau=6.0)
+    as_u8 = {f: np.clip(x + 0.5, 0, 255).astype(np.uint8) for f, x in out.items()}
+    assert psnr(as_u8[7], still) > psnr(noisy[7], still) + 1.0
+    assert temporal_error(obs[:8], lambda o: out[o.frame])[0] < 0.8 * temporal_error(obs[:8], "model")[0]
+    assert psnr(as_u8[8], changed) > psnr(as_u8[8], still) + 5  # the change is not smeared with the past
+    backward = recursive_filter(obs, alpha=0.6, tau=6.0, reverse=True)
+    assert psnr(np.clip(backward[0] + 0.5, 0, 255).astype(np.uint8), still) > psnr(noisy[0], still) + 1.0
+
+
+def test_reference_camera_comes_closer_to_the_truth_with_resolution():
+    """`track_filter.reference_camera`: the truth seen at the crop's source resolution and resized back, nearer
+    to the truth as the camera resolves more."""
+    from pipeline.eval_video import Obs, psnr
+    from pipeline.track_filter import reference_camera
+
+    truth = bicubic_crop(_textured_scene(), face_matrix(100.0, 100.0, 120))
+    o = Obs(1, 0, face_matrix(50.0, 50.0, 24), None, None)
+    o.truth = truth
+    scores = [psnr(reference_camera(o, k), truth) for k in (1.0, 1.5, 3.0)]
+    assert scores[0] < scores[1] < scores[2]
