@@ -16,7 +16,8 @@ an `eval-video` folder, through the same generator, finish and truth as eval-vid
 
 Also: how far the camera's low-res input is from the truth shrunk to the same size, and how far it would
 be without the codec (the frame shrunk as the camera's was, cut the same way): what resolution lost, and
-what compression added. `single` re-runs the generator on the pipeline's own cut and must match eval-video.
+what compression added; and that codec-free input resized (`uncoded_bicubic`) and enhanced
+(`uncoded_single`): what the generator could do if the camera did not compress. `single` re-runs the generator on the pipeline's own cut and must match eval-video.
 """
 
 from __future__ import annotations
@@ -197,7 +198,11 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             crop, truth = o.bicubic, o.truth
             small_truth = cv2.resize(truth, (e, e), interpolation=cv2.INTER_AREA)
             uncoded = shrink.apply(hr) if uncoded is None else uncoded
-            noise.append((psnr(cut[key], small_truth), psnr(warp(uncoded, o.matrix, e), small_truth)))
+            clean_cut, clean_crop = warp(uncoded, o.matrix, e), bicubic_crop(uncoded, o.matrix)
+            noise.append((psnr(cut[key], small_truth), psnr(clean_cut, small_truth)))
+            # the same camera without its codec, scored against the coded camera's bicubic like the rest
+            rows["uncoded_bicubic"].append((clean_crop, crop, truth))
+            rows["uncoded_single"].append((scorer.enhance(clean_cut, clean_crop), crop, truth))
             rows["single"].append((scorer.enhance(cut[key], crop), crop, truth))
             for name, mats in smooth.items():
                 m = mats[key]

@@ -140,6 +140,7 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
     for name in ("average_3", "smooth_centred_2", "smooth_past_2", "back_project_1", "back_project_3"):
         assert r[name]["n"] == r["single"]["n"] and abs(r[name]["delta_psnr"] - r["single"]["delta_psnr"]) < 2.0
     assert 15 < r["lr_vs_truth_psnr"] < r["uncoded_vs_truth_psnr"] < 45  # the codec only loses
+    assert r["uncoded_bicubic"]["delta_psnr"] > 0 and r["uncoded_single"]["n"] == r["single"]["n"]
     t = r["temporal"]  # on every observation: the pipeline's own tiles score as eval-video scored them
     assert t["single"]["delta_psnr"] == pytest.approx(ev["delta_psnr"], abs=0.05)
     assert t["single"]["temporal"] == pytest.approx(ev["model"]["temporal"], rel=0.05)
