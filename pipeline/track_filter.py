@@ -91,8 +91,7 @@ def temporal_probe(obs: list[Obs], embed, alpha: float, tau: float) -> dict:
     result: dict = {"alpha": alpha, "tau": tau}
     for name, get in methods.items():
         images = [np.clip(get(o) + 0.5, 0, 255).astype(np.uint8) for o in obs]
-        te, pairs = temporal_error(obs, get)
+        te, result["pairs"] = temporal_error(obs, get)  # the same pairs for every method
         result[name] = {"delta_psnr": float(np.mean([psnr(x, o.truth) for x, o in zip(images, obs)]) - bicubic_psnr),
                         "id_cos": float(np.mean((embed(images) * e_truth).sum(1))), "temporal": te}
-        result["pairs"] = pairs
     return result

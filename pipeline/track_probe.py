@@ -17,7 +17,8 @@ an `eval-video` folder, through the same generator, finish and truth as eval-vid
 Also: how far the camera's low-res input is from the truth shrunk to the same size, and how far it would
 be without the codec (the frame shrunk as the camera's was, cut the same way): what resolution lost, and
 what compression added; and that codec-free input resized (`uncoded_bicubic`) and enhanced
-(`uncoded_single`): what the generator could do if the camera did not compress. `single` re-runs the generator on the pipeline's own cut and must match eval-video.
+(`uncoded_single`): what the generator could do if the camera did not compress. `single` re-runs the
+generator on the pipeline's own cut and must match eval-video.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--face-px", default=None, help="only these face sizes of the folder (comma-separated)")
     p.add_argument("--windows", default="4,8", help="observations averaged per output (comma-separated)")
     p.add_argument("--sigmas", default="2,4", help="Gaussian widths in frames for smoothed crop matrices")
-    p.add_argument("--filter", default="0.6,4", help="the temporal filter's alpha,tau (how much of the past "
-                                                      "output is kept, and up to what difference)")
+    p.add_argument("--filter", default=None, help="the temporal filter's alpha,tau: how much of the past output "
+                                                   "is kept, and up to what difference (default: track_probe.SMOOTHING)")
     p.add_argument("--every", type=int, default=4, help="probe every n-th observation of a clip")
     p.add_argument("--weights", default=None, help="generator safetensors (default: the one in engines/)")
     add_models_option(p, "mobilefacenet_128d.onnx")
@@ -42,7 +42,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..track_probe import probe
+    from ..track_probe import SMOOTHING, probe
 
     if args.every < 1:
         raise InputError(f"--every must be 1 or more, got {args.every}")
@@ -50,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
     windows = [w for w in _numbers(args.windows, int, "--windows") if w > 1]
     sigmas = _numbers(args.sigmas, float, "--sigmas")
     sizes = _numbers(args.face_px, int, "--face-px") if args.face_px else None
-    smoothing = _numbers(args.filter, float, "--filter")
+    smoothing = SMOOTHING if args.filter is None else tuple(_numbers(args.filter, float, "--filter"))
     if len(smoothing) != 2 or smoothing[0] > 1:
         raise InputError(f"--filter expects alpha,tau with alpha at most 1, got {args.filter!r}")
     result = probe(Path(args.folder), Path(args.clips) if args.clips else None, windows, sigmas, args.every,
-                   args.weights, args.models, sizes=sizes, smoothing=tuple(smoothing))
+                   args.weights, args.models, sizes=sizes, smoothing=smoothing)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
