@@ -16,7 +16,8 @@ an `eval-video` folder, through the same generator, finish and truth as eval-vid
 
 Also: how far the camera's low-res input is from the truth shrunk to the same size, and how far it would
 be without the codec (the frame shrunk as the camera's was, cut the same way): what resolution lost, and
-what compression added; and that codec-free input resized (`uncoded_bicubic`) and enhanced
+what compression added; how much of that a linear filter fitted to the clip itself wins back (an oracle);
+and that codec-free input resized (`uncoded_bicubic`) and enhanced
 (`uncoded_single`): what the generator could do if the camera did not compress. `single` re-runs the
 generator on the pipeline's own cut and must match eval-video.
 """
@@ -39,6 +40,7 @@ from .truth import bicubic_crop, compose, plan_shrink, read_frames
 
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
 BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not detail)
+ORACLE_RADIUS, ORACLE_RIDGE = 4, 10.0  # the codec oracle's window (9×9) and ridge weight
 SMOOTHING = (0.6, 4.0)  # the temporal filter's (alpha, tau): neutral in PSNR on the held-out clips (engines/MODEL_CARD.md)
 
 
@@ -124,6 +126,32 @@ def registered_average(target: np.ndarray, neighbours: list[np.ndarray]) -> np.n
     return np.clip(np.mean(acc, 0) + 0.5, 0, 255).astype(np.uint8)
 
 
+def _windows(img: np.ndarray, r: int = ORACLE_RADIUS) -> np.ndarray:
+    """Every pixel's (2r+1)² neighbourhood (reflected at the border) as a row, plus a constant: (H·W, 3(2r+1)²+1)."""
+    p = np.pad(img.astype(np.float32), ((r, r), (r, r), (0, 0)), mode="reflect")
+    h, w = img.shape[:2]
+    rows = np.concatenate([p[dy:dy + h, dx:dx + w] for dy in range(2 * r + 1) for dx in range(2 * r + 1)], 2)
+    return np.hstack([rows.reshape(h * w, -1), np.ones((h * w, 1), np.float32)])
+
+
+def linear_restoration(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+    """How much of the codec's loss a linear filter fitted to this very clip wins back (an oracle: no model
+    trained elsewhere gets that fit). Ridge regression from each coded input pixel's neighbourhood to the
+    codec-free input, fitted on every other target and scored on the rest against the truth at input size.
+    Far below the codec-free figure, the loss is information the codec dropped, not artefacts to undo."""
+    fit_on, test_on = triples[0::2], triples[1::2]
+    if not test_on:
+        return {}
+    x = np.concatenate([_windows(coded) for coded, _, _ in fit_on]).astype(np.float64)
+    y = np.concatenate([clean.reshape(-1, 3) for _, clean, _ in fit_on]).astype(np.float64)
+    w = np.linalg.solve(x.T @ x + ORACLE_RIDGE * np.eye(x.shape[1]), x.T @ y)
+    restored = [np.clip(_windows(coded) @ w, 0, 255).reshape(coded.shape) for coded, _, _ in test_on]
+    return {"entry": int(fit_on[0][0].shape[0]), "fitted": len(fit_on), "scored": len(test_on),
+            "coded_psnr": float(np.mean([psnr(c, t) for c, _, t in test_on])),
+            "restored_psnr": float(np.mean([psnr(r, t) for r, (_, _, t) in zip(restored, test_on)])),
+            "uncoded_psnr": float(np.mean([psnr(u, t) for _, u, t in test_on]))}
+
+
 def smoothed_matrices(obs: list[Obs], sigma: float, past_only: bool = False) -> dict[tuple[int, int], np.ndarray]:
     """Each observation's crop matrix averaged over its track with Gaussian weights in frames (±3σ)."""
     tracks: dict[int, list[Obs]] = defaultdict(list)
@@ -186,6 +214,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
     patch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # its camera pixels and their positions
     rows: dict[str, list] = defaultdict(list)
     noise = []
+    codec: dict[int, list] = defaultdict(list)  # per entry size: (coded cut, codec-free cut, truth at that size)
     targets = {(o.track, o.frame) for o in obs[::every]}
     for i, (hr, lr) in enumerate(zip(read_frames(hr_path), read_frames(run_dir / "camera.mp4"))):
         uncoded = None  # this frame shrunk as the camera's was, before the codec
@@ -201,6 +230,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             uncoded = shrink.apply(hr) if uncoded is None else uncoded
             clean_cut, clean_crop = warp(uncoded, o.matrix, e), bicubic_crop(uncoded, o.matrix)
             noise.append((psnr(cut[key], small_truth), psnr(clean_cut, small_truth)))
+            codec[e].append((cut[key], clean_cut, small_truth))
             # the same camera without its codec, scored against the coded camera's bicubic like the rest
             rows["uncoded_bicubic"].append((clean_crop, crop, truth))
             rows["uncoded_single"].append((scorer.enhance(clean_cut, clean_crop), crop, truth))
@@ -228,6 +258,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
     out = {name: scorer.score(r) for name, r in rows.items()}
     out["temporal"] = temporal_probe([o for o in obs if o.truth is not None], scorer.identity.embed, *smoothing)
     out["lr_vs_truth_psnr"], out["uncoded_vs_truth_psnr"] = (float(v) for v in np.mean(noise, 0))
+    out["codec_oracle"] = linear_restoration(max(codec.values(), key=len))
     out["observations"] = len(obs)
     return out
 
@@ -273,6 +304,9 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
                                   "id_cos": float(np.mean([p[n]["id_cos"] for p in per]))} for n in names}
         for k in ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr"):
             result["mean"][px][k] = float(np.mean([p[k] for p in per])) if per else None
+        oracle = [p["codec_oracle"] for p in per if p.get("codec_oracle")]
+        result["mean"][px]["codec_oracle"] = {k: float(np.mean([o[k] for o in oracle])) for k in
+                                              ("coded_psnr", "restored_psnr", "uncoded_psnr")} if oracle else {}
         log(format_line("MEAN", px, result["mean"][px]))
         if per:
             result["mean"][px]["temporal"] = t = {
@@ -291,8 +325,11 @@ def format_line(clip: str, px: str, r: dict) -> str:
         return f"{clip:>8} {px:>3}px  no enhanced observations"
     parts = [f"{n} {v['delta_psnr']:+.2f} dB id {v['id_cos']:.3f}" for n, v in r.items()
              if isinstance(v, dict) and "delta_psnr" in v]
+    oracle = r.get("codec_oracle") or {}
+    restored = (f"; linear oracle {oracle['coded_psnr']:.1f} → {oracle['restored_psnr']:.1f}, "
+                f"codec-free {oracle['uncoded_psnr']:.1f}" if oracle else "")
     return (f"{clip:>8} {px:>3}px  input vs truth {r['lr_vs_truth_psnr']:.1f} dB (uncoded "
-            f"{r['uncoded_vs_truth_psnr']:.1f}) | " + " | ".join(parts))
+            f"{r['uncoded_vs_truth_psnr']:.1f}{restored}) | " + " | ".join(parts))
 
 
 def format_temporal(clip: str, px: str, t: dict) -> str:

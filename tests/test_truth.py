@@ -141,6 +141,8 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
         assert r[name]["n"] == r["single"]["n"] and abs(r[name]["delta_psnr"] - r["single"]["delta_psnr"]) < 2.0
     assert 15 < r["lr_vs_truth_psnr"] < r["uncoded_vs_truth_psnr"] < 45  # the codec only loses
     assert r["uncoded_bicubic"]["delta_psnr"] > 0 and r["uncoded_single"]["n"] == r["single"]["n"]
+    oracle = r["codec_oracle"]  # a linear filter fitted to half the clip, scored on the other half
+    assert oracle["scored"] > 20 and oracle["coded_psnr"] - 0.2 < oracle["restored_psnr"] < oracle["uncoded_psnr"]
     t = r["temporal"]  # on every observation: the pipeline's own tiles score as eval-video scored them
     assert t["single"]["delta_psnr"] == pytest.approx(ev["delta_psnr"], abs=0.05)
     assert t["single"]["temporal"] == pytest.approx(ev["model"]["temporal"], rel=0.05)
@@ -265,3 +267,17 @@ def test_reference_camera_comes_closer_to_the_truth_with_resolution():
     o.truth = truth
     scores = [psnr(reference_camera(o, k), truth) for k in (1.0, 1.5, 3.0)]
     assert scores[0] < scores[1] < scores[2]
+
+
+def test_linear_restoration_undoes_a_linear_loss():
+    """`track_probe.linear_restoration`: a slight blur (a linear loss, invertible in the pass band) is largely
+    undone on the held-out frames; an input without loss stays as it is."""
+    from pipeline.track_probe import linear_restoration
+
+    rng = np.random.default_rng(0)
+    clean = [cv2.resize(_textured_scene(s)[40:160, 40:160], (32, 32), interpolation=cv2.INTER_AREA) for s in range(12)]
+    blurred = [(cv2.GaussianBlur(c, (0, 0), 0.8) + rng.normal(0, 0.5, c.shape)).clip(0, 255).astype(np.uint8)
+               for c in clean]
+    r = linear_restoration([(b, c, c) for b, c in zip(blurred, clean)])
+    assert r["scored"] == 6 and r["restored_psnr"] > r["coded_psnr"] + 6
+    assert linear_restoration([(c, c, c) for c in clean])["restored_psnr"] > 45
