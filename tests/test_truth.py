@@ -223,6 +223,20 @@ def test_follow_moves_a_crop_into_another_observations_crop():
     assert psnr(bicubic_crop(frame, m1)[inner], direct[inner]) < 25  # not the same crop to begin with
 
 
+def test_flow_onto_moves_an_image_by_the_motion_between_guide_and_target():
+    """`track_filter.flow_onto`: an output that moved with its guide (the camera's crop) is put back where the
+    target shows the face, by the optical flow between guide and target."""
+    from pipeline.eval_video import psnr
+    from pipeline.track_filter import flow_onto
+
+    target = bicubic_crop(_textured_scene(3), face_matrix(100.0, 100.0, 110))
+    moved = cv2.warpAffine(target, np.float32([[1, 0, 2.5], [0, 1, -1.5]]), (CROP, CROP), borderMode=cv2.BORDER_REPLICATE)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    back = np.clip(flow_onto(moved.astype(np.float32), moved, target.astype(np.float32), dis) + 0.5, 0, 255)
+    inner = (slice(12, -12), slice(12, -12))
+    assert psnr(back.astype(np.uint8)[inner], target[inner]) > psnr(moved[inner], target[inner]) + 8
+
+
 def _track(frames: list[np.ndarray], clean: list[np.ndarray], m: np.ndarray):
     from pipeline.eval_video import Obs
 
