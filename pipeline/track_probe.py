@@ -130,8 +130,8 @@ def _windows(img: np.ndarray, r: int = ORACLE_RADIUS) -> np.ndarray:
     """Every pixel's (2r+1)² neighbourhood (reflected at the border) as a row, plus a constant: (H·W, 3(2r+1)²+1)."""
     p = np.pad(img.astype(np.float32), ((r, r), (r, r), (0, 0)), mode="reflect")
     h, w = img.shape[:2]
-    rows = np.concatenate([p[dy:dy + h, dx:dx + w] for dy in range(2 * r + 1) for dx in range(2 * r + 1)], 2)
-    return np.hstack([rows.reshape(h * w, -1), np.ones((h * w, 1), np.float32)])
+    rows = np.lib.stride_tricks.sliding_window_view(p, (2 * r + 1, 2 * r + 1), axis=(0, 1)).reshape(h * w, -1)
+    return np.hstack([rows, np.ones((h * w, 1), np.float32)])
 
 
 def linear_restoration(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
