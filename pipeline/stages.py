@@ -39,13 +39,15 @@ class Stages:
 
     def info(self, inputs: list[str]) -> dict:
         """What ran on what, for the manifest and every tile's provenance record."""
-        path = self.detector.path
+        path, restorer = self.detector.path, self.aligner.restorer
+        models = {path.name: {"path": str(path), "sha256": self._detector_sha, "providers": self.detector.choice.names}}
+        if restorer is not None:  # what the generator's inputs were restored with
+            models[restorer.path.name] = {"path": str(restorer.path), "sha256": sha256(restorer.path)}
         return {
             "tool": f"enhance {__version__}",
             "inputs": inputs,
             "settings": self.cfg.to_dict(),
-            "models": {path.name: {"path": str(path), "sha256": self._detector_sha,
-                                   "providers": self.detector.choice.names}},
+            "models": models,
             "generator": self.enhancer.info if self.enhancer else None,
             "host": {"python": platform.python_version(), "machine": platform.machine()},
         }
