@@ -82,15 +82,12 @@ def frontalness(kps: np.ndarray) -> float:
 
 
 class Aligner:
-    """Fills `crop`, `lr`, `restored`, `entry`, `matrix`, `inverse` and the quality terms of a Face."""
+    """Fills `crop`, `lr`, `entry`, `matrix`, `inverse` and the quality terms of a Face."""
 
     def __init__(self, cfg: AlignConfig) -> None:
-        from .restore import Restorer
-
         self.entries = sorted(cfg.entries or ENTRIES)
         self.max_downscale = cfg.max_downscale
         self.resolved_span = cfg.resolved_span
-        self.restorer = Restorer() if cfg.restore else None
 
     def __call__(self, image: np.ndarray, face: Face) -> Face:
         m = similarity(face.kps)
@@ -100,8 +97,6 @@ class Aligner:
         face.resolved = resolved(m, self.resolved_span)
         face.crop = warp(image, m, CROP, cubic=True)
         face.lr = warp(image, m, face.entry)
-        # resolved faces are never synthesized, so they need no generator input of their own
-        face.restored = warp(*self.restorer.region(image, m), face.entry) if self.restorer and not face.resolved else None
         # Sharpness measured at the resolution the source really has (the LR input), so upsampling blur doesn't count.
         face.sharpness = sharpness(face.lr)
         face.frontalness = frontalness(face.kps)

@@ -170,8 +170,6 @@ class FaceEnhancer:
         # an explicit enhance_crops call is enhanced even where align.resolved says the camera's pixels are better
         face.entry = choose_entry(face.matrix, self.stages.aligner.entries, self.stages.aligner.max_downscale)
         face.crop, face.lr = warp(image, face.matrix, CROP, cubic=True), warp(image, face.matrix, face.entry)
-        restorer = self.stages.aligner.restorer
-        face.restored = warp(*restorer.region(image, face.matrix), face.entry) if restorer else None
         return face
 
     # ------------------------------------------------------------------ lifetime

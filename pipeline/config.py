@@ -82,8 +82,8 @@ class AlignConfig:
 
     entries: list[int] = field(default_factory=lambda: list(ENTRIES))  # generator entry sizes allowed
     max_downscale: float = _range(1.0, 4.0, default=1.1)  # smallest entry with ≥ (source px across the crop) / this
-    resolved_span: float = _range(16.0, 100000.0, default=48.0)  # source px across the crop above which: as captured
-    restore: bool = True  # generator inputs cut from codec-restored camera pixels (pipeline/restore.py); originals stay
+    resolved_span: float = _range(16.0, 100000.0, default=48.0)  # source px across the crop above which a face is
+    # shown as captured, never synthesized (engines/MODEL_CARD.md: from ~40 px faces the generator lost identity)
 
 
 @dataclass

@@ -39,15 +39,13 @@ class Stages:
 
     def info(self, inputs: list[str]) -> dict:
         """What ran on what, for the manifest and every tile's provenance record."""
-        path, restorer = self.detector.path, self.aligner.restorer
-        models = {path.name: {"path": str(path), "sha256": self._detector_sha, "providers": self.detector.choice.names}}
-        if restorer is not None:  # what the generator's inputs were restored with
-            models[restorer.path.name] = {"path": str(restorer.path), "sha256": sha256(restorer.path)}
+        path = self.detector.path
         return {
             "tool": f"enhance {__version__}",
             "inputs": inputs,
             "settings": self.cfg.to_dict(),
-            "models": models,
+            "models": {path.name: {"path": str(path), "sha256": self._detector_sha,
+                                   "providers": self.detector.choice.names}},
             "generator": self.enhancer.info if self.enhancer else None,
             "host": {"python": platform.python_version(), "machine": platform.machine()},
         }

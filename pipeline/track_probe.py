@@ -35,12 +35,12 @@ from .align import warp
 from .errors import InputError
 from .eval_video import Obs, psnr, read_run
 from .geometry import CROP, resize_matrix, source_span
-from .restore import LeastSquares, Restorer
 from .track_filter import temporal_probe
 from .truth import bicubic_crop, compose, plan_shrink, read_frames
 
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
 BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not detail)
+ORACLE_RADIUS, ORACLE_RIDGE = 4, 10.0  # the codec oracle's window (9×9) and ridge weight
 SMOOTHING = (0.6, 4.0)  # the temporal filter's (alpha, tau): neutral in PSNR on the held-out clips (engines/MODEL_CARD.md)
 
 
@@ -126,19 +126,26 @@ def registered_average(target: np.ndarray, neighbours: list[np.ndarray]) -> np.n
     return np.clip(np.mean(acc, 0) + 0.5, 0, 255).astype(np.uint8)
 
 
+def _windows(img: np.ndarray, r: int = ORACLE_RADIUS) -> np.ndarray:
+    """Every pixel's (2r+1)² neighbourhood (reflected at the border) as a row, plus a constant: (H·W, 3(2r+1)²+1)."""
+    p = np.pad(img.astype(np.float32), ((r, r), (r, r), (0, 0)), mode="reflect")
+    h, w = img.shape[:2]
+    rows = np.lib.stride_tricks.sliding_window_view(p, (2 * r + 1, 2 * r + 1), axis=(0, 1)).reshape(h * w, -1)
+    return np.hstack([rows, np.ones((h * w, 1), np.float32)])
+
+
 def linear_restoration(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
     """How much of the codec's loss a linear filter fitted to this very clip wins back (an oracle: no model
-    trained elsewhere gets that fit). The filter of `restore` (least squares from each coded input pixel's
-    neighbourhood to the codec-free input), fitted on every other target and scored on the rest against the
-    truth at input size. Far below the codec-free figure, the loss is information the codec dropped."""
+    trained elsewhere gets that fit). Ridge regression from each coded input pixel's neighbourhood to the
+    codec-free input, fitted on every other target and scored on the rest against the truth at input size.
+    Far below the codec-free figure, the loss is information the codec dropped, not artefacts to undo."""
     fit_on, test_on = triples[0::2], triples[1::2]
     if not test_on:
         return {}
-    fit = LeastSquares()
-    for coded, clean, _ in fit_on:
-        fit.add(coded, clean)
-    oracle = Restorer.from_fit(*fit.solve())
-    restored = [oracle.filter(coded) for coded, _, _ in test_on]
+    x = np.concatenate([_windows(coded) for coded, _, _ in fit_on]).astype(np.float64)
+    y = np.concatenate([clean.reshape(-1, 3) for _, clean, _ in fit_on]).astype(np.float64)
+    w = np.linalg.solve(x.T @ x + ORACLE_RIDGE * np.eye(x.shape[1]), x.T @ y)
+    restored = [np.clip(_windows(coded) @ w, 0, 255).reshape(coded.shape) for coded, _, _ in test_on]
     return {"entry": int(fit_on[0][0].shape[0]), "fitted": len(fit_on), "scored": len(test_on),
             "coded_psnr": float(np.mean([psnr(c, t) for c, _, t in test_on])),
             "restored_psnr": float(np.mean([psnr(r, t) for r, (_, _, t) in zip(restored, test_on)])),
@@ -171,15 +178,6 @@ class _Scorer:
         model, self.info = load_generator(weights or None)
         self.backend = TorchCPU(model)
         self.strength, self.identity = strength, identity
-        self.restorer: Restorer | None = None
-        self.restore = True  # set per run from its manifest
-
-    def cut(self, frame: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-        """The generator's input as the pipeline cut it: from codec-restored pixels if the run had `align.restore`."""
-        if not self.restore:
-            return warp(frame, m, size)
-        self.restorer = self.restorer or Restorer()
-        return warp(*self.restorer.region(frame, m), size)
 
     def enhance(self, lr: np.ndarray, crop: np.ndarray) -> np.ndarray:
         from .enhance.anchor import finish
@@ -203,8 +201,6 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
     obs = sorted((o for o in read_run(run_dir / "run") if o.lr is not None), key=lambda o: (o.track, o.frame))
     if not obs:
         return {"observations": 0}
-    settings = json.loads((run_dir / "run" / "manifest.json").read_text()).get("settings", {})
-    scorer.restore = bool(settings.get("align", {}).get("restore", False))  # runs from before it had none
     hr0 = next(read_frames(hr_path))
     shrink = plan_shrink(hr0.shape[1], hr0.shape[0], res["hr_face_px"], float(res["face_px"]))
     if np.abs(np.array(shrink.scale) - np.array(res["shrink"])).max() > 1e-6:
@@ -214,7 +210,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
     by_frame: dict[int, list[Obs]] = defaultdict(list)
     for o in obs:
         by_frame[o.frame].append(o)
-    cut: dict[tuple[int, int], np.ndarray] = {}  # the pipeline's own generator input, for every observation
+    cut: dict[tuple[int, int], np.ndarray] = {}  # the pipeline's own low-res cut, for every observation
     patch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # its camera pixels and their positions
     rows: dict[str, list] = defaultdict(list)
     noise = []
@@ -224,7 +220,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
         uncoded = None  # this frame shrunk as the camera's was, before the codec
         for o in by_frame.get(i, []):
             key, e = (o.track, o.frame), o.lr.shape[0]
-            cut[key] = scorer.cut(lr, o.matrix, e)
+            cut[key] = warp(lr, o.matrix, e)
             patch[key] = camera_patch(lr, o.matrix)
             o.truth, o.bicubic = shrink.truth(hr, o.matrix), bicubic_crop(lr, o.matrix)
             if key not in targets:
@@ -233,9 +229,8 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             small_truth = cv2.resize(truth, (e, e), interpolation=cv2.INTER_AREA)
             uncoded = shrink.apply(hr) if uncoded is None else uncoded
             clean_cut, clean_crop = warp(uncoded, o.matrix, e), bicubic_crop(uncoded, o.matrix)
-            coded_cut = warp(lr, o.matrix, e)  # the camera's own pixels, before any restoration
-            noise.append((psnr(coded_cut, small_truth), psnr(clean_cut, small_truth)))
-            codec[e].append((coded_cut, clean_cut, small_truth))
+            noise.append((psnr(cut[key], small_truth), psnr(clean_cut, small_truth)))
+            codec[e].append((cut[key], clean_cut, small_truth))
             # the same camera without its codec, scored against the coded camera's bicubic like the rest
             rows["uncoded_bicubic"].append((clean_crop, crop, truth))
             rows["uncoded_single"].append((scorer.enhance(clean_cut, clean_crop), crop, truth))
@@ -243,7 +238,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             for name, mats in smooth.items():
                 m = mats[key]
                 m_crop = bicubic_crop(lr, m)
-                rows[name].append((scorer.enhance(scorer.cut(lr, m, e), m_crop), m_crop, shrink.truth(hr, m)))
+                rows[name].append((scorer.enhance(warp(lr, m, e), m_crop), m_crop, shrink.truth(hr, m)))
     by_key = {(o.track, o.frame): o for o in obs}
     for o in (o for o in obs if (o.track, o.frame) in targets and o.truth is not None):
         key, e = (o.track, o.frame), cut[(o.track, o.frame)].shape[0]

@@ -40,8 +40,7 @@ class Face:
     track_id: int = -1  # set by the tracker; -1 = not (yet) tracked
     # align
     crop: np.ndarray | None = None  # 128x128 BGR aligned crop, sampled from the source (the "original")
-    lr: np.ndarray | None = None  # entry x entry BGR low-res crop, the camera's own pixels (shown as the original)
-    restored: np.ndarray | None = None  # the same cut from codec-restored pixels (align.restore): what the generator sees
+    lr: np.ndarray | None = None  # entry x entry BGR low-res generator input, sampled from the source
     entry: int = 0  # generator entry size chosen for this face: 16, 32 or 64
     resolved: bool = False  # camera resolves more than the largest entry takes: shown as captured, never synthesized
     matrix: np.ndarray | None = None  # (2, 3) source → 128 canonical crop
@@ -54,11 +53,6 @@ class Face:
     enhanced: np.ndarray | None = None  # 128x128 BGR generator output (synthesized pixels)
     consistency: float | None = None  # mean |enhanced shrunk to the input size − input|, 0–255
     confidence: float | None = None  # 0–1: how far the enhanced face can be trusted (enhance/confidence.py)
-
-    @property
-    def generator_input(self) -> np.ndarray | None:
-        """What the generator enhances and the colour anchor holds it to: the restored cut, else the camera's."""
-        return self.restored if self.restored is not None else self.lr
 
     @property
     def size(self) -> float:
@@ -93,7 +87,7 @@ class Track:
 
     def observe(self, face: Face) -> None:
         """Record an aligned observation; only its metadata stays (the pixels go with the frame)."""
-        self.faces.append(dataclasses.replace(face, crop=None, lr=None, restored=None, enhanced=None))
+        self.faces.append(dataclasses.replace(face, crop=None, lr=None, enhanced=None))
 
     def keep(self, face: Face, limit: int | None = None) -> None:
         """Hold `face`'s pixels for the generator; with `limit`, only the best `limit` by quality stay."""

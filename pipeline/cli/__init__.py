@@ -12,11 +12,11 @@ import signal
 import sys
 
 from ..errors import EnhanceError
-from . import (bench, build_engine, demo, doctor, eval_video, evaluate, export, fit_restore, gallery, gpu_run,
-               pack_video, prepare, prepare_video, probe_track, process, train)
+from . import (bench, build_engine, demo, doctor, eval_video, evaluate, export, gallery, gpu_run, pack_video,
+               prepare, prepare_video, probe_track, process, train)
 
-COMMANDS = (process, demo, doctor, gallery, bench, build_engine, prepare, prepare_video, pack_video, fit_restore, train,
-            export, evaluate, eval_video, probe_track, gpu_run)
+COMMANDS = (process, demo, doctor, gallery, bench, build_engine, prepare, prepare_video, pack_video, train, export,
+            evaluate, eval_video, probe_track, gpu_run)
 
 
 def build_parser() -> argparse.ArgumentParser:

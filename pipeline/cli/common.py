@@ -74,24 +74,3 @@ def set_threads(n: int) -> None:
         import torch
 
         torch.set_num_threads(n)
-
-
-def training_clips(paths: list[str], split_path: str) -> list[Path]:
-    """The clips (files, or folders of .mp4) of people in the split's train list; held-out people are skipped
-    with a line, and a clip in neither list is an error, so nobody enters training by accident."""
-    from ..config import read_yaml
-    from ..errors import InputError
-
-    split = read_yaml(split_path)
-    train_names, held_out = set(split.get("train") or []), set(split.get("eval") or [])
-    clips = []
-    for c in paths:
-        p = Path(c)
-        for f in sorted(p.glob("*.mp4")) if p.is_dir() else [p]:
-            if f.stem in held_out:  # evaluation people never enter training
-                print(f"{f.name}: held out for evaluation in {split_path}, skipped")
-                continue
-            if f.stem not in train_names:
-                raise InputError(f"{f.name} is not in the train list of {split_path}: add it there first")
-            clips.append(f)
-    return clips

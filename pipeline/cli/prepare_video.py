@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import AlignConfig
 from ..models import CONFIGS
-from .common import DATA, add_models_option, data, set_threads, training_clips
+from .common import DATA, add_models_option, data, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -37,11 +37,25 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import read_yaml
+    from ..errors import InputError
     from ..train.prepare import list_images
     from ..train.sequences import prepare_video
 
     set_threads(args.threads)
-    clips = training_clips(args.clips, args.split)
+    split = read_yaml(args.split)
+    train_names = set(split.get("train") or [])
+    held_out = set(split.get("eval") or [])
+    clips = []
+    for c in args.clips:
+        p = Path(c)
+        for f in sorted(p.glob("*.mp4")) if p.is_dir() else [p]:
+            if f.stem in held_out:  # evaluation people never enter training
+                print(f"{f.name}: held out for evaluation in {args.split}, skipped")
+                continue
+            if f.stem not in train_names:
+                raise InputError(f"{f.name} is not in the train list of {args.split}: add it there first")
+            clips.append(f)
     stills = list_images(Path(args.stills))[: args.stills_limit or None] if args.stills else []
     counts = prepare_video(clips, stills, Path(args.out), args.models, args.renders, args.still_frames,
                            (args.min_px, args.max_px), (args.crf_min, args.crf_max), seed=args.seed,

@@ -139,7 +139,7 @@ class RemoteEnhancer:
             return faces
         out = wait(self.actor.enhance.remote([item(f, self.frames) for f in faces]))
         for f, img in zip(faces, out):
-            f.enhanced = finish(img, f.generator_input, f.crop, self.strength)  # a new array: zero-copy results are read-only
+            f.enhanced = finish(img, f.lr, f.crop, self.strength)  # a new array: zero-copy results are read-only
             assess(f)
         self.count += len(faces)
         return faces

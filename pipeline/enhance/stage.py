@@ -41,10 +41,10 @@ def item(face: Face, frames: int):  # noqa: ANN201 - an array the backend takes
     """What the backend gets for one face: its crop, or with fusion (`frames` > 0) its observations packed
     together. (Also what a remote Enhancer sends its generator.)"""
     if not frames:
-        return face.generator_input
+        return face.lr
     from .fusion import pack
 
-    return pack(face.generator_input, [n.generator_input for n in face.neighbours if n.entry == face.entry], frames)
+    return pack(face.lr, [n.lr for n in face.neighbours if n.entry == face.entry], frames)
 
 
 class Enhancer:
@@ -98,7 +98,7 @@ class Enhancer:
         if not faces:
             return faces
         for f, img in zip(faces, self.batcher.map([item(f, self.frames) for f in faces])):
-            f.enhanced = finish(img, f.generator_input, f.crop, self.strength)
+            f.enhanced = finish(img, f.lr, f.crop, self.strength)
             assess(f)
         with self._lock:
             self.count += len(faces)

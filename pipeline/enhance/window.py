@@ -22,7 +22,7 @@ class FusionWindow:
         self.lookahead = k // 2 if centred else 0
 
     def remember(self, track: Track, face: Face) -> None:
-        """Add the newest observation's crop to the track's ring (pixels other than the low-res cuts are not kept)."""
+        """Add the newest observation's crop to the track's ring (pixels other than `lr` are not kept)."""
         track.recent.append(dataclasses.replace(face, crop=None, enhanced=None, neighbours=[]))
         del track.recent[: -(self.k + self.lookahead)]
 

@@ -139,7 +139,7 @@ class Builder:
             self.rows["entry"].append(face.entry)
             self.rows["face_px"].append(face.height)
             self.rows["hr"].append(shrink.truth(hr_frames[i], face.matrix))
-            self.rows["lr"].append(face.generator_input)  # what the generator gets at run time (align.restore)
+            self.rows["lr"].append(face.lr)
             kept += 1
         self.sequences += 1
         return kept
