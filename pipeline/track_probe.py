@@ -36,7 +36,7 @@ from .errors import InputError
 from .eval_video import Obs, psnr, read_run
 from .geometry import CROP, resize_matrix, source_span
 from .track_filter import temporal_probe
-from .truth import bicubic_crop, compose, plan_shrink, read_frames
+from .truth import bicubic_crop, compose, plan_shrink, read_frames, yuv420_round_trip
 
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
 BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not detail)
@@ -138,7 +138,9 @@ def linear_restoration(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]])
     """How much of the codec's loss a linear filter fitted to this very clip wins back (an oracle: no model
     trained elsewhere gets that fit). Ridge regression from each coded input pixel's neighbourhood to the
     codec-free input, fitted on every other target and scored on the rest against the truth at input size.
-    Far below the codec-free figure, the loss is information the codec dropped, not artefacts to undo."""
+    Far below the codec-free figure, the loss is information the codec dropped, not artefacts to undo.
+    Its two parts are scored apart: the mean colour shift alone (fitted on the same half: the simulated
+    camera's conversion darkens its frames, see `yuv420_round_trip`), and the filter without its shift."""
     fit_on, test_on = triples[0::2], triples[1::2]
     if not test_on:
         return {}
@@ -146,9 +148,13 @@ def linear_restoration(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]])
     y = np.concatenate([clean.reshape(-1, 3) for _, clean, _ in fit_on]).astype(np.float64)
     w = np.linalg.solve(x.T @ x + ORACLE_RIDGE * np.eye(x.shape[1]), x.T @ y)
     restored = [np.clip(_windows(coded) @ w, 0, 255).reshape(coded.shape) for coded, _, _ in test_on]
+    shift = np.mean([u.mean((0, 1)) - c.mean((0, 1)) for c, u, _ in fit_on], 0)
+    unshifted = [r - (r.mean((0, 1)) - c.mean((0, 1))) for r, (c, _, _) in zip(restored, test_on)]
     return {"entry": int(fit_on[0][0].shape[0]), "fitted": len(fit_on), "scored": len(test_on),
             "coded_psnr": float(np.mean([psnr(c, t) for c, _, t in test_on])),
             "restored_psnr": float(np.mean([psnr(r, t) for r, (_, _, t) in zip(restored, test_on)])),
+            "shift_only_psnr": float(np.mean([psnr(np.clip(c + shift, 0, 255), t) for c, _, t in test_on])),
+            "unshifted_psnr": float(np.mean([psnr(np.clip(r, 0, 255), t) for r, (_, _, t) in zip(unshifted, test_on)])),
             "uncoded_psnr": float(np.mean([psnr(u, t) for _, u, t in test_on]))}
 
 
@@ -217,7 +223,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
     codec: dict[int, list] = defaultdict(list)  # per entry size: (coded cut, codec-free cut, truth at that size)
     targets = {(o.track, o.frame) for o in obs[::every]}
     for i, (hr, lr) in enumerate(zip(read_frames(hr_path), read_frames(run_dir / "camera.mp4"))):
-        uncoded = None  # this frame shrunk as the camera's was, before the codec
+        uncoded = converted = None  # this frame shrunk as the camera's was, before the codec; and converted to 4:2:0
         for o in by_frame.get(i, []):
             key, e = (o.track, o.frame), o.lr.shape[0]
             cut[key] = warp(lr, o.matrix, e)
@@ -228,8 +234,10 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             crop, truth = o.bicubic, o.truth
             small_truth = cv2.resize(truth, (e, e), interpolation=cv2.INTER_AREA)
             uncoded = shrink.apply(hr) if uncoded is None else uncoded
+            converted = yuv420_round_trip(uncoded) if converted is None else converted
             clean_cut, clean_crop = warp(uncoded, o.matrix, e), bicubic_crop(uncoded, o.matrix)
-            noise.append((psnr(cut[key], small_truth), psnr(clean_cut, small_truth)))
+            noise.append((psnr(cut[key], small_truth), psnr(clean_cut, small_truth),
+                          psnr(warp(converted, o.matrix, e), small_truth)))
             codec[e].append((cut[key], clean_cut, small_truth))
             # the same camera without its codec, scored against the coded camera's bicubic like the rest
             rows["uncoded_bicubic"].append((clean_crop, crop, truth))
@@ -257,7 +265,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             rows[f"back_project_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
     out = {name: scorer.score(r) for name, r in rows.items()}
     out["temporal"] = temporal_probe([o for o in obs if o.truth is not None], scorer.identity.embed, *smoothing)
-    out["lr_vs_truth_psnr"], out["uncoded_vs_truth_psnr"] = (float(v) for v in np.mean(noise, 0))
+    out["lr_vs_truth_psnr"], out["uncoded_vs_truth_psnr"], out["yuv420_vs_truth_psnr"] = (float(v) for v in np.mean(noise, 0))
     out["codec_oracle"] = linear_restoration(max(codec.values(), key=len))
     out["observations"] = len(obs)
     return out
@@ -302,11 +310,12 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
         result["mean"][px] = {n: {"delta_psnr": float(np.mean([p[n]["delta_psnr"] for p in per])),
                                   "worst": float(np.min([p[n]["delta_psnr"] for p in per])),
                                   "id_cos": float(np.mean([p[n]["id_cos"] for p in per]))} for n in names}
-        for k in ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr"):
+        for k in ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr", "yuv420_vs_truth_psnr"):
             result["mean"][px][k] = float(np.mean([p[k] for p in per])) if per else None
         oracle = [p["codec_oracle"] for p in per if p.get("codec_oracle")]
         result["mean"][px]["codec_oracle"] = {k: float(np.mean([o[k] for o in oracle])) for k in
-                                              ("coded_psnr", "restored_psnr", "uncoded_psnr")} if oracle else {}
+                                              ("coded_psnr", "restored_psnr", "shift_only_psnr", "unshifted_psnr",
+                                               "uncoded_psnr")} if oracle else {}
         log(format_line("MEAN", px, result["mean"][px]))
         if per:
             result["mean"][px]["temporal"] = t = {
@@ -326,10 +335,12 @@ def format_line(clip: str, px: str, r: dict) -> str:
     parts = [f"{n} {v['delta_psnr']:+.2f} dB id {v['id_cos']:.3f}" for n, v in r.items()
              if isinstance(v, dict) and "delta_psnr" in v]
     oracle = r.get("codec_oracle") or {}
-    restored = (f"; linear oracle {oracle['coded_psnr']:.1f} → {oracle['restored_psnr']:.1f}, "
+    restored = (f"; linear oracle {oracle['coded_psnr']:.1f} → {oracle['restored_psnr']:.1f} (shift alone "
+                f"{oracle['shift_only_psnr']:.1f}, without its shift {oracle['unshifted_psnr']:.1f}), "
                 f"codec-free {oracle['uncoded_psnr']:.1f}" if oracle else "")
     return (f"{clip:>8} {px:>3}px  input vs truth {r['lr_vs_truth_psnr']:.1f} dB (uncoded "
-            f"{r['uncoded_vs_truth_psnr']:.1f}{restored}) | " + " | ".join(parts))
+            f"{r['uncoded_vs_truth_psnr']:.1f}, uncoded in 4:2:0 {r['yuv420_vs_truth_psnr']:.1f}{restored}) | "
+            + " | ".join(parts))
 
 
 def format_temporal(clip: str, px: str, t: dict) -> str:

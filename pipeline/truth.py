@@ -108,6 +108,16 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
             yield frame.to_ndarray(format="bgr24")
 
 
+def yuv420_round_trip(frame: np.ndarray) -> np.ndarray:
+    """`frame` through the colour conversions `encode` and `read_frames` make (bgr24 → yuv420p → bgr24, by
+    swscale) without the codec between them: what the simulated camera loses to chroma subsampling and
+    conversion alone. (It also darkens the frame by 1–3 levels, which a real camera, capturing in YUV, does not.)"""
+    import av
+
+    f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+    return f.reformat(format="yuv420p").to_ndarray(format="bgr24")
+
+
 def video_rate(path: str | Path) -> Fraction:
     import av
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-from conftest import HEADS, MODELS
+from conftest import HEADS, IMAGES, MODELS, require
 
 from pipeline.align import warp
 from pipeline.geometry import CROP, resize_matrix, similarity
@@ -140,9 +140,11 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
     for name in ("average_3", "smooth_centred_2", "smooth_past_2", "back_project_1", "back_project_3"):
         assert r[name]["n"] == r["single"]["n"] and abs(r[name]["delta_psnr"] - r["single"]["delta_psnr"]) < 2.0
     assert 15 < r["lr_vs_truth_psnr"] < r["uncoded_vs_truth_psnr"] < 45  # the codec only loses
+    assert r["lr_vs_truth_psnr"] < r["yuv420_vs_truth_psnr"] < r["uncoded_vs_truth_psnr"]  # 4:2:0 alone loses less
     assert r["uncoded_bicubic"]["delta_psnr"] > 0 and r["uncoded_single"]["n"] == r["single"]["n"]
     oracle = r["codec_oracle"]  # a linear filter fitted to half the clip, scored on the other half
     assert oracle["scored"] > 20 and oracle["coded_psnr"] - 0.2 < oracle["restored_psnr"] < oracle["uncoded_psnr"]
+    assert oracle["shift_only_psnr"] > oracle["coded_psnr"]  # the simulated camera's darkening, undone by a shift
     t = r["temporal"]  # on every observation: the pipeline's own tiles score as eval-video scored them
     assert t["single"]["delta_psnr"] == pytest.approx(ev["delta_psnr"], abs=0.05)
     assert t["single"]["temporal"] == pytest.approx(ev["model"]["temporal"], rel=0.05)
@@ -295,3 +297,22 @@ def test_linear_restoration_undoes_a_linear_loss():
     r = linear_restoration([(b, c, c) for b, c in zip(blurred, clean)])
     assert r["scored"] == 6 and r["restored_psnr"] > r["coded_psnr"] + 6
     assert linear_restoration([(c, c, c) for c in clean])["restored_psnr"] > 45
+
+
+def test_yuv420_round_trip_keeps_the_picture_and_shows_the_conversion_s_darkening():
+    """`truth.yuv420_round_trip`: a real photo through bgr24 → yuv420p → bgr24 (no codec) stays close to itself,
+    but comes back 1–3 levels darker — the simulated camera's bias that engines/MODEL_CARD.md accounts for
+    (a 4:4:4 round trip has none, so it is the 4:2:0 conversion, not the colour matrix)."""
+    import av
+
+    from pipeline.eval_video import psnr
+    from pipeline.truth import yuv420_round_trip
+
+    require(IMAGES / "obama_1.jpg")
+    img = cv2.resize(cv2.imread(str(IMAGES / "obama_1.jpg")), (320, 180), interpolation=cv2.INTER_AREA)
+    back = yuv420_round_trip(img)
+    assert back.shape == img.shape and psnr(back, img) > 30
+    darker = (img.astype(float) - back).mean((0, 1))
+    assert (darker > 0.5).all() and (darker < 4).all(), darker
+    full = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv444p").to_ndarray(format="bgr24")
+    assert np.abs((img.astype(float) - full).mean((0, 1))).max() < 0.3
