@@ -41,6 +41,8 @@ from .truth import bicubic_crop, compose, plan_shrink, read_frames, yuv420_round
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
 BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not detail)
 ORACLE_RADIUS, ORACLE_RIDGE = 4, 10.0  # the codec oracle's window (9×9) and ridge weight
+# the input at entry size against the truth shrunk to it: as coded, without the codec, without it but in 4:2:0
+INPUT_SCORES = ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr", "yuv420_vs_truth_psnr")
 SMOOTHING = (0.6, 4.0)  # the temporal filter's (alpha, tau): neutral in PSNR on the held-out clips (engines/MODEL_CARD.md)
 
 
@@ -265,7 +267,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             rows[f"back_project_{k}"].append((scorer.enhance(x, o.bicubic), o.bicubic, o.truth))
     out = {name: scorer.score(r) for name, r in rows.items()}
     out["temporal"] = temporal_probe([o for o in obs if o.truth is not None], scorer.identity.embed, *smoothing)
-    out["lr_vs_truth_psnr"], out["uncoded_vs_truth_psnr"], out["yuv420_vs_truth_psnr"] = (float(v) for v in np.mean(noise, 0))
+    out.update(zip(INPUT_SCORES, (float(v) for v in np.mean(noise, 0))))
     out["codec_oracle"] = linear_restoration(max(codec.values(), key=len))
     out["observations"] = len(obs)
     return out
@@ -310,7 +312,7 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
         result["mean"][px] = {n: {"delta_psnr": float(np.mean([p[n]["delta_psnr"] for p in per])),
                                   "worst": float(np.min([p[n]["delta_psnr"] for p in per])),
                                   "id_cos": float(np.mean([p[n]["id_cos"] for p in per]))} for n in names}
-        for k in ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr", "yuv420_vs_truth_psnr"):
+        for k in INPUT_SCORES:
             result["mean"][px][k] = float(np.mean([p[k] for p in per])) if per else None
         oracle = [p["codec_oracle"] for p in per if p.get("codec_oracle")]
         result["mean"][px]["codec_oracle"] = {k: float(np.mean([o[k] for o in oracle])) for k in

@@ -111,7 +111,8 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
 def yuv420_round_trip(frame: np.ndarray) -> np.ndarray:
     """`frame` through the colour conversions `encode` and `read_frames` make (bgr24 → yuv420p → bgr24, by
     swscale) without the codec between them: what the simulated camera loses to chroma subsampling and
-    conversion alone. (It also darkens the frame by 1–3 levels, which a real camera, capturing in YUV, does not.)"""
+    conversion alone. It also darkens the frame by 1–3 levels; of that, footage from a real camera, which captures
+    in YUV, meets only the decoder's share, about 1 level (engines/MODEL_CARD.md, "Where the gap is")."""
     import av
 
     f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
