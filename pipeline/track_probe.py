@@ -315,9 +315,8 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
         for k in INPUT_SCORES:
             result["mean"][px][k] = float(np.mean([p[k] for p in per])) if per else None
         oracle = [p["codec_oracle"] for p in per if p.get("codec_oracle")]
-        result["mean"][px]["codec_oracle"] = {k: float(np.mean([o[k] for o in oracle])) for k in
-                                              ("coded_psnr", "restored_psnr", "shift_only_psnr", "unshifted_psnr",
-                                               "uncoded_psnr")} if oracle else {}
+        result["mean"][px]["codec_oracle"] = {k: float(np.mean([o[k] for o in oracle]))
+                                              for k in (oracle[0] if oracle else ()) if k.endswith("_psnr")}
         log(format_line("MEAN", px, result["mean"][px]))
         if per:
             result["mean"][px]["temporal"] = t = {
