@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import EnhanceError
+from .yuv import from_bgr
 
 W, H, FPS, SECONDS = 640, 360, 25, 6
 
@@ -100,7 +101,7 @@ def make_demo_clip(path: Path, seed: int = 7) -> Path:
             frame = cv2.GaussianBlur(frame, (0, 0), 0.6)
             noise = rng.normal(0, 4.0, frame.shape).astype(np.float32)
             frame = (frame.astype(np.float32) + noise).clip(0, 255).astype(np.uint8)
-            vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            vf = from_bgr(frame)
             vf.pts, vf.time_base = i, Fraction(1, FPS)
             for packet in stream.encode(vf):
                 container.mux(packet)

@@ -103,20 +103,19 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Every frame of a video as BGR uint8, in decode order (the pipeline's frame indices)."""
     import av
 
+    from .yuv import to_bgr
+
     with av.open(str(path)) as c:
         for frame in c.decode(video=0):
-            yield frame.to_ndarray(format="bgr24")
+            yield to_bgr(frame)
 
 
 def yuv420_round_trip(frame: np.ndarray) -> np.ndarray:
-    """`frame` through the colour conversions `encode` and `read_frames` make (bgr24 → yuv420p → bgr24, by
-    swscale) without the codec between them: what the simulated camera loses to chroma subsampling and
-    conversion alone. It also darkens the frame by 1–3 levels; of that, footage from a real camera, which captures
-    in YUV, meets only the decoder's share, about 1 level (engines/MODEL_CARD.md, "Where the gap is")."""
-    import av
+    """`frame` through the colour conversions `encode` and `read_frames` make (bgr24 → yuv420p → bgr24)
+    without the codec between them: what the simulated camera loses to chroma subsampling alone."""
+    from .yuv import from_bgr, to_bgr
 
-    f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
-    return f.reformat(format="yuv420p").to_ndarray(format="bgr24")
+    return to_bgr(from_bgr(frame))
 
 
 def video_rate(path: str | Path) -> Fraction:
@@ -132,6 +131,8 @@ def encode(frames: Iterable[np.ndarray], path: str | Path, rate: Fraction, crf: 
     """Encode BGR frames as a camera would (yuv420p, constant-quality CRF); returns the frame count."""
     import av
 
+    from .yuv import from_bgr
+
     n = 0
     with av.open(str(path), "w") as out:
         stream = None
@@ -145,7 +146,7 @@ def encode(frames: Iterable[np.ndarray], path: str | Path, rate: Fraction, crf: 
                 stream.options = opts
                 if gop:
                     stream.codec_context.gop_size = gop
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            frame = from_bgr(img)
             frame.pts = n
             frame.time_base = 1 / Fraction(rate)
             out.mux(stream.encode(frame))

@@ -299,12 +299,10 @@ def test_linear_restoration_undoes_a_linear_loss():
     assert linear_restoration([(c, c, c) for c in clean])["restored_psnr"] > 45
 
 
-def test_yuv420_round_trip_keeps_the_picture_and_shows_the_conversion_s_darkening():
-    """`truth.yuv420_round_trip`: a real photo through bgr24 → yuv420p → bgr24 (no codec) stays close to itself,
-    but comes back 1–3 levels darker — the simulated camera's bias that engines/MODEL_CARD.md accounts for
-    (a 4:4:4 round trip has none, so it is the 4:2:0 conversion, not the colour matrix)."""
-    import av
-
+def test_yuv420_round_trip_keeps_the_picture_and_its_colours():
+    """`truth.yuv420_round_trip`: a real photo through the simulated camera's bgr24 → yuv420p → bgr24 (no codec)
+    stays close to itself and keeps its mean colour: the simulated camera no longer darkens its frames, which a
+    real camera capturing in YUV does not do (engines/MODEL_CARD.md, "Exact colour conversion")."""
     from pipeline.eval_video import psnr
     from pipeline.truth import yuv420_round_trip
 
@@ -312,7 +310,5 @@ def test_yuv420_round_trip_keeps_the_picture_and_shows_the_conversion_s_darkenin
     img = cv2.resize(cv2.imread(str(IMAGES / "obama_1.jpg")), (320, 180), interpolation=cv2.INTER_AREA)
     back = yuv420_round_trip(img)
     assert back.shape == img.shape and psnr(back, img) > 30
-    darker = (img.astype(float) - back).mean((0, 1))
-    assert (darker > 0.5).all() and (darker < 4).all(), darker
-    full = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv444p").to_ndarray(format="bgr24")
-    assert np.abs((img.astype(float) - full).mean((0, 1))).max() < 0.3
+    shift = (back.astype(float) - img).mean((0, 1))
+    assert np.abs(shift).max() < 0.2, shift

@@ -41,9 +41,8 @@ def cut(src: Path, dst: Path, start: int, frames: int) -> Path:
             if i >= start + frames:
                 break
             if i >= start:
-                f = av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")
-                f.pts, f.time_base = i - start, 1 / rate
-                o.mux(out.encode(f))
+                frame.pts, frame.time_base = i - start, 1 / rate  # re-encoded as decoded: no colour round trip
+                o.mux(out.encode(frame))
         o.mux(out.encode())
     return dst
 

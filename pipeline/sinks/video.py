@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import OutputConfig
 from ..errors import ConfigError, write_error
+from ..yuv import from_bgr
 
 FINE_TIME_BASE = Fraction(1, 90000)
 FRAGMENT_S = 1.0  # a killed run loses at most this much video (plus the encoder's few frames of delay)
@@ -96,11 +97,7 @@ class VideoWriter:
             if self._closed:
                 return
             pts = self._next_pts(time)
-            # OpenCV's I420 conversion rounds correctly (swscale's default truncates: ~3 levels
-            # darker) and is several times faster.
-            yuv = cv2.cvtColor(self._fit(image), cv2.COLOR_BGR2YUV_I420)
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-            frame.colorspace, frame.color_range = 6, 1
+            frame = from_bgr(self._fit(image))
             frame.pts = pts
             frame.time_base = self.time_base
             self._mux(self._stream.encode(frame))

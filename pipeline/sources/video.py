@@ -19,6 +19,7 @@ import numpy as np
 from ..config import SourceConfig
 from ..errors import InputError
 from ..types import Frame
+from ..yuv import to_bgr
 from .base import Source
 from .urls import reason, scrub
 
@@ -205,7 +206,7 @@ class VideoSource(Source):
             if limit is not None and delivered >= limit:
                 return
             try:
-                image = frame.to_ndarray(format="bgr24")
+                image = to_bgr(frame)
             except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - odd pixel formats
                 self._skip(f"unconvertible frame at pts {frame.pts}: {reason(e)}")
                 continue

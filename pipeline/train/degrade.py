@@ -62,19 +62,21 @@ def h264_roundtrip(img: np.ndarray, crf: int) -> np.ndarray:
     """Encode one BGR frame with libx264 (intra) and decode it back (needs even sides)."""
     import av
 
+    from ..yuv import from_bgr, to_bgr
+
     h, w = img.shape[:2]
     enc = av.CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.options = {"crf": str(crf), "preset": "veryfast", "tune": "zerolatency"}
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+    frame = from_bgr(img)
     packets = list(enc.encode(frame)) + list(enc.encode(None))
     dec = av.CodecContext.create("h264", "r")
     out = None
     for p in packets:
         for f in dec.decode(p):
-            out = f.to_ndarray(format="bgr24")
+            out = to_bgr(f)
     for f in dec.decode(None):
-        out = f.to_ndarray(format="bgr24")
+        out = to_bgr(f)
     return img if out is None else out
 
 
