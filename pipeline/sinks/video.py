@@ -24,7 +24,6 @@ import numpy as np
 
 from ..config import OutputConfig
 from ..errors import ConfigError, write_error
-from ..yuv import from_bgr
 
 FINE_TIME_BASE = Fraction(1, 90000)
 FRAGMENT_S = 1.0  # a killed run loses at most this much video (plus the encoder's few frames of delay)
@@ -97,7 +96,12 @@ class VideoWriter:
             if self._closed:
                 return
             pts = self._next_pts(time)
-            frame = from_bgr(self._fit(image))
+            # OpenCV's I420 conversion is unbiased (mean colour within 0.02 level of BT.601) and 10× faster
+            # than `yuv.from_bgr`; it point-samples chroma, which a viewing copy can afford: tiles, galleries
+            # and reports are cut from the decoded frames, never from this video.
+            yuv = cv2.cvtColor(self._fit(image), cv2.COLOR_BGR2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.colorspace, frame.color_range = 6, 1
             frame.pts = pts
             frame.time_base = self.time_base
             self._mux(self._stream.encode(frame))
