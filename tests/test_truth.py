@@ -144,7 +144,6 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
     assert r["uncoded_bicubic"]["delta_psnr"] > 0 and r["uncoded_single"]["n"] == r["single"]["n"]
     oracle = r["codec_oracle"]  # a linear filter fitted to half the clip, scored on the other half
     assert oracle["scored"] > 20 and oracle["coded_psnr"] - 0.2 < oracle["restored_psnr"] < oracle["uncoded_psnr"]
-    assert oracle["shift_only_psnr"] > oracle["coded_psnr"]  # the simulated camera's darkening, undone by a shift
     t = r["temporal"]  # on every observation: the pipeline's own tiles score as eval-video scored them
     assert t["single"]["delta_psnr"] == pytest.approx(ev["delta_psnr"], abs=0.05)
     assert t["single"]["temporal"] == pytest.approx(ev["model"]["temporal"], rel=0.05)
