@@ -29,6 +29,5 @@ def from_bgr(image: np.ndarray, format: str = "yuv420p") -> av.VideoFrame:
     """A BGR uint8 image as a frame for an encoder: BT.601, limited range, and tagged so, as a camera
     writes it and as `to_bgr` reads an untagged one."""
     bgr = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-    frame = bgr.reformat(format=format, interpolation=EXACT, dst_colorspace=Colorspace.ITU601,
-                         dst_color_range=ColorRange.MPEG)
-    return frame
+    return bgr.reformat(format=format, interpolation=EXACT, dst_colorspace=Colorspace.ITU601,
+                        dst_color_range=ColorRange.MPEG)

@@ -301,7 +301,7 @@ def test_linear_restoration_undoes_a_linear_loss():
 def test_yuv420_round_trip_keeps_the_picture_and_its_colours():
     """`truth.yuv420_round_trip`: a real photo through the simulated camera's bgr24 → yuv420p → bgr24 (no codec)
     stays close to itself and keeps its mean colour: the simulated camera no longer darkens its frames, which a
-    real camera capturing in YUV does not do (engines/MODEL_CARD.md, "Exact colour conversion")."""
+    real camera capturing in YUV does not do (engines/MODEL_CARD.md, rule 5)."""
     from pipeline.eval_video import psnr
     from pipeline.truth import yuv420_round_trip
 

@@ -28,7 +28,7 @@ def shift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return b.reshape(-1, 3).astype(float).mean(0) - a.reshape(-1, 3).astype(float).mean(0)
 
 
-def bt601(bgr: np.ndarray) -> np.ndarray:
+def bt601(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The standard's arithmetic: BT.601 limited-range Y, Cb, Cr in float, chroma averaged over 2×2 blocks."""
     b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
     y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
