@@ -145,11 +145,11 @@ class Session:
                 image = self.stages.annotator(frame.image, self.shown, insets)
             with self.timings("encode"):
                 self.video.write(image, frame.time)
+        self.stats.frames += 1  # counted once drawn: a frame in the video is never missing from the count
         if frame.captured is not None:
             self.latency.add(time.time() - frame.captured)
         for track in self.flow.tracker.ended(frame.time):
             self.end_track(track, "lost")
-        self.stats.frames += 1
         self.bar.update(self.stats.frames, self.stats.faces, self.stats.tracks, self.source.dropped)
         self._tick()
 
