@@ -141,8 +141,8 @@ def linear_restoration(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]])
     trained elsewhere gets that fit). Ridge regression from each coded input pixel's neighbourhood to the
     codec-free input, fitted on every other target and scored on the rest against the truth at input size.
     Far below the codec-free figure, the loss is information the codec dropped, not artefacts to undo.
-    Its two parts are scored apart: the mean colour shift alone (fitted on the same half: the simulated
-    camera's conversion darkens its frames, see `yuv420_round_trip`), and the filter without its shift."""
+    Its two parts are scored apart: the mean colour shift alone (fitted on the same half; it undid the darkening
+    of swscale's default conversion before `pipeline/yuv.py`, and wins nothing now), and the filter without it."""
     fit_on, test_on = triples[0::2], triples[1::2]
     if not test_on:
         return {}
