@@ -7,8 +7,9 @@
         session.step(frame)
     return session.finish(status)
 
-Memory stays bounded: frames stream through; per track only the observations' metadata and the policy's
-candidates are kept, and a track is written out as soon as it ends. `finish` always runs (also after a
+Memory stays bounded: frames stream through (a recording is decoded a few frames ahead in a helper thread,
+`ReadAhead`, so decoding uses the core the detector leaves idle); per track only the observations' metadata
+and the policy's candidates are kept, and a track is written out as soon as it ends. `finish` always runs (also after a
 stop or an error), so an interrupted run leaves playable, listed files.
 
 Crash safety: the manifest is on disk from the session's start (status "running") and rewritten every
@@ -35,6 +36,7 @@ from .sinks.manifest import Manifest
 from .sinks.tracks import TrackWriter
 from .sinks.video import SegmentedVideoWriter, VideoWriter
 from .sources import Source
+from .sources.readahead import ReadAhead
 from .stages import Stages
 from .stop import StopFlag
 from .types import Face, Frame, Track
@@ -109,6 +111,8 @@ class Session:
         self.events(RunStarted(source=source.name, live=source.live))
         refresh = self._refresh_report if source.live and cfg.output.gallery else None
         self.publisher = Publisher(self._snapshot, refresh, source.name)
+        # a recording is decoded ahead in a helper thread; a live feed already reads in its own
+        self._reader = None if source.live else ReadAhead(source, source.name)
         self._report_cache: dict = {}  # per-track analysis kept between a live feed's report refreshes
         self._done = False
         stop.on_abort(self.abort)
@@ -116,8 +120,9 @@ class Session:
     # ------------------------------------------------------------------ frames
 
     def frames(self) -> Iterator[Frame]:
-        """The source's frames (decode time counted) until the input ends or a stop is asked for."""
-        frames = iter(self.source)
+        """The source's frames (time waited for them counted as "decode") until the input ends or a stop is
+        asked for."""
+        frames = iter(self._reader if self._reader is not None else self.source)
         while not self.stop:
             with self.timings("decode"):
                 frame = next(frames, None)
@@ -241,6 +246,8 @@ class Session:
         After a write error (`error`, or one met here) only the manifest is still written, in the space its
         reserve kept, with status "failed" and the error.
         """
+        if self._reader is not None:
+            self._reader.close()  # before anything closes the source it decodes
         failure = error
         if not isinstance(error, OutputError):
             failure = self._attempt(lambda: self._end_all("end of input" if status == "complete" else "stopped"))
