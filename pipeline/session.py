@@ -9,8 +9,8 @@
 
 Memory stays bounded: frames stream through (a recording is decoded a few frames ahead in a helper thread,
 `ReadAhead`, so decoding uses the core the detector leaves idle); per track only the observations' metadata
-and the policy's candidates are kept, and a track is written out as soon as it ends. `finish` always runs (also after a
-stop or an error), so an interrupted run leaves playable, listed files.
+and the policy's candidates are kept, and a track is written out as soon as it ends. `finish` always runs
+(also after a stop or an error), so an interrupted run leaves playable, listed files.
 
 Crash safety: the manifest is on disk from the session's start (status "running") and rewritten every
 `MANIFEST_EVERY_S` by a helper thread (`Publisher`), which also refreshes a live feed's gallery and report

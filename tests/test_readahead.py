@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
 from conftest import VIDEO, needs_shared  # noqa: E402
 
-from pipeline.config import SourceConfig  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
 from pipeline.sources.readahead import READ_AHEAD, ReadAhead  # noqa: E402
 
@@ -42,7 +41,7 @@ def test_same_frames_as_reading_directly_on_a_damaged_recording(tmp_path):
 def test_close_stops_decoding_and_joins(tmp_path):
     clip = media.make_video(tmp_path / "clip.mp4", frames=200)
     pulled = 0
-    with open_source(str(clip), SourceConfig()) as src:
+    with open_source(str(clip)) as src:
 
         def counted():
             nonlocal pulled
