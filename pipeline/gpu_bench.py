@@ -209,75 +209,88 @@ def device_rate(model, entry: int, batch: int, dtype: str, autotune: bool = Fals
             "gflop_per_face": round(flops / 1e9, 3), "tflops": round(flops * batch / sec / 1e12, 2)}
 
 
-def kernel_profile(model, entry: int, batch: int, dtype: str, top: int = 12) -> list[dict]:
-    """Where the device time of one batch goes: the `top` CUDA kernels by total time over 5 forwards."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
+# (torch.compile setting, largest graph bucket, call sizes): a call above the bucket runs in pipelined chunks
+BACKEND_CELLS = (("off", 256, (256, 1024)), ("off", 1024, (1024, 4096)), ("default", 1024, (1024, 4096)),
+                 ("max-autotune", 1024, (1024, 4096)))
 
-    m, x = _on_device(model, entry, batch, dtype)
-    with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=True):
-        for _ in range(3):
-            m(x)
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(5):
-                m(x)
-            torch.cuda.synchronize()
-    ev = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
-    total = sum(e.device_time_total for e in ev)
-    ev.sort(key=lambda e: e.device_time_total, reverse=True)
-    return [{"kernel": e.key[:100], "calls_per_forward": e.count / 5, "share": round(e.device_time_total / total, 3),
-             "ms_per_forward": round(e.device_time_total / 5e3, 3)} for e in ev[:top]]
+
+def _breakdown(be, batch: int) -> dict:
+    """Where one chunk's time goes: upload, the uint8 → uint8 graph, download, the host copy out of the pinned
+    buffer (each alone, milliseconds)."""
+    import torch
+
+    g, static_in, static_out = be.graph((16, 16, 3), batch)
+    host_in = torch.zeros(tuple(static_in.shape), dtype=torch.uint8).pin_memory()
+    host_out = torch.empty(tuple(static_out.shape), dtype=torch.uint8).pin_memory()
+    out = np.empty(tuple(static_out.shape), np.uint8)
+    host = []
+    for _ in range(10):
+        t = time.perf_counter()
+        out[:] = host_out.numpy()
+        host.append(time.perf_counter() - t)
+    ms = {"upload": _time_cuda(lambda: static_in.copy_(host_in, non_blocking=True), 20),
+          "graph": _time_cuda(g.replay, 20),
+          "download": _time_cuda(lambda: host_out.copy_(static_out, non_blocking=True), 20),
+          "host_copy": float(np.median(host))}
+    return {k: round(v * 1e3, 3) for k, v in ms.items()}
 
 
 def _backend_cells(model, clock: Clock, log: Callable[[str], None], save: Callable[[], None], res: list) -> None:
-    """The shipped backend host to host (uint8 faces in, uint8 128 px faces out) at fp16, entry 16: CUDA
-    graphs eager and under torch.compile's modes, each at one batch that is also its only graph bucket."""
+    """The shipped backend host to host (uint8 faces in, uint8 128 px faces out) at fp16, entry 16, for each
+    of `BACKEND_CELLS`: its graph alone on the device, where a chunk's time goes, every call size, and its
+    outputs against torch-cpu fp32 on 32 of the faces."""
     import torch
 
     from .bench import _items
     from .enhance.backends import CUDA_COMPILE, TorchCUDA
 
-    for setting, batch in (("off", 256), ("off", 1024), ("default", 1024), ("max-autotune", 1024)):
+    reference = _runner(model, "fp32", "eager", cuda=False)
+    for setting, bucket, calls in BACKEND_CELLS:
         jit = CUDA_COMPILE[setting]
-        mode = f"jit {jit}" if jit else "graphs"
+        head = {"backend": f"torch-cuda {f'jit {jit}' if jit else 'graphs'}", "entry": 16, "bucket": bucket}
         if clock.left() < (150 if setting == "max-autotune" else 30):
-            res.append({"backend": f"torch-cuda {mode}", "batch": batch, "skipped": "time"})
+            res.append({**head, "skipped": "time"})
             continue
         try:
             t = time.perf_counter()
-            be = TorchCUDA(model, dtype=torch.float16, graphs=True, jit=jit, max_batch=batch)
-            x = _items(16, batch, 0, 0)
-            be.run(x)  # compiles, captures and pins at the measured size
-            ready = time.perf_counter() - t
-            lat = []
-            while len(lat) < 30 and sum(lat) < 2.0:
-                t = time.perf_counter()
-                be.run(x)
-                lat.append(time.perf_counter() - t)
-            med = float(np.median(lat))
-            row = {"backend": f"torch-cuda {mode}", "entry": 16, "batch": batch, "runs": len(lat),
-                   "ready_s": round(ready, 1), "p50_ms": round(med * 1e3, 2), "faces_per_s": round(batch / med, 1)}
+            be = TorchCUDA(model, dtype=torch.float16, graphs=True, jit=jit, max_batch=bucket)
+            x = _items(16, max(calls), 0, 0)
+            y = be.run(x[:bucket])  # compiles, captures and pins at the bucket
+            row = {**head, "ready_s": round(time.perf_counter() - t, 1)}
+            diff = np.abs(y[:32].astype(int) - reference.run(x[:32]))
+            if jit is None:  # padded into a bucket and cut into chunks (a compiled mode would recompile for it)
+                tail = slice(bucket, bucket + 44)
+                diff = np.concatenate([diff, np.abs(be.run(x[: tail.stop])[tail].astype(int) - reference.run(x[tail]))])
+            row.update(diff_vs_cpu_fp32_mean=round(float(diff.mean()), 3), diff_vs_cpu_fp32_max=int(diff.max()))
+            row["ms"] = _breakdown(be, bucket)
+            row["faces_per_s_device"] = round(bucket / row["ms"]["graph"] * 1e3, 1)
+            for n in calls:
+                be.run(x[:n])
+                lat = []
+                while len(lat) < 30 and sum(lat) < 2.0:
+                    t = time.perf_counter()
+                    be.run(x[:n])
+                    lat.append(time.perf_counter() - t)
+                med = float(np.median(lat))
+                row[f"call_{n}"] = {"runs": len(lat), "p50_ms": round(med * 1e3, 2), "faces_per_s": round(n / med, 1)}
         except Exception as err:  # a mode that fails here is a result
-            row = {"backend": f"torch-cuda {mode}", "batch": batch, "failed": f"{type(err).__name__}: {err}"[:300]}
+            row = {**head, "failed": f"{type(err).__name__}: {err}"[:300]}
         res.append(row)
         log(f"tune {row}")
         save()
 
 
-def tuning(model, ref, peaks: dict, clock: Clock, log: Callable[[str], None], save: Callable[[], None],
+def tuning(model, peaks: dict, clock: Clock, log: Callable[[str], None], save: Callable[[], None],
            res: list) -> None:
-    """The backend host to host, then device-resident rates at the headline cell (fp16, entry 16) with cuDNN
-    autotuning and torch.compile modes, larger batches, the other entries and the reference, and a kernel
-    profile; rows go into `res` as they come."""
+    """The backend host to host (`_backend_cells`), then device-resident rates of the network alone at the
+    headline cell (fp16, entry 16): eager under a graph at batch 1024 (the same cell as the earlier sessions',
+    so that the card can be compared with theirs) and torch.compile's fastest mode at larger batches; rows go
+    into `res` as they come."""
     from .enhance.backends import CUDA_COMPILE
 
-    cells = [(model, 16, b, a, None) for b in (256, 1024) for a in (False, True)]
-    cells += [(model, 16, 4096, True, None), (model, 32, 1024, True, None), (model, 64, 1024, True, None)]
-    cells += [(ref, 16, b, True, None) for b in (256, 1024)]
-    cells += [(model, 16, b, True, CUDA_COMPILE["default"]) for b in (256, 1024)]
-    cells += [(model, 16, 1024, True, CUDA_COMPILE["max-autotune"])]
     _backend_cells(model, clock, log, save, res)
+    cells = [(model, 16, 1024, False, None)]
+    cells += [(model, 16, b, False, CUDA_COMPILE["max-autotune"]) for b in (2048, 4096)]
     for m, e, b, auto, mode in cells:
         if clock.left() < (150 if mode and mode.startswith("max") else 20):
             res.append({"model": m.__class__.__name__, "entry": e, "batch": b, "compile_mode": mode, "skipped": "time"})
@@ -291,13 +304,6 @@ def tuning(model, ref, peaks: dict, clock: Clock, log: Callable[[str], None], sa
         res.append(row)
         log(f"tune {row}")
         save()
-        if m is model and e == 16 and b == 256 and auto and mode is None:
-            try:
-                res.append({"profile": kernel_profile(model, 16, 256, "fp16")})
-            except Exception as err:
-                res.append({"profile": {"failed": f"{type(err).__name__}: {err}"[:300]}})
-            log(f"profile {res[-1]}")
-            save()
 
 
 def precision_on_gpu(model, faces: np.ndarray, cuda: bool) -> dict:

@@ -137,7 +137,7 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
     model, meta = load_generator(weights)
     if tune and cuda and "ceilings" in res and "failed" not in res["ceilings"]:
         res["tuning"] = []
-        tuning(model, PFSRReference().eval(), res["ceilings"], clock, log, save, res["tuning"])
+        tuning(model, res["ceilings"], clock, log, save, res["tuning"])
     if bench:  # off in a rerun after a call that measured the grid: the burst gets the time
         grid = dict(entries=ENTRIES, batches=BATCHES, dtypes=DTYPES, modes=MODES, budget_s=0.3) if cuda else \
             dict(entries=(16,), batches=(1, 4), dtypes=("fp32",), modes=("eager",), budget_s=0.05)

@@ -79,6 +79,23 @@ def test_torch_cpu_equals_the_reference_arithmetic(weights):
 
 
 @needs_shared
+def test_the_uint8_path_traces_whole_for_one_cuda_graph(weights):
+    """torch-cuda captures (and torch.compile compiles) `Uint8Net`, conversions included, as one piece: a graph
+    break would leave eager kernels outside it. Traced on the CPU, for crops and for fused items."""
+    import torch._dynamo
+
+    from pipeline.enhance.fusion import FusionGenerator, PackedFusion
+
+    net = B.Uint8Net(load_generator(weights)[0].eval(), torch.float32)
+    packed = B.Uint8Net(PackedFusion(FusionGenerator()).eval(), torch.float32)
+    lr = torch.from_numpy(crops(2, 16))
+    items = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 4, 16, 16, 4), dtype=np.uint8))
+    with torch.inference_mode():
+        for m, x in ((net, lr), (packed, items)):
+            assert torch._dynamo.explain(m)(x).graph_break_count == 0
+        assert np.array_equal(net(lr).numpy(), reference(weights, lr.numpy()))
+
+
 def test_torch_cpu_bf16_stays_within_a_few_levels_of_fp32_on_real_faces():
     """bf16 convolutions on the fp32 bicubic base: the shipped generator's outputs on real faces move by a
     level or two of 255, not more; `auto` takes bf16 exactly where the CPU multiplies it natively."""

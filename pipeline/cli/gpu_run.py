@@ -22,8 +22,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bench", action="store_true",
                    help="skip the generator grids (a rerun after a call that measured them: the burst gets the time)")
     p.add_argument("--tune", action="store_true",
-                   help="first, the headline cell further: the backend with torch.compile modes, the device-resident "
-                        "rate with cuDNN autotuning and compile modes, a kernel profile")
+                   help="first, the headline cell further: the backend host to host per compile mode and call size, "
+                        "where a chunk's time goes, the compiled network alone at larger batches")
     p.add_argument("--prepare", action="store_true", help="on the CPU: write --data to carry with the call")
     p.add_argument("--faces", default=str(DATA / "faces128"), help="--prepare: output of `prepare`")
     p.add_argument("--video", default=str(DATA / "video_seq" / "train.npz"), help="--prepare: `prepare-video` cache")
