@@ -216,22 +216,23 @@ BACKEND_CELLS = (("off", 256, (256, 1024)), ("off", 1024, (1024, 4096)), ("defau
 
 def _breakdown(be, batch: int) -> dict:
     """Where one chunk's time goes: upload, the uint8 → uint8 graph, download, the host copy out of the pinned
-    buffer (each alone, milliseconds)."""
+    buffer (each alone, milliseconds). In inference mode, as `run`: the graph's tensors were made in it."""
     import torch
 
-    g, static_in, static_out = be.graph((16, 16, 3), batch)
-    host_in = torch.zeros(tuple(static_in.shape), dtype=torch.uint8).pin_memory()
-    host_out = torch.empty(tuple(static_out.shape), dtype=torch.uint8).pin_memory()
-    out = np.empty(tuple(static_out.shape), np.uint8)
-    host = []
-    for _ in range(10):
-        t = time.perf_counter()
-        out[:] = host_out.numpy()
-        host.append(time.perf_counter() - t)
-    ms = {"upload": _time_cuda(lambda: static_in.copy_(host_in, non_blocking=True), 20),
-          "graph": _time_cuda(g.replay, 20),
-          "download": _time_cuda(lambda: host_out.copy_(static_out, non_blocking=True), 20),
-          "host_copy": float(np.median(host))}
+    with torch.inference_mode():
+        g, static_in, static_out = be.graph((16, 16, 3), batch)
+        host_in = torch.zeros(tuple(static_in.shape), dtype=torch.uint8).pin_memory()
+        host_out = torch.empty(tuple(static_out.shape), dtype=torch.uint8).pin_memory()
+        out = np.empty(tuple(static_out.shape), np.uint8)
+        host = []
+        for _ in range(10):
+            t = time.perf_counter()
+            out[:] = host_out.numpy()
+            host.append(time.perf_counter() - t)
+        ms = {"upload": _time_cuda(lambda: static_in.copy_(host_in, non_blocking=True), 20),
+              "graph": _time_cuda(g.replay, 20),
+              "download": _time_cuda(lambda: host_out.copy_(static_out, non_blocking=True), 20),
+              "host_copy": float(np.median(host))}
     return {k: round(v * 1e3, 3) for k, v in ms.items()}
 
 
