@@ -165,6 +165,7 @@ class MqttSink:
         self._closing = False
         self._cameras: dict[str, str] = {}  # camera → its latest status ("online"/"offline")
         self._pending: set[str] = set()  # cameras whose status the broker has not been sent yet
+        self._handing = False  # the sender took a message off the queue and has not yet handed it to paho
         self._book = TrackBook()
         self._ever_connected = False
         self._warned_down = False
@@ -246,31 +247,40 @@ class MqttSink:
                     if self._closing:
                         return
                     continue
-                if self._pending:
-                    camera = self._pending.pop()
-                    status = self._cameras[camera]
+                camera = self._pending.pop() if self._pending else None
+                status = self._cameras[camera] if camera is not None else ""
+                message = None if camera is not None else self._queue.popleft()
+                self._handing = True
+            try:
+                if camera is not None:
+                    self._hand_status(camera, status)
                 else:
-                    camera = None
-                    topic, payload, retain = message = self._queue.popleft()
-                self._cond.notify_all()
-            if camera is not None:
-                info = self.client.publish(self.topic(camera, "status"), status, qos=1, retain=True)
-                if info.rc != _mqtt.MQTT_ERR_SUCCESS:  # paho kept it (qos 1) or will get it again on connect
-                    self._pause_if_disconnected(info.rc)
-                continue
-            info = self.client.publish(topic, self.secrets.scrub(payload), qos=self.qos, retain=retain)
-            # NO_CONN with qos > 0: paho keeps the message and sends it after reconnecting
-            if info.rc == _mqtt.MQTT_ERR_SUCCESS or (info.rc == _mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
+                    self._hand(message)
+            finally:
                 with self._cond:
-                    self.sent += 1
-                continue
-            # not taken (qos 0 while disconnected, or paho's own queue full): back to the front, then wait
-            with self._cond:
-                if len(self._queue) < self._max_queue:
-                    self._queue.appendleft(message)
-                else:
-                    self.dropped += 1
+                    self._handing = False
+                    self._cond.notify_all()
+
+    def _hand_status(self, camera: str, status: str) -> None:
+        info = self.client.publish(self.topic(camera, "status"), status, qos=1, retain=True)
+        if info.rc != _mqtt.MQTT_ERR_SUCCESS:  # paho kept it (qos 1) or will get it again on connect
             self._pause_if_disconnected(info.rc)
+
+    def _hand(self, message: tuple[str, str, bool]) -> None:
+        topic, payload, retain = message
+        info = self.client.publish(topic, self.secrets.scrub(payload), qos=self.qos, retain=retain)
+        # NO_CONN with qos > 0: paho keeps the message and sends it after reconnecting
+        if info.rc == _mqtt.MQTT_ERR_SUCCESS or (info.rc == _mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
+            with self._cond:
+                self.sent += 1
+            return
+        # not taken (qos 0 while disconnected, or paho's own queue full): back to the front, then wait
+        with self._cond:
+            if len(self._queue) < self._max_queue:
+                self._queue.appendleft(message)
+            else:
+                self.dropped += 1
+        self._pause_if_disconnected(info.rc)
 
     def _pause_if_disconnected(self, rc: int) -> None:
         with self._cond:
@@ -322,12 +332,13 @@ class MqttSink:
         return len(self._queue)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until the queue is handed to paho (True) or `timeout` passes (False)."""
+        """Wait until the queue is handed to paho, the message the sender holds included (True), or `timeout`
+        passes (False)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (self._queue or self._pending) and time.monotonic() < deadline:
+            while (self._queue or self._pending or self._handing) and time.monotonic() < deadline:
                 self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
-            return not (self._queue or self._pending)
+            return not (self._queue or self._pending or self._handing)
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (if the broker is there), say "offline" on `<prefix>/available`, disconnect.
