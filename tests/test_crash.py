@@ -139,9 +139,13 @@ def test_disk_full_is_one_line_and_leaves_a_listed_playable_run(small_disk):
 
 def test_one_run_per_folder_and_no_mixing(tmp_path):
     out = tmp_path / "o"
-    first = start(out, "--set", "source.max_frames=400", *QUICK)  # long enough to still run when the second starts
+    first = start(out, "--set", "source.max_frames=400", *QUICK)
     wait_for(out / "manifest.json")
-    second = run_cli("process", str(IMAGES), "--out", str(out), "--models", str(MODELS), "--quiet")
+    first.send_signal(signal.SIGSTOP)  # held mid-run, so it cannot finish before the second one looks
+    try:
+        second = run_cli("process", str(IMAGES), "--out", str(out), "--models", str(MODELS), "--quiet")
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert "in use by another run" in one_line(second)
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
