@@ -99,8 +99,8 @@ class EnhanceConfig:
     every_n: int = _range(1, 100000, default=10)  # per track, for policy every_n
     improve: float = _range(0.0, 10.0, default=0.15)  # best_k: enhance early when quality beats the best so far by this fraction
     batch_size: int = _range(1, 4096, default=16)
-    # share of the generator's change kept over the camera's crop (anchor.blend); 0.6: best on held-out video
-    strength: float = _range(0.0, 1.0, default=0.6)
+    strength: float = _range(0.0, 1.0, default=0.6)  # share of the generator's change kept over the camera's crop
+    mirror: bool = False  # enhance each face and its mirror image, average the two (pixels.mirrored): 2x generator time
     threads: int = _range(0, 256, default=0)  # torch/ONNX Runtime threads on CPU (0 = their choice)
     cpu_precision: CpuPrecision = "auto"  # torch-cpu: bf16 convolutions on an fp32 base where the CPU has bf16 units
     cuda_compile: Literal["off", "default", "max-autotune"] = "off"  # torch-cuda: torch.compile in its CUDA graphs

@@ -108,9 +108,13 @@ def make_lr(crop: np.ndarray, entry: int, mode: str, seed: int, index: int) -> n
     return degrade(crop, entry, np.random.default_rng([seed, index]), DegradeConfig(p_clean=0.0))
 
 
-def enhance(backend: Backend, lrs_bgr: list[np.ndarray], batch: int = 32) -> list[np.ndarray]:
-    """The generator's raw outputs (128 BGR) for low-res crops of one size, in batches, through `backend`."""
-    return [im for i in range(0, len(lrs_bgr), batch) for im in backend.run(np.stack(lrs_bgr[i : i + batch]))]
+def enhance(backend: Backend, lrs_bgr: list[np.ndarray], batch: int = 32, mirror: bool = False) -> list[np.ndarray]:
+    """The generator's raw outputs (128 BGR) for low-res crops of one size, in batches, through `backend`
+    (`mirror`: as `enhance.mirror` runs it)."""
+    from .enhance.pixels import mirrored
+
+    run = mirrored(backend.run) if mirror else backend.run
+    return [im for i in range(0, len(lrs_bgr), batch) for im in run(np.stack(lrs_bgr[i : i + batch]))]
 
 
 def sample_sheet(rows: list[tuple[np.ndarray, ...]], path: Path) -> None:
@@ -138,6 +142,7 @@ def evaluate(
     log=print,
     det_size: int = 320,
     strength: float | None = None,
+    mirror: bool = False,
 ) -> dict:
     from .config import DetectConfig, EnhanceConfig
     from .detect import Detector
@@ -184,7 +189,7 @@ def evaluate(
     t0 = time.time()  # generator time: the baseline's resizes above are not part of it
     # what the pipeline outputs: anchored, blended with the camera's crop (here the LR still is the camera)
     strength = EnhanceConfig.strength if strength is None else strength
-    srs = [finish(s, lr, b, strength) for s, lr, b in zip(enhance(backend, lrs), lrs, bics)]
+    srs = [finish(s, lr, b, strength) for s, lr, b in zip(enhance(backend, lrs, mirror=mirror), lrs, bics)]
     gen_s = time.time() - t0
     hr = np.stack(crops)
     scores: dict[str, dict[str, np.ndarray]] = {}
@@ -213,6 +218,7 @@ def evaluate(
         "generator_ms_per_face": 1000 * gen_s / len(names),
         "generator": backend.describe(),
         "strength": strength,
+        "mirror": mirror,
         "bicubic": {k: float(np.mean(v)) for k, v in scores["bicubic"].items()},
         "model": {k: float(np.mean(v)) for k, v in scores["model"].items()},
     }

@@ -26,6 +26,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--strength", type=float, default=None,
                    help="share of the generator's change kept over the bicubic input (default: enhance.strength)")
+    p.add_argument("--mirror", action="store_true", help="average each face with its mirror image's (enhance.mirror)")
     p.set_defaults(func=run)
 
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{args.degrade}_{args.entry}"
     summary = evaluate(
         Path(args.faces), args.entry, args.degrade, args.limit, args.weights, args.models, out, args.seed, args.sheet,
-        det_size=args.det_size, strength=args.strength,
+        det_size=args.det_size, strength=args.strength, mirror=args.mirror,
     )
     print(format_table(summary))
     print(f"per-image CSV: {summary['csv']}\nsample sheet: {summary['sheet']}")

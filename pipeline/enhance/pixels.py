@@ -7,6 +7,8 @@ and move 4× fewer bytes.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -43,6 +45,21 @@ class Uint8Net(torch.nn.Module):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         x = preprocess(lr, self.dtype)
         return postprocess(self.model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x))
+
+
+def mirrored(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """`run` (uint8 items → uint8 128 px faces) made mirror-symmetric (`enhance.mirror`): every item goes through
+    as seen and mirrored, in one batch, and the two faces (the second mirrored back) are averaged. Detail that
+    one view invents and the other does not is halved; what the camera shows is in both. Twice the generator's
+    work. Crops (B,e,e,3) and fused items (B,K,e,e,4) alike: the width axis is the second to last."""
+
+    def both(lr: np.ndarray) -> np.ndarray:
+        lr = np.ascontiguousarray(lr)
+        out = run(np.concatenate([lr, np.ascontiguousarray(lr[..., ::-1, :])]))
+        seen, flipped = out[: len(lr)].astype(np.float32), out[len(lr) :, :, ::-1].astype(np.float32)
+        return np.rint((seen + flipped) * 0.5).astype(np.uint8)  # halves to even: no drift up or down
+
+    return both
 
 
 def item_shapes(entries: tuple[int, ...], fusion: int = 0) -> list[tuple[int, ...]]:
