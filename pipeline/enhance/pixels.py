@@ -54,8 +54,7 @@ def mirrored(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], 
     work. Crops (B,e,e,3) and fused items (B,K,e,e,4) alike: the width axis is the second to last."""
 
     def both(lr: np.ndarray) -> np.ndarray:
-        lr = np.ascontiguousarray(lr)
-        out = run(np.concatenate([lr, np.ascontiguousarray(lr[..., ::-1, :])]))
+        out = run(np.concatenate([lr, lr[..., ::-1, :]]))  # one new contiguous batch of 2N
         seen, flipped = out[: len(lr)].astype(np.float32), out[len(lr) :, :, ::-1].astype(np.float32)
         return np.rint((seen + flipped) * 0.5).astype(np.uint8)  # halves to even: no drift up or down
 

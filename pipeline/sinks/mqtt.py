@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -247,15 +248,14 @@ class MqttSink:
                     if self._closing:
                         return
                     continue
-                camera = self._pending.pop() if self._pending else None
-                status = self._cameras[camera] if camera is not None else ""
-                message = None if camera is not None else self._queue.popleft()
+                if self._pending:
+                    camera = self._pending.pop()
+                    hand = partial(self._hand_status, camera, self._cameras[camera])
+                else:
+                    hand = partial(self._hand, self._queue.popleft())
                 self._handing = True
             try:
-                if camera is not None:
-                    self._hand_status(camera, status)
-                else:
-                    self._hand(message)
+                hand()
             finally:
                 with self._cond:
                     self._handing = False
