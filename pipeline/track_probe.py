@@ -19,7 +19,9 @@ be without the codec (the frame shrunk as the camera's was, cut the same way): w
 what compression added; how much of that a linear filter fitted to the clip itself wins back (an oracle);
 and that codec-free input resized (`uncoded_bicubic`) and enhanced
 (`uncoded_single`): what the generator could do if the camera did not compress. `single` re-runs the
-generator on the pipeline's own cut and must match eval-video.
+generator on the pipeline's own cut and must match eval-video; the same output finished at other blend
+strengths (`strength_<s>`), and at the one an oracle that sees the truth picks per tile (`strength_oracle`),
+bound what any choice of `enhance.strength`, global or per tile, can win.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not 
 ORACLE_RADIUS, ORACLE_RIDGE = 4, 10.0  # the codec oracle's window (9×9) and ridge weight
 # the input at entry size against the truth shrunk to it: as coded, without the codec, without it but in 4:2:0
 INPUT_SCORES = ("lr_vs_truth_psnr", "uncoded_vs_truth_psnr", "yuv420_vs_truth_psnr")
+STRENGTHS = (0.4, 0.8, 1.0)  # blend strengths scored beside the product's own (`enhance.strength`)
 SMOOTHING = (0.6, 4.0)  # the temporal filter's (alpha, tau): neutral in PSNR on the held-out clips (engines/MODEL_CARD.md)
 
 
@@ -128,6 +131,14 @@ def registered_average(target: np.ndarray, neighbours: list[np.ndarray]) -> np.n
     return np.clip(np.mean(acc, 0) + 0.5, 0, 255).astype(np.uint8)
 
 
+def oracle_strength(anchored: np.ndarray, crop: np.ndarray, truth: np.ndarray) -> float:
+    """The blend strength (0–1) that brings this one tile closest to the truth (least squares). An oracle: no
+    camera knows the truth, so it bounds what choosing `enhance.strength` per tile could win."""
+    change = anchored.astype(np.float64) - crop
+    wanted = truth.astype(np.float64) - crop
+    return float(np.clip((wanted * change).sum() / max(float((change * change).sum()), 1e-9), 0.0, 1.0))
+
+
 def _windows(img: np.ndarray, r: int = ORACLE_RADIUS) -> np.ndarray:
     """Every pixel's (2r+1)² neighbourhood (reflected at the border) as a row, plus a constant: (H·W, 3(2r+1)²+1)."""
     p = np.pad(img.astype(np.float32), ((r, r), (r, r), (0, 0)), mode="reflect")
@@ -187,10 +198,16 @@ class _Scorer:
         self.backend = TorchCPU(model)
         self.strength, self.identity = strength, identity
 
-    def enhance(self, lr: np.ndarray, crop: np.ndarray) -> np.ndarray:
-        from .enhance.anchor import finish
+    def anchored(self, lr: np.ndarray) -> np.ndarray:
+        """The generator's output anchored to the input's colours: the product's finish before its blend."""
+        from .enhance.anchor import anchor
 
-        return finish(self.backend.run(np.ascontiguousarray(lr[None]))[0], lr, crop, self.strength)
+        return anchor(self.backend.run(np.ascontiguousarray(lr[None]))[0], lr)
+
+    def enhance(self, lr: np.ndarray, crop: np.ndarray) -> np.ndarray:
+        from .enhance.anchor import blend
+
+        return blend(self.anchored(lr), crop, self.strength)
 
     def score(self, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
         """rows of (output, bicubic crop, truth) → mean ΔPSNR over bicubic and identity cosine of both."""
@@ -206,6 +223,8 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
                sigmas: list[float], every: int, smoothing: tuple[float, float] = SMOOTHING) -> dict:
     """All estimators on one eval-video clip × face size (every `every`-th observation is a target), and the
     temporal section (`track_filter`) on every observation."""
+    from .enhance.anchor import blend
+
     obs = sorted((o for o in read_run(run_dir / "run") if o.lr is not None), key=lambda o: (o.track, o.frame))
     if not obs:
         return {"observations": 0}
@@ -244,7 +263,11 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
             # the same camera without its codec, scored against the coded camera's bicubic like the rest
             rows["uncoded_bicubic"].append((clean_crop, crop, truth))
             rows["uncoded_single"].append((scorer.enhance(clean_cut, clean_crop), crop, truth))
-            rows["single"].append((scorer.enhance(cut[key], crop), crop, truth))
+            anchored = scorer.anchored(cut[key])
+            rows["single"].append((blend(anchored, crop, scorer.strength), crop, truth))
+            for s in STRENGTHS:
+                rows[f"strength_{s:g}"].append((blend(anchored, crop, s), crop, truth))
+            rows["strength_oracle"].append((blend(anchored, crop, oracle_strength(anchored, crop, truth)), crop, truth))
             for name, mats in smooth.items():
                 m = mats[key]
                 m_crop = bicubic_crop(lr, m)

@@ -12,6 +12,7 @@ from conftest import HEADS, IMAGES, MODELS, require
 
 from pipeline.align import warp
 from pipeline.geometry import CROP, resize_matrix, similarity
+from pipeline.track_probe import STRENGTHS
 from pipeline.truth import bicubic_crop, encode, plan_shrink, read_frames
 
 
@@ -142,6 +143,9 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
     assert 15 < r["lr_vs_truth_psnr"] < r["uncoded_vs_truth_psnr"] < 45  # the codec only loses
     assert r["lr_vs_truth_psnr"] < r["yuv420_vs_truth_psnr"] < r["uncoded_vs_truth_psnr"]  # 4:2:0 alone loses less
     assert r["uncoded_bicubic"]["delta_psnr"] > 0 and r["uncoded_single"]["n"] == r["single"]["n"]
+    fixed = [r[f"strength_{s:g}"]["delta_psnr"] for s in STRENGTHS] + [r["single"]["delta_psnr"]]
+    assert len(set(fixed)) == len(fixed)  # each strength is its own finish
+    assert r["strength_oracle"]["delta_psnr"] >= max(fixed) - 0.01  # per tile, the oracle picks the best blend
     oracle = r["codec_oracle"]  # a linear filter fitted to half the clip, scored on the other half
     assert oracle["scored"] > 20 and oracle["coded_psnr"] - 0.2 < oracle["restored_psnr"] < oracle["uncoded_psnr"]
     t = r["temporal"]  # on every observation: the pipeline's own tiles score as eval-video scored them
@@ -151,6 +155,20 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
     assert abs(t["filter_past"]["delta_psnr"] - t["single"]["delta_psnr"]) < 0.5
     assert t["camera_1.5x"]["temporal"] < t["camera_1x"]["temporal"]  # a finer camera follows the truth closer
     assert t["camera_1.5x"]["delta_psnr"] > t["camera_1x"]["delta_psnr"] > 0
+
+
+def test_oracle_strength_is_the_least_squares_blend():
+    """`track_probe.oracle_strength`: the share of the change over the crop that lands closest to the truth,
+    kept within 0..1."""
+    from pipeline.track_probe import oracle_strength
+
+    crop = np.full((8, 8, 3), 100, np.uint8)
+    change = np.random.default_rng(0).integers(-40, 40, (8, 8, 3))
+    anchored = (crop + change).astype(np.uint8)
+    assert oracle_strength(anchored, crop, (crop + 0.3 * change).astype(np.uint8)) == pytest.approx(0.3, abs=0.02)
+    assert oracle_strength(anchored, crop, (crop - change).astype(np.uint8)) == 0.0  # the change points away
+    assert oracle_strength(anchored, crop, anchored) == pytest.approx(1.0)
+    assert oracle_strength(crop, crop, anchored) == 0.0  # no change at all
 
 
 def test_probe_track_refuses_a_folder_without_an_eval_video_summary(tmp_path, capsys):
