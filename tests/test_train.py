@@ -44,6 +44,20 @@ def test_degradation_chain():
     assert h.shape == (32, 32, 3) and not np.array_equal(h, clean(hr, 32))
 
 
+def test_motion_blur_does_not_move_the_face():
+    """The motion-blur kernel is a line of the asked length through its centre, at any angle: blurring smears a
+    face along the motion and never shifts it (an off-centre kernel taught the generator to move faces)."""
+    from pipeline.train.degrade import _motion_kernel
+
+    for length, angle in [(8.0, 0.0), (16.0, 30.0), (20.0, 90.0), (12.5, 135.0), (24.0, 170.0)]:
+        k = _motion_kernel(length, angle)
+        ys, xs = np.mgrid[: k.shape[0], : k.shape[1]]
+        c = k.shape[0] // 2
+        assert k.sum() == pytest.approx(1.0) and abs((k * xs).sum() - c) < 0.75 and abs((k * ys).sum() - c) < 0.75
+        extent = np.hypot(*np.ptp(np.array(np.nonzero(k)), axis=1))
+        assert length - 2 <= extent <= length + 2  # as long as asked
+
+
 def _cfg(prepared: Path, out: Path, **kw):
     from pipeline.train.config import load_train_config
 
