@@ -1,10 +1,9 @@
 """Typed, validated configuration: `configs/default.yaml` → user YAML → `--set key=value`.
 
-Every section is a dataclass and each stage takes its own section (`Detector(cfg.detect, …)`); the
-dataclass defaults are the only defaults. Unknown keys and values of the wrong type or out of range
-are rejected with the dotted key's name, so a typo never silently falls back to a default. The same
-loader (`load`) builds the training config (`pipeline/train/config.py`) and rebuilds a finished run's
-config from the settings its manifest saved (`run.py gallery`).
+Every section is a dataclass and each stage takes its own section (`Detector(cfg.detect, …)`); the dataclass
+defaults are the only defaults. Unknown keys and values of the wrong type or out of range are rejected with the
+dotted key's name, so a typo never silently falls back to a default. The same loader (`load`) builds the training
+config (`pipeline/train/config.py`) and rebuilds a finished run's config from its manifest (`run.py gallery`).
 """
 
 from __future__ import annotations
@@ -100,7 +99,7 @@ class EnhanceConfig:
     improve: float = _range(0.0, 10.0, default=0.15)  # best_k: enhance early when quality beats the best so far by this fraction
     batch_size: int = _range(1, 4096, default=16)
     strength: float = _range(0.0, 1.0, default=0.6)  # share of the generator's change kept over the camera's crop
-    mirror: bool = False  # enhance each face and its mirror image, average the two (pixels.mirrored): 2x generator time
+    mirror: bool | list[int] = field(default_factory=lambda: [16, 32])  # entries enhanced as seen and mirrored, averaged (pixels.mirrored; true: all, false: none): 2x their generator time
     threads: int = _range(0, 256, default=0)  # torch/ONNX Runtime threads on CPU (0 = their choice)
     cpu_precision: CpuPrecision = "auto"  # torch-cpu: bf16 convolutions on an fp32 base where the CPU has bf16 units
     cuda_compile: Literal["off", "default", "max-autotune"] = "off"  # torch-cuda: torch.compile in its CUDA graphs
@@ -394,7 +393,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"sources: camera names must be unique, got {names}")
     for key, stage in (("detect", cfg.detect), ("enhance", cfg.enhance), ("people", cfg.people)):
         Device.parse(cfg.device_of(stage), f"{key}.device" if stage.device else "device")
-    bad = [e for e in cfg.align.entries if e not in ENTRIES]
-    if bad or not cfg.align.entries:
+    if not cfg.align.entries or not set(cfg.align.entries) <= set(ENTRIES):
         raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of {list(ENTRIES)}")
+    if isinstance(cfg.enhance.mirror, list) and not set(cfg.enhance.mirror) <= set(ENTRIES):
+        raise ConfigError(f"enhance.mirror: {cfg.enhance.mirror} must be true, false or entries among {list(ENTRIES)}")
     return cfg

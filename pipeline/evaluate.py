@@ -142,7 +142,7 @@ def evaluate(
     log=print,
     det_size: int = 320,
     strength: float | None = None,
-    mirror: bool = False,
+    mirror: bool | None = None,
 ) -> dict:
     from .config import DetectConfig, EnhanceConfig
     from .detect import Detector
@@ -189,6 +189,10 @@ def evaluate(
     t0 = time.time()  # generator time: the baseline's resizes above are not part of it
     # what the pipeline outputs: anchored, blended with the camera's crop (here the LR still is the camera)
     strength = EnhanceConfig.strength if strength is None else strength
+    if mirror is None:  # as the product runs this entry
+        from .enhance.pixels import mirror_entries
+
+        mirror = entry in mirror_entries(EnhanceConfig().mirror)
     srs = [finish(s, lr, b, strength) for s, lr, b in zip(enhance(backend, lrs, mirror=mirror), lrs, bics)]
     gen_s = time.time() - t0
     hr = np.stack(crops)

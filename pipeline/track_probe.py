@@ -190,19 +190,20 @@ def smoothed_matrices(obs: list[Obs], sigma: float, past_only: bool = False) -> 
 class _Scorer:
     """Generator + the product's finish, scored against the truth (PSNR over bicubic, identity cosine)."""
 
-    def __init__(self, weights: str | None, strength: float, identity) -> None:
+    def __init__(self, weights: str | None, strength: float, identity, mirror: bool | list[int] = False) -> None:
         from .enhance.backends import TorchCPU
         from .enhance.generator import load_generator
+        from .enhance.pixels import mirror_entries, mirrored
 
         model, self.info = load_generator(weights or None)
-        self.backend = TorchCPU(model)
+        self.run = mirrored(TorchCPU(model).run, mirror_entries(mirror))
         self.strength, self.identity = strength, identity
 
     def anchored(self, lr: np.ndarray) -> np.ndarray:
         """The generator's output anchored to the input's colours: the product's finish before its blend."""
         from .enhance.anchor import anchor
 
-        return anchor(self.backend.run(np.ascontiguousarray(lr[None]))[0], lr)
+        return anchor(self.run(np.ascontiguousarray(lr[None]))[0], lr)
 
     def enhance(self, lr: np.ndarray, crop: np.ndarray) -> np.ndarray:
         from .enhance.anchor import blend
@@ -310,7 +311,8 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
         raise InputError(f"{folder}: no summary.json (give the --out folder of an eval-video run)")
     summary = json.loads(summary_path.read_text())
     scorer = _Scorer(weights, EnhanceConfig().strength if strength is None else strength,
-                     IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir)))
+                     IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir)),
+                     (summary.get("generator") or {}).get("mirror", False))  # as the eval-video run enhanced
     result: dict = {"folder": str(folder), "generator": scorer.info.get("name"), "strength": scorer.strength,
                     "every": every, "clips": {}}
     for clip, runs in summary["clips"].items():

@@ -278,7 +278,7 @@ def test_enhancer_contract_for_the_runner(weights, cache):
     from pipeline.enhance.anchor import anchor
     from pipeline.enhance.stage import Enhancer
 
-    enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4, cpu_precision="fp32"))
+    enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4, cpu_precision="fp32", mirror=False))
     try:
         faces = []
         for i, e in enumerate([16, 32, 16, 64, 16, 16, 16]):
@@ -299,27 +299,34 @@ def test_enhancer_contract_for_the_runner(weights, cache):
 
 def test_mirror_ensemble_treats_a_face_and_its_mirror_image_alike(weights):
     """`enhance.mirror`: a face and its mirror image come out as exact mirror images of each other, which the
-    plain generator does not give; the Enhancer runs it (faces in one batch of 2N), and the manifest says so."""
+    plain generator does not give; the Enhancer runs it (faces in one batch of 2N) for the entries it names
+    only, and the manifest says which."""
+    from pipeline.enhance.anchor import anchor
     from pipeline.enhance.pixels import mirrored
     from pipeline.enhance.stage import Enhancer
 
     be = B.create("torch-cpu", weights, cpu_precision="fp32")
-    x = crops(3, 16, 5)
+    x, x32 = crops(3, 16, 5), crops(2, 32, 6)
     plain, plain_flipped = be.run(x), be.run(np.ascontiguousarray(x[:, :, ::-1]))
     assert np.abs(plain_flipped[:, :, ::-1].astype(int) - plain).max() > 2  # the generator alone is not symmetric
     both = mirrored(be.run)
     y = both(x)
     assert np.array_equal(both(np.ascontiguousarray(x[:, :, ::-1])), y[:, :, ::-1])
     assert np.array_equal(y, np.rint((plain.astype(np.float32) + plain_flipped[:, :, ::-1]) / 2).astype(np.uint8))
-    enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4, cpu_precision="fp32", strength=1.0, mirror=True))
+    assert np.array_equal(mirrored(be.run, (16,))(x32), be.run(x32))  # an entry not named goes through as it is
+    enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4, cpu_precision="fp32", strength=1.0, mirror=[16]))
     try:
         faces = [Face(np.zeros(4, np.float32), np.zeros((5, 2), np.float32), 0.9, lr=lr, entry=16) for lr in x]
-        enh(faces)
-        from pipeline.enhance.anchor import anchor
-
+        big = [Face(np.zeros(4, np.float32), np.zeros((5, 2), np.float32), 0.9, lr=lr, entry=32) for lr in x32]
+        enh(faces + big)
         assert all(np.array_equal(f.enhanced, anchor(yi, f.lr)) for f, yi in zip(faces, y))
-        assert enh.info["mirror"] is True and max(enh.batcher.batches) <= 4
+        assert all(np.array_equal(f.enhanced, anchor(yi, f.lr)) for f, yi in zip(big, be.run(x32)))
+        assert enh.info["mirror"] == [16] and max(enh.batcher.batches) <= 4
     finally:
+        enh.close()
+    for setting, shown in ((True, [16, 32, 64]), (False, [])):
+        enh = Enhancer(EnhanceConfig(weights=str(weights), mirror=setting))
+        assert enh.info["mirror"] == shown
         enh.close()
 
 

@@ -18,6 +18,15 @@ def test_defaults_load_and_overrides_apply(tmp_path):
     assert cfg.detect.model == "det_500m.onnx"  # untouched default
 
 
+def test_mirror_takes_entries_or_a_switch():
+    """`enhance.mirror`: the small faces' entries by default; a list of entries, or true (all) / false (none), as
+    settings saved before it took entries said."""
+    assert load_config(None).enhance.mirror == [16, 32]
+    assert load_config(None, ["enhance.mirror=[64]"]).enhance.mirror == [64]
+    assert load_config(None, ["enhance.mirror=false"]).enhance.mirror is False
+    assert load_config(None, ["enhance.mirror=true"]).enhance.mirror is True
+
+
 def test_exponents_without_a_dot_are_numbers(tmp_path):
     """YAML 1.1 reads `5e-1` as a string; a number field takes it as the number everyone means."""
     user = tmp_path / "user.yaml"
@@ -40,6 +49,8 @@ def test_exponents_without_a_dot_are_numbers(tmp_path):
         ("output.video=maybe", "output.video"),
         ("detect.input_size=650", "multiple of 32"),
         ("align.entries=[16, 48]", "align.entries"),
+        ("enhance.mirror=[16, 48]", "enhance.mirror"),
+        ("enhance.mirror=16", "enhance.mirror"),
         ("detect", "key=value"),
     ],
 )

@@ -26,7 +26,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--strength", type=float, default=None,
                    help="share of the generator's change kept over the bicubic input (default: enhance.strength)")
-    p.add_argument("--mirror", action="store_true", help="average each face with its mirror image's (enhance.mirror)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each face with its mirror image's (default: as enhance.mirror does at this entry)")
     p.set_defaults(func=run)
 
 

@@ -47,13 +47,22 @@ class Uint8Net(torch.nn.Module):
         return postprocess(self.model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x))
 
 
-def mirrored(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """`run` (uint8 items → uint8 128 px faces) made mirror-symmetric (`enhance.mirror`): every item goes through
-    as seen and mirrored, in one batch, and the two faces (the second mirrored back) are averaged. Detail that
-    one view invents and the other does not is halved; what the camera shows is in both. Twice the generator's
-    work. Crops (B,e,e,3) and fused items (B,K,e,e,4) alike: the width axis is the second to last."""
+def mirror_entries(setting: bool | list[int]) -> tuple[int, ...]:
+    """`enhance.mirror` as the entry sizes it mirrors: true is every entry, false none."""
+    return tuple(ENTRIES) if setting is True else tuple(sorted(setting or ()))
+
+
+def mirrored(run: Callable[[np.ndarray], np.ndarray], entries: tuple[int, ...] = ENTRIES
+             ) -> Callable[[np.ndarray], np.ndarray]:
+    """`run` (uint8 items → uint8 128 px faces) made mirror-symmetric (`enhance.mirror`) for items of `entries`:
+    every such item goes through as seen and mirrored, in one batch, and the two faces (the second mirrored back)
+    are averaged. Detail that one view invents and the other does not is halved; what the camera shows is in
+    both. Twice the generator's work. Crops (B,e,e,3) and fused items (B,K,e,e,4) alike: the width axis, e, is
+    the second to last; a batch holds one item shape."""
 
     def both(lr: np.ndarray) -> np.ndarray:
+        if lr.shape[-2] not in entries:
+            return run(lr)
         out = run(np.concatenate([lr, lr[..., ::-1, :]]))  # one new contiguous batch of 2N
         seen, flipped = out[: len(lr)].astype(np.float32), out[len(lr) :, :, ::-1].astype(np.float32)
         return np.rint((seen + flipped) * 0.5).astype(np.uint8)  # halves to even: no drift up or down

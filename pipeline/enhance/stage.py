@@ -59,7 +59,7 @@ class Enhancer:
         from .batcher import DynamicBatcher
         from .fusion import PackedFusion, is_fusion, load_fusion
         from .generator import load_generator
-        from .pixels import mirrored
+        from .pixels import mirror_entries, mirrored
 
         path = Path(cfg.weights) if cfg.weights else default_weights(cfg.fusion)
         if not path.is_file():
@@ -82,8 +82,8 @@ class Enhancer:
                               max_batch=cfg.batch_size, cpu_precision=cfg.cpu_precision,
                               cuda_compile=cfg.cuda_compile)
         self.batch_size = cfg.batch_size
-        self.mirror = cfg.mirror
-        run = mirrored(self.backend.run) if cfg.mirror else self.backend.run
+        self.mirror = mirror_entries(cfg.mirror)  # the entry sizes enhanced as seen and mirrored
+        run = mirrored(self.backend.run, self.mirror) if self.mirror else self.backend.run
         self.batcher = DynamicBatcher(run, cfg.batch_size, cfg.max_wait_ms, cfg.max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)
         self.count = 0
@@ -93,7 +93,7 @@ class Enhancer:
     def info(self) -> dict:
         """What ran, for the manifest: a file name alone is not enough to tell weights apart."""
         return {**self.meta, "path": str(self.path), "sha256": self.sha256, "fusion_frames": self.frames,
-                "strength": self.strength, "mirror": self.mirror,
+                "strength": self.strength, "mirror": list(self.mirror),
                 **self.backend.describe()}
 
     def __call__(self, faces: list[Face]) -> list[Face]:
