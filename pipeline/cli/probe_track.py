@@ -23,7 +23,8 @@ def _numbers(text: str, kind, flag: str) -> list:
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe-track", help="measure what registered averaging, back-projection, smoothed crops and a "
-                                           "temporal filter over a track add, on an eval-video folder")
+                                           "temporal filter over a track add, and what blend strengths could win, "
+                                           "on an eval-video folder")
     p.add_argument("folder", help="the --out folder of an eval-video run (camera clips, runs, summary.json)")
     p.add_argument("--clips", default=None, help="folder of the high-resolution clips (default: the paths "
                                                  "eval-video recorded)")
