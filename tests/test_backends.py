@@ -330,6 +330,21 @@ def test_mirror_ensemble_treats_a_face_and_its_mirror_image_alike(weights):
         enh.close()
 
 
+def test_a_mirrored_batch_fits_the_backend_profile(weights, onnx_files, cache, monkeypatch):
+    """With `enhance.mirror` a batch of N faces reaches the backend as 2N: the batch profile (TensorRT's, through
+    onnxruntime) is sized for that, so a mirrored batch runs in one go rather than in two slices."""
+    from pipeline.enhance.stage import Enhancer
+
+    monkeypatch.setenv("ENHANCE_CACHE", str(cache))
+    for mirror, profile in (([16], 8), (False, 4)):
+        enh = Enhancer(EnhanceConfig(weights=str(weights), backend="onnxruntime", device="cpu", batch_size=4,
+                                     mirror=mirror))
+        try:
+            assert enh.backend.max_batch == profile
+        finally:
+            enh.close()
+
+
 def test_enhancer_with_an_unavailable_backend_is_a_clear_error(weights):
     from pipeline.enhance.stage import Enhancer
 

@@ -76,13 +76,14 @@ class Enhancer:
             model = PackedFusion(fusion).eval()
         else:
             model, self.meta = load_generator(path)
-        # every entry's session/engine is made up front: the first frame must not pay for an export
+        self.mirror = mirror_entries(cfg.mirror)  # the entry sizes enhanced as seen and mirrored
+        # every entry's session/engine is made up front: the first frame must not pay for an export; a mirrored
+        # batch holds each face twice, and a TensorRT profile sized for that runs it in one go
         self.backend = create(cfg.backend, path, model=model, threads=cfg.threads, weights_sha=self.sha256,
                               shapes=item_shapes(ENTRIES, self.frames), device=cfg.device or device,
-                              max_batch=cfg.batch_size, cpu_precision=cfg.cpu_precision,
+                              max_batch=cfg.batch_size * (2 if self.mirror else 1), cpu_precision=cfg.cpu_precision,
                               cuda_compile=cfg.cuda_compile)
         self.batch_size = cfg.batch_size
-        self.mirror = mirror_entries(cfg.mirror)  # the entry sizes enhanced as seen and mirrored
         run = mirrored(self.backend.run, self.mirror) if self.mirror else self.backend.run
         self.batcher = DynamicBatcher(run, cfg.batch_size, cfg.max_wait_ms, cfg.max_queue)
         self._finalizer = weakref.finalize(self, self.batcher.close)
