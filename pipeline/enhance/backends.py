@@ -218,7 +218,7 @@ class OnnxRuntime:
 
     The per-entry ONNX files are exported on first use into the cache folder and reused by weights hash.
     TensorRT's provider gets fp16, its engine and timing caches in the cache folder (a second run loads
-    them) and a batch profile of 1…`max_batch` (the batcher's batch size); larger calls run in slices.
+    them) and a batch profile of 1…`max_batch` (the batcher's batch size, twice it when mirrored); larger calls run in slices.
     """
 
     name = "onnxruntime"
