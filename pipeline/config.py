@@ -57,7 +57,8 @@ class DetectConfig:
     """SCRFD face detection."""
 
     model: str = "det_500m.onnx"  # or det_2.5g.onnx: better recall on tiny faces, ~2x cost
-    input_size: int = _range(160, 2048, default=640)  # square network input; multiple of 32
+    input_size: int = _range(160, 2048, default=640)  # long side of the whole-frame pass's input; multiple of 32
+    small_faces: float = _range(0.0, 4.0, default=1.0)  # second pass at this scale of frames the first shrinks; 0 = off
     threshold: float = _range(0.05, 0.99, default=0.5)
     min_face: int = _range(1, 4096, default=10)  # ignore faces smaller than this (px, larger box side)
     stride: int = _range(1, 1000, default=1)  # detect every N frames; the tracker carries IDs between
@@ -388,8 +389,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for i, cam in enumerate(cfg.sources):
         if not cam.uri:
             raise ConfigError(f"sources[{i}].uri: missing")
-    names = [c.name for c in cfg.sources if c.name]
-    if len(names) != len(set(names)):
+    if len(names := [c.name for c in cfg.sources if c.name]) != len(set(names)):
         raise ConfigError(f"sources: camera names must be unique, got {names}")
     for key, stage in (("detect", cfg.detect), ("enhance", cfg.enhance), ("people", cfg.people)):
         Device.parse(cfg.device_of(stage), f"{key}.device" if stage.device else "device")

@@ -217,7 +217,8 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
         runs["fused"] = sets + [f"enhance.weights={fused}", f"enhance.fusion={fusion}"]
     stages = {name: Stages(load_config(None, s), models_dir, progress=False) for name, s in runs.items()}
     scorer = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
-    hr_detector = Detector(DetectConfig(model=stages["model"].cfg.detect.model, input_size=320), models_dir)
+    hr_detector = Detector(DetectConfig(model=stages["model"].cfg.detect.model, input_size=320, small_faces=0.0),
+                           models_dir)
     summary: dict = {"crf": crf, "sizes": sizes, "settings": runs, "clips": {},
                      **{f"generator_{n}" if n != "model" else "generator": st.enhancer.info if st.enhancer else None
                         for n, st in stages.items()}}

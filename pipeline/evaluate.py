@@ -160,7 +160,7 @@ def evaluate(
     model, meta = load_generator(weights)
     backend = TorchCPU(model, precision=EnhanceConfig.cpu_precision)  # as the product runs it on this CPU
     # photos of single faces ~200 px across: a 320 input keeps them inside SCRFD's anchor range (as `prepare`)
-    detector = Detector(DetectConfig(input_size=det_size), models_dir)
+    detector = Detector(DetectConfig(input_size=det_size, small_faces=0.0), models_dir)  # as `prepare` cut the faces
     ident = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
     lms = LandmarkScorer(find_model("pfld.onnx", models_dir))
 

@@ -24,6 +24,46 @@ def test_detector_counts_faces(detector, name, lo, hi):
         assert (f.kps[:, 0] > x1 - 5).all() and (f.kps[:, 0] < x2 + 5).all()
 
 
+def test_small_faces_in_a_large_frame_are_found(detector):
+    """A 1920×1080 camera with a 24 px face: the whole-frame pass shrinks it to 8 px and misses it; the
+    small-face pass at the camera's own pixels finds it, once, with its keypoints."""
+    from pipeline.config import DetectConfig
+    from pipeline.detect import Detector
+
+    photo = cv2.imread(str(IMAGES / "obama_small.jpg"))  # face about half the photo's height
+    face = cv2.resize(photo, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[700 : 700 + face.shape[0], 1500 : 1500 + face.shape[1]] = face
+    whole_only = Detector(DetectConfig(small_faces=0.0), MODELS)
+    assert whole_only(frame) == []
+    assert detector.small_size(1920, 1080) == (1920, 1088)
+    (found,) = detector(frame)
+    x1, y1, x2, y2 = found.box
+    assert 1500 <= x1 < x2 <= 1500 + face.shape[1] + 4 and 700 <= y1 < y2 <= 700 + face.shape[0] + 4
+    assert 14 <= found.size <= 40
+    # a frame the whole-frame pass sees at its own size gets no second pass (the office clip, eval-video)
+    assert detector.small_size(640, 360) is None and whole_only.small_size(1920, 1080) is None
+
+
+def test_small_face_pass_adds_faces_without_duplicates(detector):
+    """The crowd photo (1600×898) holds hundreds of 10–40 px faces: the small-face pass finds far more than
+    the whole-frame pass alone, never the same face twice; a large face in a large photo stays one face."""
+    from pipeline.config import DetectConfig
+    from pipeline.detect import DUPLICATE_IOU, Detector
+
+    import supervision as sv
+
+    crowd = cv2.imread(str(IMAGES / "crowd_selfie_sample.jpg"))
+    alone = Detector(DetectConfig(small_faces=0.0), MODELS)(crowd)
+    both = detector(crowd)
+    assert len(both) >= 2.5 * len(alone)
+    iou = sv.box_iou_batch(np.stack([f.box for f in both]), np.stack([f.box for f in both]))
+    np.fill_diagonal(iou, 0)
+    assert iou.max() <= DUPLICATE_IOU
+    (big,) = detector(cv2.imread(str(IMAGES / "obama_3.jpg")))  # 1434×2333, a 360 px face
+    assert big.size > 200
+
+
 def test_tracker_keeps_one_id_for_a_moving_face(detector):
     """A real face slides steadily across a 640×360 canvas over 60 frames: one track ID throughout."""
     photo = cv2.imread(str(IMAGES / "obama_small.jpg"))

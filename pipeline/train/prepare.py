@@ -61,7 +61,7 @@ def prepare(
     det_size: int = 320,
     log=print,
 ) -> dict[str, int]:
-    detector = Detector(DetectConfig(input_size=det_size), models_dir)
+    detector = Detector(DetectConfig(input_size=det_size, small_faces=0.0), models_dir)  # one large face a photo
     fan = load_fan(find_model("fan68_compressed.pth", models_dir))
     ids = read_identities(faces_root)
     counts: dict[str, int] = {}

@@ -89,7 +89,7 @@ class Builder:
     def __init__(self, models_dir: str | None, max_downscale: float = AlignConfig.max_downscale, jpeg_quality: int = 90,
                  log: Callable[[str], None] = print) -> None:
         self.detector = Detector(DetectConfig(input_size=max(FRAME), min_face=6), models_dir)
-        self.hr_detector = Detector(DetectConfig(input_size=320), models_dir)
+        self.hr_detector = Detector(DetectConfig(input_size=320, small_faces=0.0), models_dir)
         self.aligner = Aligner(AlignConfig(list(ENTRIES), max_downscale))
         self.fan = load_fan(find_model("fan68_compressed.pth", models_dir))
         self.quality = jpeg_quality
