@@ -50,6 +50,7 @@ class SourceConfig:
     reconnect_max_s: float = _range(0.1, 3600, default=10.0)  # live: backoff ceiling (jittered)
     reconnect_attempts: int = _range(0, 1_000_000, default=0)  # live: attempts per outage, 0 = forever
     reconnect_attempts_at_start: int = _range(1, 1000, default=3)  # live: attempts to open before giving up
+    deinterlace: bool | Literal["auto"] = "auto"  # bwdif on the frames flagged interlaced (auto), on all, or none
 
 
 @dataclass
@@ -220,7 +221,6 @@ class Config:
 
 
 # ---------------------------------------------------------------- loading and validation
-
 
 def _coerce(value: Any, tp: Any, key: str, what: str) -> Any:
     """Check (and gently convert) one value against its annotated type."""

@@ -106,6 +106,37 @@ def make_video(
     return path
 
 
+def make_interlaced(path: str | Path, face: np.ndarray, frames: int = 50, size: tuple[int, int] = (720, 576),
+                    step: float = 5.0, rotate: int | None = None) -> Path:
+    """An interlaced 25 fps H.264 clip as an analogue camera's DVR stores it: `face` (BGR) slides right by `step`
+    px per field on grey, and each frame weaves two fields 1/50 s apart (top field first), so the moving face
+    is combed. The stream flags its frames interlaced (x264 `interlaced=1:tff=1`)."""
+    w, h = size
+    fh, fw = face.shape[:2]
+
+    def field_image(t: int) -> np.ndarray:
+        img = np.full((h, w, 3), 90, np.uint8)
+        x = int(20 + t * step)
+        img[h // 3 : h // 3 + fh, x : x + fw] = face
+        return img
+
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.options = {"crf": "18", "x264-params": "interlaced=1:tff=1"}
+        if rotate:
+            stream.set_display_rotation(-rotate)
+        for n in range(frames):
+            woven = field_image(2 * n)
+            woven[1::2] = field_image(2 * n + 1)[1::2]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(woven, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return Path(path)
+
+
 def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float) -> None:
     """A quiet 440 Hz tone, in 1024-sample AAC frames."""
     rate, n = 48000, 1024

@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..types import Frame
 from ..yuv import to_bgr
 from .base import Source
+from .deinterlace import Deinterlacer
 from .urls import reason, scrub
 
 DEFAULT_FPS = 25.0
@@ -202,16 +203,16 @@ class VideoSource(Source):
         first_pts: int | None = self._start_pts
         clock = _BestEffortClock()
         last_time: float | None = None
-        for frame in self._decoded():
+        for frame, (pts, dts, rotation) in Deinterlacer(self._stream, self.cfg.deinterlace)(self._decoded()):
             if limit is not None and delivered >= limit:
                 return
             try:
                 image = to_bgr(frame)
             except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - odd pixel formats
-                self._skip(f"unconvertible frame at pts {frame.pts}: {reason(e)}")
+                self._skip(f"unconvertible frame at pts {pts}: {reason(e)}")
                 continue
-            image = rotate(image, getattr(frame, "rotation", 0) or self._tag_rotation)
-            pts = clock.best_effort(frame.pts, frame.dts)
+            image = rotate(image, rotation or self._tag_rotation)
+            pts = clock.best_effort(pts, dts)
             if pts is not None and self.time_base is not None:
                 if first_pts is None:  # live: the clock starts at the first frame we see
                     first_pts = pts
