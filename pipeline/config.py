@@ -60,6 +60,7 @@ class DetectConfig:
     model: str = "det_500m.onnx"  # or det_2.5g.onnx: better recall on tiny faces, ~2x cost
     input_size: int = _range(160, 2048, default=640)  # long side of the whole-frame pass's input; multiple of 32
     small_faces: float = _range(0.0, 4.0, default=1.0)  # second pass at this scale of frames the first shrinks; 0 = off
+    small_every: int = _range(1, 1000, default=5)  # video: that pass over the whole frame every N frames, else around faces
     threshold: float = _range(0.05, 0.99, default=0.5)
     min_face: int = _range(1, 4096, default=10)  # ignore faces smaller than this (px, larger box side)
     stride: int = _range(1, 1000, default=1)  # detect every N frames; the tracker carries IDs between
@@ -83,8 +84,7 @@ class AlignConfig:
 
     entries: list[int] = field(default_factory=lambda: list(ENTRIES))  # generator entry sizes allowed
     max_downscale: float = _range(1.0, 4.0, default=1.1)  # smallest entry with ≥ (source px across the crop) / this
-    resolved_span: float = _range(16.0, 100000.0, default=48.0)  # source px across the crop above which a face is
-    # shown as captured, never synthesized (engines/MODEL_CARD.md: from ~40 px faces the generator lost identity)
+    resolved_span: float = _range(16.0, 100000.0, default=48.0)  # source px across the crop from which a face is as captured
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .enhance.policy import Policy
 from .enhance.window import FusionWindow
 from .runstats import RunStats, Timings
@@ -40,16 +42,26 @@ class FaceFlow:
         frames = stages.enhancer.frames if stages.enhancer is not None else 0
         centred = cfg.enhance.fusion_window == "centred" or (cfg.enhance.fusion_window == "auto" and not live)
         self.window = FusionWindow(frames, centred) if frames > 1 else None
+        self.detections = 0  # frames detected so far: every `detect.small_every`-th gets the full small-face pass
+        self.last: list[Face] = []  # the previous detection's faces
 
     def reset(self) -> None:
         """A new tracker (the camera reconnected, or another video begins): the open tracks are forgotten."""
         self.tracker = Tracker(self.stages.cfg.track, self.fps)
+        self.detections, self.last = 0, []
+
+    def followed(self) -> list[np.ndarray]:
+        """Where this stream's faces were last seen (the previous detection's, each open track's latest): between
+        full small-face passes the detector looks for small faces only there."""
+        return [f.box for f in self.last] + [t.faces[-1].box for t in self.tracker.tracks.values() if t.faces]
 
     def __call__(self, frame: Frame) -> Step:
         """Detect, track, align and enhance (what the policy picks now) one frame's faces."""
         stages = self.stages
         with self.timings("detect"):
-            faces = stages.detector(frame.image)
+            full = self.detections % stages.cfg.detect.small_every == 0
+            faces = stages.detector(frame.image, None if full else self.followed())
+        self.detections, self.last = self.detections + 1, faces
         for f in faces:
             f.frame_index, f.time, f.source = frame.index, frame.time, frame.source
         with self.timings("track"):

@@ -1,5 +1,7 @@
 """Detector on real photos, tracker on a moving face, aligner geometry."""
 
+import csv
+
 import cv2
 import numpy as np
 import pytest
@@ -43,6 +45,51 @@ def test_small_faces_in_a_large_frame_are_found(detector):
     assert 14 <= found.size <= 40
     # a frame the whole-frame pass sees at its own size gets no second pass (the office clip, eval-video)
     assert detector.small_size(640, 360) is None and whole_only.small_size(1920, 1080) is None
+
+
+def _hd_frame(face: np.ndarray, x: int = 1500, y: int = 700) -> np.ndarray:
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[y : y + face.shape[0], x : x + face.shape[1]] = face
+    return frame
+
+
+def test_small_face_pass_around_followed_faces(detector):
+    """Between full small-face passes the detector looks only near the faces it follows: there it finds them as
+    the full pass does, elsewhere it finds nothing."""
+    photo = cv2.imread(str(IMAGES / "obama_small.jpg"))
+    frame = _hd_frame(cv2.resize(photo, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA))
+    (full,) = detector(frame)
+    (near,) = detector(frame, around=[full.box + np.float32([6, -4, 6, -4])])  # where it was a frame ago
+    assert np.abs(near.box - full.box).max() < 1.5
+    assert detector(frame, around=[]) == []
+    assert detector(frame, around=[np.float32([100, 100, 124, 124])]) == []  # looked at the wrong place
+
+
+@needs_shared
+def test_video_run_keeps_small_faces_between_full_passes(tmp_path):
+    """A 1080p clip whose 24 px face appears at frame 7: the full small-face pass (every 5th frame) finds it at
+    frame 10, and the passes around it keep finding it in every frame after."""
+    import av
+
+    from conftest import run_cli
+
+    photo = cv2.imread(str(IMAGES / "obama_small.jpg"))
+    face = cv2.resize(photo, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
+    clip = tmp_path / "hd.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        for i in range(25):
+            frame = _hd_frame(face, 1500 + 2 * i) if i >= 7 else _hd_frame(face[:0])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    res = run_cli("process", str(clip), "--out", str(tmp_path / "o"), "--models", str(MODELS), "--quiet",
+                  "--set", "enhance.policy=none", "--set", "output.video=false")
+    assert res.returncode == 0, res.stderr
+    frames = [int(r["frame"]) for r in csv.DictReader(open(tmp_path / "o" / "faces.csv"))]
+    assert frames == list(range(10, 25))
 
 
 def test_small_face_pass_adds_faces_without_duplicates(detector):
