@@ -43,7 +43,7 @@ class FaceFlow:
         centred = cfg.enhance.fusion_window == "centred" or (cfg.enhance.fusion_window == "auto" and not live)
         self.window = FusionWindow(frames, centred) if frames > 1 else None
         self.detections = 0  # frames detected so far: every `detect.small_every`-th gets the full small-face pass
-        self.last: list[Face] = []  # the previous detection's faces
+        self.last: list[np.ndarray] = []  # the previous detection's boxes
 
     def reset(self) -> None:
         """A new tracker (the camera reconnected, or another video begins): the open tracks are forgotten."""
@@ -53,7 +53,7 @@ class FaceFlow:
     def followed(self) -> list[np.ndarray]:
         """Where this stream's faces were last seen (the previous detection's, each open track's latest): between
         full small-face passes the detector looks for small faces only there."""
-        return [f.box for f in self.last] + [t.faces[-1].box for t in self.tracker.tracks.values() if t.faces]
+        return self.last + [t.faces[-1].box for t in self.tracker.tracks.values() if t.faces]
 
     def __call__(self, frame: Frame) -> Step:
         """Detect, track, align and enhance (what the policy picks now) one frame's faces."""
@@ -61,7 +61,7 @@ class FaceFlow:
         with self.timings("detect"):
             full = self.detections % stages.cfg.detect.small_every == 0
             faces = stages.detector(frame.image, None if full else self.followed())
-        self.detections, self.last = self.detections + 1, faces
+        self.detections, self.last = self.detections + 1, [f.box for f in faces]
         for f in faces:
             f.frame_index, f.time, f.source = frame.index, frame.time, frame.source
         with self.timings("track"):
