@@ -15,6 +15,7 @@ from .types import Face
 # Face px at the detector's input below which the small-face pass takes over. On the crowd photo SCRFD-500M found,
 # of the faces a 1.5x pass finds, 98-100% from 20 px at its input, 63-84% at 12-16 px, 7-40% under 12 px.
 SMALL_AT_INPUT = 32.0
+NATIVE_UP_TO = 1.25  # frames at most this much larger than detect.input_size: one pass at their own size, not two
 DUPLICATE_IOU = 0.4  # a face the small-face pass found again, in the whole-frame pass
 # Between full small-face passes: a window of 12x a followed face's size, at least 384 px. SCRFD needs the context:
 # on the 1080p test clip (README, Measured) 4x / 96 px windows found 24 of 32 faces, 8x / 256 px 30, 12x / 384 px 32.
@@ -55,11 +56,16 @@ class Detector:
         self.path = model_path
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
-        """Input size with the image's aspect ratio (multiples of 32), long side = input_size.
+        """The whole-frame pass's input, with the image's aspect ratio (multiples of 32): long side = input_size,
+        except that with the small-face pass on, a frame up to NATIVE_UP_TO × input_size is seen at its own size.
 
-        A 16:9 frame in a square input spends ~40% of the detector's time on padding.
+        A 16:9 frame in a square input spends ~40% of the detector's time on padding. A 768×576 camera (D1/4CIF
+        resolutions are common in CCTV) shrunk to 640 lost most of its small faces: the pedestrians clip gave 159
+        faces in 19 tracks at 640 and 383 in 34 at its own 768, for 1.14× the detect time.
         """
-        return scaled(width, height, self.input_size / max(width, height))
+        long = max(width, height)
+        native = self.small_faces >= 1 and self.input_size < long <= NATIVE_UP_TO * self.input_size
+        return scaled(width, height, 1.0 if native else self.input_size / long)
 
     def small_size(self, width: int, height: int) -> tuple[int, int] | None:
         """Input size of the small-face pass (`detect.small_faces` × the frame), or None where the whole-frame
@@ -68,7 +74,7 @@ class Detector:
         The whole-frame pass shrinks a 1920×1080 camera frame to 640×384: a 30 px face becomes 10 px and is
         never found. A second pass at the camera's own resolution finds it, at the cost of its pixels.
         """
-        if not self.small_faces or self.small_faces * max(width, height) <= 1.25 * self.input_size:
+        if not self.small_faces or self.small_faces * max(width, height) <= NATIVE_UP_TO * self.input_size:
             return None
         return scaled(width, height, self.small_faces)
 
@@ -83,7 +89,7 @@ class Detector:
         h, w = image.shape[:2]
         faces = self._detect(image, self.network_size(w, h))
         if self.small_size(w, h) is not None:
-            limit = SMALL_AT_INPUT * max(w, h) / self.input_size  # in frame px: what the whole pass sees as small
+            limit = SMALL_AT_INPUT * max(w, h) / max(self.network_size(w, h))  # frame px the whole pass sees as small
             found = self._small(image) if around is None else self._around(image, around, limit)
             small = [f for f in found if f.size < limit]
             faces = small + unmatched(faces, small)
