@@ -87,9 +87,10 @@ class Detector:
         faces it follows: at 1920×1080 the full pass costs about seven whole-frame passes.
         """
         h, w = image.shape[:2]
-        faces = self._detect(image, self.network_size(w, h))
+        whole = self.network_size(w, h)
+        faces = self._detect(image, whole)
         if self.small_size(w, h) is not None:
-            limit = SMALL_AT_INPUT * max(w, h) / max(self.network_size(w, h))  # frame px the whole pass sees as small
+            limit = SMALL_AT_INPUT * max(w, h) / max(whole)  # in frame px: what the whole-frame pass sees as small
             found = self._small(image) if around is None else self._around(image, around, limit)
             small = [f for f in found if f.size < limit]
             faces = small + unmatched(faces, small)
