@@ -3,7 +3,8 @@
 A folder holding video files (at any depth) is an archive of recordings: every one of them, in a stable
 (natural, by relative path) order, each named by its path inside the folder. A folder of pictures with no
 video in it stays one image sequence, as before. A list file (`*.txt`, `*.list`, `*.lst`) names one input
-per line. Both engines (threads here, Ray tasks on a cluster) expand inputs and name folders here, so the
+per line. A recording with several camera streams (a DVR export, one per channel) is one input per camera,
+`FILE:v:N` as FFmpeg names them. Both engines (threads here, Ray tasks on a cluster) expand inputs and name folders here, so the
 same recording lands in the same `OUT/<name>/` whichever runs it.
 """
 
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from .errors import InputError
 from .sources.images import natural_key
-from .sources.probe import IMAGE_EXTENSIONS
+from .sources.probe import IMAGE_EXTENSIONS, STREAM_SPEC, camera_streams
 from .sources.urls import NETWORK_SCHEMES, redact
 
 VIDEO_EXTENSIONS = frozenset({
@@ -75,8 +76,19 @@ def expand(specs: list[str], lists: bool = True) -> list[Input]:
         elif lists and path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
             out.extend(expand(listed(path), lists=False))
         else:
-            out.append(Input(spec))
+            out.extend(channels(Input(spec)))
     return out
+
+
+def channels(item: Input) -> list[Input]:
+    """A recording with several camera streams as one input per camera (`FILE:v:N`), else itself."""
+    path = Path(item.spec).expanduser()
+    if not (path.is_file() and _is_video(path)):
+        return [item]
+    found = camera_streams(path)
+    if len(found) < 2:
+        return [item]
+    return [Input(f"{item.spec}:v:{n}", item.name and f"{item.name}:v:{n}") for n in found]
 
 
 def recordings(folder: Path) -> list[Input]:
@@ -89,7 +101,7 @@ def recordings(folder: Path) -> list[Input]:
             if not name.startswith(".") and _is_video(p):
                 found.append(p)
     found.sort(key=lambda p: [natural_key(part) for part in p.relative_to(folder).parts])
-    return [Input(str(p), p.relative_to(folder).as_posix()) for p in found]
+    return [c for p in found for c in channels(Input(str(p), p.relative_to(folder).as_posix()))]
 
 
 def listed(path: Path) -> list[str]:
@@ -140,10 +152,13 @@ def safe_name(name: str) -> str:
 
 def folder_names(labels: list[tuple[str, bool]]) -> list[str]:
     """Output folder names, unique and in order, for (label, keep_whole) pairs: a recording's label loses
-    its extension (`cam1/0001.mp4` → `cam1_0001`); a camera's name is kept whole."""
+    its extension (`cam1/0001.mp4` → `cam1_0001`, its stream `dvr.mkv:v:1` → `dvr_v1`); a camera's name is
+    kept whole."""
     names: list[str] = []
     for label, whole in labels:
-        name = safe_name(label if whole else str(Path(label).with_suffix("")))
+        m = None if whole else STREAM_SPEC.fullmatch(label)
+        stem = str(Path(m[1] if m else label).with_suffix(""))
+        name = safe_name(label if whole else stem + (f"_v{m[2]}" if m else ""))
         while name in names:
             name += "_"
         names.append(name)

@@ -106,6 +106,35 @@ def make_video(
     return path
 
 
+def make_channels(path: str | Path, channels: Sequence[Sequence[np.ndarray]], fps: int = 25,
+                  cover: bool = True) -> Path:
+    """A DVR export holding several cameras (MP4): one H.264 stream per channel carrying its BGR frames,
+    interleaved as a recorder writes them; with `cover`, an MJPEG cover picture flagged `attached_pic`, as
+    phones and editing tools add one."""
+    with av.open(str(path), "w", format="mp4") as out:
+        streams = []
+        for frames in channels:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.height, stream.width = frames[0].shape[:2]
+            stream.pix_fmt = "yuv420p"
+            streams.append(stream)
+        if cover:
+            pic = out.add_stream("mjpeg", rate=1)
+            pic.height, pic.width = channels[0][0].shape[:2]
+            pic.pix_fmt = "yuvj420p"
+            pic.disposition = av.stream.Disposition.attached_pic
+            image = av.VideoFrame.from_ndarray(channels[0][0], format="bgr24").reformat(format="yuvj420p")
+            for packet in [*pic.encode(image), *pic.encode()]:
+                out.mux(packet)
+        for i in range(max(len(frames) for frames in channels)):
+            for stream, frames in zip(streams, channels):
+                if i < len(frames):
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(frames[i], format="bgr24")))
+        for stream in streams:
+            out.mux(stream.encode())
+    return Path(path)
+
+
 def make_interlaced(path: str | Path, face: np.ndarray, frames: int = 50, size: tuple[int, int] = (720, 576),
                     step: float = 5.0, rotate: int | None = None) -> Path:
     """An interlaced 25 fps H.264 clip as an analogue camera's DVR stores it: `face` (BGR) slides right by `step`

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import MODELS, needs_shared, run_cli
-from media import make_video
+import av
+
+from conftest import MODELS, VIDEO, needs_shared, report_runs, run_cli
+from media import make_channels, make_video, pattern
 
 from pipeline.inputs import Input, default_jobs, expand, folder_names
 
@@ -60,6 +62,20 @@ def test_a_list_file_names_one_input_per_line(tmp_path):
     assert [i.live for i in found] == [False, False, True, False]
 
 
+def test_a_recording_with_several_cameras_is_one_input_per_camera(tmp_path):
+    """A DVR export with two channels and a cover picture, alone and inside an archive: two inputs each."""
+    channels = [[pattern(i) for i in range(4)], [pattern(i, (96, 64)) for i in range(4)]]
+    dvr = make_channels(tmp_path / "dvr.mp4", channels)
+    (tmp_path / "archive" / "cam1").mkdir(parents=True)
+    make_channels(tmp_path / "archive" / "cam1" / "0001.mp4", channels)
+    _video(tmp_path / "archive" / "0002.mp4", frames=4)
+    assert expand([str(dvr)]) == [Input(f"{dvr}:v:0"), Input(f"{dvr}:v:1")]
+    found = expand([str(tmp_path / "archive")])
+    assert [i.name for i in found] == ["0002.mp4", "cam1/0001.mp4:v:0", "cam1/0001.mp4:v:1"]
+    assert folder_names([(i.label(), i.live) for i in found]) == ["0002", "cam1_0001_v0", "cam1_0001_v1"]
+    assert expand([f"{dvr}:v:1"]) == [Input(f"{dvr}:v:1")]  # one camera, asked for
+
+
 def test_folder_names_are_unique_and_cameras_keep_their_names():
     assert folder_names([("a.mp4", False), ("x/a.mp4", False), ("a.mkv", False), ("lobby.cam", True),
                          ("10.0.0.5/stream1", True)]) == ["a", "x_a", "a_", "lobby.cam", "10.0.0.5_stream1"]
@@ -84,3 +100,27 @@ def test_local_engine_runs_a_folder_jobs_at_a_time(tmp_path):
         assert m["status"] == "complete" and m["stats"]["frames"] == 5 and m["inputs"] == [str(root / rel)]
     bad = run_cli("process", str(root), "--out", str(out), "--jobs", "0")
     assert bad.returncode != 0 and "--jobs" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@needs_shared
+def test_each_camera_of_a_dvr_export_gets_its_own_run(tmp_path):
+    """Real faces on two channels (the office recording, and the same mirrored as a second camera) behind a
+    cover picture: two runs, each with its own faces, named by its stream; one report over both."""
+    with av.open(str(VIDEO / "office_fisheye_cctv.mp4")) as c:
+        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(30), c.decode(video=0))]
+    dvr = make_channels(tmp_path / "dvr.mp4", [frames, [f[:, ::-1].copy() for f in frames]])
+    out = tmp_path / "o"
+    proc = run_cli("process", str(dvr), "--out", str(out), "--models", str(MODELS), "--quiet",
+                   "--set", "enhance.policy=none")
+    assert proc.returncode == 0, proc.stderr
+    centre = []
+    for n in (0, 1):
+        m = json.loads((out / f"dvr_v{n}" / "manifest.json").read_text())
+        assert m["status"] == "complete" and m["inputs"] == [f"{dvr}:v:{n}"] and m["stats"]["frames"] == 30
+        assert m["stats"]["faces"] > 0 and m["stats"]["tracks"] > 0
+        rows = [json.loads(x) for x in (out / f"dvr_v{n}" / "detections.jsonl").read_text().splitlines()]
+        assert {r["source"] for r in rows} == {f"dvr.mp4:v:{n}"}
+        centre.append(sum(r["x_min"] + r["x_max"] for r in rows) / (2 * len(rows)))
+    width = frames[0].shape[1]
+    assert abs(centre[0] - centre[1]) > 50 and abs(centre[1] - (width - centre[0])) < 15  # the mirrored camera
+    assert sorted(r["source"] for r in report_runs(out / "report.html")) == [f"{dvr}:v:0", f"{dvr}:v:1"]

@@ -86,6 +86,23 @@ def test_without_ray_the_ray_engine_is_one_line_saying_how_to_install(tmp_path):
 
 
 @needs_ray
+def test_a_dvr_export_is_one_recording_per_camera(tmp_path, monkeypatch):
+    """The driver plans the channels of a multi-camera file as separate recordings, each naming its stream
+    by an absolute path (every node reads the same file), each with its own folder."""
+    from media import make_channels, pattern
+
+    from pipeline.config import Config
+    from pipeline.distributed.job import plan
+
+    make_channels(tmp_path / "dvr.mp4", [[pattern(i) for i in range(3)], [pattern(i, (96, 64)) for i in range(3)]])
+    monkeypatch.chdir(tmp_path)
+    recordings, cameras = plan(["dvr.mp4"], Config())
+    assert [(r.spec, r.name, r.folder) for r in recordings] == [
+        (f"{tmp_path}/dvr.mp4:v:0", "dvr.mp4:v:0", "dvr_v0"), (f"{tmp_path}/dvr.mp4:v:1", "dvr.mp4:v:1", "dvr_v1")]
+    assert cameras == []
+
+
+@needs_ray
 @needs_shared
 def test_local_ray_matches_the_local_engine_reports_a_bad_file_and_skips_on_rerun(clips, local_run, tmp_path):
     folder = tmp_path / "in"

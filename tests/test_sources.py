@@ -168,6 +168,30 @@ def test_audio_track_in_made_file_is_ignored(tmp_path):
 
 
 @needs_shared
+def test_each_camera_of_a_dvr_export_is_read_by_its_stream(tmp_path):
+    """Two channels of different sizes and a cover picture: the file alone reads the first camera (not the
+    cover), `FILE:v:N` picks any video stream, a number past the last one is a one-line error."""
+    one = [media.pattern(i, (64, 48)) for i in range(12)]
+    two = [media.pattern(100 + i, (96, 64)) for i in range(9)]
+    path = media.make_channels(tmp_path / "dvr.mp4", [one, two])
+    src, frames = read_all(path)
+    assert (src.width, src.height, src.name) == (64, 48, "dvr.mp4")
+    assert [media.read_index(f.image) for f in frames] == list(range(12))
+    src, frames = read_all(f"{path}:v:1")
+    assert (src.width, src.height, src.name, src.uri) == (96, 64, "dvr.mp4:v:1", f"{path}:v:1")
+    assert [media.read_index(f.image) for f in frames] == list(range(100, 109))
+    assert_increasing(frames)
+    assert len(read_all(f"{path}:v:2")[1]) == 1  # the cover, asked for by name
+    with pytest.raises(InputError, match=r"no video stream v:3 in .*dvr.mp4:v:3 \(it has 3: v:0 to v:2\)"):
+        open_source(f"{path}:v:3")
+    picture = shutil.copy(IMAGES / "crowd_selfie_sample.jpg", tmp_path / "still.jpg")
+    with pytest.raises(InputError, match="is a picture"):
+        open_source(f"{picture}:v:0")
+    named = tmp_path / "odd:v:1"  # a file whose own name ends like a stream is taken whole
+    shutil.copy(path, named)
+    assert read_all(named)[0].width == 64
+
+
 def test_truncated_mp4_yields_what_is_there(tmp_path):
     cut = media.truncate(OFFICE, tmp_path / "cut.mp4", 0.6)
     src, frames = read_all(cut)

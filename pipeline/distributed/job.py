@@ -27,6 +27,7 @@ from ..models import find_model
 from ..progress import ProgressSettings
 from ..session import prepare_out
 from ..sources import open_source
+from ..sources.probe import split_stream
 from ..stop import StopFlag
 from .camera import CameraActor
 from .cluster import connect, one_line
@@ -121,11 +122,13 @@ def plan(inputs: list[str], cfg: Config) -> tuple[list[Recording], list[Recordin
             continue
         if "://" in item.spec:
             open_source(item.spec, cfg.source).close()  # not a camera either: says which schemes are
-        path = Path(item.spec).expanduser()
+        file, stream = split_stream(item.spec)
+        path = Path(file).expanduser()
         if not path.exists():
             raise EnhanceError(f"file not found: {item.spec}")
-        recordings.append(Recording(os.path.abspath(path), item.name or path.name, folder))  # links kept: the
-        # path must read the same on every node, and a link to a share's mount point may not resolve alike
+        spec = os.path.abspath(path) + ("" if stream is None else f":v:{stream}")  # links kept: the path must
+        # read the same on every node, and a link to a share's mount point may not resolve alike
+        recordings.append(Recording(spec, item.label(), folder))
     return recordings, live
 
 

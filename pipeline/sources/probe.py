@@ -12,17 +12,39 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import av
+import av.error
+
 from ..config import SourceConfig
 from ..errors import InputError
 from .base import Source
 from .images import ImageSource, natural_key
 from .live import LiveSource
 from .urls import NETWORK_SCHEMES, expand_env, network_options, redact
-from .video import VideoSource
+from .video import VideoSource, cameras
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Leading bytes of still images: a single picture is read with OpenCV, everything else with FFmpeg.
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*")
+# `FILE:v:N`: the file's Nth video stream, in FFmpeg's stream-specifier words (one channel of a DVR export).
+STREAM_SPEC = re.compile(r"(.+):v:(\d+)")
+
+
+def split_stream(spec: str) -> tuple[str, int | None]:
+    """`FILE:v:N` → (FILE, N); anything else (a URL, a file whose own name ends so) → (spec, None)."""
+    m = STREAM_SPEC.fullmatch(spec)
+    if m is None or "://" in spec or Path(spec).expanduser().exists():
+        return spec, None
+    return m[1], int(m[2])
+
+
+def camera_streams(path: str | Path) -> list[int]:
+    """A media file's camera streams as `v:N` numbers; [] where FFmpeg cannot read it (`open_source` says why)."""
+    try:
+        with av.open(str(path), "r") as container:
+            return cameras(container)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return []
 
 
 def open_source(
@@ -33,7 +55,8 @@ def open_source(
     options: Mapping[str, str] | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> Source:
-    """Open a video file, image folder, single image, camera URL or `/dev/videoN` webcam.
+    """Open a video file (`FILE:v:N`: its Nth video stream), image folder, single image, camera URL or
+    `/dev/videoN` webcam.
 
     Raises `InputError` with a one-line message naming the problem and the (redacted) path/URL.
     `options` are extra FFmpeg demuxer/protocol options for network and webcam sources. Cameras and
@@ -61,7 +84,8 @@ def open_source(
         opts = {**(options or {})}
         return LiveSource(spec, cfg, name or Path(spec).name, spec, format="v4l2", options=opts, on_event=on_event)
 
-    path = Path(spec).expanduser()
+    spec_path, stream = split_stream(spec)
+    path = Path(spec_path).expanduser()
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -70,6 +94,8 @@ def open_source(
         raise InputError(f"cannot access {spec}: {e.strerror}") from None
 
     if stat.S_ISDIR(st.st_mode):
+        if stream is not None:
+            raise InputError(f"{spec}: v:{stream} names a video stream, and {spec_path} is a folder")
         try:
             entries = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
         except OSError as e:
@@ -88,7 +114,9 @@ def open_source(
             head = f.read(16)
     except OSError as e:
         raise InputError(f"cannot read {spec}: {e.strerror}") from None
-    display = name or path.name
+    display = name or Path(spec).name
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        if stream is not None:
+            raise InputError(f"{spec}: v:{stream} names a video stream, and {spec_path} is a picture")
         return ImageSource([path], cfg, display, spec)
-    return VideoSource(str(path), cfg, display, spec, live=False)
+    return VideoSource(str(path), cfg, display, spec, live=False, stream=stream)

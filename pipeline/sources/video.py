@@ -25,9 +25,18 @@ from .deinterlace import Deinterlacer
 from .urls import reason, scrub
 
 DEFAULT_FPS = 25.0
+# A video stream that is one picture, not a camera: cover art, a still, a thumbnail track.
+NOT_A_CAMERA = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image | \
+    av.stream.Disposition.timed_thumbnails
 MAX_CONSECUTIVE_FAILURES = 1000  # a file this broken is given up on rather than scanned to the end
 # a wrong password or path does not fix itself: no point retrying
 PERMANENT = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPNotFoundError)
+
+
+def cameras(container: av.container.InputContainer) -> list[int]:
+    """The video streams that are cameras, as FFmpeg's `v:N` numbers (positions among the video streams):
+    a DVR export may hold one per channel; cover pictures and thumbnail tracks are left out."""
+    return [n for n, s in enumerate(container.streams.video) if not s.disposition & NOT_A_CAMERA]
 
 
 def rotate(image: np.ndarray, degrees: int) -> np.ndarray:
@@ -66,7 +75,8 @@ class _BestEffortClock:
 
 
 class VideoSource(Source):
-    """Anything FFmpeg can demux: a file, or one connection to a camera. Decodes only the video stream."""
+    """Anything FFmpeg can demux: a file, or one connection to a camera. Decodes one video stream: `stream`
+    (FFmpeg's `v:N`), or by default the first that is a camera."""
 
     def __init__(
         self,
@@ -78,6 +88,7 @@ class VideoSource(Source):
         format: str | None = None,
         options: Mapping[str, str] | None = None,
         secrets: Sequence[str] = (),
+        stream: int | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -97,17 +108,26 @@ class VideoSource(Source):
             raise InputError(f"{what} {uri}: {why}", why, permanent=isinstance(e, PERMANENT)) from None
         self._opening = False
         try:
-            self._setup()
+            self._setup(stream)
         except BaseException:
             self.close()
             raise
 
-    def _setup(self) -> None:
+    def _setup(self, chosen: int | None) -> None:
         container = self._container
-        if not container.streams.video:
+        videos = container.streams.video
+        if not videos:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
             raise InputError(f"no video stream in {self.uri} ({kinds})", f"no video stream ({kinds})", permanent=True)
-        stream = container.streams.video[0]
+        if chosen is not None and chosen >= len(videos):
+            has = f"it has {len(videos)}: v:0 to v:{len(videos) - 1}"
+            raise InputError(f"no video stream v:{chosen} in {self.uri} ({has})", f"no video stream v:{chosen}",
+                             permanent=True)
+        found = cameras(container)
+        if chosen is None and not found:
+            raise InputError(f"no video stream in {self.uri}, only a cover picture", "only a cover picture",
+                             permanent=True)
+        stream = videos[found[0] if chosen is None else chosen]
         self._stream = stream
         # Everything else is dropped by the demuxer itself, so a broken audio track is never even parsed.
         discard_all = getattr(getattr(av.stream, "Discard", None), "all", None)
