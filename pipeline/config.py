@@ -74,7 +74,7 @@ class TrackConfig:
 
     high_threshold: float = _range(0.05, 0.99, default=0.5)  # detections that start/extend tracks
     match_threshold: float = _range(0.05, 0.99, default=0.2)  # minimum IoU to associate
-    lost_seconds: float = _range(0.0, 60.0, default=1.0)  # a track unseen this long ends
+    lost_seconds: float = _range(0.0, 60.0, default=1.0)  # a track unseen this long ends (≥ 2 detection gaps)
     min_hits: int = _range(1, 100, default=2)  # a track is reported after this many detections
 
 

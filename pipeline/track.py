@@ -16,14 +16,19 @@ from trackers import ByteTrackTracker
 from .config import TrackConfig
 from .types import Face, Track
 
+# A track outlives at least this many gaps between detections, or at low rates (a DVR recording at 1 fps, a
+# large `detect.stride`) a new track is pruned before the detection that would confirm it: no tracks at all.
+GAPS_KEPT = 2
+
 
 class Tracker:
     """Assigns `track_id` to Faces, keeps the open `Track`s (`tracks`) and hands over those that ended."""
 
-    def __init__(self, cfg: TrackConfig, fps: float) -> None:
-        self.lost_seconds = cfg.lost_seconds
+    def __init__(self, cfg: TrackConfig, fps: float, stride: int = 1) -> None:
+        """`stride`: detections come every `stride` frames of `fps`."""
+        self.lost_seconds = max(cfg.lost_seconds, GAPS_KEPT * stride / max(fps, 1e-3))
         self._bt = ByteTrackTracker(
-            lost_track_buffer=max(0, round(cfg.lost_seconds * 30)),  # the library counts 30-fps frames
+            lost_track_buffer=max(0, round(self.lost_seconds * 30)),  # the library counts 30-fps frames
             frame_rate=max(fps, 1e-3),
             track_activation_threshold=cfg.high_threshold,
             high_conf_det_threshold=cfg.high_threshold,
