@@ -32,13 +32,12 @@ class FaceFlow:
     """The per-stream state: tracker, policy and fusion window; counts into `stats`, times into `timings`."""
 
     def __init__(self, stages: Stages, fps: float, live: bool, stats: RunStats | None = None,
-                 timings: Timings | None = None, stride: int = 1) -> None:
-        """`stride`: the caller detects every `stride`-th frame (`detect.stride` in a run)."""
+                 timings: Timings | None = None) -> None:
         cfg = stages.cfg
-        self.stages, self.fps, self.stride = stages, fps, stride
+        self.stages, self.fps = stages, fps
         self.stats = stats if stats is not None else RunStats()
         self.timings = timings if timings is not None else Timings()
-        self.tracker = Tracker(cfg.track, fps, stride)
+        self.tracker = Tracker(cfg.track, fps)
         self.policy = Policy(cfg.enhance)
         frames = stages.enhancer.frames if stages.enhancer is not None else 0
         centred = cfg.enhance.fusion_window == "centred" or (cfg.enhance.fusion_window == "auto" and not live)
@@ -48,7 +47,7 @@ class FaceFlow:
 
     def reset(self) -> None:
         """A new tracker (the camera reconnected, or another video begins): the open tracks are forgotten."""
-        self.tracker = Tracker(self.stages.cfg.track, self.fps, self.stride)
+        self.tracker = Tracker(self.stages.cfg.track, self.fps)
         self.detections, self.last = 0, []
 
     def followed(self) -> list[np.ndarray]:

@@ -100,8 +100,7 @@ class Session:
                                   dedupe=cfg.gallery.dedupe)
         expected, limit = source.frames_expected, cfg.source.max_frames
         self.stats = RunStats(frames_expected=min(expected, limit) if expected is not None and limit else expected)
-        self.flow = FaceFlow(stages, source.fps, source.live, self.stats, self.timings,  # detect → … → enhance
-                             stride=self.cfg.detect.stride)
+        self.flow = FaceFlow(stages, source.fps, source.live, self.stats, self.timings)  # detect → … → enhance
         self.latency = Latency()
         self.shown: list[Face] = []  # the faces drawn on frames between detections
         self.segment = 0

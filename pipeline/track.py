@@ -7,7 +7,9 @@ the rest at end of input, so the sinks can write every track, the last one inclu
 
 from __future__ import annotations
 
+import statistics
 import warnings
+from collections import deque
 
 import numpy as np
 import supervision as sv
@@ -19,16 +21,18 @@ from .types import Face, Track
 # A track outlives at least this many gaps between detections, or at low rates (a DVR recording at 1 fps, a
 # large `detect.stride`) a new track is pruned before the detection that would confirm it: no tracks at all.
 GAPS_KEPT = 2
+RECENT_GAPS = 9  # the gap is the median of this many latest ones: one stall of the stream does not stretch it
 
 
 class Tracker:
     """Assigns `track_id` to Faces, keeps the open `Track`s (`tracks`) and hands over those that ended."""
 
-    def __init__(self, cfg: TrackConfig, fps: float, stride: int = 1) -> None:
-        """`stride`: detections come every `stride` frames of `fps`."""
-        self.lost_seconds = max(cfg.lost_seconds, GAPS_KEPT * stride / max(fps, 1e-3))
+    def __init__(self, cfg: TrackConfig, fps: float) -> None:
+        self.lost_seconds = self._lost_at_least = cfg.lost_seconds  # grows to GAPS_KEPT gaps between calls
+        self._gaps: deque[float] = deque(maxlen=RECENT_GAPS)
+        self._last_time: float | None = None
         self._bt = ByteTrackTracker(
-            lost_track_buffer=max(0, round(self.lost_seconds * 30)),  # the library counts 30-fps frames
+            lost_track_buffer=max(0, round(cfg.lost_seconds * 30)),  # the library counts 30-fps frames
             frame_rate=max(fps, 1e-3),
             track_activation_threshold=cfg.high_threshold,
             high_conf_det_threshold=cfg.high_threshold,
@@ -39,7 +43,15 @@ class Tracker:
 
     def __call__(self, faces: list[Face], time: float) -> list[Face]:
         """Set track_id on each face (-1 while a track is unconfirmed), opening a `Track` for a new id;
-        time in stream seconds. A track just opened has no observations yet."""
+        time in stream seconds. A track just opened has no observations yet.
+
+        The gaps between calls are measured, not taken from the stream's declared rate: a camera may declare
+        25 fps and send 1, and `detect.stride` or a consumer that falls behind stretch them too."""
+        if self._last_time is not None and time > self._last_time:
+            self._gaps.append(time - self._last_time)
+            self.lost_seconds = max(self._lost_at_least, GAPS_KEPT * statistics.median(self._gaps))
+            self._bt.maximum_time_without_update = self.lost_seconds  # the library's budget, read every update
+        self._last_time = time
         if faces:
             dets = sv.Detections(
                 xyxy=np.stack([f.box for f in faces]).astype(np.float32),
