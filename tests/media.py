@@ -106,6 +106,21 @@ def make_video(
     return path
 
 
+def encode(path: str | Path, frames: Sequence[np.ndarray], fps: int = 25, aspect: Fraction | None = None) -> Path:
+    """BGR frames as an H.264 MP4; `aspect`: the pixels' width/height the stream declares (a half-D1 DVR
+    channel stores 352×576 at 24:11)."""
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if aspect is not None:
+            stream.codec_context.sample_aspect_ratio = aspect
+        for image in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode())
+    return Path(path)
+
+
 def make_channels(path: str | Path, channels: Sequence[Sequence[np.ndarray]], fps: int = 25,
                   cover: bool = True) -> Path:
     """A DVR export holding several cameras (MP4): one H.264 stream per channel carrying its BGR frames,

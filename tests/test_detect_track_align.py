@@ -1,6 +1,7 @@
 """Detector on real photos, tracker on a moving face, aligner geometry."""
 
 import csv
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -74,6 +75,29 @@ def _hd_frame(face: np.ndarray, x: int = 1500, y: int = 700) -> np.ndarray:
     frame = np.full((1080, 1920, 3), 90, np.uint8)
     frame[y : y + face.shape[0], x : x + face.shape[1]] = face
     return frame
+
+
+@needs_shared
+def test_half_d1_camera_faces_are_found_at_their_true_shape(detector, tmp_path):
+    """A half-D1 DVR channel (352×576 stored, 24:11 pixels): the office recording squeezed so. Read at its
+    stored pixels (as before 2026-11-28) the detector finds none of the squeezed faces; read square, it finds
+    the face in every frame."""
+    import av
+
+    from conftest import VIDEO
+    from media import encode
+
+    from pipeline.sources import open_source
+
+    with av.open(str(VIDEO / "office_fisheye_cctv.mp4")) as c:
+        frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(10), c.decode(video=0))]
+    stored = [cv2.resize(cv2.copyMakeBorder(cv2.resize(f, (768, 432)), 72, 72, 0, 0, cv2.BORDER_CONSTANT),
+                         (352, 576), interpolation=cv2.INTER_AREA) for f in frames]
+    clip = encode(tmp_path / "ch2.mp4", stored, aspect=Fraction(24, 11))
+    with av.open(str(clip)) as c:
+        assert sum(len(detector(f.to_ndarray(format="bgr24"))) for f in c.decode(video=0)) == 0
+    with open_source(str(clip)) as src:
+        assert all(len(detector(f.image)) >= 1 for f in src)
 
 
 def test_small_face_pass_around_followed_faces(detector):

@@ -192,6 +192,23 @@ def test_each_camera_of_a_dvr_export_is_read_by_its_stream(tmp_path):
     assert read_all(named)[0].width == 64
 
 
+@pytest.mark.parametrize("size, aspect, shown", [((352, 576), Fraction(24, 11), (768, 576)),
+                                                  ((720, 480), Fraction(8, 9), (720, 540)),
+                                                  ((720, 576), Fraction(16, 15), (768, 576))])
+def test_non_square_pixels_are_shown_square(tmp_path, size, aspect, shown):
+    """Half-D1, NTSC and PAL D1 DVR channels store non-square pixels: a round disc comes back round, at the
+    size a player shows, with no camera sample dropped (the stretched side grows)."""
+    w, h = size
+    image = np.full((h, w, 3), 40, np.uint8)
+    cv2.ellipse(image, (w // 2, h // 2), (round(120 / aspect), 120), 0, 0, 360, (230, 230, 230), -1)
+    src, frames = read_all(media.encode(tmp_path / "dvr.mp4", [image] * 3, aspect=aspect))
+    assert (src.width, src.height) == shown and src.pixel_aspect == aspect
+    ys, xs = np.nonzero(frames[0].image[..., 1] > 128)
+    assert abs((xs.max() - xs.min()) - (ys.max() - ys.min())) <= 4  # round again
+    square = read_all(media.encode(tmp_path / "square.mp4", [image[:, : w // 2]] * 2))[0]
+    assert (square.width, square.height, square.pixel_aspect) == (w // 2, h, 1)
+
+
 def test_truncated_mp4_yields_what_is_there(tmp_path):
     cut = media.truncate(OFFICE, tmp_path / "cut.mp4", 0.6)
     src, frames = read_all(cut)

@@ -10,6 +10,7 @@ not raised, and `frames_expected` (the container's own frame count) shows a file
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from fractions import Fraction
 
 import av
 import av.error
@@ -25,6 +26,7 @@ from .deinterlace import Deinterlacer
 from .urls import reason, scrub
 
 DEFAULT_FPS = 25.0
+ASPECT_TOLERANCE = 0.01  # pixels within 1% of square are taken as square
 # A video stream that is one picture, not a camera: cover art, a still, a thumbnail track.
 NOT_A_CAMERA = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image | \
     av.stream.Disposition.timed_thumbnails
@@ -37,6 +39,19 @@ def cameras(container: av.container.InputContainer) -> list[int]:
     """The video streams that are cameras, as FFmpeg's `v:N` numbers (positions among the video streams):
     a DVR export may hold one per channel; cover pictures and thumbnail tracks are left out."""
     return [n for n, s in enumerate(container.streams.video) if not s.disposition & NOT_A_CAMERA]
+
+
+def square_pixels(image: np.ndarray, aspect: Fraction | None) -> np.ndarray:
+    """A frame of non-square pixels (`aspect` = pixel width / height: PAL D1 720×576 at 16:15, half-D1 352×576
+    at 24:11, CIF 352×288 at 12:11, NTSC 720×480 at 8:9) resampled to square ones, as a player shows it. The
+    side the aspect stretches grows, so no camera sample is dropped. Faces keep their true shape: the 5-point
+    similarity alignment can turn and scale a face but not undo a squeeze, which the generator would then
+    take for the person's own face."""
+    if not aspect or abs(aspect - 1) < ASPECT_TOLERANCE:
+        return image
+    h, w = image.shape[:2]
+    size = (round(w * aspect), h) if aspect > 1 else (w, round(h / aspect))
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
 
 
 def rotate(image: np.ndarray, degrees: int) -> np.ndarray:
@@ -96,6 +111,7 @@ class VideoSource(Source):
         self._target = target
         self._secrets = tuple(secrets)
         self.stop_reason: str | None = None  # live: why the stream ended (read error, end of stream)
+        self.pixel_aspect: Fraction | None = None  # the container's, else the codec's, else 1 (from the 1st frame)
         self._opening = True  # which timeout an interrupted call ran into
         timeout = (cfg.open_timeout_s, cfg.read_timeout_s) if live else None
         try:
@@ -231,7 +247,10 @@ class VideoSource(Source):
             except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - odd pixel formats
                 self._skip(f"unconvertible frame at pts {pts}: {reason(e)}")
                 continue
-            image = rotate(image, rotation or self._tag_rotation)
+            if self.pixel_aspect is None:  # known once the decoder has read the stream's headers
+                stream = self._stream
+                self.pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
+            image = rotate(square_pixels(image, self.pixel_aspect), rotation or self._tag_rotation)
             pts = clock.best_effort(pts, dts)
             if pts is not None and self.time_base is not None:
                 if first_pts is None:  # live: the clock starts at the first frame we see
