@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 import supervision as sv
-from trackers import ByteTrackTracker
+from trackers import BIoU, ByteTrackTracker
 
 from .config import TrackConfig
 from .types import Face, Track
@@ -22,6 +22,12 @@ from .types import Face, Track
 # large `detect.stride`) a new track is pruned before the detection that would confirm it: no tracks at all.
 GAPS_KEPT = 2
 RECENT_GAPS = 9  # the gap is the median of this many latest ones: one stall of the stream does not stretch it
+# Between detections far apart a face moves further than its own size and plain IoU loses it: boxes are widened
+# (buffered IoU, Yang et al., WACV 2023) by BUFFER_PER_S of their size per second of gap beyond FULL_RATE_GAP,
+# up to BUFFER_MAX. At full frame rates (detections up to 50 ms apart) association is plain IoU, as before.
+FULL_RATE_GAP = 0.05
+BUFFER_PER_S = 5.0
+BUFFER_MAX = 1.0
 
 
 class Tracker:
@@ -31,7 +37,9 @@ class Tracker:
         self.lost_seconds = self._lost_at_least = cfg.lost_seconds  # grows to GAPS_KEPT gaps between calls
         self._gaps: deque[float] = deque(maxlen=RECENT_GAPS)
         self._last_time: float | None = None
+        self._iou = BIoU(0.0)  # its buffer follows the gap before each update
         self._bt = ByteTrackTracker(
+            iou=self._iou,
             lost_track_buffer=max(0, round(cfg.lost_seconds * 30)),  # the library counts 30-fps frames
             frame_rate=max(fps, 1e-3),
             track_activation_threshold=cfg.high_threshold,
@@ -48,9 +56,11 @@ class Tracker:
         The gaps between calls are measured, not taken from the stream's declared rate: a camera may declare
         25 fps and send 1, and `detect.stride` or a consumer that falls behind stretch them too."""
         if self._last_time is not None and time > self._last_time:
-            self._gaps.append(time - self._last_time)
+            gap = time - self._last_time
+            self._gaps.append(gap)
             self.lost_seconds = max(self._lost_at_least, GAPS_KEPT * statistics.median(self._gaps))
             self._bt.maximum_time_without_update = self.lost_seconds  # the library's budget, read every update
+            self._iou.buffer_ratio = min(BUFFER_MAX, max(0.0, gap - FULL_RATE_GAP) * BUFFER_PER_S)
         self._last_time = time
         if faces:
             dets = sv.Detections(
