@@ -63,7 +63,7 @@ class FaceFlow:
             faces = stages.detector(frame.image, None if full else self.followed())
         self.detections, self.last = self.detections + 1, [f.box for f in faces]
         for f in faces:
-            f.frame_index, f.time, f.source = frame.index, frame.time, frame.source
+            f.frame_index, f.time, f.source, f.captured = frame.index, frame.time, frame.source, frame.captured
         with self.timings("track"):
             self.tracker(faces, frame.time)
         tracked = [f for f in faces if f.track_id > 0]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .events.text import iso_utc
 from .types import Face
 
 PROVENANCE = ("*_enhanced.png (marked 'AI-enhanced / not a photograph'), *_enhanced_unmarked.png "
@@ -68,6 +69,7 @@ class Observation:
     resolved: bool = False  # the camera resolves this face: shown as captured, never synthesized (align.resolved)
     files: dict[str, str] = field(default_factory=dict)  # tile kind → file name in the track's folder
     fused_frames: list[int] = field(default_factory=list)  # track fusion: the other frames this output rests on
+    at: str | None = None  # live sources: when the frame was received, ISO 8601 UTC (`time` is the stream's clock)
 
     @property
     def size(self) -> float:
@@ -91,6 +93,7 @@ class Observation:
             resolved=bool(f.resolved),
             files=files,
             fused_frames=[int(n.frame_index) for n in f.neighbours] if enhanced else [],
+            at=iso_utc(f.captured) if f.captured is not None else None,
         )
 
     @classmethod
@@ -114,6 +117,7 @@ class Observation:
             resolved=bool(o.get("resolved")),
             files=files,
             fused_frames=[int(_num(v)) for v in (o.get("fused_frames") or []) if isinstance(v, (int, float))],
+            at=o["at"] if isinstance(o.get("at"), str) else None,
         )
 
 
@@ -129,6 +133,8 @@ class TrackRecord:
     last_frame: int | None = None
     first_time: float | None = None
     last_time: float | None = None
+    first_seen: str | None = None  # live sources: wall-clock of the first and last observation, ISO 8601 UTC
+    last_seen: str | None = None
     n_observations: int = 0
     n_enhanced: int = 0
     provenance: str = PROVENANCE
@@ -142,6 +148,7 @@ class TrackRecord:
         return cls(track_id, source, source_uri, generator,
                    first_frame=first.frame if first else None, last_frame=last.frame if last else None,
                    first_time=first.time if first else None, last_time=last.time if last else None,
+                   first_seen=first.at if first else None, last_seen=last.at if last else None,
                    n_observations=len(observations), n_enhanced=n_enhanced, observations=observations)
 
     def to_json(self) -> dict:
@@ -160,6 +167,8 @@ class TrackRecord:
             last_frame=doc.get("last_frame"),
             first_time=_num(doc.get("first_time")),
             last_time=_num(doc.get("last_time")),
+            first_seen=doc["first_seen"] if isinstance(doc.get("first_seen"), str) else None,
+            last_seen=doc["last_seen"] if isinstance(doc.get("last_seen"), str) else None,
             n_observations=int(_num(doc.get("n_observations"))),
             n_enhanced=int(_num(doc.get("n_enhanced"))),
             provenance=str(doc.get("provenance", PROVENANCE)),

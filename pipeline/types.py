@@ -37,6 +37,7 @@ class Face:
     frame_index: int = -1
     time: float = 0.0
     source: str = ""
+    captured: float | None = None  # wall-clock time (time.time()) its frame was received: live sources only
     track_id: int = -1  # set by the tracker; -1 = not (yet) tracked
     # align
     crop: np.ndarray | None = None  # 128x128 BGR aligned crop, sampled from the source (the "original")

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 import av
 import pytest
@@ -38,9 +39,19 @@ def server():
 
 def test_one_camera_live(server, tmp_path):
     out = tmp_path / "o"
+    started = datetime.now(timezone.utc)
     proc = run_cli("process", server.url("cam1"), "--out", str(out), "--models", str(MODELS),
                    "--set", "source.max_frames=60", *FAST, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    ended = datetime.now(timezone.utc)
+    tracks = [json.loads(p.read_text()) for p in sorted((out / "tracks").glob("*/track.json"))]
+    assert tracks
+    for t in tracks:  # when the camera saw each face, on the wall clock: a live feed's stream seconds say little
+        seen = [datetime.fromisoformat(o["at"]) for o in t["observations"]]
+        assert started < seen[0] == datetime.fromisoformat(t["first_seen"]) <= seen[-1] < ended
+        assert seen[-1] == datetime.fromisoformat(t["last_seen"]) and seen == sorted(seen)
+    page = (out / "report.html").read_text()
+    assert f"(seen {tracks[0]['first_seen'][:10]} {tracks[0]['first_seen'][11:19]}–" in page
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stats"]["frames"] == 60
     assert manifest["stats"]["latency"]["samples"] == 60

@@ -272,6 +272,8 @@ def test_track_writer_files_and_json(tmp_path: Path, photo: np.ndarray) -> None:
     assert sorted(obs[1]["files"]) == ["enhanced", "lr", "original"]
     assert summary["n_observations"] == 4 and summary["n_enhanced"] == 2 and summary["id"] == 3
     assert summary["first_time"] == doc["first_time"] and summary["last_time"] == doc["last_time"]
+    assert doc["first_seen"] is None and all(o["at"] is None for o in obs)  # a recording: no wall clock made up
+    assert "first_seen" not in summary
 
 
 def test_track_writer_without_enhanced_or_tiles(tmp_path: Path, photo: np.ndarray) -> None:

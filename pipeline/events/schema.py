@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .text import _iso, _parse_at, _relative_tile
+from .text import _parse_at, _relative_tile, iso_utc
 
 # ---------------------------------------------------------------------------------------------- events
 
@@ -41,7 +41,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The events.jsonl row: "at", "source", "event", this kind's fields, then known optional ones."""
-        d: dict[str, Any] = {"at": _iso(self.at), "source": self.source, "event": self.kind}
+        d: dict[str, Any] = {"at": iso_utc(self.at), "source": self.source, "event": self.kind}
         optional: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if f.name in _BASE_FIELDS:
@@ -194,7 +194,7 @@ class OtherEvent(Event):
         return self.name
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"at": _iso(self.at), "source": self.source, "event": self.name}
+        d: dict[str, Any] = {"at": iso_utc(self.at), "source": self.source, "event": self.name}
         if self.time is not None:
             d["time"] = self.time
         for k, v in self.extra.items():

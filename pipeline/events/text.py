@@ -101,8 +101,8 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _iso(at: float) -> str:
-    """`EventLog`'s "at" form: ISO 8601, UTC, milliseconds."""
+def iso_utc(at: float) -> str:
+    """`EventLog`'s "at" form, and an observation's wall-clock time: ISO 8601, UTC, milliseconds."""
     return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 

@@ -17,7 +17,7 @@ from ..draw import MARK_TEXT
 from ..records import Observation
 from .analyse import Analysis
 from .people import Clustering
-from .read import ReportTrack
+from .read import ReportTrack, seen_span
 
 CSP = ("default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; media-src 'self' file:; "
        "script-src 'none'; base-uri 'none'; form-action 'none'")
@@ -88,8 +88,11 @@ def _people(a: Analysis) -> list[dict]:
             why += (f" Closest other person: {other} at average similarity {sim(near[1], th)}, "
                     + ("but they appear in the same frame, so they are different people." if near[2]
                        else f"below the threshold {th:.2f}."))
+        live = [t for t in members if t.record.first_seen]
+        seen = seen_span(min(t.record.first_seen for t in live), max(t.record.last_seen or "" for t in live)) \
+            if live else ""
         out.append({"id": pid, "n": len(members), "t0": f"{min(t.first_time for t in members):.2f}",
-                    "t1": f"{max(t.last_time for t in members):.2f}", "cameras": cams, "why": why,
+                    "t1": f"{max(t.last_time for t in members):.2f}", "seen": seen, "cameras": cams, "why": why,
                     "tracks": [_track(t, clustering, by_key) for t in members]})
     return out
 
@@ -106,7 +109,7 @@ def _track(t: ReportTrack, clustering: Clustering, by_key: dict) -> dict:
         why = ""
     thumb = t.chosen[0] if t.chosen else None
     return {"anchor": t.anchor, "label": t.label, "source": t.source, "t0": f"{t.first_time:.2f}",
-            "t1": f"{t.last_time:.2f}", "n_obs": t.record.n_observations, "n_enhanced": t.record.n_enhanced,
+            "t1": f"{t.last_time:.2f}", "seen": t.seen, "n_obs": t.record.n_observations, "n_enhanced": t.record.n_enhanced,
             "n_shown": len(t.chosen), "n_hidden": len(t.dupes), "why": why,
             "video": _at(t.run.video, t.first_time) if t.run.video else None,
             "thumb": url(thumb.files.get("lr") or thumb.files.get("original")) if thumb else None,

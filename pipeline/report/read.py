@@ -30,6 +30,14 @@ class Run:
         return str(inputs[0]) if inputs else (self.rel or ".")
 
 
+def seen_span(first: str | None, last: str | None) -> str:
+    """ISO 8601 UTC times as "2026-11-28 14:03:22–14:03:25 UTC" (the date again when it changed); "" without."""
+    if not first:
+        return ""
+    a, b = first[:19].replace("T", " "), (last or first)[:19].replace("T", " ")
+    return f"{a}–{b[11:] if b[:10] == a[:10] else b} UTC"
+
+
 @dataclass
 class ReportTrack:
     """A track as the report uses it: its record, where its files are, and what the analysis found."""
@@ -59,6 +67,11 @@ class ReportTrack:
     @property
     def last_time(self) -> float:
         return self.record.last_time or 0.0
+
+    @property
+    def seen(self) -> str:
+        """When a live camera saw it (wall clock), or "" for a recording."""
+        return seen_span(self.record.first_seen, self.record.last_seen)
 
     @property
     def frames(self) -> set[int]:

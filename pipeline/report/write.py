@@ -105,7 +105,7 @@ def _write_sheet(a: Analysis, cache: dict) -> None:
             title += "  (joined at similarity " + ", ".join(f"{m.similarity:.2f}" for m in p.merges) + ")"
         rows = []
         for t in members:
-            lines = [t.label, f"t={t.first_time:.1f}-{t.last_time:.1f}s",
+            lines = [t.label, f"t={t.first_time:.1f}-{t.last_time:.1f}s", *([t.seen] if t.seen else []),
                      f"{t.record.n_observations} obs, {t.record.n_enhanced} enhanced"]
             if t.dupes:
                 lines.append(f"{len(t.dupes)} near-duplicate(s) hidden")

@@ -223,6 +223,7 @@ class TrackWriter:
             "frames": [doc.first_frame, doc.last_frame],
             "first_time": doc.first_time,
             "last_time": doc.last_time,
+            **({"first_seen": doc.first_seen, "last_seen": doc.last_seen} if doc.first_seen else {}),
             "n_observations": doc.n_observations,
             "n_enhanced": doc.n_enhanced,
             "files": files,
