@@ -26,9 +26,11 @@ VIDEO_EXTENSIONS = frozenset({
     ".wmv", ".asf", ".3gp", ".ogv", ".mxf", ".dav", ".h264", ".264", ".h265", ".265", ".hevc",
 })
 LIST_EXTENSIONS = frozenset({".txt", ".list", ".lst"})
-# A running source holds a decoder, an encoder's look-ahead and its open tracks: measured ~60-100 MB at
-# 640x360-1280x720 on top of the shared models; 4K frames and x264's look-ahead need several times that.
-MEMORY_PER_SOURCE = 512 << 20
+# A running source holds a decoder, an encoder's look-ahead, its open tracks and the detector's working memory
+# for its frame size: peak RSS of one run over the ~0.55 GB of shared models, measured (2026-11-28): 640x360
+# +0.05 GB, 1920x1080 +0.55 GB, 3840x2160 +2.9 GB (the small-face pass at the camera's own pixels).
+MEMORY_PER_SOURCE = 512 << 20  # at least
+MEMORY_PER_PIXEL = 360  # bytes per pixel of the source's frame, above that
 
 
 @dataclass(frozen=True)
@@ -165,13 +167,14 @@ def folder_names(labels: list[tuple[str, bool]]) -> list[str]:
     return names
 
 
-def default_jobs() -> int:
-    """How many sources this machine can run at once: one per CPU core, fewer if memory is short."""
+def default_jobs(pixels: int = 0) -> int:
+    """How many sources this machine can run at once: one per CPU core, fewer if memory is short for frames
+    of `pixels` (the largest recording's width × height)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, available_memory() // MEMORY_PER_SOURCE))
+    return max(1, min(cpus, available_memory() // max(MEMORY_PER_SOURCE, MEMORY_PER_PIXEL * pixels)))
 
 
 def available_memory() -> int:

@@ -56,7 +56,8 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
         if len(sources) == 1:
             results = [run_source(stages, sources[0], targets[0], stop)]
         else:
-            results = _run_concurrently(stages, sources, targets, stop, jobs or default_jobs(), named, cfg)
+            largest = max((s.width * s.height for s in sources if not s.live), default=0)
+            results = _run_concurrently(stages, sources, targets, stop, jobs or default_jobs(largest), named, cfg)
             if cfg.output.gallery:  # one report over every camera: people seen by several cameras are grouped
                 from .report import write_report
 

@@ -81,8 +81,12 @@ def test_folder_names_are_unique_and_cameras_keep_their_names():
                          ("10.0.0.5/stream1", True)]) == ["a", "x_a", "a_", "lobby.cam", "10.0.0.5_stream1"]
 
 
-def test_default_jobs_is_at_least_one():
-    assert default_jobs() >= 1
+def test_default_jobs_is_at_least_one_and_fewer_for_large_frames():
+    from pipeline.inputs import MEMORY_PER_PIXEL, available_memory
+
+    assert default_jobs() >= 1 and default_jobs(1 << 40) == 1
+    assert default_jobs(3840 * 2160) <= max(1, available_memory() // (MEMORY_PER_PIXEL * 3840 * 2160))
+    assert default_jobs(3840 * 2160) <= default_jobs(640 * 360)
 
 
 @needs_shared
