@@ -4,8 +4,8 @@ A folder holding video files (at any depth) is an archive of recordings: every o
 (natural, by relative path) order, each named by its path inside the folder. A folder of pictures with no
 video in it stays one image sequence, as before. A list file (`*.txt`, `*.list`, `*.lst`) names one input
 per line. A recording with several camera streams (a DVR export, one per channel) is one input per camera,
-`FILE:v:N` as FFmpeg names them. Both engines (threads here, Ray tasks on a cluster) expand inputs and name folders here, so the
-same recording lands in the same `OUT/<name>/` whichever runs it.
+`FILE:v:N` as FFmpeg names them. Both engines (threads here, Ray tasks on a cluster) expand inputs and name
+folders here, so the same recording lands in the same `OUT/<name>/` whichever runs it.
 """
 
 from __future__ import annotations

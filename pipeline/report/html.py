@@ -109,8 +109,8 @@ def _track(t: ReportTrack, clustering: Clustering, by_key: dict) -> dict:
         why = ""
     thumb = t.chosen[0] if t.chosen else None
     return {"anchor": t.anchor, "label": t.label, "source": t.source, "t0": f"{t.first_time:.2f}",
-            "t1": f"{t.last_time:.2f}", "seen": t.seen, "n_obs": t.record.n_observations, "n_enhanced": t.record.n_enhanced,
-            "n_shown": len(t.chosen), "n_hidden": len(t.dupes), "why": why,
+            "t1": f"{t.last_time:.2f}", "seen": t.seen, "n_obs": t.record.n_observations,
+            "n_enhanced": t.record.n_enhanced, "n_shown": len(t.chosen), "n_hidden": len(t.dupes), "why": why,
             "video": _at(t.run.video, t.first_time) if t.run.video else None,
             "thumb": url(thumb.files.get("lr") or thumb.files.get("original")) if thumb else None,
             "thumb_ai": url(thumb.files["enhanced"]) if thumb and thumb.files.get("enhanced") else None,

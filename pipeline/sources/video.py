@@ -249,7 +249,8 @@ class VideoSource(Source):
                 continue
             if self.pixel_aspect is None:  # known once the decoder has read the stream's headers
                 stream = self._stream
-                self.pixel_aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
+                aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+                self.pixel_aspect = aspect or Fraction(1)
             image = rotate(square_pixels(image, self.pixel_aspect), rotation or self._tag_rotation)
             pts = clock.best_effort(pts, dts)
             if pts is not None and self.time_base is not None:
