@@ -138,7 +138,15 @@ def test_cluster_unit() -> None:
     assert got.nearest_outside["c"][1] == pytest.approx(0.0, abs=1e-6) and got.nearest_outside["d"] is None
     assert [p.members for p in ppl.cluster({"a": a, "b": b}, threshold=0.81).people] == [["a"], ["b"]]
     apart = ppl.cluster({"a": a, "b": b}, threshold=0.7, cannot_link=[("a", "b")])
-    assert [p.members for p in apart.people] == [["a"], ["b"]] and apart.nearest_person[0] == (1, 0.8, True)
+    assert [p.members for p in apart.people] == [["a"], ["b"]] and apart.nearest_person[0] == (1, 0.8, True, 0.7)
+    # faces under SMALL_FACE_PX need SMALL_FACE_MARGIN more: 0.8 is not enough against 0.7 + 0.2 ...
+    small = ppl.cluster({"a": a, "b": b}, threshold=0.7, small=["b"])
+    assert [p.members for p in small.people] == [["a"], ["b"]] and small.nearest_person[0] == (1, 0.8, False, 0.9)
+    # ... and a group's mean counts each pair's own need: a+b (small b) joined c only when close enough
+    near = np.array([0.95, 0.3122, 0], np.float32)  # cos(a, near) = 0.95
+    got = ppl.cluster({"a": a, "n": near / np.linalg.norm(near), "b": b}, threshold=0.7, small=["b"])
+    assert [p.members for p in got.people] == [["a", "n"], ["b"]]
+    assert got.people[0].merges[0].needed == pytest.approx(0.7)
     assert ppl.cooccurring({1: ("s", {1, 2}), 2: ("s", {2, 3}), 3: ("t", {2}), 4: ("s", {5})}) == [(1, 2)]
 
 

@@ -82,7 +82,8 @@ def analyse(out_dir: str | Path, cfg: Config | None = None, models_dir: str | Pa
         t.analysed = True
     tracks.sort(key=lambda t: (t.first_time, t.run.rel, t.id))
     cannot = ppl.cooccurring({t.key: ((t.run.rel, t.source), t.frames) for t in tracks})
-    clustering = ppl.cluster({t.key: t.embedding for t in tracks}, cfg.people.threshold, cannot)
+    small = [t.key for t in tracks if t.embedding is not None and t.embedded_px < ppl.SMALL_FACE_PX]
+    clustering = ppl.cluster({t.key: t.embedding for t in tracks}, cfg.people.threshold, cannot, small)
     persons = [(f"P{i + 1}", p) for i, p in enumerate(clustering.people)]
     return Analysis(out, cfg, runs, tracks, persons, clustering, model_info, note, problems)
 
@@ -112,7 +113,7 @@ def _embed(out: Path, tracks: list[ReportTrack], cfg: Config, models_dir: str | 
     if embedder is None:
         return None, note
     for t in tracks:
-        crops, weights = [], []
+        crops, weights, sizes = [], [], []
         best = sorted((o for o in t.tiles if o.files.get("original")), key=lambda o: -o.quality)
         for o in best[:EMBED_PER_TRACK]:
             img = read_image(out, o.files.get("original"))
@@ -120,7 +121,8 @@ def _embed(out: Path, tracks: list[ReportTrack], cfg: Config, models_dir: str | 
                 continue
             crops.append(ppl.crop112(img, np.asarray(o.kps) if o.kps else None))
             weights.append(max(o.quality, 1e-3))
+            sizes.append(o.size)
         if crops:
             t.embedding = ppl.mean_embedding(embedder(crops), weights)
-            t.n_embedded = len(crops)
+            t.n_embedded, t.embedded_px = len(crops), float(np.median(sizes))
     return info, ""

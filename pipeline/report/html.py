@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from ..draw import MARK_TEXT
 from ..records import Observation
 from .analyse import Analysis
-from .people import Clustering
+from .people import SMALL_FACE_PX, Clustering
 from .read import ReportTrack, seen_span
 
 CSP = ("default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; media-src 'self' file:; "
@@ -75,6 +75,7 @@ def _people(a: Analysis) -> list[dict]:
         if p.merges:
             why = "; ".join(f"{', '.join(by_key[k].label for k in m.right)} joined "
                             f"{', '.join(by_key[k].label for k in m.left)} at similarity {sim(m.similarity, th)}"
+                            + (f" (needed {m.needed:.2f}: faces under {SMALL_FACE_PX:.0f} px)" if m.needed > th else "")
                             for m in p.merges)
             why = f"Grouped because: {why} (threshold {th:.2f})."
         elif members[0].embedding is None:
@@ -85,9 +86,11 @@ def _people(a: Analysis) -> list[dict]:
         if near is not None:
             qid, q = a.persons[near[0]]
             other = f"{qid} ({', '.join(by_key[k].label for k in q.members)})"
-            why += (f" Closest other person: {other} at average similarity {sim(near[1], th)}, "
+            needed = (f"below the {near[3]:.2f} needed (faces under {SMALL_FACE_PX:.0f} px need more)"
+                      if near[3] > th else f"below the threshold {th:.2f}")
+            why += (f" Closest other person: {other} at average similarity {sim(near[1], near[3])}, "
                     + ("but they appear in the same frame, so they are different people." if near[2]
-                       else f"below the threshold {th:.2f}."))
+                       else f"{needed}."))
         live = [t for t in members if t.record.first_seen]
         seen = seen_span(min(t.record.first_seen for t in live), max(t.record.last_seen or "" for t in live)) \
             if live else ""

@@ -12,7 +12,8 @@ similarity to its nearest track outside its group, so the report can show why tr
 were not — put together. Nothing is merged silently.
 
 At 10–20 px faces an embedding says little about identity: the report shows similarities as
-hints for an analyst, not as identification.
+hints for an analyst, not as identification, and tracks whose faces are that small need SMALL_FACE_MARGIN
+more to join.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 from ..geometry import ARCFACE_112, TEMPLATE, similarity
+
+# Faces under SMALL_FACE_PX (the median size of a track's embedded crops) need `people.threshold` +
+# SMALL_FACE_MARGIN to join. Measured (2026-11-28) on real CCTV, tracks seen in the same frame (so certainly two
+# people) with faces under 20 px: similarity >= 0.60 for 1 of 13 pairs (pedestrians clip) and 8 of 39 (top-down
+# crowd), highest 0.78, so 0.60 joined strangers. The same person (two halves of a training-split talking-head
+# clip at 14-16 px, 16 crops a side as here) measured 0.79-0.86 on average, at least 0.70.
+SMALL_FACE_PX = 20.0
+SMALL_FACE_MARGIN = 0.2
 
 
 def crop112(original: np.ndarray, kps: np.ndarray | None = None) -> np.ndarray:
@@ -82,11 +91,13 @@ def mean_embedding(embs: np.ndarray, weights: Iterable[float] | None = None) -> 
 
 @dataclass
 class Merge:
-    """Two groups joined at `similarity` (mean pairwise cosine of their tracks)."""
+    """Two groups joined at `similarity` (mean pairwise cosine of their tracks), which had to reach `needed`
+    (the threshold, plus SMALL_FACE_MARGIN for the pairs with a track of small faces, averaged)."""
 
     left: list[Hashable]
     right: list[Hashable]
     similarity: float
+    needed: float
 
 
 @dataclass
@@ -101,19 +112,21 @@ class Clustering:
     threshold: float
     nearest_outside: dict[Hashable, tuple[Hashable, float] | None]  # per track: closest track in another person
     apart: set[frozenset] = field(default_factory=set)  # pairs seen in one frame: never one person
-    # per person (index into people): the closest other person by average linkage, and whether
-    # some of their tracks share a frame (then they can never be joined): (index, similarity, apart)
-    nearest_person: list[tuple[int, float, bool] | None] = field(default_factory=list)
+    # per person (index into people): the closest other person by average linkage, whether some of their
+    # tracks share a frame (then they can never be joined), and the similarity a join needed:
+    # (index, similarity, apart, needed)
+    nearest_person: list[tuple[int, float, bool, float] | None] = field(default_factory=list)
 
 
 def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float,
-            cannot_link: Iterable[tuple[Hashable, Hashable]] = ()) -> Clustering:
+            cannot_link: Iterable[tuple[Hashable, Hashable]] = (), small: Iterable[Hashable] = ()) -> Clustering:
     """Average-linkage grouping of track embeddings; tracks without an embedding stay alone.
 
     The order of `embeddings` decides the order of people (first member) and of members. scipy builds
     the average-linkage tree on cosine distances; a cannot-link pair is given a distance no average can
     bring below any cut, so a group holding it never forms, and the tree is cut where the next join's
-    mean similarity falls below `threshold`. O(n²) memory and time, in C.
+    mean similarity falls below the mean similarity it needs: `threshold`, plus SMALL_FACE_MARGIN for each
+    pair with a track in `small` (faces under SMALL_FACE_PX). O(n²) memory and time, in C.
     """
     keys = list(embeddings)
     have = [k for k in keys if embeddings[k] is not None]
@@ -121,6 +134,10 @@ def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float,
     n = len(have)
     E = np.stack([embeddings[k] for k in have]).astype(np.float64) if n else np.zeros((0, 1))
     S = E @ E.T
+    small = set(small)
+    is_small = np.array([k in small for k in have], bool)
+    need = threshold + SMALL_FACE_MARGIN * (is_small[:, None] | is_small[None, :])
+    S_eff = S - (need - threshold)  # a join needs mean(S) >= mean(need), i.e. mean(S_eff) >= threshold
     cannot_link = list(cannot_link)
     linked = [(idx[a], idx[b]) for a, b in cannot_link if a in idx and b in idx and a != b]
     forbid = sparse.coo_matrix((np.ones(2 * len(linked)), ([a for a, b in linked] + [b for a, b in linked],
@@ -131,7 +148,7 @@ def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float,
     members: dict[int, list[int]] = {i: [i] for i in range(n)}
     merges: dict[int, list[Merge]] = {i: [] for i in range(n)}
     if n > 1:
-        D = 1.0 - S
+        D = 1.0 - S_eff
         apart_d = 4.0 * n * n + 4.0  # > 2 even averaged over the largest pair of groups: never joined
         D[forbid.nonzero()] = apart_d
         np.fill_diagonal(D, 0.0)
@@ -139,12 +156,13 @@ def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float,
         for row, (a, b, dist, _) in enumerate(tree):
             left, right = sorted((int(a), int(b)), key=lambda g: members[g][0])
             A, B = members[left], members[right]
-            similarity = float(S[np.ix_(A, B)].sum() / (len(A) * len(B)))
-            if dist > 2.0 or not similarity >= threshold:
+            similarity = float(S[np.ix_(A, B)].mean())
+            needed = float(need[np.ix_(A, B)].mean())
+            if dist > 2.0 or not float(S_eff[np.ix_(A, B)].mean()) >= threshold:
                 break  # the tree joins in increasing distance: every later join is further apart
             node = n + row
             merges[node] = merges.pop(left) + merges.pop(right) + [
-                Merge([have[k] for k in A], [have[k] for k in B], round(similarity, 4))]
+                Merge([have[k] for k in A], [have[k] for k in B], round(similarity, 4), round(needed, 4))]
             members[node] = sorted(members.pop(left) + members.pop(right))
 
     order = {k: m for m, k in enumerate(keys)}
@@ -168,26 +186,27 @@ def cluster(embeddings: dict[Hashable, np.ndarray | None], threshold: float,
             if np.isfinite(masked[r, c]):
                 nearest[have[r]] = (have[c], round(float(S[r, c]), 4))
     return Clustering(people, float(threshold), nearest, {frozenset((a, b)) for a, b in cannot_link},
-                      _nearest_people(S, forbid, owner, len(people)))
+                      _nearest_people(S, need, forbid, owner, len(people)))
 
 
-def _nearest_people(S: np.ndarray, forbid: sparse.csr_matrix, owner: np.ndarray,
-                    n_people: int) -> list[tuple[int, float, bool] | None]:
-    """Per person: the closest other person by mean similarity (ties: the later one), and whether some of
-    their tracks share a frame."""
+def _nearest_people(S: np.ndarray, need: np.ndarray, forbid: sparse.csr_matrix, owner: np.ndarray,
+                    n_people: int) -> list[tuple[int, float, bool, float] | None]:
+    """Per person: the closest other person by mean similarity (ties: the later one), whether some of
+    their tracks share a frame, and the mean similarity a join would need."""
     n = len(owner)
     if not n_people:
         return []
     onehot = sparse.csr_matrix((np.ones(n), (np.arange(n), owner)), shape=(n, n_people))
     cnt = np.asarray(onehot.sum(0)).ravel()
     link = np.asarray((onehot.T @ S) @ onehot) / np.maximum(np.outer(cnt, cnt), 1)
+    needs = np.asarray((onehot.T @ need) @ onehot) / np.maximum(np.outer(cnt, cnt), 1)
     apart = np.asarray((onehot.T @ forbid @ onehot).todense()) > 0
     valid = (cnt > 0)[:, None] & (cnt > 0)[None, :] & ~np.eye(n_people, dtype=bool)
     rounded = np.where(valid, np.round(link, 4), -np.inf)
     best = rounded.max(1, initial=-np.inf)
     later = n_people - 1 - np.argmax((rounded == best[:, None])[:, ::-1], axis=1)  # max of (similarity, q)
-    return [(int(q), round(float(link[p, q]), 4), bool(apart[p, q])) if np.isfinite(best[p]) else None
-            for p, q in enumerate(later)]
+    return [(int(q), round(float(link[p, q]), 4), bool(apart[p, q]), round(float(needs[p, q]), 4))
+            if np.isfinite(best[p]) else None for p, q in enumerate(later)]
 
 
 def cooccurring(frames: dict[Hashable, tuple[Hashable, set[int]]]) -> list[tuple[Hashable, Hashable]]:

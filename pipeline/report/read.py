@@ -48,6 +48,7 @@ class ReportTrack:
     best_png: str | None
     embedding: np.ndarray | None = None
     n_embedded: int = 0
+    embedded_px: float = 0.0  # median face size (px) of the crops behind `embedding`
     chosen: list[Observation] = field(default_factory=list)
     dupes: list[Observation] = field(default_factory=list)
     analysed: bool = False  # chosen, dupes and embedding are filled in (kept in a cache between reports)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config import Config
 from ..draw import BEST_HEAD, BEST_PANEL
 from ..errors import write_error
+from . import people as ppl
 from .analyse import Analysis, analyse
 from .html import render
 from .read import read_image
@@ -64,7 +65,8 @@ def people_json(a: Analysis) -> dict:
         t = by_key[k]
         near = clustering.nearest_outside.get(k)
         return {**_key_json(k), "source": t.source, "first_time": t.first_time, "last_time": t.last_time,
-                "embedded_crops": t.n_embedded, "shown_frames": [o.frame for o in t.chosen],
+                "embedded_crops": t.n_embedded, "embedded_face_px": round(t.embedded_px, 1),
+                "shown_frames": [o.frame for o in t.chosen],
                 "hidden_near_duplicates": [o.frame for o in t.dupes],
                 "nearest_other": {**_key_json(near[0]), "similarity": near[1]} if near else None}
 
@@ -72,13 +74,14 @@ def people_json(a: Analysis) -> dict:
         "note": "Similarities are cosine similarities of face embeddings computed on the camera's original crops "
                 "(never on enhanced faces). At CCTV face sizes they are hints for an analyst, not identification.",
         "threshold": a.cfg.people.threshold,
+        "small_faces": {"under_px": ppl.SMALL_FACE_PX, "extra_similarity_needed": ppl.SMALL_FACE_MARGIN},
         "model": a.model,
         "status": a.note or "grouped",
         "people": [{
             "id": pid,
             "tracks": [track(k) for k in p.members],
             "merges": [{"left": [_key_json(k) for k in m.left], "right": [_key_json(k) for k in m.right],
-                        "similarity": m.similarity} for m in p.merges],
+                        "similarity": m.similarity, "needed": m.needed} for m in p.merges],
         } for pid, p in a.persons],
     }
 
@@ -121,7 +124,8 @@ def _write_sheet(a: Analysis, cache: dict) -> None:
         draw_sheet(out / GALLERY, sections, a.cfg.output.gallery_per_track,
                    {"Threshold": f"{a.cfg.people.threshold:.2f}"}, more=total - sum(len(m) for *_, m in shown),
                    note="left: camera pixels at their real resolution (nearest-neighbour); right: AI-enhanced. "
-                        "Rows grouped by person (face-embedding similarity of the originals).")
+                        "Rows grouped by person (face-embedding similarity of the originals; faces under "
+                        f"{ppl.SMALL_FACE_PX:.0f} px need {ppl.SMALL_FACE_MARGIN:.2f} more).")
     except OSError as e:
         raise write_error(out / GALLERY, e) from None
     cache["sheet"] = key
