@@ -75,7 +75,8 @@ def _people(a: Analysis) -> list[dict]:
         if p.merges:
             why = "; ".join(f"{', '.join(by_key[k].label for k in m.right)} joined "
                             f"{', '.join(by_key[k].label for k in m.left)} at similarity {sim(m.similarity, th)}"
-                            + (f" (needed {m.needed:.2f}: faces under {SMALL_FACE_PX:.0f} px)" if m.needed > th else "")
+                            + (f" (needed {m.needed:.2f}: faces under {SMALL_FACE_PX:.0f} px)"
+                               if m.needed > th else "")
                             for m in p.merges)
             why = f"Grouped because: {why} (threshold {th:.2f})."
         elif members[0].embedding is None:
