@@ -109,20 +109,11 @@ def make_video(
 def encode(path: str | Path, frames: Sequence[np.ndarray], fps: int = 25, aspect: Fraction | None = None) -> Path:
     """BGR frames as an H.264 MP4; `aspect`: the pixels' width/height the stream declares (a half-D1 DVR
     channel stores 352×576 at 24:11)."""
-    with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        if aspect is not None:
-            stream.codec_context.sample_aspect_ratio = aspect
-        for image in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
-        out.mux(stream.encode())
-    return Path(path)
+    return make_channels(path, [frames], fps, cover=False, aspect=aspect)
 
 
 def make_channels(path: str | Path, channels: Sequence[Sequence[np.ndarray]], fps: int = 25,
-                  cover: bool = True) -> Path:
+                  cover: bool = True, aspect: Fraction | None = None) -> Path:
     """A DVR export holding several cameras (MP4): one H.264 stream per channel carrying its BGR frames,
     interleaved as a recorder writes them; with `cover`, an MJPEG cover picture flagged `attached_pic`, as
     phones and editing tools add one."""
@@ -132,6 +123,8 @@ def make_channels(path: str | Path, channels: Sequence[Sequence[np.ndarray]], fp
             stream = out.add_stream("libx264", rate=fps)
             stream.height, stream.width = frames[0].shape[:2]
             stream.pix_fmt = "yuv420p"
+            if aspect is not None:
+                stream.codec_context.sample_aspect_ratio = aspect
             streams.append(stream)
         if cover:
             pic = out.add_stream("mjpeg", rate=1)
