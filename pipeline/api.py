@@ -9,7 +9,7 @@
     tiles = fe.enhance_crops([crop])       # 128×128 BGR reconstructions, marked "AI-enhanced"
 
 It runs the same stages (`Stages`) and the same per-frame logic (`FaceFlow`: tracker, policy, fusion
-window) as `run.py process`; only the sinks differ: records are handed back instead of files and events.
+window) as `enhance-faces process`; only the sinks differ: records are handed back instead of files and events.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .align import choose_entry, warp
-from .config import Config, EventsConfig, load_config
-from .draw import mark_enhanced
-from .enhance.confidence import low_confidence
-from .flow import FaceFlow
-from .geometry import CROP
-from .runstats import RunStats, Timings
-from .stages import Stages
-from .types import Face, Frame, Track
+from .stages.align import choose_entry, warp
+from .core.config import Config, EventsConfig, load_config
+from .core.draw import mark_enhanced
+from .stages.enhance.confidence import low_confidence
+from .run.flow import FaceFlow
+from .core.geometry import CROP
+from .core.runstats import RunStats, Timings
+from .run.build import Stages
+from .core.types import Face, Frame, Track
 
 if TYPE_CHECKING:
     import supervision as sv

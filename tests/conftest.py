@@ -31,8 +31,8 @@ def require(*paths: Path) -> None:
 
 @pytest.fixture(scope="session")
 def detector():
-    from pipeline.config import DetectConfig
-    from pipeline.detect import Detector
+    from pipeline.core.config import DetectConfig
+    from pipeline.stages.detect import Detector
 
     require(MODELS / "det_500m.onnx")
     return Detector(DetectConfig(), MODELS)
@@ -90,7 +90,7 @@ def prepared(tmp_path_factory) -> Path:
     import cv2
     import numpy as np
 
-    from pipeline.train.prepare import prepare
+    from pipeline.lab.train.prepare import prepare
 
     require(FACES / "train", MODELS)
     src = tmp_path_factory.mktemp("src")

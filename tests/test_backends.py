@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from conftest import FACES, needs_shared
-from pipeline.config import EnhanceConfig
-from pipeline.devices import cpu_bf16
-from pipeline.enhance import backends as B
-from pipeline.enhance.export import cached_onnx, onnx_metadata, onnx_name
-from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
-from pipeline.enhance.tensorrt import Profile, TensorRTError, cached_engine, engine_name
-from pipeline.errors import EnhanceError
-from pipeline.models import sha256
-from pipeline.types import Face
+from pipeline.core.config import EnhanceConfig
+from pipeline.core.devices import cpu_bf16
+from pipeline.stages.enhance import backends as B
+from pipeline.stages.enhance.export import cached_onnx, onnx_metadata, onnx_name
+from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+from pipeline.stages.enhance.tensorrt import Profile, TensorRTError, cached_engine, engine_name
+from pipeline.core.errors import EnhanceError
+from pipeline.core.models import sha256
+from pipeline.core.types import Face
 
 ENTRIES = (16, 32, 64)
 
@@ -84,7 +84,7 @@ def test_the_uint8_path_traces_whole_for_one_cuda_graph(weights):
     break would leave eager kernels outside it. Traced on the CPU, for crops and for fused items."""
     import torch._dynamo
 
-    from pipeline.enhance.fusion import FusionGenerator, PackedFusion
+    from pipeline.stages.enhance.fusion import FusionGenerator, PackedFusion
 
     net = B.Uint8Net(load_generator(weights)[0].eval(), torch.float32)
     packed = B.Uint8Net(PackedFusion(FusionGenerator()).eval(), torch.float32)
@@ -275,8 +275,8 @@ def test_backend_report_names_every_backend_and_the_pick():
 
 
 def test_enhancer_contract_for_the_runner(weights, cache):
-    from pipeline.enhance.anchor import anchor
-    from pipeline.enhance.stage import Enhancer
+    from pipeline.stages.enhance.anchor import anchor
+    from pipeline.stages.enhance.stage import Enhancer
 
     enh = Enhancer(EnhanceConfig(weights=str(weights), batch_size=4, cpu_precision="fp32", mirror=False))
     try:
@@ -301,9 +301,9 @@ def test_mirror_ensemble_treats_a_face_and_its_mirror_image_alike(weights):
     """`enhance.mirror`: a face and its mirror image come out as exact mirror images of each other, which the
     plain generator does not give; the Enhancer runs it (faces in one batch of 2N) for the entries it names
     only, and the manifest says which."""
-    from pipeline.enhance.anchor import anchor
-    from pipeline.enhance.pixels import mirrored
-    from pipeline.enhance.stage import Enhancer
+    from pipeline.stages.enhance.anchor import anchor
+    from pipeline.stages.enhance.pixels import mirrored
+    from pipeline.stages.enhance.stage import Enhancer
 
     be = B.create("torch-cpu", weights, cpu_precision="fp32")
     x, x32 = crops(3, 16, 5), crops(2, 32, 6)
@@ -333,7 +333,7 @@ def test_mirror_ensemble_treats_a_face_and_its_mirror_image_alike(weights):
 def test_a_mirrored_batch_fits_the_backend_profile(weights, onnx_files, cache, monkeypatch):
     """With `enhance.mirror` a batch of N faces reaches the backend as 2N: the batch profile (TensorRT's, through
     onnxruntime) is sized for that, so a mirrored batch runs in one go rather than in two slices."""
-    from pipeline.enhance.stage import Enhancer
+    from pipeline.stages.enhance.stage import Enhancer
 
     monkeypatch.setenv("ENHANCE_CACHE", str(cache))
     for mirror, profile in (([16], 8), (False, 4)):
@@ -346,7 +346,7 @@ def test_a_mirrored_batch_fits_the_backend_profile(weights, onnx_files, cache, m
 
 
 def test_enhancer_with_an_unavailable_backend_is_a_clear_error(weights):
-    from pipeline.enhance.stage import Enhancer
+    from pipeline.stages.enhance.stage import Enhancer
 
     missing = [n for n, (ok, _) in B.availability().items() if not ok]
     if not missing:
@@ -427,7 +427,7 @@ def test_tensorrt_builds_caches_and_matches_torch(weights, tmp_path):
     ok, why = B.availability()["tensorrt"]
     if not ok:
         pytest.skip(f"TensorRT path not executable here: {why}")
-    from pipeline.enhance.tensorrt import ensure_engines
+    from pipeline.stages.enhance.tensorrt import ensure_engines
 
     first = ensure_engines(weights, (16,), Profile(1, 4, 16), tmp_path / "cache")
     mtime = first[16].stat().st_mtime_ns
@@ -454,7 +454,7 @@ def test_torch_cuda_graphs_and_batches(weights):
 
 
 def test_bench_cell_and_loop_report_throughput_and_latency():
-    from pipeline.bench import bench_cell, bench_loop, table
+    from pipeline.run.bench import bench_cell, bench_loop, table
 
     def fake(x):
         return np.zeros((len(x), 128, 128, 3), np.uint8)
@@ -470,7 +470,7 @@ def test_bench_cell_and_loop_report_throughput_and_latency():
 
 
 def test_half_storage_emulation_changes_little_and_restores(weights):
-    from pipeline.bench import _HalfStorage
+    from pipeline.run.bench import _HalfStorage
 
     model, _ = load_generator(weights)
     x = torch.rand(2, 3, 16, 16) * 2 - 1

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.enhance.batcher import BatcherClosed, DynamicBatcher
+from pipeline.stages.enhance.batcher import BatcherClosed, DynamicBatcher
 
 
 def tagged(i: int, e: int = 16) -> np.ndarray:

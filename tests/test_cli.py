@@ -147,8 +147,8 @@ def test_tiny_picture_non_utf8_yaml_bad_url_are_one_line(tmp_path):
 
 
 def test_nan_and_infinity_are_rejected(tmp_path):
-    from pipeline.config import load_config
-    from pipeline.errors import ConfigError
+    from pipeline.core.config import load_config
+    from pipeline.core.errors import ConfigError
 
     for setting in ("detect.threshold=.nan", "source.read_timeout_s=.nan", "track.lost_seconds=.inf",
                     "source.image_fps=-.inf"):
@@ -161,8 +161,8 @@ def test_nan_and_infinity_are_rejected(tmp_path):
 def test_truncated_file_counts_expected_decoded_skipped(tmp_path):
     """Cut at 10/50/90 %: every frame that decodes comes out, the same as PyAV's own count, and the
     container's frame count shows how many are missing."""
-    from pipeline.config import SourceConfig
-    from pipeline.sources import open_source
+    from pipeline.core.config import SourceConfig
+    from pipeline.io.sources import open_source
 
     require(OFFICE)
     for fraction in (0.1, 0.5, 0.9):

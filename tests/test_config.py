@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.errors import ConfigError
+from pipeline.core.config import load_config
+from pipeline.core.errors import ConfigError
 
 
 def test_defaults_load_and_overrides_apply(tmp_path):
@@ -76,7 +76,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 def test_default_yaml_only_documents_the_dataclass_defaults():
     """configs/default.yaml shows the defaults to users; the dataclasses are the one place they are defined."""
-    from pipeline.config import DEFAULT_CONFIG, Config, read_yaml
+    from pipeline.core.config import DEFAULT_CONFIG, Config, read_yaml
 
     def check(shown: dict, defined: dict, prefix: str) -> None:
         for key, value in shown.items():
@@ -102,7 +102,7 @@ def test_saved_settings_rebuild_a_config_with_the_same_loader():
 def test_training_configs_load_typed(tmp_path):
     from pathlib import Path
 
-    from pipeline.train.config import load_train_config
+    from pipeline.lab.train.config import load_train_config
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("train*.yaml")):
         cfg = load_train_config(path)
@@ -122,8 +122,8 @@ def test_cuda_compile_choices_are_the_torch_cuda_backend_s_modes():
     """Every `enhance.cuda_compile` value maps to a torch.compile mode in torch-cuda, and nothing else does."""
     import typing
 
-    from pipeline.config import EnhanceConfig
-    from pipeline.enhance.backends import CUDA_COMPILE
+    from pipeline.core.config import EnhanceConfig
+    from pipeline.stages.enhance.backends import CUDA_COMPILE
 
     assert set(typing.get_args(typing.get_type_hints(EnhanceConfig)["cuda_compile"])) == set(CUDA_COMPILE)
     assert CUDA_COMPILE["off"] is None and all(CUDA_COMPILE[k] for k in CUDA_COMPILE if k != "off")

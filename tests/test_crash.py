@@ -26,7 +26,7 @@ QUICK = ["--set", "enhance.policy=none", "--set", "detect.stride=3", "--quiet"]
 
 
 def start(out: Path, *args: str, source: Path = OFFICE) -> subprocess.Popen:
-    """`run.py process` in the background, as a user starts it."""
+    """`enhance-faces process` in the background, as a user starts it."""
     cmd = [sys.executable, str(ROOT / "run.py"), "process", str(source), "--out", str(out), "--models", str(MODELS),
            *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -209,9 +209,9 @@ def test_second_ctrl_c_still_leaves_a_manifest(tmp_path):
 
 def test_cut_to_complete_fragment(tmp_path):
     """An MP4 cut mid-fragment (a write stopped by a crash) is trimmed to its last whole fragment."""
-    from pipeline.config import OutputConfig
-    from pipeline.recover import cut_to_complete
-    from pipeline.sinks import VideoWriter
+    from pipeline.core.config import OutputConfig
+    from pipeline.run.recover import cut_to_complete
+    from pipeline.io.sinks import VideoWriter
 
     path = tmp_path / "v.mp4"
     w = VideoWriter(path, 160, 120, 25.0, OutputConfig())

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
 from conftest import IMAGES, needs_shared  # noqa: E402
 
-from pipeline.config import SourceConfig  # noqa: E402
-from pipeline.sources import open_source  # noqa: E402
+from pipeline.core.config import SourceConfig  # noqa: E402
+from pipeline.io.sources import open_source  # noqa: E402
 
 
 def frames_of(path: Path, deinterlace: bool | str) -> list:

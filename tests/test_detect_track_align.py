@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import IMAGES, MODELS, needs_shared
-from pipeline.align import Aligner, choose_entry, warp
-from pipeline.config import AlignConfig, TrackConfig
-from pipeline.geometry import CROP, TEMPLATE, similarity
-from pipeline.errors import ModelNotFound
-from pipeline.models import find_model
-from pipeline.track import Tracker
+from pipeline.stages.align import Aligner, choose_entry, warp
+from pipeline.core.config import AlignConfig, TrackConfig
+from pipeline.core.geometry import CROP, TEMPLATE, similarity
+from pipeline.core.errors import ModelNotFound
+from pipeline.core.models import find_model
+from pipeline.stages.track import Tracker
 
 
 @pytest.mark.parametrize("name, lo, hi", [("obama_1.jpg", 1, 1), ("two_people.jpg", 2, 2), ("crowd_selfie_sample.jpg", 100, 10_000)])
@@ -30,8 +30,8 @@ def test_detector_counts_faces(detector, name, lo, hi):
 def test_small_faces_in_a_large_frame_are_found(detector):
     """A 1920×1080 camera with a 24 px face: the whole-frame pass shrinks it to 8 px and misses it; the
     small-face pass at the camera's own pixels finds it, once, with its keypoints."""
-    from pipeline.config import DetectConfig
-    from pipeline.detect import Detector
+    from pipeline.core.config import DetectConfig
+    from pipeline.stages.detect import Detector
 
     photo = cv2.imread(str(IMAGES / "obama_small.jpg"))  # face about half the photo's height
     face = cv2.resize(photo, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
@@ -53,9 +53,9 @@ def test_d1_camera_is_seen_at_its_own_size(detector):
     """A 768×576 CCTV camera (pedestrians clip) is no longer shrunk to 640 for detection: on every 10th of its
     first 400 frames the detector finds far more of its 12–20 px faces."""
     from conftest import VIDEO
-    from pipeline.config import DetectConfig
-    from pipeline.detect import Detector
-    from pipeline.sources import open_source
+    from pipeline.core.config import DetectConfig
+    from pipeline.stages.detect import Detector
+    from pipeline.io.sources import open_source
 
     shrunk = Detector(DetectConfig(small_faces=0.0), MODELS)
     assert detector.network_size(768, 576) == (768, 576) and shrunk.network_size(768, 576) == (640, 480)
@@ -87,7 +87,7 @@ def test_half_d1_camera_faces_are_found_at_their_true_shape(detector, tmp_path):
     from conftest import VIDEO
     from media import encode
 
-    from pipeline.sources import open_source
+    from pipeline.io.sources import open_source
 
     with av.open(str(VIDEO / "office_fisheye_cctv.mp4")) as c:
         frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(10), c.decode(video=0))]
@@ -142,8 +142,8 @@ def test_video_run_keeps_small_faces_between_full_passes(tmp_path):
 def test_small_face_pass_adds_faces_without_duplicates(detector):
     """The crowd photo (1600×898) holds hundreds of 10–40 px faces: the small-face pass finds far more than
     the whole-frame pass alone, never the same face twice; a large face in a large photo stays one face."""
-    from pipeline.config import DetectConfig
-    from pipeline.detect import DUPLICATE_IOU, Detector
+    from pipeline.core.config import DetectConfig
+    from pipeline.stages.detect import DUPLICATE_IOU, Detector
 
     import supervision as sv
 
@@ -284,10 +284,10 @@ def test_faces_the_camera_resolves_are_never_synthesized(detector):
     """A face spanning more camera pixels than `align.resolved_span` is `resolved`: eval-video measured the
     generator below a plain resize there. The policy never sends it to the generator, under any mode, but
     keeps it (its crop is shown as captured); a CCTV-sized copy of the same face is enhanced."""
-    from pipeline.config import EnhanceConfig
-    from pipeline.enhance.policy import Policy
-    from pipeline.geometry import source_span
-    from pipeline.types import Track
+    from pipeline.core.config import EnhanceConfig
+    from pipeline.stages.enhance.policy import Policy
+    from pipeline.core.geometry import source_span
+    from pipeline.core.types import Track
 
     image = cv2.imread(str(IMAGES / "obama_1.jpg"))
     small = cv2.resize(image, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)

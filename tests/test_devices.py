@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import MODELS, require
-from pipeline.config import load_config
-from pipeline.devices import CPU, CUDA, TENSORRT, Choice, Device, DeviceError, onnx_providers, session, tensorrt_options
-from pipeline.enhance import backends as B
-from pipeline.errors import ConfigError
+from pipeline.core.config import load_config
+from pipeline.core.devices import CPU, CUDA, TENSORRT, Choice, Device, DeviceError, onnx_providers, session, tensorrt_options
+from pipeline.stages.enhance import backends as B
+from pipeline.core.errors import ConfigError
 
 CPU_ONLY = ["AzureExecutionProvider", CPU]
 GPU_WHEEL = [TENSORRT, CUDA, CPU]
@@ -119,8 +119,8 @@ def test_detector_and_embedder_run_where_they_are_told():
     require(MODELS / "det_500m.onnx", MODELS / "mobilefacenet_128d.onnx")
     import onnxruntime as ort
 
-    from pipeline.config import DetectConfig
-    from pipeline.detect import Detector
+    from pipeline.core.config import DetectConfig
+    from pipeline.stages.detect import Detector
     from pipeline.report.people import Embedder
 
     det = Detector(DetectConfig(threads=1), MODELS, device="cpu")

@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
-from pipeline.enhance.generator import NAME
+from pipeline.stages.enhance.generator import NAME
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 pytestmark = needs_shared

@@ -30,7 +30,7 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """The shipped generator if there is one, else an untrained one (which starts as bicubic)."""
-    from pipeline.enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, save_generator
+    from pipeline.stages.enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, save_generator
 
     if DEFAULT_WEIGHTS.is_file():
         return DEFAULT_WEIGHTS
@@ -41,7 +41,7 @@ def test_eval_clean_writes_table_csv_sheet(photos: Path, weights: Path, tmp_path
     from pipeline.cli import main
 
     js = tmp_path / "s.json"
-    rc = main(["eval", "--faces", str(photos), "--weights", str(weights), "--models", str(MODELS),
+    rc = main(["lab", "eval", "--faces", str(photos), "--weights", str(weights), "--models", str(MODELS),
                "--out", str(tmp_path / "ev"), "--json", str(js)])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
@@ -66,7 +66,7 @@ def test_eval_clean_writes_table_csv_sheet(photos: Path, weights: Path, tmp_path
 
 
 def test_eval_cctv_is_reproducible_and_harder(photos: Path, weights: Path):
-    from pipeline.evaluate import evaluate
+    from pipeline.lab.evaluate import evaluate
 
     quiet = lambda m: None  # noqa: E731
     clean = evaluate(photos, 16, "clean", 0, str(weights), str(MODELS), log=quiet)
@@ -78,7 +78,7 @@ def test_eval_cctv_is_reproducible_and_harder(photos: Path, weights: Path):
 
 @pytest.mark.parametrize("entry", [32, 64])
 def test_larger_entries_score_higher(photos: Path, weights: Path, entry: int):
-    from pipeline.evaluate import evaluate
+    from pipeline.lab.evaluate import evaluate
 
     s16 = evaluate(photos, 16, "clean", 3, str(weights), str(MODELS), log=lambda m: None)
     s = evaluate(photos, entry, "clean", 3, str(weights), str(MODELS), log=lambda m: None)
@@ -89,10 +89,10 @@ def test_larger_entries_score_higher(photos: Path, weights: Path, entry: int):
 def test_eval_errors(tmp_path: Path, weights: Path, capsys):
     from pipeline.cli import main
 
-    assert main(["eval", "--faces", str(tmp_path / "missing"), "--weights", str(weights)]) == 2
+    assert main(["lab", "eval", "--faces", str(tmp_path / "missing"), "--weights", str(weights)]) == 2
     assert "not found" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     cv2.imwrite(str(empty / "a.png"), np.zeros((64, 64, 3), np.uint8))
-    assert main(["eval", "--faces", str(empty), "--weights", str(weights), "--models", str(MODELS)]) == 2
+    assert main(["lab", "eval", "--faces", str(empty), "--weights", str(weights), "--models", str(MODELS)]) == 2
     assert "no faces found" in capsys.readouterr().err

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.events import (
+from pipeline.core.errors import ConfigError
+from pipeline.io.events import (
     CameraOffline,
     CameraOnline,
     DictSink,
@@ -36,8 +36,8 @@ from pipeline.events import (
     from_dict,
     json_dumps,
 )
-from pipeline.sinks.events import EventLog
-from pipeline.sinks.webhook import WebhookSink
+from pipeline.io.sinks.events import EventLog
+from pipeline.io.sinks.webhook import WebhookSink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import broker as mosq  # noqa: E402
@@ -256,7 +256,7 @@ def test_bus_keeps_a_failing_or_slow_sink_away_from_the_caller(tmp_path: Path, c
 # ============================================================================================ MQTT
 
 paho = pytest.importorskip("paho.mqtt.client")
-from pipeline.sinks.mqtt import MqttSink, parse_mqtt_url  # noqa: E402
+from pipeline.io.sinks.mqtt import MqttSink, parse_mqtt_url  # noqa: E402
 
 needs_broker = pytest.mark.skipif(not mosq.available()[0], reason=mosq.available()[1])
 
@@ -351,7 +351,7 @@ def test_mqtt_last_will_when_the_process_dies(broker: mosq.Mosquitto) -> None:
     """SIGKILL the process that holds the sink: the broker publishes the retained "offline" will."""
     code = (
         "import sys, time\n"
-        "from pipeline.sinks.mqtt import MqttSink\n"
+        "from pipeline.io.sinks.mqtt import MqttSink\n"
         f"s = MqttSink({broker.url()!r}, prefix='cctv')\n"
         "while not s.connected: time.sleep(0.01)\n"
         "print('ready', flush=True)\n"

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from conftest import IMAGES, MODELS, needs_shared
-from pipeline.enhance.anchor import anchor
+from pipeline.stages.enhance.anchor import anchor
 
 
 def test_anchor_removes_a_colour_cast_and_keeps_fine_detail():
@@ -29,8 +29,8 @@ def test_anchor_removes_a_colour_cast_and_keeps_fine_detail():
 @needs_shared
 def test_enhanced_faces_come_out_anchored_to_the_camera():
     """Through the real stage: the tile shrunk back to the input size agrees with the input's colours."""
-    from pipeline.config import EnhanceConfig
-    from pipeline.enhance.stage import Enhancer
+    from pipeline.core.config import EnhanceConfig
+    from pipeline.stages.enhance.stage import Enhancer
 
     face = _small_face()
     enhancer = Enhancer(EnhanceConfig(backend="torch-cpu"), "cpu")
@@ -48,7 +48,7 @@ def test_training_anchor_matches_the_shipped_anchor():
     """`train.anchor`: the losses see exactly what the pipeline outputs (to uint8 rounding), gradients flow."""
     import torch
 
-    from pipeline.enhance.anchor import anchor_torch
+    from pipeline.stages.enhance.anchor import anchor_torch
 
     rng = np.random.default_rng(3)
     for e in (16, 32, 64):
@@ -67,9 +67,9 @@ def test_the_output_keeps_the_camera_crop_at_the_configured_strength():
     """`enhance.strength`: 0 gives the camera's own crop back, 1 the anchored generator output, between a mix."""
     import copy
 
-    from pipeline.config import EnhanceConfig
-    from pipeline.enhance.anchor import blend
-    from pipeline.enhance.stage import Enhancer
+    from pipeline.core.config import EnhanceConfig
+    from pipeline.stages.enhance.anchor import blend
+    from pipeline.stages.enhance.stage import Enhancer
 
     face = _small_face()
     out = {}
@@ -89,9 +89,9 @@ def test_the_output_keeps_the_camera_crop_at_the_configured_strength():
 
 def _small_face():
     """A real photo shrunk to a CCTV-sized face, detected and aligned by the pipeline's own stages."""
-    from pipeline.align import Aligner
-    from pipeline.config import AlignConfig, DetectConfig
-    from pipeline.detect import Detector
+    from pipeline.stages.align import Aligner
+    from pipeline.core.config import AlignConfig, DetectConfig
+    from pipeline.stages.detect import Detector
 
     photo = cv2.imread(str(IMAGES / "obama_1.jpg"))
     small = cv2.resize(photo, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import MODELS, VIDEO, needs_shared, run_cli
-from pipeline.enhance.backends import OnnxRuntime, TorchCPU, item_shapes
-from pipeline.enhance.fusion import FusionGenerator, PackedFusion, pack, save_fusion
-from pipeline.enhance.window import FusionWindow
-from pipeline.types import Face, Track
+from pipeline.stages.enhance.backends import OnnxRuntime, TorchCPU, item_shapes
+from pipeline.stages.enhance.fusion import FusionGenerator, PackedFusion, pack, save_fusion
+from pipeline.stages.enhance.window import FusionWindow
+from pipeline.core.types import Face, Track
 
 
 def _face(frame: int, entry: int = 32) -> Face:
@@ -47,7 +47,7 @@ def test_window_is_centred_for_files_and_past_only_for_cameras():
 @pytest.fixture(scope="module")
 def fusion_weights(tmp_path_factory) -> Path:
     """A fusion file whose trunk is the shipped single-frame generator (registration untrained)."""
-    from pipeline.enhance.generator import load_generator
+    from pipeline.stages.enhance.generator import load_generator
 
     torch.manual_seed(0)
     base = load_generator(None)[0]
@@ -59,7 +59,7 @@ def fusion_weights(tmp_path_factory) -> Path:
 
 
 def test_packed_items_run_on_torch_and_onnxruntime_alike(fusion_weights: Path, tmp_path: Path):
-    from pipeline.enhance.fusion import load_fusion
+    from pipeline.stages.enhance.fusion import load_fusion
 
     model = PackedFusion(load_fusion(fusion_weights)[0]).eval()
     rng = np.random.default_rng(0)
@@ -81,7 +81,7 @@ def test_packed_items_run_on_torch_and_onnxruntime_alike(fusion_weights: Path, t
 
 
 def test_fusion_registers_the_64_px_entry_path_s_own_features(tmp_path: Path):
-    from pipeline.enhance.fusion import load_fusion
+    from pipeline.stages.enhance.fusion import load_fusion
 
     torch.manual_seed(0)
     g = FusionGenerator((32, 24, 16, 8), (2, 1, 1, 1), hidden=8, path64=[20, 2]).eval()

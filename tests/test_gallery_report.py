@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from conftest import IMAGES, MODELS, VIDEO, require, run_cli
-from pipeline.align import Aligner
-from pipeline.config import AlignConfig, OutputConfig, load_config
-from pipeline.errors import ConfigError, EnhanceError
+from pipeline.stages.align import Aligner
+from pipeline.core.config import AlignConfig, OutputConfig, load_config
+from pipeline.core.errors import ConfigError, EnhanceError
 from pipeline.report import analyse, write_report
 from pipeline.report import people as ppl
 from pipeline.report.sheet import select, ssim
-from pipeline.sinks import TrackWriter
+from pipeline.io.sinks import TrackWriter
 from pipeline.cli import build_parser
-from pipeline.types import Face, Track
+from pipeline.core.types import Face, Track
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "obama_2", "obama_3", "obama_4", "obama_small", "biden_1", "biden_2",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, load_generator, save_generator
-from pipeline.errors import EnhanceError
+from pipeline.stages.enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, load_generator, save_generator
+from pipeline.core.errors import EnhanceError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`run.py gpu-run`: the prepared GPU job. Here its `--dry-run` runs the same code on the CPU (no GPU in CI),
+"""`enhance-faces lab gpu-run`: the prepared GPU job. Here its `--dry-run` runs the same code on the CPU (no GPU in CI),
 and `--prepare` must make data that fits one device call."""
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from conftest import MODELS
 
 def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path, tmp_path: Path, capsys):
     from pipeline.cli import main
-    from pipeline.errors import InputError
-    from pipeline.gpu_run import CARRY_BYTES, prepare
+    from pipeline.core.errors import InputError
+    from pipeline.lab.gpu_run import CARRY_BYTES, prepare
 
     data = tmp_path / "gpu"
-    assert main(["gpu-run", "--prepare", "--data", str(data), "--faces", str(prepared), "--stills", "5",
+    assert main(["lab", "gpu-run", "--prepare", "--data", str(data), "--faces", str(prepared), "--stills", "5",
                  "--video", str(tmp_path / "none.npz"), "--no-wheels", "--models", str(MODELS)]) == 0
     assert len(list((data / "faces" / "train").glob("*.jpg"))) == 5 and (data / "models" / "fan68_compressed.pth").is_file()
     assert "MiB of the 64 MiB a call carries" in capsys.readouterr().out
     out = tmp_path / "out"
-    assert main(["gpu-run", "--dry-run", "--data", str(data), "--out", str(out), "--minutes", "5"]) == 0
+    assert main(["lab", "gpu-run", "--dry-run", "--data", str(data), "--out", str(out), "--minutes", "5"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["dry_run"] and res["environment"]["torch"] and res["finished"]
     for part in ("generator", "reference"):  # a batch-1 loop and batched cells, the speed-up stated
@@ -33,7 +33,7 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
     assert res["train"]["steps"] == 2 and Path(res["train"]["export"]).is_file()  # weights come back
     # a second call skips the grids: precision and the burst still run
     again = tmp_path / "again"
-    assert main(["gpu-run", "--dry-run", "--no-bench", "--data", str(data), "--out", str(again)]) == 0
+    assert main(["lab", "gpu-run", "--dry-run", "--no-bench", "--data", str(data), "--out", str(again)]) == 0
     res = json.loads((again / "results.json").read_text())
     assert "generator" not in res and res["precision"]["16"]["fp32"] > 20 and res["train"]["steps"] == 2
     # beside a checkout that already fills the call, nothing more fits: refused before anything travels
@@ -44,9 +44,9 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
 
 def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):
     """The first real execution may fail in one mode or section: that becomes a result, not a lost call."""
-    from pipeline.enhance.generator import load_generator
-    from pipeline.gpu_bench import Clock, bench_generator_grid, isolated_cells
-    from pipeline.gpu_run import _section
+    from pipeline.stages.enhance.generator import load_generator
+    from pipeline.lab.gpu_bench import Clock, bench_generator_grid, isolated_cells
+    from pipeline.lab.gpu_run import _section
 
     model, _ = load_generator(None)
     rows = bench_generator_grid(model, "g", entries=(16,), batches=(1,), dtypes=("fp16",), modes=("graphs",),

@@ -10,7 +10,7 @@ import av
 from conftest import MODELS, VIDEO, needs_shared, report_runs, run_cli
 from media import make_channels, make_video, pattern
 
-from pipeline.inputs import Input, default_jobs, expand, folder_names
+from pipeline.run.inputs import Input, default_jobs, expand, folder_names
 
 
 def _video(path, **kw):
@@ -82,7 +82,7 @@ def test_folder_names_are_unique_and_cameras_keep_their_names():
 
 
 def test_default_jobs_is_at_least_one_and_fewer_for_large_frames():
-    from pipeline.inputs import MEMORY_PER_PIXEL, available_memory
+    from pipeline.run.inputs import MEMORY_PER_PIXEL, available_memory
 
     assert default_jobs() >= 1 and default_jobs(1 << 40) == 1
     assert default_jobs(3840 * 2160) <= max(1, available_memory() // (MEMORY_PER_PIXEL * 3840 * 2160))

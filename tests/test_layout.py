@@ -1,8 +1,10 @@
-"""The package's shape: no import circles, no module grown past ~400 lines, every command reachable."""
+"""The package's shape: layers that import only downwards, no import circles, the lab beside the product
+(never imported by it), a short top level, every command reachable."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,22 +62,69 @@ def test_no_import_circles():
     assert circles == []
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
-def test_modules_stay_small(path: Path):
-    assert len(path.read_text().splitlines()) <= 400
+# The product's layers, lowest first: a module imports only from its own layer or lower ones.
+LAYERS = ("core", "stages", "io", "report", "run", "distributed", "api", "cli")
+LAB = "pipeline.lab"  # beside the product: may import any layer, imported by none
 
 
-def test_python_m_pipeline_is_run_py():
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "--help"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+def layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def graph() -> dict[str, set[str]]:
+    files = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(p) for p in files}
+    return {module_name(p): imports(p, modules) for p in files}
+
+
+def test_layers_import_only_downwards():
+    upward = []
+    for m, targets in graph().items():
+        if layer(m) not in LAYERS:
+            continue
+        for t in targets:
+            if layer(t) in LAYERS and LAYERS.index(layer(t)) > LAYERS.index(layer(m)):
+                upward.append(f"{m} -> {t}")
+    assert upward == []
+
+
+def test_no_product_module_imports_the_lab():
+    found = [f"{m} -> {t}" for m, targets in graph().items() if not m.startswith(LAB)
+             for t in targets if t.startswith(LAB)]
+    assert found == []
+
+
+def test_top_level_is_short_and_every_folder_is_a_layer():
+    entries = [p for p in PACKAGE.iterdir() if p.name != "__pycache__"]
+    assert len(entries) <= 12, sorted(p.name for p in entries)
+    folders = {p.name for p in entries if p.is_dir()}
+    assert folders <= set(LAYERS) | {"lab"}, folders
+
+
+def help_text(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *args, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for command in ("process", "gallery", "bench", "train", "eval", "eval-video", "prepare-video"):
-        assert command in proc.stdout
+    return proc.stdout
+
+
+LAB_COMMANDS = ("prepare", "prepare-video", "pack-video", "train", "export", "eval", "eval-video", "probe-track",
+                "gpu-run")
+
+
+def test_help_lists_the_products_commands_and_lab_lists_the_rest():
+    product = help_text()
+    assert product.startswith("usage: enhance-faces")
+    listed = set(re.findall(r"^    ([a-z-]+)", product, re.M))
+    assert {"process", "demo", "doctor", "gallery", "config", "bench", "build-engine"} <= listed
+    assert not listed & set(LAB_COMMANDS)
+    assert set(re.findall(r"^    ([a-z-]+)", help_text("lab"), re.M)) == set(LAB_COMMANDS)
 
 
 def test_one_spelling_of_set():
     from pipeline.cli import build_parser
 
-    for cmd in (["process", "x.mp4", "--out", "o"], ["demo"], ["gallery", "o"], ["bench"], ["train"],
-                ["eval-video", "c.mp4"]):
+    for cmd in (["process", "x.mp4", "--out", "o"], ["demo"], ["gallery", "o"], ["bench"], ["config"],
+                ["lab", "train"], ["lab", "eval-video", "c.mp4"]):
         assert build_parser().parse_args([*cmd, "--set", "a.b=1"]).overrides == ["a.b=1"], cmd

@@ -16,9 +16,9 @@ import media  # noqa: E402
 import rtsp  # noqa: E402
 from rtsp import RtspServer  # noqa: E402
 
-from pipeline.config import SourceConfig  # noqa: E402
-from pipeline.errors import InputError  # noqa: E402
-from pipeline.sources import LiveSource, open_source  # noqa: E402
+from pipeline.core.config import SourceConfig  # noqa: E402
+from pipeline.core.errors import InputError  # noqa: E402
+from pipeline.io.sources import LiveSource, open_source  # noqa: E402
 
 _ok, _why = rtsp.available()
 pytestmark = pytest.mark.skipif(not _ok, reason=_why or "RTSP test server unavailable")

@@ -11,7 +11,7 @@ import av
 import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
-from pipeline.enhance.generator import NAME
+from pipeline.stages.enhance.generator import NAME
 import rtsp
 
 OK, WHY = rtsp.available()

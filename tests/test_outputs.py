@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from pipeline.config import OutputConfig
-from pipeline.sinks import Manifest, TrackWriter
-from pipeline.sinks.detections import COLUMNS, SUPERVISION_COLUMNS
-from pipeline.types import Face
+from pipeline.core.config import OutputConfig
+from pipeline.io.sinks import Manifest, TrackWriter
+from pipeline.io.sinks.detections import COLUMNS, SUPERVISION_COLUMNS
+from pipeline.core.types import Face
 from test_sinks import make_track, photo  # noqa: F401 - photo is a fixture
 
 pd = pytest.importorskip("pandas")

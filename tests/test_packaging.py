@@ -71,8 +71,8 @@ def test_installed_wheel_finds_its_config_and_weights_outside_the_checkout(wheel
     """A wheel is a zip of what gets installed: unpacked elsewhere, it must not reach back into a checkout."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import json; from pipeline import models; from pipeline.config import DEFAULT_CONFIG, load_config;"
-            "from pipeline.enhance.stage import default_weights;"
+    code = ("import json; from pipeline.core import models; from pipeline.core.config import DEFAULT_CONFIG, load_config;"
+            "from pipeline.stages.enhance.stage import default_weights;"
             "print(json.dumps([str(models.ENGINES), str(DEFAULT_CONFIG), str(default_weights()), "
             "str(models.cache_dir()), load_config().detect.model]))")
     env = dict(os.environ, PYTHONPATH=str(site), ENHANCE_CACHE=str(tmp_path / "cache"))
@@ -87,14 +87,14 @@ def test_installed_wheel_finds_its_config_and_weights_outside_the_checkout(wheel
 
 
 def test_checkout_reads_the_top_level_folders_in_place():
-    from pipeline import models
-    from pipeline.config import DEFAULT_CONFIG
+    from pipeline.core import models
+    from pipeline.core.config import DEFAULT_CONFIG
 
     assert models.ENGINES == ROOT / "engines" and DEFAULT_CONFIG == ROOT / "configs" / "default.yaml"
 
 
 def test_cache_folder_is_the_env_override_else_the_user_cache(monkeypatch, tmp_path):
-    from pipeline.models import DISTRIBUTION, cache_dir
+    from pipeline.core.models import DISTRIBUTION, cache_dir
 
     monkeypatch.setenv("ENHANCE_CACHE", str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from certs import make_test_certificate
-from pipeline import provenance as prov
-from pipeline.config import OutputConfig, ProvenanceConfig
-from pipeline.draw import MARK_TEXT, mark_enhanced
-from pipeline.errors import ConfigError
-from pipeline.sinks import TrackWriter
+from pipeline.io import provenance as prov
+from pipeline.core.config import OutputConfig, ProvenanceConfig
+from pipeline.core.draw import MARK_TEXT, mark_enhanced
+from pipeline.core.errors import ConfigError
+from pipeline.io.sinks import TrackWriter
 from test_sinks import make_track, photo  # noqa: F401  (fixture)
 
 GEN_SHA = "ab" * 32

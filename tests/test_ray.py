@@ -23,7 +23,7 @@ import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
-from pipeline.distributed.bench import cut
+from pipeline.lab.ray_bench import cut
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 CLIPS = {"c0": 0, "c200": 200, "c400": 400}  # name → first frame in the office recording
@@ -91,7 +91,7 @@ def test_a_dvr_export_is_one_recording_per_camera(tmp_path, monkeypatch):
     by an absolute path (every node reads the same file), each with its own folder."""
     from media import make_channels, pattern
 
-    from pipeline.config import Config
+    from pipeline.core.config import Config
     from pipeline.distributed.job import plan
 
     make_channels(tmp_path / "dvr.mp4", [[pattern(i) for i in range(3)], [pattern(i, (96, 64)) for i in range(3)]])

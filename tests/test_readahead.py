@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
 from conftest import VIDEO, needs_shared  # noqa: E402
 
-from pipeline.sources import open_source  # noqa: E402
-from pipeline.sources.readahead import READ_AHEAD, ReadAhead  # noqa: E402
+from pipeline.io.sources import open_source  # noqa: E402
+from pipeline.io.sources.readahead import READ_AHEAD, ReadAhead  # noqa: E402
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 

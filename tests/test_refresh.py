@@ -16,11 +16,11 @@ from PIL import Image
 
 import rtsp
 from conftest import IMAGES, MODELS, VIDEO, needs_shared, require
-from pipeline.align import Aligner
-from pipeline.config import AlignConfig, load_config
+from pipeline.stages.align import Aligner
+from pipeline.core.config import AlignConfig, load_config
 from pipeline.report.sheet import MAX_ROWS
-from pipeline.sinks import TrackWriter
-from pipeline.types import Face, Track
+from pipeline.io.sinks import TrackWriter
+from pipeline.core.types import Face, Track
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "biden_1", "kit_1", "rose_1", "alex_1", "obama_2", "biden_2", "kit_2"]
@@ -29,7 +29,7 @@ pytestmark = needs_shared
 
 @pytest.fixture(scope="module")
 def stages():
-    from pipeline.stages import Stages
+    from pipeline.run.build import Stages
 
     require(MODELS / "det_500m.onnx", MODELS / "mobilefacenet_128d.onnx")
     s = Stages(load_config(None, ["detect.stride=2"]), MODELS, progress=False)
@@ -82,9 +82,9 @@ def refresh_while_stepping(session, frames) -> tuple[float, int, float]:
 
 @pytest.mark.skipif(not rtsp.available()[0], reason=f"GStreamer RTSP server unavailable: {rtsp.available()[1]}")
 def test_live_report_refresh_never_stalls_the_frame_loop(stages, faces, tmp_path):
-    from pipeline.session import Session
-    from pipeline.sources import open_source
-    from pipeline.stop import StopFlag
+    from pipeline.run.session import Session
+    from pipeline.io.sources import open_source
+    from pipeline.run.stop import StopFlag
 
     out = tmp_path / "live"
     write_tracks(out, faces, range(1001, 1131))  # 130 tracks that ended earlier in the feed

@@ -16,16 +16,16 @@ import pytest
 from PIL import Image
 
 from conftest import IMAGES
-from pipeline.align import Aligner
-from pipeline.config import AlignConfig, OutputConfig
-from pipeline.sinks import Annotator, Manifest, TrackWriter, VideoWriter
+from pipeline.stages.align import Aligner
+from pipeline.core.config import AlignConfig, OutputConfig
+from pipeline.io.sinks import Annotator, Manifest, TrackWriter, VideoWriter
 from pipeline.report.sheet import MAX_ROWS, Row, Section, Tile, draw_sheet, select
-from pipeline.draw import PALETTE
-from pipeline.types import Face, Track
+from pipeline.core.draw import PALETTE
+from pipeline.core.types import Face, Track
 
 PHOTO = IMAGES / "obama_1.jpg"
 OUTPUT = OutputConfig()  # the defaults: 96 px insets, tiles on, crf 23, veryfast
-# SCRFD-500M on obama_1.jpg (pipeline.detect.Detector), fixed here so these tests need no detector.
+# SCRFD-500M on obama_1.jpg (pipeline.stages.detect.Detector), fixed here so these tests need no detector.
 BOX = np.array([378.3, 84.2, 609.8, 426.4], np.float32)
 KPS = np.array([[440.8, 214.9], [548.0, 213.0], [495.2, 277.9], [438.8, 319.7], [548.8, 318.0]], np.float32)
 
@@ -386,7 +386,7 @@ def test_video_frame_of_other_size_is_letterboxed_not_dropped(tmp_path: Path) ->
 
 
 def test_video_bad_preset_is_a_config_error(tmp_path: Path) -> None:
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="video_preset"):
         VideoWriter(tmp_path / "bad.mp4", 64, 48, 25.0, OutputConfig(video_preset="no-such-preset"))

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
 from conftest import IMAGES, VIDEO, needs_shared  # noqa: E402
 
-from pipeline.config import SourceConfig  # noqa: E402
-from pipeline.errors import InputError  # noqa: E402
-from pipeline.sources import ImageSource, VideoSource, open_source, redact  # noqa: E402
+from pipeline.core.config import SourceConfig  # noqa: E402
+from pipeline.core.errors import InputError  # noqa: E402
+from pipeline.io.sources import ImageSource, VideoSource, open_source, redact  # noqa: E402
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 MEGAMIND = VIDEO / "megamind_animated.avi"
@@ -294,7 +294,7 @@ def test_unreadable_file(tmp_path):
 
 def test_permission_denied_is_input_error(tmp_path, monkeypatch):
     """Same check as above for root, who can read a chmod 000 file: simulate the refusal."""
-    import pipeline.sources.probe as probe
+    import pipeline.io.sources.probe as probe
 
     path = media.make_video(tmp_path / "locked.mp4", frames=3)
 
@@ -411,7 +411,7 @@ def test_redact(uri, shown):
 
 
 def testnetwork_options():
-    from pipeline.sources.urls import network_options
+    from pipeline.io.sources.urls import network_options
 
     cfg = SourceConfig(open_timeout_s=2.0, read_timeout_s=3.5)
     url, opts = network_options("rtsp://h/cam?transport=udp&channel=1", cfg, None)
@@ -447,7 +447,7 @@ def test_url_credentials_from_environment(monkeypatch):
 
 
 def test_reconnect_backoff_doubles_with_jitter_and_cap():
-    from pipeline.sources import LiveSource
+    from pipeline.io.sources import LiveSource
 
     src = LiveSource.__new__(LiveSource)  # only the backoff arithmetic, no connection
     src.cfg = SourceConfig(reconnect_initial_s=0.5, reconnect_max_s=4.0)
@@ -458,7 +458,7 @@ def test_reconnect_backoff_doubles_with_jitter_and_cap():
 
 
 def test_scrub_and_userinfo():
-    from pipeline.sources.urls import scrub, userinfo
+    from pipeline.io.sources.urls import scrub, userinfo
 
     assert userinfo("rtsp://admin:pa:ss@h/x") == ["admin:pa:ss", "admin", "pa:ss"]
     assert userinfo("rtsp://h/x") == []

@@ -29,10 +29,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.enhance import tensorrt as T
-from pipeline.enhance.export import INPUT, OUTPUT, cached_onnx
-from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
-from pipeline.enhance.tensorrt import Profile, TensorRTError
+from pipeline.stages.enhance import tensorrt as T
+from pipeline.stages.enhance.export import INPUT, OUTPUT, cached_onnx
+from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+from pipeline.stages.enhance.tensorrt import Profile, TensorRTError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "engines").glob("*.safetensors"))

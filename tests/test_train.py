@@ -26,7 +26,7 @@ def test_prepare_writes_aligned_crops_and_attention(prepared: Path):
 
 
 def test_degradation_chain():
-    from pipeline.train.degrade import DegradeConfig, clean, degrade, h264_roundtrip
+    from pipeline.lab.train.degrade import DegradeConfig, clean, degrade, h264_roundtrip
 
     require(FACES / "val")
     hr = cv2.imread(str(sorted((FACES / "val").glob("*.jpg"))[0]))
@@ -47,7 +47,7 @@ def test_degradation_chain():
 def test_motion_blur_does_not_move_the_face():
     """The motion-blur kernel is a line of the asked length through its centre, at any angle: blurring smears a
     face along the motion and never shifts it (an off-centre kernel taught the generator to move faces)."""
-    from pipeline.train.degrade import _motion_kernel
+    from pipeline.lab.train.degrade import _motion_kernel
 
     for length, angle in [(8.0, 0.0), (16.0, 30.0), (20.0, 90.0), (12.5, 135.0), (24.0, 170.0)]:
         k = _motion_kernel(length, angle)
@@ -59,7 +59,7 @@ def test_motion_blur_does_not_move_the_face():
 
 
 def _cfg(prepared: Path, out: Path, **kw):
-    from pipeline.train.config import load_train_config
+    from pipeline.lab.train.config import load_train_config
 
     base = {
         "data": str(prepared),
@@ -84,8 +84,8 @@ def _cfg(prepared: Path, out: Path, **kw):
 
 
 def _fixed_loss(model, prepared: Path) -> float:
-    from pipeline.train.data import FaceSet, to_tensor
-    from pipeline.train.degrade import clean
+    from pipeline.lab.train.data import FaceSet, to_tensor
+    from pipeline.lab.train.degrade import clean
 
     faces = FaceSet(prepared, "train")
     with torch.no_grad():
@@ -94,8 +94,8 @@ def _fixed_loss(model, prepared: Path) -> float:
 
 
 def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
-    from pipeline.enhance.generator import load_generator
-    from pipeline.train.trainer import Trainer
+    from pipeline.stages.enhance.generator import load_generator
+    from pipeline.lab.train.trainer import Trainer
 
     # a clean 16 px entry from the first step, so 30 CPU steps measurably fit these 12 real faces
     cfg = _cfg(prepared, tmp_path / "run", degrade_p=0.0, entries=[16], entry_weights=[1.0],
@@ -115,7 +115,7 @@ def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
 
 
 def test_resume_is_exact(prepared: Path, tmp_path: Path):
-    from pipeline.train.trainer import Trainer
+    from pipeline.lab.train.trainer import Trainer
 
     quiet = lambda m: None  # noqa: E731
     kw = {"steps": 10, "batch": 4, "loss": {"heatmap_every": 2, "adv_start": 7}, "val_every": 0}
@@ -139,21 +139,21 @@ def test_cli_errors_are_one_line(prepared: Path, tmp_path: Path, capsys):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("stepz: 3\n")
-    assert main(["train", "--config", str(bad)]) == 2
+    assert main(["lab", "train", "--config", str(bad)]) == 2
     assert "unknown train config key 'stepz'" in capsys.readouterr().err
     good = tmp_path / "ok.yaml"
     good.write_text(f"data: {tmp_path / 'nothing'}\nout: {tmp_path / 'r'}\nmodels: {MODELS}\n")
-    assert main(["train", "--config", str(good)]) == 2
+    assert main(["lab", "train", "--config", str(good)]) == 2
     assert "prepare" in capsys.readouterr().err
     ok = tmp_path / "ok2.yaml"
     ok.write_text(f"data: {prepared}\nout: {tmp_path / 'r'}\nmodels: {MODELS}\nthreads: 1\n")
-    assert main(["train", "--config", str(ok), "--resume", str(tmp_path / "none.pt")]) == 2
+    assert main(["lab", "train", "--config", str(ok), "--resume", str(tmp_path / "none.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 
 
 def test_warm_start_grows_without_changing_the_function(tmp_path: Path):
-    from pipeline.enhance.generator import ProgressiveGenerator
-    from pipeline.train.warmstart import grow_into
+    from pipeline.stages.enhance.generator import ProgressiveGenerator
+    from pipeline.lab.train.warmstart import grow_into
 
     torch.manual_seed(0)
     small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1)).eval()
@@ -172,9 +172,9 @@ def test_warm_start_grows_without_changing_the_function(tmp_path: Path):
 
 
 def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: Path, tmp_path: Path):
-    from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
-    from pipeline.errors import ConfigError
-    from pipeline.train.trainer import Trainer
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+    from pipeline.core.errors import ConfigError
+    from pipeline.lab.train.trainer import Trainer
 
     torch.manual_seed(2)
     small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1))
@@ -206,8 +206,8 @@ def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: 
 
 
 def test_fine_tune_from_weights_in_bf16(prepared: Path, tmp_path: Path):
-    from pipeline.enhance.generator import ProgressiveGenerator, load_generator, save_generator
-    from pipeline.train.trainer import Trainer
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+    from pipeline.lab.train.trainer import Trainer
 
     torch.manual_seed(1)
     small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1))

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import HEADS, IMAGES, MODELS, require
 
-from pipeline.align import warp
-from pipeline.geometry import CROP, resize_matrix, similarity
-from pipeline.track_probe import STRENGTHS
-from pipeline.truth import bicubic_crop, encode, plan_shrink, read_frames
+from pipeline.stages.align import warp
+from pipeline.core.geometry import CROP, resize_matrix, similarity
+from pipeline.lab.track_probe import STRENGTHS
+from pipeline.lab.truth import bicubic_crop, encode, plan_shrink, read_frames
 
 
 def blob(h: int, w: int, cx: float, cy: float, sigma: float) -> np.ndarray:
@@ -97,19 +97,19 @@ NEEDS_HEADS = pytest.mark.skipif(not (HEADS / "d0.mp4").is_file(), reason="talki
 
 @pytest.fixture(scope="module")
 def eval_run(tmp_path_factory):
-    """`run.py eval-video` once on a real clip at 24 px faces: (rc, summary JSON path, --out folder)."""
+    """`enhance-faces lab eval-video` once on a real clip at 24 px faces: (rc, summary JSON path, --out folder)."""
     from pipeline.cli import main
 
     tmp = tmp_path_factory.mktemp("ev")
     js = tmp / "s.json"
-    rc = main(["eval-video", str(HEADS / "d0.mp4"), "--face-px", "24", "--out", str(tmp / "ev"),
+    rc = main(["lab", "eval-video", str(HEADS / "d0.mp4"), "--face-px", "24", "--out", str(tmp / "ev"),
                "--models", str(MODELS), "--json", str(js)])
     return rc, js, tmp / "ev"
 
 
 @NEEDS_HEADS
 def test_eval_video_end_to_end(eval_run):
-    """`run.py eval-video` on a real clip: the pipeline finds the face, the tiles score against the truth."""
+    """`enhance-faces lab eval-video` on a real clip: the pipeline finds the face, the tiles score against the truth."""
     rc, js, out = eval_run
     assert rc == 0
     r = json.loads(js.read_text())["clips"]["d0"]["24"]
@@ -125,14 +125,14 @@ def test_eval_video_end_to_end(eval_run):
 
 @NEEDS_HEADS
 def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, tmp_path):
-    """`run.py probe-track` on that folder: its `single` re-cut and re-enhanced from the camera clip scores as
+    """`enhance-faces lab probe-track` on that folder: its `single` re-cut and re-enhanced from the camera clip scores as
     eval-video scored the pipeline's own tiles, and the track estimators score the same observations."""
     from pipeline.cli import main
 
     rc, js, out = eval_run
     assert rc == 0
     pj = tmp_path / "probe.json"
-    assert main(["probe-track", str(out), "--windows", "3", "--sigmas", "2", "--every", "1",
+    assert main(["lab", "probe-track", str(out), "--windows", "3", "--sigmas", "2", "--every", "1",
                  "--models", str(MODELS), "--json", str(pj)]) == 0
     ev = json.loads(js.read_text())["clips"]["d0"]["24"]
     r = json.loads(pj.read_text())["clips"]["d0"]["24"]
@@ -160,7 +160,7 @@ def test_probe_track_reproduces_the_pipeline_and_runs_each_estimator(eval_run, t
 def test_oracle_strength_is_the_least_squares_blend():
     """`track_probe.oracle_strength`: the share of the change over the crop that lands closest to the truth,
     kept within 0..1."""
-    from pipeline.track_probe import oracle_strength
+    from pipeline.lab.track_probe import oracle_strength
 
     crop = np.full((8, 8, 3), 100, np.uint8)
     change = np.random.default_rng(0).integers(-40, 40, (8, 8, 3))
@@ -174,14 +174,14 @@ def test_oracle_strength_is_the_least_squares_blend():
 def test_probe_track_refuses_a_folder_without_an_eval_video_summary(tmp_path, capsys):
     from pipeline.cli import main
 
-    assert main(["probe-track", str(tmp_path)]) == 2
+    assert main(["lab", "probe-track", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "summary.json" in err and "\n" not in err
 
 
 def test_registration_undoes_a_sub_pixel_shift():
     """`track_probe.register` puts a neighbour shifted by a fraction of a low-res pixel back onto the target."""
-    from pipeline.track_probe import register
+    from pipeline.lab.track_probe import register
 
     hr = blob(128, 128, 60.0, 66.0, 14.0) // 2 + blob(128, 128, 80.0, 50.0, 6.0) // 2
     target = cv2.resize(hr, (32, 32), interpolation=cv2.INTER_AREA)
@@ -198,8 +198,8 @@ def test_registration_undoes_a_sub_pixel_shift():
 def test_back_projection_recovers_resolution_from_a_shifted_burst():
     """`track_probe.back_project` on four camera frames of one scene, shifted by half a camera pixel each way:
     closer to the truth at twice the camera's resolution than one frame, and than one frame's bicubic."""
-    from pipeline.eval_video import psnr
-    from pipeline.track_probe import back_project
+    from pipeline.lab.eval_video import psnr
+    from pipeline.lab.track_probe import back_project
 
     rng = np.random.default_rng(0)
     hr = sum(blob(128, 128, rng.uniform(10, 118), rng.uniform(10, 118), rng.uniform(2.5, 5)).astype(np.float64) - 20
@@ -230,8 +230,8 @@ def _textured_scene(seed: int = 1) -> np.ndarray:
 def test_follow_moves_a_crop_into_another_observations_crop():
     """`track_filter.follow`: a crop cut through one source→crop matrix, moved into another's crop, matches the
     crop cut straight through the other (a shifted, rotated, rescaled face)."""
-    from pipeline.eval_video import psnr
-    from pipeline.track_filter import follow
+    from pipeline.lab.eval_video import psnr
+    from pipeline.lab.track_filter import follow
 
     frame = _textured_scene()
     m1, m2 = face_matrix(98.0, 101.0, 90), face_matrix(103.5, 97.0, 84, angle=6)
@@ -245,8 +245,8 @@ def test_follow_moves_a_crop_into_another_observations_crop():
 def test_flow_onto_moves_an_image_by_the_motion_between_guide_and_target():
     """`track_filter.flow_onto`: an output that moved with its guide (the camera's crop) is put back where the
     target shows the face, by the optical flow between guide and target."""
-    from pipeline.eval_video import psnr
-    from pipeline.track_filter import flow_onto
+    from pipeline.lab.eval_video import psnr
+    from pipeline.lab.track_filter import flow_onto
 
     target = bicubic_crop(_textured_scene(3), face_matrix(100.0, 100.0, 110))
     moved = cv2.warpAffine(target, np.float32([[1, 0, 2.5], [0, 1, -1.5]]), (CROP, CROP), borderMode=cv2.BORDER_REPLICATE)
@@ -257,7 +257,7 @@ def test_flow_onto_moves_an_image_by_the_motion_between_guide_and_target():
 
 
 def _track(frames: list[np.ndarray], clean: list[np.ndarray], m: np.ndarray):
-    from pipeline.eval_video import Obs
+    from pipeline.lab.eval_video import Obs
 
     obs = []
     for i, (x, t) in enumerate(zip(frames, clean)):
@@ -270,8 +270,8 @@ def _track(frames: list[np.ndarray], clean: list[np.ndarray], m: np.ndarray):
 def test_recursive_filter_damps_noise_and_follows_a_change():
     """`track_filter.recursive_filter` on a still face with fresh noise each frame: closer to the truth and
     steadier than the frames; when the face changes, the new frame wins, not the past."""
-    from pipeline.eval_video import psnr, temporal_error
-    from pipeline.track_filter import recursive_filter
+    from pipeline.lab.eval_video import psnr, temporal_error
+    from pipeline.lab.track_filter import recursive_filter
 
     rng = np.random.default_rng(0)
     m = face_matrix(100.0, 100.0, 120)
@@ -292,8 +292,8 @@ def test_recursive_filter_damps_noise_and_follows_a_change():
 def test_reference_camera_comes_closer_to_the_truth_with_resolution():
     """`track_filter.reference_camera`: the truth seen at the crop's source resolution and resized back, nearer
     to the truth as the camera resolves more."""
-    from pipeline.eval_video import Obs, psnr
-    from pipeline.track_filter import reference_camera
+    from pipeline.lab.eval_video import Obs, psnr
+    from pipeline.lab.track_filter import reference_camera
 
     truth = bicubic_crop(_textured_scene(), face_matrix(100.0, 100.0, 120))
     o = Obs(1, 0, face_matrix(50.0, 50.0, 24), None, None)
@@ -305,7 +305,7 @@ def test_reference_camera_comes_closer_to_the_truth_with_resolution():
 def test_linear_restoration_undoes_a_linear_loss():
     """`track_probe.linear_restoration`: a slight blur (a linear loss, invertible in the pass band) is largely
     undone on the held-out frames; an input without loss stays as it is."""
-    from pipeline.track_probe import linear_restoration
+    from pipeline.lab.track_probe import linear_restoration
 
     rng = np.random.default_rng(0)
     clean = [cv2.resize(_textured_scene(s)[40:160, 40:160], (32, 32), interpolation=cv2.INTER_AREA) for s in range(12)]
@@ -320,8 +320,8 @@ def test_yuv420_round_trip_keeps_the_picture_and_its_colours():
     """`truth.yuv420_round_trip`: a real photo through the simulated camera's bgr24 → yuv420p → bgr24 (no codec)
     stays close to itself and keeps its mean colour: the simulated camera no longer darkens its frames, which a
     real camera capturing in YUV does not do (engines/MODEL_CARD.md, rule 5)."""
-    from pipeline.eval_video import psnr
-    from pipeline.truth import yuv420_round_trip
+    from pipeline.lab.eval_video import psnr
+    from pipeline.lab.truth import yuv420_round_trip
 
     require(IMAGES / "obama_1.jpg")
     img = cv2.resize(cv2.imread(str(IMAGES / "obama_1.jpg")), (320, 180), interpolation=cv2.INTER_AREA)

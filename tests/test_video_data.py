@@ -26,7 +26,7 @@ def cache(tmp_path_factory) -> Path:
     stills.mkdir()
     for p in sorted(STILLS.glob("*.jpg"))[:8]:
         (stills / p.name).write_bytes(p.read_bytes())
-    rc = main(["prepare-video", "--clips", str(HEADS / "vr3.mp4"), str(HEADS / "d0.mp4"), "--renders", "1",
+    rc = main(["lab", "prepare-video", "--clips", str(HEADS / "vr3.mp4"), str(HEADS / "d0.mp4"), "--renders", "1",
                "--stills", str(stills), "--out", str(out), "--models", str(MODELS)])
     assert rc == 0
     return out / "train.npz"
@@ -34,7 +34,7 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
 def test_prepare_video_cuts_inputs_and_targets_together(cache: Path):
-    from pipeline.train.data import SequenceSet
+    from pipeline.lab.train.data import SequenceSet
 
     s = SequenceSet(cache)
     assert len(s) > 100
@@ -54,7 +54,7 @@ def test_prepare_video_cuts_inputs_and_targets_together(cache: Path):
 def test_prepare_video_keeps_evaluation_people_out(cache: Path, tmp_path: Path, capsys):
     from pipeline.cli import main
 
-    from pipeline.train.data import SequenceSet
+    from pipeline.lab.train.data import SequenceSet
 
     # d0 is in the eval list of configs/video_split.yaml: the cache above holds vr3's sequence and 6-frame stills only
     s = SequenceSet(cache)
@@ -62,14 +62,14 @@ def test_prepare_video_keeps_evaluation_people_out(cache: Path, tmp_path: Path, 
     assert (lengths > 6).sum() == 1
     split = tmp_path / "split.yaml"
     split.write_text("train: [vr3]\neval: [d0]\n")
-    rc = main(["prepare-video", "--clips", str(HEADS / "d9.mp4"), "--split", str(split), "--stills", "",
+    rc = main(["lab", "prepare-video", "--clips", str(HEADS / "d9.mp4"), "--split", str(split), "--stills", "",
                "--out", str(tmp_path / "o"), "--models", str(MODELS)])
     assert rc == 2 and "d9.mp4 is not in the train list" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
 def test_batches_mix_video_frames_and_stills(cache: Path, tmp_path: Path):
-    from pipeline.train.data import SequenceSet, make_batch
+    from pipeline.lab.train.data import SequenceSet, make_batch
 
     class Stills:  # a stand-in FaceSet of three real 128 px targets (the video cache's own images)
         def __init__(self, s: SequenceSet) -> None:
@@ -89,12 +89,12 @@ def test_batches_mix_video_frames_and_stills(cache: Path, tmp_path: Path):
 @pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
 def test_pack_video_fits_the_budget_and_keeps_whole_sequences(cache: Path, tmp_path: Path, capsys):
     from pipeline.cli import main
-    from pipeline.train.data import SequenceSet
+    from pipeline.lab.train.data import SequenceSet
 
     full = SequenceSet(cache)
     budget = cache.stat().st_size / 1e6 / 3
     out = tmp_path / "pack.npz"
-    assert main(["pack-video", str(cache), "--max-mb", f"{budget:.3f}", "--out", str(out)]) == 0
+    assert main(["lab", "pack-video", str(cache), "--max-mb", f"{budget:.3f}", "--out", str(out)]) == 0
     assert out.stat().st_size <= budget * 1e6
     p = SequenceSet(out)
     assert 0 < len(p) < len(full)
@@ -106,15 +106,15 @@ def test_pack_video_fits_the_budget_and_keeps_whole_sequences(cache: Path, tmp_p
         assert p.entry[i] == full.entry[j]
         assert np.array_equal(p.input(i), full.input(j)) and np.array_equal(p.images[i], full.images[j])
         assert np.abs(p.attention[i].astype(int) - full.attention[j]).mean() < 3
-    assert main(["pack-video", str(out), "--out", str(tmp_path / "again.npz")]) == 2
+    assert main(["lab", "pack-video", str(out), "--out", str(tmp_path / "again.npz")]) == 2
     assert "already packed" in capsys.readouterr().err
 
 
 def test_confidence_follows_resolution_and_input_agreement():
-    from pipeline.geometry import TEMPLATE, similarity
-    from pipeline.enhance.confidence import LOW, assess
-    from pipeline.provenance import tile_record
-    from pipeline.types import Face
+    from pipeline.core.geometry import TEMPLATE, similarity
+    from pipeline.stages.enhance.confidence import LOW, assess
+    from pipeline.io.provenance import tile_record
+    from pipeline.core.types import Face
 
     rng = np.random.default_rng(0)
     lr = cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (32, 32), interpolation=cv2.INTER_CUBIC)
@@ -143,11 +143,11 @@ def test_fusion_trains_on_sequences_and_falls_back_to_one_frame(cache: Path, tmp
     import torch
 
     from pipeline.cli import main
-    from pipeline.enhance.fusion import load_fusion
-    from pipeline.enhance.generator import ProgressiveGenerator, save_generator
-    from pipeline.train.config import load_train_config
-    from pipeline.train.data import SequenceSet
-    from pipeline.train.trainer import Trainer
+    from pipeline.stages.enhance.fusion import load_fusion
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, save_generator
+    from pipeline.lab.train.config import load_train_config
+    from pipeline.lab.train.data import SequenceSet
+    from pipeline.lab.train.trainer import Trainer
 
     s = SequenceSet(cache)
     stills = tmp_path / "stills"  # a tiny prepared still set: the cache's own aligned targets
@@ -171,12 +171,12 @@ def test_fusion_trains_on_sequences_and_falls_back_to_one_frame(cache: Path, tmp
         alone = g(x, torch.tensor([[1, 0, 0, 0], [1, 0, 0, 0]]))
         assert torch.equal(alone, g.base(x[:, 0]))
         assert not torch.equal(g(x, torch.ones(2, 4)), alone)  # neighbours do change the output
-    assert main(["export", str(tmp_path / "run" / "ckpt_last.pt"), "--out", str(tmp_path / "f.safetensors")]) == 0
+    assert main(["lab", "export", str(tmp_path / "run" / "ckpt_last.pt"), "--out", str(tmp_path / "f.safetensors")]) == 0
     assert load_fusion(tmp_path / "f.safetensors")[1]["fusion_frames"] == 4
 
 
 def test_low_confidence_is_visible_on_the_tile():
-    from pipeline.draw import AMBER, mark_enhanced
+    from pipeline.core.draw import AMBER, mark_enhanced
 
     plain = mark_enhanced(np.full((128, 128, 3), 120, np.uint8))
     flagged = mark_enhanced(np.full((128, 128, 3), 120, np.uint8), low_confidence=True)

@@ -1,4 +1,4 @@
-"""`pipeline.yuv`: frames read and written by the package keep a face's colours (no swscale darkening)."""
+"""`pipeline.core.yuv`: frames read and written by the package keep a face's colours (no swscale darkening)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import IMAGES, require  # noqa: E402
 
-from pipeline.sources import open_source  # noqa: E402
-from pipeline.yuv import from_bgr, to_bgr  # noqa: E402
+from pipeline.io.sources import open_source  # noqa: E402
+from pipeline.core.yuv import from_bgr, to_bgr  # noqa: E402
 
 
 def photo(size: tuple[int, int] = (640, 360)) -> np.ndarray:

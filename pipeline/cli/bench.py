@@ -1,4 +1,4 @@
-"""`run.py bench`: generator throughput per backend × batch × entry, and the pipeline's end-to-end speed."""
+"""`enhance-faces bench`: generator throughput per backend × batch × entry, and the pipeline's end-to-end speed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..geometry import ENTRIES
+from ..core.geometry import ENTRIES
 from .common import add_config_options, add_models_option, check_entries, ints, names, set_threads
 
 
@@ -35,10 +35,10 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import FULL_BATCHES, bench_e2e, bench_generator, host, precision_check, table, write_json
-    from ..enhance.backends import BACKENDS, CPU_PRECISIONS, availability
-    from ..enhance.stage import default_weights
-    from ..errors import ConfigError
+    from ..run.bench import FULL_BATCHES, bench_e2e, bench_generator, host, precision_check, table, write_json
+    from ..stages.enhance.backends import BACKENDS, CPU_PRECISIONS, availability
+    from ..stages.enhance.stage import default_weights
+    from ..core.errors import ConfigError
 
     weights = Path(args.weights) if args.weights else default_weights()
     check_entries(args.entries)
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_e2e_inputs(args: argparse.Namespace) -> None:
     """The end-to-end run's config, clip and detector model must be there before the long part starts."""
-    from ..config import load_config
-    from ..errors import InputError
-    from ..models import find_model
+    from ..core.config import load_config
+    from ..core.errors import InputError
+    from ..core.models import find_model
 
     cfg = load_config(args.config, args.overrides)
     if "://" not in str(args.clip) and not Path(args.clip).is_file():

@@ -1,11 +1,11 @@
-"""`run.py build-engine`: export the generator to ONNX and build TensorRT engines (both cached)."""
+"""`enhance-faces build-engine`: export the generator to ONNX and build TensorRT engines (both cached)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..geometry import ENTRIES
+from ..core.geometry import ENTRIES
 from .common import check_entries, ints
 
 
@@ -23,9 +23,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..enhance.export import cached_onnx, onnx_metadata
-    from ..enhance.stage import default_weights
-    from ..enhance.tensorrt import Profile, TensorRTError, available, ensure_engines
+    from ..stages.enhance.export import cached_onnx, onnx_metadata
+    from ..stages.enhance.stage import default_weights
+    from ..stages.enhance.tensorrt import Profile, TensorRTError, available, ensure_engines
 
     weights = Path(args.weights) if args.weights else default_weights()
     check_entries(args.entries)

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..geometry import ENTRIES
+from ..core.geometry import ENTRIES
 
 DATA = Path("data")  # training data made by prepare/prepare-video, under the current folder as the recipes expect
 
@@ -49,7 +49,7 @@ def names(text: str) -> list[str]:
 
 def check_entries(values: list[int]) -> list[int]:
     """--entries must be generator entry sizes (one line, as every user error)."""
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     bad = [e for e in values if e not in ENTRIES]
     if bad:
@@ -61,8 +61,8 @@ def require_extra(module: str, extra: str) -> None:
     """One line naming the pip extra when a command needs a package the default install leaves out."""
     import importlib.util
 
-    from ..errors import EnhanceError
-    from ..models import DISTRIBUTION
+    from ..core.errors import EnhanceError
+    from ..core.models import DISTRIBUTION
 
     if importlib.util.find_spec(module) is None:
         raise EnhanceError(f"this command needs `{module}`: pip install '{DISTRIBUTION}[{extra}]'")

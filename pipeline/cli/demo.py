@@ -1,4 +1,4 @@
-"""`run.py demo`: a short CCTV-like clip built from photos bundled with insightface, then processed."""
+"""`enhance-faces demo`: a short CCTV-like clip built from photos bundled with insightface, then processed."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..demo import make_demo_clip
-    from ..runner import process
+    from ..core.config import load_config
+    from ..run.demo import make_demo_clip
+    from ..run.runner import process
 
     out = Path(args.out)
     cfg = load_config(args.config, args.overrides)

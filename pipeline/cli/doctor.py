@@ -1,4 +1,4 @@
-"""`run.py doctor`: what this machine can do, which processor each model would run on, and why a piece is
+"""`enhance-faces doctor`: what this machine can do, which processor each model would run on, and why a piece is
 unavailable. `--set device=cuda:0` (or a stage's own `device`) shows the choice a run would make with it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import platform
 import sys
 from pathlib import Path
 
-from ..errors import EnhanceError
-from ..models import cache_dir, find_model, search_dirs, sha256
+from ..core.errors import EnhanceError
+from ..core.models import cache_dir, find_model, search_dirs, sha256
 from .common import add_config_options, add_models_option
 
 MODELS = {
@@ -44,7 +44,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def report(models_dir: str | None = None, config: str | None = None, overrides: list[str] | None = None) -> bool:
     """Print the report; False when something the default run needs is missing."""
-    from ..config import load_config
+    from ..core.config import load_config
 
     cfg = load_config(config, overrides)
     ok = True
@@ -69,7 +69,7 @@ def report(models_dir: str | None = None, config: str | None = None, overrides: 
             ok &= name != "det_500m.onnx"
 
     try:
-        from ..enhance.stage import default_weights
+        from ..stages.enhance.stage import default_weights
 
         w = default_weights()
         print(f"generator   {w.name}  sha256 {sha256(w)[:16]}…")
@@ -93,8 +93,8 @@ def report(models_dir: str | None = None, config: str | None = None, overrides: 
 def provider_lines(cfg, models_dir: str | None = None) -> tuple[list[str], bool]:
     """Per model, the processor a run with `cfg` would use and why (the ONNX models' sessions are made);
     False when the detector or the generator cannot run as configured."""
-    from ..devices import session
-    from ..enhance.backends import BackendUnavailable, availability, resolve
+    from ..core.devices import session
+    from ..stages.enhance.backends import BackendUnavailable, availability, resolve
 
     lines, ok = [], True
     for what, stage in (("detector", cfg.detect), ("embedder", cfg.people)):
@@ -120,7 +120,7 @@ def provider_lines(cfg, models_dir: str | None = None) -> tuple[list[str], bool]
 
 def backend_report(device: str = "auto") -> list[str]:
     """Each generator backend, whether it can run here and why not, and auto's pick on `device`."""
-    from ..enhance.backends import BackendUnavailable, availability, resolve
+    from ..stages.enhance.backends import BackendUnavailable, availability, resolve
 
     found = availability()
     lines = [f"  {n:<13} {'available: ' if ok else 'unavailable: '}{why}" for n, (ok, why) in found.items()]

@@ -1,9 +1,9 @@
-"""`run.py gallery OUT_DIR`: regenerate gallery.png, people.json and report.html from a finished run.
+"""`enhance-faces gallery OUT_DIR`: regenerate gallery.png, people.json and report.html from a finished run.
 
 Nothing is reprocessed: the run's own files (manifest.json, tracks/*/track.json, the tiles) are read
 back. Settings: the ones saved in the run's manifest, then --config FILE, then --set key=value, through
 the same loader as `process`. A run that crashed (its manifest says "running", no process holds its
-folder) is recovered first (`pipeline.recover`) and then gets its gallery, people and report; a folder
+folder) is recovered first (`pipeline.run.recover`) and then gets its gallery, people and report; a folder
 a run is still writing to is refused.
 """
 
@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
-from ..errors import EnhanceError
+from ..core.config import Config
+from ..core.errors import EnhanceError
 from .common import add_config_options, add_models_option
 
 
@@ -30,7 +30,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def saved_config(out_dir: Path, config: str | None, overrides: list[str]) -> Config:
     """The run's saved settings, then a YAML file, then --set overrides."""
-    from ..config import load_config
+    from ..core.config import load_config
 
     saved: dict[str, Any] = {}
     for m in [out_dir / "manifest.json", *sorted(out_dir.glob("*/manifest.json"))]:
@@ -47,8 +47,8 @@ def saved_config(out_dir: Path, config: str | None, overrides: list[str]) -> Con
 def run(args: argparse.Namespace) -> int:
     from ..report import GALLERY, PEOPLE, write_report
 
-    from ..outdir import FolderLock
-    from ..recover import recover, relist
+    from ..run.outdir import FolderLock
+    from ..run.recover import recover, relist
 
     out = Path(args.out_dir)
     if not out.is_dir():

@@ -1,4 +1,4 @@
-"""`run.py process INPUT … --out DIR`: the pipeline on files, image folders and cameras."""
+"""`enhance-faces process INPUT … --out DIR`: the pipeline on files, image folders and cameras."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from .common import add_config_options, add_models_option
 
 if TYPE_CHECKING:  # the command line starts fast: the pipeline is imported when a command runs
-    from ..progress import ProgressSettings
-    from ..session import RunResult
+    from ..run.progress import ProgressSettings
+    from ..run.session import RunResult
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +61,8 @@ def positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..runner import process
+    from ..core.config import load_config
+    from ..run.runner import process
 
     cfg = load_config(args.config, args.overrides)
     if args.dry_run:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 def progress_mode(args: argparse.Namespace) -> ProgressSettings:
     """--progress and --progress-interval; --quiet wins."""
-    from ..progress import ProgressSettings
+    from ..run.progress import ProgressSettings
 
     return ProgressSettings("off" if args.quiet else args.progress, args.progress_interval)
 
@@ -106,9 +106,9 @@ def exit_code(results: list[RunResult]) -> int:
 
 
 def dry_run(args: argparse.Namespace, cfg) -> int:
-    from ..inputs import expand
-    from ..models import find_model
-    from ..sources import open_source
+    from ..run.inputs import expand
+    from ..core.models import find_model
+    from ..io.sources import open_source
 
     model = find_model(cfg.detect.model, args.models)
     for spec, name in [(i.spec, i.name) for i in expand(args.inputs)] + [(c.uri, None) for c in cfg.sources]:

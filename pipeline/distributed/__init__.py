@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..progress import ProgressSettings
+    from ..core.config import Config
+    from ..run.progress import ProgressSettings
 
 
 def process_on_ray(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
                    address: str | None = None, jobs: int | None = None,
                    progress: bool | str | ProgressSettings = True) -> int:
-    """`run.py process … --engine ray`: the whole job on Ray; returns the command's exit code."""
+    """`enhance-faces process … --engine ray`: the whole job on Ray; returns the command's exit code."""
     from .cluster import require_ray
 
     require_ray()  # one line saying how to install it, before anything imports it

@@ -13,11 +13,11 @@ from typing import Any
 
 import ray
 
-from ..config import Config
-from ..errors import EnhanceError
-from ..session import run_source
-from ..sources import open_source
-from ..stop import StopFlag
+from ..core.config import Config
+from ..core.errors import EnhanceError
+from ..run.session import run_source
+from ..io.sources import open_source
+from ..run.stop import StopFlag
 from .generator import RemoteEnhancer
 from .progress import RemoteBoard
 from .recording import NodeStages, Recording, here, summary

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..errors import EnhanceError
+from ..core.errors import EnhanceError
 
 RAY_MISSING = ("--engine ray needs Ray, which is not installed: pip install 'enhance-faces[ray]' "
                "(or: pip install 'ray>=2.60,<3')")

@@ -18,11 +18,11 @@ import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ..config import Config
-from ..enhance.anchor import finish
-from ..enhance.confidence import assess
-from ..enhance.stage import item
-from ..types import Face
+from ..core.config import Config
+from ..stages.enhance.anchor import finish
+from ..stages.enhance.confidence import assess
+from ..stages.enhance.stage import item
+from ..core.types import Face
 
 MAX_CALLS = 256  # calls one actor serves at once: one per recording running on its node is plenty
 
@@ -47,7 +47,7 @@ class GeneratorActor:
     (calls are retried: enhancing is a pure function of the crop)."""
 
     def __init__(self, cfg: Config, gpu: bool) -> None:
-        from ..enhance.stage import Enhancer
+        from ..stages.enhance.stage import Enhancer
 
         if not gpu and cfg.enhance.threads == 0:  # Ray sets OMP_NUM_THREADS=1 in its workers: on a CPU node
             import torch  # the generator should have the machine's cores, as it has on one machine

@@ -20,15 +20,15 @@ from typing import Any
 
 import ray
 
-from ..config import Config
-from ..errors import EnhanceError
-from ..inputs import Input, default_jobs, expand, folder_names
-from ..models import find_model
-from ..progress import ProgressSettings
-from ..session import prepare_out
-from ..sources import open_source
-from ..sources.probe import split_stream
-from ..stop import StopFlag
+from ..core.config import Config
+from ..core.errors import EnhanceError
+from ..run.inputs import Input, default_jobs, expand, folder_names
+from ..core.models import find_model
+from ..run.progress import ProgressSettings
+from ..run.session import prepare_out
+from ..io.sources import open_source
+from ..io.sources.probe import split_stream
+from ..run.stop import StopFlag
 from .camera import CameraActor
 from .cluster import connect, one_line
 from .generator import generator_stats, start_generators
@@ -49,7 +49,7 @@ def run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
     out = prepare_out(out.absolute())
     find_model(cfg.detect.model, models_dir)  # a missing model is one line now, not one per recording
     if cfg.enhance.policy != "none":
-        from ..enhance.stage import default_weights
+        from ..stages.enhance.stage import default_weights
 
         weights = Path(cfg.enhance.weights) if cfg.enhance.weights else default_weights(cfg.enhance.fusion)
         if not weights.is_file():

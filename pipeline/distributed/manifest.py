@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from ..config import Config
-from ..sinks.manifest import PROVENANCE
+from ..core.config import Config
+from ..io.sinks.manifest import PROVENANCE
 from .recording import Recording, summary
 
 JOB_KIND = "job"

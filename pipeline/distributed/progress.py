@@ -20,7 +20,7 @@ import ray
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..progress import ProgressSettings, settings_of
+from ..run.progress import ProgressSettings, settings_of
 
 REPORT_EVERY_S = 1.0  # how often a recording tells the driver how far it is
 

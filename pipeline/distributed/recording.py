@@ -23,12 +23,12 @@ from typing import Any
 
 import ray
 
-from ..config import Config
-from ..errors import EnhanceError
-from ..session import run_source
-from ..sources import open_source
-from ..stages import Stages
-from ..stop import StopFlag
+from ..core.config import Config
+from ..core.errors import EnhanceError
+from ..run.session import run_source
+from ..io.sources import open_source
+from ..run.build import Stages
+from ..run.stop import StopFlag
 from .generator import RemoteEnhancer
 from .progress import RemoteBoard
 

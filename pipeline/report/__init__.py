@@ -1,7 +1,7 @@
 """Report: people → tracks → observations, read back from a finished run's files, as report.html,
 gallery.png and people.json.
 
-Everything is read from disk (`read`), so `run.py gallery OUT_DIR` regenerates it without reprocessing;
+Everything is read from disk (`read`), so `enhance-faces gallery OUT_DIR` regenerates it without reprocessing;
 `analyse` picks the observations worth showing and groups tracks into people (`people`); `write` puts
 out people.json, gallery.png (`sheet`) and report.html (`html`, a Jinja2 template).
 """

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, load_config
-from ..devices import DeviceError
-from ..errors import EnhanceError, ModelNotFound
-from ..geometry import CROP
-from ..models import find_model, sha256
+from ..core.config import Config, load_config
+from ..core.devices import DeviceError
+from ..core.errors import EnhanceError, ModelNotFound
+from ..core.geometry import CROP
+from ..core.models import find_model, sha256
 from . import people as ppl
 from .read import ReportTrack, Run, find_runs, load_run, read_image
 from .sheet import select

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from ..draw import MARK_TEXT
-from ..records import Observation
+from ..core.draw import MARK_TEXT
+from ..io.records import Observation
 from .analyse import Analysis
 from .people import SMALL_FACE_PX, Clustering
 from .read import ReportTrack, seen_span

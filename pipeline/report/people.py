@@ -1,7 +1,7 @@
 """People: face embeddings of the ORIGINAL crops, and tracks grouped into person clusters.
 
 Embeddings come from `mobilefacenet_128d.onnx` on camera pixels only — never on enhanced faces,
-whose detail is invented. The saved 128×128 original crop (pipeline.align's template) is re-warped
+whose detail is invented. The saved 128×128 original crop (pipeline.stages.align's template) is re-warped
 to the 112×112 ArcFace template the recogniser was trained on.
 
 Grouping is average-linkage agglomerative clustering (scipy) over per-track mean embeddings with a
@@ -28,7 +28,7 @@ from scipy import sparse
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
-from ..geometry import ARCFACE_112, TEMPLATE, similarity
+from ..core.geometry import ARCFACE_112, TEMPLATE, similarity
 
 # Faces under SMALL_FACE_PX (the median size of a track's embedded crops) need `people.threshold` +
 # SMALL_FACE_MARGIN to join. Measured (2026-11-28) on real CCTV, tracks seen in the same frame (so certainly two
@@ -61,7 +61,7 @@ class Embedder:
     `threads` CPU threads (0: ONNX Runtime's choice); `choice` says which provider ran it and why."""
 
     def __init__(self, model: str | Path, threads: int = 1, device: str = "auto") -> None:
-        from ..devices import session
+        from ..core.devices import session
 
         self.path = Path(model)
         self.session, self.choice = session(model, device, threads, what="people embedder")

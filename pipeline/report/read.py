@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..records import Observation, TrackRecord
+from ..io.records import Observation, TrackRecord
 
 
 @dataclass

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
 
 import cv2
 import numpy as np
 
-from ..draw import MARK_TEXT, mark_enhanced, put_label
-from ..geometry import CROP
-from ..provenance import save_png
+from ..core.draw import MARK_TEXT, mark_enhanced, put_label
+from ..core.geometry import CROP
+from ..io.provenance import save_png
+from ..io.sinks.selection import select, ssim
 
 HEADER = "Enhanced faces are AI reconstructions, not photographs"
 MAX_ROWS = 40  # tracks drawn; report.html holds every track (a 40-row sheet is about 1000×6200 px)
@@ -30,52 +30,6 @@ LABEL_W = 190
 ROW_HEAD = 16  # small caption above each tile
 SECTION_H = 26
 BG = (28, 28, 28)
-
-T = TypeVar("T")
-
-
-# ------------------------------------------------------------------------------ selection
-
-
-def ssim(a: np.ndarray, b: np.ndarray, size: int = 32) -> float:
-    """Mean SSIM of two crops (grey, resized to size×size): 1 for identical pictures."""
-    def prep(x: np.ndarray) -> np.ndarray:
-        g = cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) if x.ndim == 3 else x
-        interp = cv2.INTER_AREA if g.shape[0] > size else cv2.INTER_LINEAR
-        return cv2.resize(g, (size, size), interpolation=interp).astype(np.float64)
-
-    x, y = prep(a), prep(b)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-
-    def mu(z: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(z, (7, 7), 1.5)
-
-    mx, my = mu(x), mu(y)
-    vx, vy, cxy = mu(x * x) - mx * mx, mu(y * y) - my * my, mu(x * y) - mx * my
-    return float((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean())
-
-
-def select(cands: Sequence[T], k: int, quality: Callable[[T], float],
-           image: Callable[[T], np.ndarray | None], dedupe: float) -> tuple[list[T], list[T]]:
-    """The best `k` by quality, skipping any whose original is a near-duplicate of one already chosen.
-
-    Returns (chosen in quality order, skipped near-duplicates). `dedupe` ≥ 1 turns de-duplication off.
-    """
-    chosen: list[T] = []
-    imgs: list[np.ndarray] = []
-    dupes: list[T] = []
-    for c in sorted(cands, key=lambda c: -quality(c)):
-        if len(chosen) >= k:
-            break
-        img = image(c)
-        if img is not None and dedupe < 1.0 and any(ssim(img, o) >= dedupe for o in imgs):
-            dupes.append(c)
-            continue
-        chosen.append(c)
-        if img is not None:
-            imgs.append(img)
-    return chosen, dupes
-
 
 # ------------------------------------------------------------------------------ drawing
 

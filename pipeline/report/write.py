@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from ..config import Config
-from ..draw import BEST_HEAD, BEST_PANEL
-from ..errors import write_error
+from ..core.config import Config
+from ..core.draw import BEST_HEAD, BEST_PANEL
+from ..core.errors import write_error
 from . import people as ppl
 from .analyse import Analysis, analyse
 from .html import render

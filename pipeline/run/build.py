@@ -1,0 +1,57 @@
+"""The stages built once from a Config and shared by every source: one detector, one aligner, one
+generator (behind its batcher), one annotator, the provenance signer, the progress display and the
+connections events go out on (MQTT, webhook)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from ..version import __version__
+from ..stages.align import Aligner
+from ..core.config import Config
+from ..stages.detect import Detector
+from ..stages.enhance.stage import Enhancer
+from ..core.models import sha256
+from .progress import ProgressBoard, ProgressSettings
+from ..io.provenance import signer_from_config
+from ..io.sinks.annotate import Annotator
+from ..io.sinks.network import Network
+
+
+class Stages:
+    """Shared by the sessions of every source; `close` finishes the generator's queued work."""
+
+    def __init__(self, cfg: Config, models_dir: str | Path | None = None,
+                 progress: bool | str | ProgressSettings = True, enhancer: Enhancer | None = None) -> None:
+        """`enhancer`: one already running (anything with Enhancer's interface, e.g. one that forwards the
+        crops to a generator shared by many processes); by default one is built here."""
+        self.cfg = cfg
+        self.models_dir = models_dir
+        self.board = ProgressBoard(progress)
+        self.detector = Detector(cfg.detect, models_dir, cfg.device)
+        self.aligner = Aligner(cfg.align)
+        self.enhancer = None if cfg.enhance.policy == "none" else enhancer or Enhancer(cfg.enhance, cfg.device)
+        self.annotator = Annotator(cfg.output)
+        self._detector_sha = sha256(self.detector.path)
+        self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
+        self.network = Network(cfg.events)  # last: nothing after it can fail and leave its threads behind
+
+    def info(self, inputs: list[str]) -> dict:
+        """What ran on what, for the manifest and every tile's provenance record."""
+        path = self.detector.path
+        return {
+            "tool": f"enhance {__version__}",
+            "inputs": inputs,
+            "settings": self.cfg.to_dict(),
+            "models": {path.name: {"path": str(path), "sha256": self._detector_sha,
+                                   "providers": self.detector.choice.names}},
+            "generator": self.enhancer.info if self.enhancer else None,
+            "host": {"python": platform.python_version(), "machine": platform.machine()},
+        }
+
+    def close(self) -> None:
+        self.board.close()
+        if self.enhancer is not None:
+            self.enhancer.close()
+        self.network.close()

@@ -1,0 +1,127 @@
+"""Per frame: detect → track → align → keep or enhance per the policy, for one stream of frames.
+
+Shared by a run's `Session` (one per source) and the notebook API's `FaceEnhancer`, so both follow and
+enhance faces the same way; what becomes of the results (files and events, or records handed back) is
+theirs. The stages themselves (`Stages`: detector, aligner, generator) are shared by every stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..stages.enhance.policy import Policy
+from ..stages.enhance.window import FusionWindow
+from ..core.runstats import RunStats, Timings
+from .build import Stages
+from ..stages.track import Tracker
+from ..core.types import Face, Frame, Track
+
+
+@dataclass
+class Step:
+    """What one frame did: every face found, the tracks it started, the faces that became an inset."""
+
+    faces: list[Face]
+    started: list[Track] = field(default_factory=list)  # first observation in this frame (`track.faces[0]`)
+    improved: list[Face] = field(default_factory=list)  # enhanced now, better than the track's inset before
+
+
+class FaceFlow:
+    """The per-stream state: tracker, policy and fusion window; counts into `stats`, times into `timings`."""
+
+    def __init__(self, stages: Stages, fps: float, live: bool, stats: RunStats | None = None,
+                 timings: Timings | None = None) -> None:
+        cfg = stages.cfg
+        self.stages, self.fps = stages, fps
+        self.stats = stats if stats is not None else RunStats()
+        self.timings = timings if timings is not None else Timings()
+        self.tracker = Tracker(cfg.track, fps)
+        self.policy = Policy(cfg.enhance)
+        frames = stages.enhancer.frames if stages.enhancer is not None else 0
+        centred = cfg.enhance.fusion_window == "centred" or (cfg.enhance.fusion_window == "auto" and not live)
+        self.window = FusionWindow(frames, centred) if frames > 1 else None
+        self.detections = 0  # frames detected so far: every `detect.small_every`-th gets the full small-face pass
+        self.last: list[np.ndarray] = []  # the previous detection's boxes
+
+    def reset(self) -> None:
+        """A new tracker (the camera reconnected, or another video begins): the open tracks are forgotten."""
+        self.tracker = Tracker(self.stages.cfg.track, self.fps)
+        self.detections, self.last = 0, []
+
+    def followed(self) -> list[np.ndarray]:
+        """Where this stream's faces were last seen (the previous detection's, each open track's latest): between
+        full small-face passes the detector looks for small faces only there."""
+        return self.last + [t.faces[-1].box for t in self.tracker.tracks.values() if t.faces]
+
+    def __call__(self, frame: Frame) -> Step:
+        """Detect, track, align and enhance (what the policy picks now) one frame's faces."""
+        stages = self.stages
+        with self.timings("detect"):
+            full = self.detections % stages.cfg.detect.small_every == 0
+            faces = stages.detector(frame.image, None if full else self.followed())
+        self.detections, self.last = self.detections + 1, [f.box for f in faces]
+        for f in faces:
+            f.frame_index, f.time, f.source, f.captured = frame.index, frame.time, frame.source, frame.captured
+        with self.timings("track"):
+            self.tracker(faces, frame.time)
+        tracked = [f for f in faces if f.track_id > 0]
+        with self.timings("align"):
+            for f in tracked:
+                stages.aligner(frame.image, f)
+        step, now = Step(faces), []
+        for f in tracked:
+            track = self.tracker.tracks[f.track_id]
+            if not track.faces:
+                self.stats.tracks += 1
+                step.started.append(track)
+            track.observe(f)
+            select, keep = self.policy.select(track, f), self.policy.keeps(track, f)
+            if keep:
+                track.keep(f, self.policy.limit)
+            if self.window is None:
+                now += [f] if select else []
+                continue
+            self.window.remember(track, f)
+            if select or keep:
+                track.waiting.append((f, select))
+            if select:
+                track.promised = f
+            now += self._released(track)
+        self._enhance(now)
+        for f in now:  # each one beats the one shown before (policy.select)
+            if f.enhanced is not None:
+                self.tracker.tracks[f.track_id].inset = f
+                step.improved.append(f)
+        self.stats.faces += len(faces)
+        return step
+
+    def _released(self, track: Track, ending: bool = False) -> list[Face]:
+        """Fusion: the waiting faces whose window is complete (all of them when the track ends), neighbours
+        attached; returns those to enhance now. Candidates the policy has since dropped are forgotten."""
+        due, still = [], []
+        for face, now in track.waiting:
+            if not (now or any(face is c for c in track.candidates)):
+                continue
+            if ending or self.window.ready(track, face):
+                self.window.attach(track, face)
+                due += [face] if now and not ending else []
+            else:
+                still.append((face, now))
+        track.waiting = still
+        return due
+
+    def _enhance(self, faces: list[Face]) -> None:
+        if faces and self.stages.enhancer is not None:
+            with self.timings("enhance"):
+                self.stages.enhancer(faces)
+            self.stats.enhanced += len(faces)
+
+    def finalize(self, track: Track) -> None:
+        """A track that ended: enhance what the policy kept for later; its candidates best first."""
+        if self.window is not None:
+            self._released(track, ending=True)
+            track.recent.clear()
+        self._enhance([f for f in track.candidates if f.enhanced is None and not f.resolved])
+        track.candidates.sort(key=lambda f: -f.quality)
