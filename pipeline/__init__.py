@@ -2,13 +2,13 @@
 
 Stages, each a small module with one obvious method, pass one `Face` record along:
 sources → detect → track → align → enhance → sinks, one `Session` per source (`runner`), and a report
-read back from what the sinks wrote. The README's "How it is built" lists every module.
+read back from what the sinks wrote. docs/architecture.md maps every module.
 
 The Python API (`FaceEnhancer`, `to_detections`, in `api`) loads on first use, so `import pipeline`
 (and the command line's start) stays light.
 """
 
-from .version import __version__
+from .core.version import __version__
 
 __all__ = ["FaceEnhancer", "__version__", "to_detections"]
 _API = ("FaceEnhancer", "to_detections")

@@ -63,7 +63,7 @@ def test_no_import_circles():
 
 
 # The product's layers, lowest first: a module imports only from its own layer or lower ones.
-LAYERS = ("core", "stages", "io", "report", "run", "distributed", "api", "cli")
+LAYERS = ("core", "stages", "io", "report", "catalog", "run", "distributed", "api", "cli")
 LAB = "pipeline.lab"  # beside the product: may import any layer, imported by none
 
 

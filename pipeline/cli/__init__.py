@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from ..core.errors import EnhanceError
 from ..core.logs import LEVELS
 from ..core.text import clean
-from ..version import __version__
+from ..core.version import __version__
 from . import bench, build_engine, config, demo, doctor, gallery, process
 
 PROG = "enhance-faces"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
+from ..core.version import __version__
 from ..core.config import Config
 from ..io.sinks.manifest import PROVENANCE
 from .recording import Recording, summary

@@ -7,7 +7,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from ..version import __version__
+from ..core.version import __version__
 from ..stages.align import Aligner
 from ..core.config import Config
 from ..stages.detect import Detector
