@@ -91,11 +91,9 @@ class FaceEnhancer:
         t = self._index / self.fps if time is None else float(time)
         frame = Frame(image=image, index=self._index, time=t, source=self.source)
         self._index += 1
-        faces = [] if min(image.shape[:2]) < self.cfg.detect.min_face else self.flow(frame).faces
-        for track in self.flow.tracker.ended(t):
-            self._end(track)
-        self.stats.frames += 1
-        return faces
+        step = self.flow.step(frame)
+        self._ended.extend(step.ended)
+        return step.faces
 
     def process_image(self, image: np.ndarray) -> list[Face]:
         """The faces in one photo, each aligned and (unless `enhance.policy: none`) enhanced; no tracking,
@@ -113,15 +111,10 @@ class FaceEnhancer:
                 self.stages.enhancer(todo)
         return faces
 
-    def _end(self, track: Track) -> None:
-        if track.faces:
-            self.flow.finalize(track)
-            self._ended.append(track)
-
     @property
     def tracks(self) -> dict[int, Track]:
         """The open tracks by id."""
-        return self.flow.tracker.tracks
+        return self.flow.tracks
 
     def pop_ended(self) -> list[Track]:
         """Tracks that ended (unseen for `track.lost_seconds`) since the last call, their kept faces
@@ -133,9 +126,7 @@ class FaceEnhancer:
     def finish(self) -> list[Track]:
         """End every open track (the stream is over) and return all not yet popped; the next frame starts
         a new stream with fresh track ids."""
-        for track in self.flow.tracker.finish():
-            self._end(track)
-        self.flow.reset()
+        self._ended.extend(self.flow.finish())
         self._index = 0
         return self.pop_ended()
 

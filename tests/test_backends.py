@@ -250,10 +250,11 @@ def test_auto_falls_back_when_a_present_backend_fails_to_build(weights, monkeypa
     monkeypatch.setattr(B, "availability", lambda: found)
 
     class Broken:
-        def __init__(self, *a, **k):
+        @classmethod
+        def build(cls, request):
             raise B.BackendUnavailable("export failed")
 
-    monkeypatch.setattr(B, "OnnxRuntime", Broken)
+    monkeypatch.setitem(B.BACKENDS, "onnxruntime", Broken)
     assert B.create("auto", weights).name == "torch-cpu"
     with pytest.raises(B.BackendUnavailable, match="export failed"):
         B.create("onnxruntime", weights)
@@ -289,10 +290,10 @@ def test_enhancer_contract_for_the_runner(weights, cache):
             assert f.enhanced.shape == (128, 128, 3) and f.enhanced.dtype == np.uint8
             assert np.array_equal(f.enhanced, anchor(reference(weights, f.lr[None])[0], f.lr))  # the backend's output, anchored
         assert enh.count == 7 and enh(faces[:0]) == [] and enh.count == 7
-        assert enh.sha256 == sha256(weights) and enh.path == weights
+        assert enh.generator.sha256 == sha256(weights) and enh.generator.path == weights
         info = enh.info
-        assert info["backend"] == B.resolve("auto")[0] and info["sha256"] == enh.sha256 and info["path"] == str(weights)
-        assert max(enh.batcher.batches) <= 4
+        assert info["backend"] == B.resolve("auto")[0] and info["sha256"] == enh.generator.sha256 and info["path"] == str(weights)
+        assert max(enh.generator.batcher.batches) <= 4
     finally:
         enh.close()
 
@@ -321,7 +322,7 @@ def test_mirror_ensemble_treats_a_face_and_its_mirror_image_alike(weights):
         enh(faces + big)
         assert all(np.array_equal(f.enhanced, anchor(yi, f.lr)) for f, yi in zip(faces, y))
         assert all(np.array_equal(f.enhanced, anchor(yi, f.lr)) for f, yi in zip(big, be.run(x32)))
-        assert enh.info["mirror"] == [16] and max(enh.batcher.batches) <= 4
+        assert enh.info["mirror"] == [16] and max(enh.generator.batcher.batches) <= 4
     finally:
         enh.close()
     for setting, shown in ((True, [16, 32, 64]), (False, [])):
@@ -340,7 +341,7 @@ def test_a_mirrored_batch_fits_the_backend_profile(weights, onnx_files, cache, m
         enh = Enhancer(EnhanceConfig(weights=str(weights), backend="onnxruntime", device="cpu", batch_size=4,
                                      mirror=mirror))
         try:
-            assert enh.backend.max_batch == profile
+            assert enh.generator.backend.max_batch == profile
         finally:
             enh.close()
 

@@ -85,9 +85,10 @@ def test_session_on_this_machines_onnxruntime(tmp_path):
 
 def test_one_setting_reaches_every_stage_and_each_can_override():
     cfg = load_config(None, ["device=cuda:1"])
-    assert {cfg.device_of(s) for s in (cfg.detect, cfg.enhance, cfg.people)} == {"cuda:1"}
+    assert {cfg.device_of(s) for s in (cfg.detect, cfg.enhance, cfg.people)} == {Device("cuda", 1)}
     cfg = load_config(None, ["device=cuda", "people.device=cpu", "detect.threads=3", "people.threads=0"])
-    assert (cfg.device_of(cfg.detect), cfg.device_of(cfg.people), cfg.device_of(cfg.enhance)) == ("cuda", "cpu", "cuda")
+    assert (cfg.device_of(cfg.detect), cfg.device_of(cfg.people), cfg.device_of(cfg.enhance)) == (
+        Device("cuda"), Device("cpu"), Device("cuda"))
     assert (cfg.detect.threads, cfg.people.threads) == (3, 0)
     assert load_config().device == "auto"
     with pytest.raises(ConfigError, match="detect.device"):

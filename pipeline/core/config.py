@@ -182,6 +182,11 @@ class CameraConfig:
     uri: str = ""  # file, folder, rtsp://…, /dev/videoN; `${VAR}` placeholders expand from the environment
 
 
+def stage_device(stage: DetectConfig | EnhanceConfig | PeopleConfig, top: str | Device = "auto") -> Device:
+    """The rule for every model: a stage's own `device` setting, else the top-level one."""
+    return Device.of(stage.device or top)
+
+
 @dataclass
 class Config:
     device: str = "auto"  # every model: auto (a GPU when present) | cpu | cuda | cuda:N; see docs/gpu.md
@@ -197,9 +202,9 @@ class Config:
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
 
-    def device_of(self, stage: DetectConfig | EnhanceConfig | PeopleConfig) -> str:
-        """A stage's device: its own setting, else the top-level one."""
-        return stage.device or self.device
+    def device_of(self, stage: DetectConfig | EnhanceConfig | PeopleConfig) -> Device:
+        """A stage's device: its own setting, else the top-level one (checked when the config loads)."""
+        return stage_device(stage, self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain data, for the manifest and every tile's provenance record: a password
@@ -392,7 +397,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if len(names := [c.name for c in cfg.sources if c.name]) != len(set(names)):
         raise ConfigError(f"sources: camera names must be unique, got {names}")
     for key, stage in (("detect", cfg.detect), ("enhance", cfg.enhance), ("people", cfg.people)):
-        Device.parse(cfg.device_of(stage), f"{key}.device" if stage.device else "device")
+        Device.parse(stage.device or cfg.device, f"{key}.device" if stage.device else "device")
     if not cfg.align.entries or not set(cfg.align.entries) <= set(ENTRIES):
         raise ConfigError(f"align.entries: {cfg.align.entries} must be a non-empty subset of {list(ENTRIES)}")
     if isinstance(cfg.enhance.mirror, list) and not set(cfg.enhance.mirror) <= set(ENTRIES):

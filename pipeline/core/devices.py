@@ -43,6 +43,11 @@ class Device:
             raise ConfigError(f"{key}: {text!r} is not a device (auto, cpu, cuda or cuda:N)")
         return cls(m.group(1), int(m.group(2) or 0))
 
+    @classmethod
+    def of(cls, device: str | Device) -> Device:
+        """`device` as a Device: the one parsed already, or a setting's text parsed now."""
+        return device if isinstance(device, Device) else cls.parse(str(device))
+
     def __str__(self) -> str:
         return f"cuda:{self.index}" if self.kind == "cuda" else self.kind
 
@@ -67,7 +72,7 @@ def onnx_providers(device: str | Device, available: Sequence[str],
     insists on them, `cpu` never uses them; the CPU provider always comes last as ONNX Runtime's
     fallback for operators a GPU provider does not take.
     """
-    d = device if isinstance(device, Device) else Device.parse(str(device))
+    d = Device.of(device)
     if d.kind == "cpu":
         return Choice([CPU], "device cpu")
     gpu: list[Any] = []
@@ -99,7 +104,7 @@ def tensorrt_options(cache: Path, input_name: str, shape: tuple[int, ...], min_b
 def cuda_options(device: str | Device) -> dict[str, Any]:
     """CUDA provider options for one device (cuDNN picks convolution algorithms by heuristics, not a
     per-shape search, as the detector's input shape follows each video's aspect ratio)."""
-    d = device if isinstance(device, Device) else Device.parse(str(device))
+    d = Device.of(device)
     return {"device_id": d.index, "cudnn_conv_algo_search": "HEURISTIC"}
 
 
@@ -109,7 +114,7 @@ def session(model: str | Path, device: str | Device, threads: int = 0, tensorrt:
     returns (session, Choice) where the Choice names the providers the session really uses."""
     import onnxruntime as ort
 
-    d = device if isinstance(device, Device) else Device.parse(str(device))
+    d = Device.of(device)
     try:
         choice = onnx_providers(d, ort.get_available_providers(), tensorrt)
     except DeviceError as e:

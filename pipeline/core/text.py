@@ -13,7 +13,7 @@ from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, EnhanceError
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -32,18 +32,20 @@ _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ONLY_PLACEHOLDERS = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]* )?(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
 
 
-def expand_env(text: str, what: str = "a setting") -> tuple[str, list[str]]:
+def expand_env(text: str, what: str = "a setting",
+               error: type[EnhanceError] = ConfigError) -> tuple[str, list[str]]:
     """Fill `${VAR}` placeholders from the environment; returns the text and the values used.
 
     The values are secrets by assumption (that is why they live in the environment): callers scrub them
-    from everything they show. A missing variable is a `ConfigError` naming the variable, never a value.
+    from everything they show. A missing variable is an `error` (a `ConfigError` for a setting, an
+    `InputError` for an input) naming the variable, never a value.
     """
     values: list[str] = []
 
     def fill(m: re.Match[str]) -> str:
         value = os.environ.get(m.group(1))
         if value is None:
-            raise ConfigError(f"environment variable {m.group(1)} is not set (used in {what})")
+            raise error(f"environment variable {m.group(1)} is not set (used in {what})")
         values.append(value)
         return value
 

@@ -18,7 +18,7 @@ from ..core.errors import EnhanceError
 from ..run.session import run_source
 from ..io.sources import open_source
 from ..run.stop import StopFlag
-from .generator import RemoteEnhancer
+from .generator import RayGenerator
 from .progress import RemoteBoard
 from .recording import NodeStages, Recording, here, summary
 
@@ -42,8 +42,8 @@ class CameraActor:
         rec = Recording(cam.spec, cam.name, folder)
         try:
             with open_source(cam.spec, cfg.source, name=cam.name) as source:
-                enhancer = RemoteEnhancer.near(generators, node["id"], folder) if generators else None
-                stages = NodeStages(cfg, models_dir, enhancer, RemoteBoard(progress, folder), node)
+                generator = RayGenerator.near(generators, node["id"], folder) if generators else None
+                stages = NodeStages(cfg, models_dir, generator, RemoteBoard(progress, folder), node)
                 try:
                     result = run_source(stages, source, root / folder, self.stopping)
                 finally:

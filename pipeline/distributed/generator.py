@@ -19,10 +19,6 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..core.config import Config
-from ..stages.enhance.anchor import finish
-from ..stages.enhance.confidence import assess
-from ..stages.enhance.stage import item
-from ..core.types import Face
 
 MAX_CALLS = 256  # calls one actor serves at once: one per recording running on its node is plenty
 
@@ -47,24 +43,24 @@ class GeneratorActor:
     (calls are retried: enhancing is a pure function of the crop)."""
 
     def __init__(self, cfg: Config, gpu: bool) -> None:
-        from ..stages.enhance.stage import Enhancer
+        from ..stages.enhance.stage import LocalGenerator
 
         if not gpu and cfg.enhance.threads == 0:  # Ray sets OMP_NUM_THREADS=1 in its workers: on a CPU node
             import torch  # the generator should have the machine's cores, as it has on one machine
 
             torch.set_num_threads(len(os.sched_getaffinity(0)))
-        self.enhancer = Enhancer(cfg.enhance, cfg.device)
-        self.counted = _Counted(self.enhancer.batcher.run_batch)
-        self.enhancer.batcher.run_batch = self.counted
+        self.generator = LocalGenerator(cfg.enhance, cfg.device)
+        self.counted = _Counted(self.generator.batcher.run_batch)
+        self.generator.batcher.run_batch = self.counted
         self.node = ray.get_runtime_context().get_node_id()
 
     def enhance(self, items: list[np.ndarray]) -> list[np.ndarray]:
         """128×128 faces for these LR crops (or packed observations, with track fusion); no flush, so
         concurrent calls coalesce into batches."""
-        return self.enhancer.batcher.map(items, flush=False)
+        return self.generator.map(items, flush=False)
 
     def info(self) -> dict:
-        return self.enhancer.info
+        return self.generator.info
 
     def stats(self) -> dict:
         c = self.counted
@@ -105,13 +101,12 @@ def wait(ref: Any, timeout: float | None = None) -> Any:
     return ref.future().result(timeout)
 
 
-class RemoteEnhancer:
-    """Enhancer's interface (`faces → the same faces, enhanced`, `info`, `close`) over a generator actor, so a
-    recording's session runs unchanged inside a Ray task."""
+class RayGenerator:
+    """The `Generator` protocol over a generator actor, so a recording's session runs unchanged inside a Ray
+    task: the local `Enhancer` anchors and assesses what the actor returns."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
-        self.count = 0
 
     @functools.cached_property
     def info(self) -> dict:
@@ -120,29 +115,16 @@ class RemoteEnhancer:
 
     @property
     def frames(self) -> int:
-        """Observations fused per output (0: single-frame generator), as Enhancer.frames."""
         return int(self.info.get("fusion_frames") or 0)
 
-    @property
-    def strength(self) -> float:
-        """The actor's `enhance.strength`: the share of the generator's change kept over the camera's crop."""
-        return float(self.info.get("strength", 1.0))
-
     @classmethod
-    def near(cls, actors: dict[str, list[Any]], node: str, key: str) -> RemoteEnhancer:
+    def near(cls, actors: dict[str, list[Any]], node: str, key: str) -> RayGenerator:
         """The actor on this node (spread by `key` over its GPUs), or any actor if this node has none."""
         pool = actors.get(node) or [a for group in actors.values() for a in group]
         return cls(pool[zlib.crc32(key.encode()) % len(pool)])
 
-    def __call__(self, faces: list[Face]) -> list[Face]:
-        if not faces:
-            return faces
-        out = wait(self.actor.enhance.remote([item(f, self.frames) for f in faces]))
-        for f, img in zip(faces, out):
-            f.enhanced = finish(img, f.lr, f.crop, self.strength)  # a new array: zero-copy results are read-only
-            assess(f)
-        self.count += len(faces)
-        return faces
+    def map(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        return wait(self.actor.enhance.remote(items))
 
     def close(self) -> None:
         """Nothing to finish here: the actor is shared, and the driver ends it with the job."""

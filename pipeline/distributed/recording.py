@@ -29,7 +29,7 @@ from ..run.session import run_source
 from ..io.sources import open_source
 from ..run.build import Stages
 from ..run.stop import StopFlag
-from .generator import RemoteEnhancer
+from .generator import RayGenerator
 from .progress import RemoteBoard
 
 PARTIAL = ".partial"  # OUT/.partial/<name>/: attempts in progress; hidden, so no report mistakes it for a run
@@ -67,9 +67,9 @@ class NodeStages(Stages):
     """The shared stages as one task builds them: the node's generator actor instead of a local generator,
     progress sent to the driver, and the node recorded in the run's manifest."""
 
-    def __init__(self, cfg: Config, models_dir: str | Path | None, enhancer: RemoteEnhancer | None,
+    def __init__(self, cfg: Config, models_dir: str | Path | None, generator: RayGenerator | None,
                  board: RemoteBoard, node: dict) -> None:
-        super().__init__(cfg, models_dir, progress=False, enhancer=enhancer)
+        super().__init__(cfg, models_dir, progress=False, generator=generator)
         self.board, self.node = board, node  # type: ignore[assignment]  # ProgressBoard's interface
 
     def info(self, inputs: list[str]) -> dict:
@@ -93,8 +93,8 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
     board = RemoteBoard(progress, rec.folder)
     try:
         with open_source(rec.spec, cfg.source, name=rec.name) as source:
-            enhancer = RemoteEnhancer.near(generators, node["id"], rec.folder) if generators else None
-            stages = NodeStages(cfg, models_dir, enhancer, board, node)
+            generator = RayGenerator.near(generators, node["id"], rec.folder) if generators else None
+            stages = NodeStages(cfg, models_dir, generator, board, node)
             try:
                 result = run_source(stages, source, tmp, StopFlag())
             finally:

@@ -11,7 +11,7 @@ from ..core.version import __version__
 from ..stages.align import Aligner
 from ..core.config import Config
 from ..stages.detect import Detector
-from ..stages.enhance.stage import Enhancer
+from ..stages.enhance.stage import Enhancer, Generator
 from ..core.models import sha256
 from .progress import ProgressBoard, ProgressSettings
 from ..io.provenance import signer_from_config
@@ -23,15 +23,15 @@ class Stages:
     """Shared by the sessions of every source; `close` finishes the generator's queued work."""
 
     def __init__(self, cfg: Config, models_dir: str | Path | None = None,
-                 progress: bool | str | ProgressSettings = True, enhancer: Enhancer | None = None) -> None:
-        """`enhancer`: one already running (anything with Enhancer's interface, e.g. one that forwards the
-        crops to a generator shared by many processes); by default one is built here."""
+                 progress: bool | str | ProgressSettings = True, generator: Generator | None = None) -> None:
+        """`generator`: one already running (e.g. an actor shared by many processes); by default the enhance
+        stage builds its own."""
         self.cfg = cfg
         self.models_dir = models_dir
         self.board = ProgressBoard(progress)
         self.detector = Detector(cfg.detect, models_dir, cfg.device)
         self.aligner = Aligner(cfg.align)
-        self.enhancer = None if cfg.enhance.policy == "none" else enhancer or Enhancer(cfg.enhance, cfg.device)
+        self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(cfg.enhance, cfg.device, generator)
         self.annotator = Annotator(cfg.output)
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate

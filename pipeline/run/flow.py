@@ -21,11 +21,14 @@ from ..core.types import Face, Frame, Track
 
 @dataclass
 class Step:
-    """What one frame did: every face found, the tracks it started, the faces that became an inset."""
+    """What one frame did: every face found, the tracks it started, the faces that became an inset, and the
+    tracks it ended (unseen for `track.lost_seconds`), finalized."""
 
-    faces: list[Face]
+    faces: list[Face] = field(default_factory=list)
+    detected: bool = True  # False: a frame between detections (`detect.stride`): the faces shown before stay
     started: list[Track] = field(default_factory=list)  # first observation in this frame (`track.faces[0]`)
     improved: list[Face] = field(default_factory=list)  # enhanced now, better than the track's inset before
+    ended: list[Track] = field(default_factory=list)  # finalized: kept faces enhanced, candidates best first
 
 
 class FaceFlow:
@@ -45,17 +48,44 @@ class FaceFlow:
         self.detections = 0  # frames detected so far: every `detect.small_every`-th gets the full small-face pass
         self.last: list[np.ndarray] = []  # the previous detection's boxes
 
-    def reset(self) -> None:
-        """A new tracker (the camera reconnected, or another video begins): the open tracks are forgotten."""
+    @property
+    def tracks(self) -> dict[int, Track]:
+        """The open tracks by id."""
+        return self.tracker.tracks
+
+    def insets(self) -> dict[int, Face]:
+        """Each open track's best enhanced face so far, by track id (what the annotated video shows)."""
+        return {t.id: t.inset for t in self.tracker.tracks.values() if t.inset is not None}
+
+    def finish(self) -> list[Track]:
+        """End every open track (the stream is over or the camera reconnected), finalized; the next frame
+        starts a new tracker with fresh ids."""
+        ended = [self.finalize(t) for t in self.tracker.finish() if t.faces]
         self.tracker = Tracker(self.stages.cfg.track, self.fps)
         self.detections, self.last = 0, []
+        return ended
 
     def followed(self) -> list[np.ndarray]:
         """Where this stream's faces were last seen (the previous detection's, each open track's latest): between
         full small-face passes the detector looks for small faces only there."""
         return self.last + [t.faces[-1].box for t in self.tracker.tracks.values() if t.faces]
 
-    def __call__(self, frame: Frame) -> Step:
+    def step(self, frame: Frame) -> Step:
+        """One frame: its faces detected (every `detect.stride`-th frame, where a face can fit), tracked,
+        aligned and enhanced as the policy picks; the tracks it ended come back finalized."""
+        cfg = self.stages.cfg
+        if min(frame.image.shape[:2]) < cfg.detect.min_face:  # no face that size fits: not searched
+            self.stats.small_frames += 1
+            step = Step()
+        elif frame.index % cfg.detect.stride == 0:
+            step = self._detect(frame)
+        else:
+            step = Step(detected=False)
+        step.ended = [self.finalize(t) for t in self.tracker.ended(frame.time) if t.faces]
+        self.stats.frames += 1
+        return step
+
+    def _detect(self, frame: Frame) -> Step:
         """Detect, track, align and enhance (what the policy picks now) one frame's faces."""
         stages = self.stages
         with self.timings("detect"):
@@ -118,10 +148,11 @@ class FaceFlow:
                 self.stages.enhancer(faces)
             self.stats.enhanced += len(faces)
 
-    def finalize(self, track: Track) -> None:
+    def finalize(self, track: Track) -> Track:
         """A track that ended: enhance what the policy kept for later; its candidates best first."""
         if self.window is not None:
             self._released(track, ending=True)
             track.recent.clear()
         self._enhance([f for f in track.candidates if f.enhanced is None and not f.resolved])
         track.candidates.sort(key=lambda f: -f.quality)
+        return track

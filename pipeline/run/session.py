@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 from ..core.errors import EnhanceError, OutputError
 from ..io.events import RunEnded, RunStarted, TrackEnded, TrackStarted, TrackUpdated
-from .flow import FaceFlow
+from .flow import FaceFlow, Step
 from ..io.publish import Publisher
 from ..core.runstats import Latency, RunResult, RunStats, Timings
 from ..io.sinks.events import SourceEvents
@@ -131,29 +131,24 @@ class Session:
             yield frame
 
     def step(self, frame: Frame) -> None:
-        """Detect, track, align and enhance one frame, draw and encode it, and end the tracks it lost."""
+        """Detect, track, align and enhance one frame, draw and encode it, and write the tracks it ended."""
         if frame.segment != self.segment:  # the camera reconnected: its tracks ended at the disconnect
             self.segment = frame.segment
             self._end_all("disconnect")
-            self.flow.reset()
             self.shown = []
             if isinstance(self.video, SegmentedVideoWriter):
                 self.video.roll(frame.image.shape[1], frame.image.shape[0])
-        if min(frame.image.shape[:2]) < self.cfg.detect.min_face:  # no face that size fits: not searched
-            self.stats.small_frames += 1
-            self.shown = []
-        elif frame.index % self.cfg.detect.stride == 0:
-            self.shown = self._detect(frame)
+        step = self.flow.step(frame)
+        if step.detected:
+            self.shown = self._announce(step)
         if self.video is not None:
             with self.timings("annotate"):
-                insets = {t.id: t.inset for t in self.flow.tracker.tracks.values() if t.inset is not None}
-                image = self.stages.annotator(frame.image, self.shown, insets)
+                image = self.stages.annotator(frame.image, self.shown, self.flow.insets())
             with self.timings("encode"):
                 self.video.write(image, frame.time)
-        self.stats.frames += 1  # counted once drawn: a frame in the video is never missing from the count
         if frame.captured is not None:
             self.latency.add(time.time() - frame.captured)
-        for track in self.flow.tracker.ended(frame.time):
+        for track in step.ended:
             self.end_track(track, "lost")
         self.bar.update(self.stats.frames, self.stats.faces, self.stats.tracks, self.source.dropped)
         self._tick()
@@ -170,15 +165,15 @@ class Session:
             self._last_report = now
         self.publisher.request(report)
 
-    def _detect(self, frame: Frame) -> list[Face]:
-        """One frame through `FaceFlow`; its track events out, rows of faces no track holds (yet) written."""
-        step, name = self.flow(frame), self.source.name
+    def _announce(self, step: Step) -> list[Face]:
+        """A detected frame's track events out, rows of faces no track holds (yet) written; its faces back."""
+        name = self.source.name
         for track in step.started:
             first = track.faces[0]
             self.events(TrackStarted(source=name, track=track.id, frame=first.frame_index, time=first.time,
                                      score=round(float(first.score), 4)))
         for f in step.improved:
-            track = self.flow.tracker.tracks[f.track_id]
+            track = self.flow.tracks[f.track_id]
             self.events(TrackUpdated(source=name, track=track.id, frame=f.frame_index, time=f.time,
                                      observations=len(track.faces), enhanced=len(track.enhanced),
                                      confidence=f.confidence, quality=round(float(f.quality), 4)))
@@ -189,10 +184,7 @@ class Session:
     # ------------------------------------------------------------------ tracks
 
     def end_track(self, track: Track, reason: str) -> None:
-        """Enhance what the policy kept for later, write the track out and log its end."""
-        if not track.faces:  # ended before its first observation was taken (an error mid-frame)
-            return
-        self.flow.finalize(track)
+        """Write a finalized track out and log its end."""
         with self.timings("write"):
             written = self.writer.write_track(track)
             self.manifest.add_rows(written.rows)
@@ -204,7 +196,7 @@ class Session:
                                confidence=None if best is None else best.confidence))
 
     def _end_all(self, reason: str) -> None:
-        for track in self.flow.tracker.finish():
+        for track in self.flow.finish():
             self.end_track(track, reason)
 
     # ------------------------------------------------------------------ outputs

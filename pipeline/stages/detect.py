@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from ..core.config import DetectConfig
+from ..core.config import DetectConfig, stage_device
+from ..core.devices import Device
 from ..core.errors import ModelNotFound
 from ..core.models import find_model
 from ..core.types import Face
@@ -25,11 +26,12 @@ ROI_SPAN, ROI_MIN = 12.0, 384
 class Detector:
     """SCRFD on ONNX Runtime, through insightface's own pre/post-processing.
 
-    Runs on `cfg.device` (else `device`, the top-level setting): CUDA when asked or, for `auto`, when the
+    Runs on `cfg.device`, else `device` (the top-level setting): CUDA when asked or, for `auto`, when the
     installed onnxruntime has it (`devices.session`); `providers` says what it took and `why`.
     """
 
-    def __init__(self, cfg: DetectConfig, models_dir: str | Path | None = None, device: str = "auto") -> None:
+    def __init__(self, cfg: DetectConfig, models_dir: str | Path | None = None,
+                 device: str | Device = "auto") -> None:
         model_path = find_model(cfg.model, models_dir)
         # insightface prints on import and on load; keep the user's terminal for our progress bar.
         import contextlib
@@ -41,7 +43,8 @@ class Detector:
             from insightface.model_zoo.scrfd import SCRFD
 
             try:
-                sess, self.choice = session(model_path, cfg.device or device, cfg.threads, what="detector")
+                sess, self.choice = session(model_path, stage_device(cfg, device), cfg.threads,
+                                             what="detector")
             except DeviceError:
                 raise
             except Exception as e:  # onnxruntime raises its own types for unreadable files

@@ -20,7 +20,8 @@ from ...core.errors import InputError
 from .base import Source
 from .images import ImageSource, natural_key
 from .live import LiveSource
-from .urls import NETWORK_SCHEMES, expand_env, network_options, redact
+from ...core.text import expand_env
+from .urls import NETWORK_SCHEMES, network_options, redact
 from .video import VideoSource, cameras
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -72,7 +73,7 @@ def open_source(
         raise InputError(f"bad URL {shown}: {e}") from None
 
     if scheme in NETWORK_SCHEMES:
-        expanded, secrets = expand_env(spec, shown)
+        expanded, secrets = expand_env(spec, shown, InputError)
         target, opts = network_options(expanded, cfg, options)
         parts = urlsplit(shown)
         display = name or (parts.netloc + parts.path) or shown

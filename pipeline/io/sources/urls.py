@@ -6,39 +6,19 @@ secret (a password, a `${VAR}` value) from an error text that FFmpeg wrote with 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...core.config import SourceConfig
-from ...core.errors import InputError
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "rtmps", "srt", "udp", "tcp")
 _CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")  # up to the last @ of the authority
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def redact(uri: str) -> str:
     """Hide `user:pass@` in a URL so it can be logged, shown and written to manifests."""
     return _CREDENTIALS.sub(r"\1***@", str(uri))
-
-
-def expand_env(spec: str, shown: str) -> tuple[str, list[str]]:
-    """Fill `${VAR}` placeholders from the environment; returns the URL and the values used (secrets).
-
-    A missing variable is an `InputError` naming the variable, never a value.
-    """
-    values: list[str] = []
-
-    def fill(m: re.Match[str]) -> str:
-        value = os.environ.get(m.group(1))
-        if value is None:
-            raise InputError(f"environment variable {m.group(1)} is not set (used in {shown})")
-        values.append(value)
-        return value
-
-    return _ENV_VAR.sub(fill, spec), values
 
 
 def userinfo(uri: str) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol, get_args, runtime_checkable
 
@@ -54,6 +55,28 @@ class Backend(Protocol):
 CPU_PRECISIONS: tuple[str, ...] = get_args(CpuPrecision)
 
 
+@dataclass
+class Request:
+    """What `create` asks of a backend: the weights (and the network already loaded from them), the device,
+    the item shapes to prepare up front, the largest batch, and each backend's own options."""
+
+    weights: Path
+    digest: str
+    device: Device
+    model: torch.nn.Module | None = None
+    threads: int = 0
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
+    max_batch: int = 256
+    cpu_precision: str = "auto"
+    cuda_compile: str = "off"
+    options: dict = field(default_factory=dict)
+
+    def network(self) -> torch.nn.Module:
+        from .generator import load_generator
+
+        return self.model if self.model is not None else load_generator(self.weights)[0]
+
+
 class TorchCPU:
     """The generator in eager torch on the CPU, channels_last (oneDNN's fast layout; bit-identical output).
 
@@ -73,6 +96,10 @@ class TorchCPU:
         self.net = Uint8Net(model.eval().to(memory_format=torch.channels_last), dtype)
         self.dtype, self.threads = dtype, threads
         self.autocast = dtype == torch.float32 and (precision == "bf16" or precision == "auto" and cpu_bf16()[0])
+
+    @classmethod
+    def build(cls, r: Request) -> TorchCPU:
+        return cls(r.network(), r.threads, precision=r.cpu_precision, **r.options)
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -138,6 +165,12 @@ class TorchCUDA:
         self._pinned: dict[str, torch.Tensor] = {}  # host buffers kept across calls: pinning costs more than copying
         self.upload, self.download = torch.cuda.Stream(), torch.cuda.Stream()
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def build(cls, r: Request) -> TorchCUDA:
+        if r.device.kind == "cuda":
+            torch.cuda.set_device(r.device.index)
+        return cls(r.network(), jit=CUDA_COMPILE[r.cuda_compile], **r.options)
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -231,12 +264,17 @@ class OnnxRuntime:
             raise BackendUnavailable(f"onnxruntime: {why}")
         self.weights, self.model, self.threads = Path(weights), model, threads
         self.sha, self.cache_dir = weights_sha, cache_dir
-        self.device, self.max_batch = Device.parse(device), max_batch
+        self.device, self.max_batch = Device.of(device), max_batch
         self.providers, self.why = ["CPUExecutionProvider"], ""
         self._sessions: dict[tuple[int, ...], object] = {}
         self.files: dict[str, str] = {}
         for shape in shapes:  # export/load up front, so the first frame does not pay for it
             self._session(tuple(shape))
+
+    @classmethod
+    def build(cls, r: Request) -> OnnxRuntime:
+        return cls(r.weights, r.model, r.threads, r.digest, device=r.device, max_batch=r.max_batch, shapes=r.shapes,
+                   **r.options)
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -296,6 +334,12 @@ class TensorRT:
         self.paths = trt_mod.ensure_engines(weights, inputs, profile or trt_mod.Profile(), cache_dir, model=model)
         self.engines = {shape: trt_mod.TensorRTEngine(p) for shape, p in self.paths.items()}
 
+    @classmethod
+    def build(cls, r: Request) -> TensorRT:
+        if r.device.kind == "cuda":
+            torch.cuda.set_device(r.device.index)
+        return cls(r.weights, shapes=r.shapes, model=r.model, **r.options)
+
     @staticmethod
     def available() -> tuple[bool, str]:
         from . import tensorrt as trt_mod
@@ -330,11 +374,11 @@ def availability() -> dict[str, tuple[bool, str]]:
     return out
 
 
-def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None, device: str = "auto") -> list[str]:
+def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None, device: str | Device = "auto") -> list[str]:
     """The backends to try, in order, for a config value (`auto` or one name) on `device`."""
     if name != "auto" and name not in BACKENDS:
         raise BackendUnavailable(f"unknown enhance backend {name!r} (known: auto, {', '.join(BACKENDS)})")
-    kind = Device.parse(device).kind
+    kind = Device.of(device).kind
     found = found if found is not None else availability()
     if name == "auto":
         ort_gpu = found["onnxruntime"][0] and any(p in found["onnxruntime"][1] for p in GPU_PROVIDERS)
@@ -354,7 +398,7 @@ def resolve(name: str, found: dict[str, tuple[bool, str]] | None = None, device:
 
 
 def create(name: str, weights: str | Path, model: torch.nn.Module | None = None, threads: int = 0,
-           weights_sha: str | None = None, shapes: list[tuple[int, ...]] = (), device: str = "auto",
+           weights_sha: str | None = None, shapes: list[tuple[int, ...]] = (), device: str | Device = "auto",
            max_batch: int = 256, cpu_precision: str = "auto", cuda_compile: str = "off", **kw) -> Backend:
     """Build the backend `name` (or, for `auto`, the first one that builds) for these weights on `device`
     (`cuda:N` makes N torch's current CUDA device, for torch-cuda and tensorrt).
@@ -364,29 +408,17 @@ def create(name: str, weights: str | Path, model: torch.nn.Module | None = None,
     torch-cpu's (`TorchCPU`), `cuda_compile` torch-cuda's (`CUDA_COMPILE`).
     """
     from ...core.models import sha256
-    from .generator import load_generator
 
     weights = Path(weights)
-    digest = weights_sha or sha256(weights)
+    d = Device.of(device)
+    request = Request(weights, weights_sha or sha256(weights), d, model, threads, list(shapes), max_batch,
+                      cpu_precision, cuda_compile, kw)
     failures = []
-    d = Device.parse(device)
-    for n in resolve(name, device=device):
+    for n in resolve(name, device=d):
         try:
-            if n in ("torch-cuda", "tensorrt") and d.kind == "cuda":
-                torch.cuda.set_device(d.index)
-            if n == "torch-cpu":
-                m = model if model is not None else load_generator(weights)[0]
-                return TorchCPU(m, threads, precision=cpu_precision, **kw)
-            if n == "torch-cuda":
-                m = model if model is not None else load_generator(weights)[0]
-                return TorchCUDA(m, jit=CUDA_COMPILE[cuda_compile], **kw)
-            if n == "onnxruntime":
-                return OnnxRuntime(weights, model, threads, digest, device=device, max_batch=max_batch,
-                                   shapes=shapes, **kw)
-            return TensorRT(weights, shapes=shapes, model=model, **kw)
+            return BACKENDS[n].build(request)
         except EnhanceError as e:
             if name != "auto":
                 raise
             failures.append(f"{n}: {e}")
     raise BackendUnavailable("no enhance backend could be built: " + "; ".join(failures))
-
