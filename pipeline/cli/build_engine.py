@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import argparse
 from pathlib import Path
 
 from ..core.geometry import ENTRIES
 from .common import check_entries, ints
+
+_LOG = logging.getLogger(__name__)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -41,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     ok, why = available()
     if not ok:
         raise TensorRTError(f"cannot build a TensorRT engine here: {why} (the ONNX files above are ready)")
-    ensure_engines(weights, tuple(args.entries), profile, args.cache, log=print)
+    ensure_engines(weights, tuple(args.entries), profile, args.cache, log=_LOG.info)
     return 0

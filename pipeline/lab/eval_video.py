@@ -11,6 +11,7 @@ cosine (MobileFaceNet, never a training loss), mean skin colour error, detection
 
 from __future__ import annotations
 
+import logging
 import json
 import time
 from collections import defaultdict
@@ -25,6 +26,9 @@ from ..core.geometry import CROP
 from ..io.records import TrackRecord
 from ..core.errors import InputError
 from .truth import Shrink, bicubic_crop, encode, plan_shrink, read_frames, video_rate
+
+_LOG = logging.getLogger(__name__)
+
 
 METHODS = ("model", "bicubic", "input_bicubic")  # input_bicubic: a diagnostic (what the entry size lost), not the baseline
 SKIN = (slice(60, 100), slice(44, 84))  # eyes-to-mouth box of the canonical crop (rows, cols)
@@ -195,7 +199,7 @@ def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> 
 
 def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26, weights: str | None = None,
                    models_dir: str | None = None, overrides: list[str] | None = None, fused: str | None = None,
-                   fusion: int = 8, log=print) -> dict:
+                   fusion: int = 8, log=_LOG.info) -> dict:
     """Run the protocol for every clip × face size; returns (and writes) the summary.
 
     With `fused` (a track-fusion generator) every camera clip is also run with `enhance.fusion: fusion` and

@@ -11,6 +11,7 @@ and skipped.
 
 from __future__ import annotations
 
+import logging
 import csv
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ from ..stages.align import warp
 from ..core.errors import InputError
 from ..core.geometry import ARCFACE_112, CROP, TEMPLATE, similarity
 from ..core.models import find_model
+
+_LOG = logging.getLogger(__name__)
+
 
 if TYPE_CHECKING:
     from ..stages.enhance.backends import Backend
@@ -139,7 +143,7 @@ def evaluate(
     out_dir: Path | None = None,
     seed: int = 0,
     sheet: int = 8,
-    log=print,
+    log=_LOG.info,
     det_size: int = 320,
     strength: float | None = None,
     mirror: bool | None = None,

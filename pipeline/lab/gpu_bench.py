@@ -10,6 +10,7 @@ from what that run showed: the compiled network is the fast one, and the host pa
 
 from __future__ import annotations
 
+import logging
 import json
 import time
 from pathlib import Path
@@ -18,6 +19,9 @@ from typing import Callable
 import numpy as np
 
 from ..core.geometry import ENTRIES
+
+_LOG = logging.getLogger(__name__)
+
 
 BATCHES = (1, 16, 64, 256, 1024)
 DTYPES = ("fp16", "bf16", "fp32")
@@ -140,7 +144,7 @@ def _isolated_child(weights: str, mode: str, cuda: bool, minutes: float, out: st
     model, meta = load_generator(Path(weights))
     rows = bench_generator_grid(model, meta.get("name", "generator"), entries=(COMPILED[1],), batches=batches,
                                 dtypes=(COMPILED[0] if cuda else "fp32",), modes=(mode,), cuda=cuda,
-                                clock=Clock(minutes), budget_s=budget_s, log=print)
+                                clock=Clock(minutes), budget_s=budget_s, log=_LOG.info)
     (Path(out) / f"isolated_{mode}.json").write_text(json.dumps(rows))
 
 

@@ -1,9 +1,10 @@
 """`enhance-faces lab gpu-run`: the one prepared job for a lent GPU, and what it carries.
 
-A GPU comes rarely here, for about 15 minutes, bare (torch with CUDA, OpenCV, onnxruntime, safetensors; no
-PyAV, no insightface, no package index) and with at most 64 MiB of files. So everything is decided on the
-CPU beforehand: `--prepare` writes `data/gpu/` (a packed video cache, a subset of the still faces, the val
-faces) sized to fit beside the checkout; the run then, in this order, writes into one folder:
+The job is made for a short, bare GPU session (torch with CUDA, OpenCV, onnxruntime, safetensors; no PyAV,
+no insightface, no package index) that receives a bounded amount of files (`CARRY_BYTES`). So everything
+is decided on the CPU beforehand: `--prepare` writes `data/gpu/` (a packed video cache, a subset of the
+still faces, the val faces) sized to fit beside the checkout; the run then, in this order, writes into one
+folder:
 
 1. the card and its two ceilings (a large bf16/fp16 matrix product, a device-to-device copy);
 2. the shipped generator on `torch-cuda`: every entry × batch × fp16/bf16/fp32 × eager+channels_last /
@@ -21,6 +22,7 @@ is `gpu_bench.py`.
 
 from __future__ import annotations
 
+import logging
 import json
 import platform
 import shutil
@@ -36,6 +38,9 @@ import numpy as np
 from ..core.geometry import ENTRIES
 from .gpu_bench import (BATCHES, COMPILED_MODES, DTYPES, MODES, Clock, bench_generator_grid, ceilings, device_rate, isolated_cells,
                         precision_on_gpu, tuning)
+
+_LOG = logging.getLogger(__name__)
+
 
 CARRY_BYTES = 64 * 2**20  # what one device call carries: the checkout's tracked files plus `carry` paths
 WHEELS = ("pytorch-msssim", "platformdirs")  # what the training burst needs that the GPU image lacks
@@ -111,7 +116,7 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
 
 
 def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_run: bool, models: str | None,
-        log: Callable[[str], None] = print, bench: bool = True, tune: bool = False) -> dict:
+        log: Callable[[str], None] = _LOG.info, bench: bool = True, tune: bool = False) -> dict:
     import torch
 
     from ..run.bench import val_faces
@@ -224,7 +229,7 @@ def summary(res: dict) -> str:
 
 
 def prepare(out: Path, faces: Path, video: Path, stills: int, video_mb: float, tree_bytes: int, fan: Path,
-            wheels: bool = True, log: Callable[[str], None] = print) -> dict:
+            wheels: bool = True, log: Callable[[str], None] = _LOG.info) -> dict:
     """`data/gpu/`: faces/{train,val} (the first `stills` train faces, all val), video.npz, the FAN (the
     heatmap loss) and wheels the GPU image lacks, sized so that with the checkout's tracked files
     (`tree_bytes`) the call stays under `CARRY_BYTES`."""

@@ -26,6 +26,7 @@ bound what any choice of `enhance.strength`, global or per tile, can win.
 
 from __future__ import annotations
 
+import logging
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -39,6 +40,9 @@ from .eval_video import Obs, psnr, read_run
 from ..core.geometry import CROP, resize_matrix, source_span
 from .track_filter import temporal_probe
 from .truth import bicubic_crop, compose, plan_shrink, read_frames, yuv420_round_trip
+
+_LOG = logging.getLogger(__name__)
+
 
 UPSAMPLE = 4  # registration runs on the input upsampled this much: sub-pixel shifts of a 16–64 px face
 BACK_PROJECTIONS = 10  # iterations of back-projection (more sharpen noise, not detail)
@@ -299,7 +303,7 @@ def probe_clip(hr_path: Path, run_dir: Path, res: dict, scorer: _Scorer, windows
 
 def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list[float], every: int = 4,
           weights: str | None = None, models_dir: str | None = None, strength: float | None = None,
-          sizes: list[int] | None = None, smoothing: tuple[float, float] = SMOOTHING, log=print) -> dict:
+          sizes: list[int] | None = None, smoothing: tuple[float, float] = SMOOTHING, log=_LOG.info) -> dict:
     """Every clip × face size (or those of `sizes`) of an eval-video `--out` folder; returns the per-clip
     results and means."""
     from ..core.config import EnhanceConfig

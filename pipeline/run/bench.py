@@ -8,6 +8,7 @@ grid (batches 1, 16, 64, 256, 1024) meant for a GPU.
 
 from __future__ import annotations
 
+import logging
 import json
 import os
 import tempfile
@@ -18,6 +19,9 @@ from typing import Callable
 import numpy as np
 
 from ..core.geometry import CROP, ENTRIES
+
+_LOG = logging.getLogger(__name__)
+
 
 DEFAULT_BATCHES = (1, 16, 64)
 FULL_BATCHES = (1, 16, 64, 256, 1024)
@@ -68,7 +72,7 @@ def bench_loop(run: Callable[[np.ndarray], np.ndarray], entry: int, faces: int =
 
 def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BATCHES, entries=ENTRIES,
                     budget_s: float = 2.0, threads: int = 0, loop_faces: int = 16, fusion: int = 0,
-                    cpu_precisions: tuple[str, ...] = ("auto",), log: Callable[[str], None] = print) -> list[dict]:
+                    cpu_precisions: tuple[str, ...] = ("auto",), log: Callable[[str], None] = _LOG.info) -> list[dict]:
     """Every available backend × entry × batch, plus a batch-1 loop per backend × entry. A track-fusion
     weights file is measured on items of `fusion` observations (fused outputs per second). torch-cpu is
     built once per `cpu_precisions` entry (rows "torch-cpu fp32", "torch-cpu bf16" when there are several).
@@ -200,7 +204,7 @@ class _HalfStorage:
 
 
 def precision_check(weights: str | Path, faces_dir: str | Path, limit: int = 0, native_limit: int = 16,
-                    entries=ENTRIES, log: Callable[[str], None] = print) -> dict:
+                    entries=ENTRIES, log: Callable[[str], None] = _LOG.info) -> dict:
     """PSNR to the originals of fp32 vs fp16/bf16 outputs on the val faces (no GPU needed).
 
     `emulated`: fp16/bf16 storage of every intermediate (see _HalfStorage) on all faces;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from ...core.config import AlignConfig
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         p = Path(c)
         for f in sorted(p.glob("*.mp4")) if p.is_dir() else [p]:
             if f.stem in held_out:  # evaluation people never enter training
-                print(f"{f.name}: held out for evaluation in {args.split}, skipped")
+                logging.getLogger(__name__).info("%s: held out for evaluation in %s, skipped", f.name, args.split)
                 continue
             if f.stem not in train_names:
                 raise InputError(f"{f.name} is not in the train list of {args.split}: add it there first")

@@ -9,6 +9,7 @@ attention maps as JPEG q90 (mean error ~1/255). `SequenceSet` reads both layouts
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,9 @@ import numpy as np
 
 from ...core.errors import InputError
 from ...core.geometry import ENTRIES
+
+_LOG = logging.getLogger(__name__)
+
 
 LOSSLESS = [cv2.IMWRITE_WEBP_QUALITY, 101]  # WebP quality above 100 is lossless
 ATTENTION_QUALITY = 90
@@ -29,7 +33,7 @@ def _blobs(images: list[np.ndarray], ext: str, params: list[int]) -> tuple[np.nd
     return (np.concatenate(enc) if enc else np.zeros(0, np.uint8)), off
 
 
-def pack_video(src: Path, out: Path, max_mb: float, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+def pack_video(src: Path, out: Path, max_mb: float, seed: int = 0, log: Callable[[str], None] = _LOG.info) -> dict:
     """Write `out` (≤ `max_mb` MB) from the cache `src`; returns counts."""
     if not src.is_file():
         raise InputError(f"video training cache not found: {src} (run `prepare-video` first)")

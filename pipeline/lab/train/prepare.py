@@ -8,6 +8,7 @@ Photos with no face found are reported and skipped.
 
 from __future__ import annotations
 
+import logging
 import csv
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ from ...core.errors import InputError
 from ...core.geometry import CROP, similarity
 from ...core.models import find_model
 from .losses import attention_map, load_fan
+
+_LOG = logging.getLogger(__name__)
+
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -59,7 +63,7 @@ def prepare(
     limit: int = 0,
     quality: int = 95,
     det_size: int = 320,
-    log=print,
+    log=_LOG.info,
 ) -> dict[str, int]:
     detector = Detector(DetectConfig(input_size=det_size, small_faces=0.0), models_dir)  # one large face a photo
     fan = load_fan(find_model("fan68_compressed.pth", models_dir))

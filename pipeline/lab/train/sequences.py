@@ -15,6 +15,7 @@ the low-res input (`lr16`/`lr32`/`lr64` hold the frames of each entry, `lr_row` 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +34,9 @@ from ...core.geometry import ENTRIES
 from ...core.models import find_model
 from ..truth import Shrink, encode, plan_shrink, read_frames, video_rate
 from .losses import attention_map, load_fan
+
+_LOG = logging.getLogger(__name__)
+
 
 FRAME = (192, 192)  # camera frame of a training clip: the detector sees it at native scale, as in a 640×360 run
 
@@ -87,7 +91,7 @@ class Builder:
     """Renders clips into camera video, detects and aligns on it, and collects (input, target) frames."""
 
     def __init__(self, models_dir: str | None, max_downscale: float = AlignConfig.max_downscale, jpeg_quality: int = 90,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = _LOG.info) -> None:
         self.detector = Detector(DetectConfig(input_size=max(FRAME), min_face=6), models_dir)
         self.hr_detector = Detector(DetectConfig(input_size=320, small_faces=0.0), models_dir)
         self.aligner = Aligner(AlignConfig(list(ENTRIES), max_downscale))
@@ -201,7 +205,7 @@ class Builder:
 def prepare_video(clips: list[Path], stills: list[Path], out: Path, models_dir: str | None, renders: int = 4,
                   still_frames: int = 6, face_px: tuple[float, float] = (14.0, 44.0), crf: tuple[int, int] = (20, 34),
                   max_frames: int = 0, seed: int = 0, max_downscale: float = AlignConfig.max_downscale, name: str = "train",
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = _LOG.info) -> dict:
     """Build one cache from high-res clips (each rendered `renders` times) and stills (one pseudo-clip each)."""
     b = Builder(models_dir, max_downscale, log=log)
     work = out / ".work"

@@ -5,6 +5,7 @@ checkpoint/resume, validation PSNR against bicubic, fixed seeds.
 
 from __future__ import annotations
 
+import logging
 import copy
 import dataclasses
 import json
@@ -28,6 +29,9 @@ from .data import FaceSet, SequenceSet, make_batch, make_fusion_batch, to_tensor
 from .degrade import clean
 from .discriminator import ProgressiveDiscriminator
 from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ssim_loss
+
+_LOG = logging.getLogger(__name__)
+
 
 def build_generator(cfg: TrainConfig) -> ProgressiveGenerator | FusionGenerator:
     """The network a training config describes, at its initial weights (training and `export` both build it)."""
@@ -64,7 +68,7 @@ def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class Trainer:
     """Progressive training of one generator from a `TrainConfig`; `fit` runs it, `load` resumes it."""
 
-    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = _LOG.info) -> None:
         self.cfg = cfg
         self.log_fn = log
         torch.manual_seed(cfg.seed)
