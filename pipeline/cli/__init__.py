@@ -43,7 +43,8 @@ class Version(argparse.Action):
             gen = f"{weights.stem} (sha256 {sha256(weights)})"
         except EnhanceError as e:
             gen = f"none ({e})"
-        parser.exit(message=f"{PROG} {__version__}\ngenerator {gen}\n")
+        sys.stdout.write(f"{PROG} {__version__}\ngenerator {gen}\n")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
