@@ -22,7 +22,7 @@ from .errors import ConfigError, EnhanceError
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GPU_PROVIDERS = (TENSORRT, CUDA)
 PATTERN = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
-GPU_WHEEL = "pip install onnxruntime-gpu in place of onnxruntime (README, GPU)"
+GPU_WHEEL = "pip install onnxruntime-gpu in place of onnxruntime (docs/gpu.md)"
 
 
 class DeviceError(EnhanceError):

@@ -2,9 +2,8 @@
 batch-1 loop beside it, the device-resident rate of the best cell against the measured matmul peak, and
 fp16/bf16 against fp32 on real faces. On the CPU (the dry run) the same code runs a tiny grid on torch-cpu.
 
-Executed on an NVIDIA H200 on 2026-11-26 and 2026-11-27 (README "On a GPU", engines/results/gpu/).
-AOTInductor's package crashed the process on load there, so a compiled mode runs in a spawned child
-(`isolated_cells`); the second run measured `torch.compile` (mode `jit`) that way. `tuning` (`--tune`) came
+Results: benchmarks/generator-gpu. AOTInductor's package can crash the process on load, so a compiled mode
+runs in a spawned child (`isolated_cells`); `torch.compile` (mode `jit`) is measured that way. `tuning` (`--tune`) came
 from what that run showed: the compiled network is the fast one, and the host path was the next limit.
 """
 

@@ -18,8 +18,8 @@ from ..core.types import Face
 SMALL_AT_INPUT = 32.0
 NATIVE_UP_TO = 1.25  # frames at most this much larger than detect.input_size: one pass at their own size, not two
 DUPLICATE_IOU = 0.4  # a face the small-face pass found again, in the whole-frame pass
-# Between full small-face passes: a window of 12x a followed face's size, at least 384 px. SCRFD needs the context:
-# on the 1080p test clip (README, Measured) 4x / 96 px windows found 24 of 32 faces, 8x / 256 px 30, 12x / 384 px 32.
+# Between full small-face passes: a window of 12x a followed face's size, at least 384 px. SCRFD needs the
+# context: smaller windows lose faces the full pass finds (benchmarks/detection).
 ROI_SPAN, ROI_MIN = 12.0, 384
 
 

@@ -48,9 +48,8 @@ def _misalign(hr: np.ndarray, cfg: DegradeConfig, rng: np.random.Generator) -> n
 
 
 def _motion_kernel(length: float, angle: float) -> np.ndarray:
-    """A line `length` px long at `angle`, centred on the kernel, so blurring never moves the face. (Until
-    2026-11-27 the line sat a quarter of the way in, which shifted every motion-blurred input by about 1.4
-    low-res pixels, diagonally; the shipped generator learned to move such faces back.)"""
+    """A line `length` px long at `angle`, centred on the kernel, so blurring never moves the face (an
+    off-centre line shifts every motion-blurred input, and a generator trained on it learns to move faces)."""
     size = int(np.ceil(length)) * 2 + 1
     k = np.zeros((size, size), np.float32)
     c = size // 2

@@ -81,9 +81,9 @@ class TorchCPU:
     """The generator in eager torch on the CPU, channels_last (oneDNN's fast layout; bit-identical output).
 
     `precision` bf16 runs the convolutions in bf16 under autocast while the bicubic base each head adds its
-    residual to, and the sum, stay fp32; `auto` takes bf16 where the CPU multiplies bf16 natively. On this
-    project's 2-core Xeon (AMX) that is about 3× the fp32 rate and moves the held-out outputs by ~0.001 dB
-    (README, "CPU precision"). `dtype` casts the whole model instead, for the precision grid of `gpu_bench`.
+    residual to, and the sum, stay fp32; `auto` takes bf16 where the CPU multiplies bf16 natively, where it
+    is faster than fp32 at a negligible change in the outputs (benchmarks/generator-cpu). `dtype` casts the
+    whole model instead, for the precision grid of `gpu_bench`.
     """
 
     name = "torch-cpu"
@@ -131,8 +131,8 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-# enhance.cuda_compile → torch.compile's mode inside torch-cuda's own CUDA graphs. On the H200, entry 16 at
-# batch 1024: eager 19k faces/s on the device, "default" 35k, "max-autotune" 56k (README "On a GPU").
+# enhance.cuda_compile → torch.compile's mode inside torch-cuda's own CUDA graphs (figures per mode:
+# benchmarks/generator-gpu).
 CUDA_COMPILE: dict[str, str | None] = {"off": None, "default": "default",
                                        "max-autotune": "max-autotune-no-cudagraphs"}
 
@@ -141,9 +141,9 @@ class TorchCUDA:
     """fp16 (or bf16), channels_last, one CUDA graph per (item shape, padded batch) holding the uint8 → uint8
     path (`Uint8Net`); pinned host buffers kept across calls. A call larger than `max_batch` (the largest graph
     bucket) runs in chunks, pipelined: chunk k+1 uploads and computes while chunk k downloads, and the host
-    copies chunk k out of the pinned buffer while the device works on the later ones. Executed on an H200
-    (README "On a GPU"). `jit`: a `torch.compile` mode (`CUDA_COMPILE`'s values), compiled in-process under the
-    same CUDA graphs; it replaced an AOTInductor package, whose `aoti_load_package` segfaulted on the H200.
+    copies chunk k out of the pinned buffer while the device works on the later ones (docs/gpu.md says where
+    it ran). `jit`: a `torch.compile` mode (`CUDA_COMPILE`'s values), compiled in-process under the
+    same CUDA graphs, in place of an AOTInductor package, whose `aoti_load_package` crashed on load.
     """
 
     name = "torch-cuda"
