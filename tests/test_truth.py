@@ -102,8 +102,10 @@ def eval_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ev")
     js = tmp / "s.json"
+    groups = tmp / "split.yaml"
+    groups.write_text("groups: {d0: [older], d3: [child]}\n")
     rc = main(["lab", "eval-video", str(HEADS / "d0.mp4"), "--face-px", "24", "--out", str(tmp / "ev"),
-               "--models", str(MODELS), "--json", str(js)])
+               "--models", str(MODELS), "--json", str(js), "--groups", str(groups)])
     return rc, js, tmp / "ev"
 
 
@@ -112,8 +114,11 @@ def test_eval_video_end_to_end(eval_run):
     """`enhance-faces lab eval-video` on a real clip: the pipeline finds the face, the tiles score against the truth."""
     rc, js, out = eval_run
     assert rc == 0
-    r = json.loads(js.read_text())["clips"]["d0"]["24"]
+    summary = json.loads(js.read_text())
+    r = summary["clips"]["d0"]["24"]
     assert r["detection_rate"] > 0.9 and r["observations"] > 60
+    assert summary["codec"] == "libx264" and list(summary["groups"]) == ["older"]  # per group: only clips run
+    assert summary["groups"]["older"]["clips"] == ["d0"] and summary["groups"]["older"]["24"] == summary["mean"]["24"]
     for m in ("model", "bicubic"):
         assert 20 < r[m]["psnr"] < 40 and 0 < r[m]["ssim"] < 1 and -1 < r[m]["id_cos"] <= 1
         assert 0 < r[m]["temporal"] < 20

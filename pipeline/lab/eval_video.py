@@ -1,12 +1,13 @@
 """`eval-video`: how faithful the enhanced faces are on real video, against the truth the camera never saw.
 
 For each high-resolution clip and face size: shrink the clip with area averaging so its face has the asked
-height, pad it into a CCTV-sized frame, encode it as a camera would (H.264, yuv420p, CRF), run the real
+height, pad it into a CCTV-sized frame, encode it as a camera would (H.264 or H.265, yuv420p, CRF), run the real
 pipeline on it with every face enhanced, and for every enhanced observation cut the ground-truth 128 crop
 from the high-resolution frame through the same source → crop matrix (`truth.Shrink`). The baseline is
 bicubic resampling of the camera frame straight into the same crop. Scores per clip: PSNR, SSIM, identity
 cosine (MobileFaceNet, never a training loss), mean skin colour error, detection rate and temporal error
 (flicker not in the truth). Writes a JSON and a sample sheet per clip (LR input | bicubic | model | truth).
+With `groups` (person → groups such as child, older, darker) the summary also has the means per group.
 """
 
 from __future__ import annotations
@@ -197,9 +198,15 @@ def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> 
     cv2.imwrite(str(path), np.vstack([header] + tiles))
 
 
+def person_of(clip: str, groups: dict[str, list[str]]) -> str:
+    """The person a clip shows: its name, or the name before `_<n>` (a person's clips are `<person>_<n>`)."""
+    return clip if clip in groups else clip.rsplit("_", 1)[0]
+
+
 def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26, weights: str | None = None,
                    models_dir: str | None = None, overrides: list[str] | None = None, fused: str | None = None,
-                   fusion: int = 8, log=_LOG.info) -> dict:
+                   fusion: int = 8, log=_LOG.info, codec: str = "libx264",
+                   groups: dict[str, list[str]] | None = None) -> dict:
     """Run the protocol for every clip × face size; returns (and writes) the summary.
 
     With `fused` (a track-fusion generator) every camera clip is also run with `enhance.fusion: fusion` and
@@ -223,7 +230,7 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
     scorer = IdentityScorer(find_model("mobilefacenet_128d.onnx", models_dir))
     hr_detector = Detector(DetectConfig(model=stages["model"].cfg.detect.model, input_size=320, small_faces=0.0),
                            models_dir)
-    summary: dict = {"crf": crf, "sizes": sizes, "settings": runs, "clips": {},
+    summary: dict = {"crf": crf, "codec": codec, "sizes": sizes, "settings": runs, "clips": {},
                      **{f"generator_{n}" if n != "model" else "generator": st.enhancer.info if st.enhancer else None
                         for n, st in stages.items()}}
     try:
@@ -232,7 +239,7 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
             w, h = next(read_frames(clip)).shape[1::-1]
             for px in sizes:
                 t0 = time.time()
-                res = _clip_size(clip, px, hr_h, (w, h), out / clip.stem / f"face{px}", crf, stages, scorer)
+                res = _clip_size(clip, px, hr_h, (w, h), out / clip.stem / f"face{px}", crf, stages, scorer, codec)
                 summary["clips"].setdefault(clip.stem, {})[str(px)] = res
                 log(_line(clip.stem, px, res) + f"  ({time.time() - t0:.0f}s)")
     finally:
@@ -240,13 +247,21 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
             st.close()
     summary["mean"] = {str(px): _mean([summary["clips"][c][str(px)] for c in summary["clips"]
                                        if str(px) in summary["clips"][c]]) for px in sizes}
+    if groups:
+        members: dict[str, list[str]] = defaultdict(list)
+        for c in summary["clips"]:
+            for g in groups.get(person_of(c, groups), []):
+                members[g].append(c)
+        summary["groups"] = {g: {"clips": cs, **{str(px): _mean([summary["clips"][c][str(px)] for c in cs
+                                                               if str(px) in summary["clips"][c]]) for px in sizes}}
+                             for g, cs in sorted(members.items())}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
 def _clip_size(clip: Path, px: int, hr_h: float, size: tuple[int, int], d: Path, crf: int, stages: dict,
-               scorer) -> dict:
+               scorer, codec: str = "libx264") -> dict:
     """One clip at one face size: the camera clip, a pipeline run per generator, the scores."""
     from ..run.session import run_source
     from ..io.sources import open_source
@@ -254,7 +269,7 @@ def _clip_size(clip: Path, px: int, hr_h: float, size: tuple[int, int], d: Path,
     d.mkdir(parents=True, exist_ok=True)
     shrink = plan_shrink(size[0], size[1], hr_h, px)
     lr_path = d / "camera.mp4"
-    n = encode((shrink.apply(f) for f in read_frames(clip)), lr_path, video_rate(clip), crf=crf)
+    n = encode((shrink.apply(f) for f in read_frames(clip)), lr_path, video_rate(clip), crf=crf, codec=codec)
     scored = {}
     for name, st in stages.items():
         run = d / ("run" if name == "model" else f"run_{name}")
@@ -288,8 +303,9 @@ def _mean(results: list[dict]) -> dict:
         if all(m in r for r in rs):
             out[m] = {k: float(np.nanmean([r[m][k] for r in rs])) for k in rs[0][m]}
     d = [r["delta_psnr"] for r in rs]
-    out.update(delta_psnr=float(np.mean(d)), delta_psnr_min=float(np.min(d)),
-               id_ratio_min=float(np.min([r["id_ratio"] for r in rs])))
+    ratios = [r["id_ratio"] for r in rs]
+    out.update(delta_psnr=float(np.mean(d)), delta_psnr_min=float(np.min(d)), id_ratio_min=float(np.min(ratios)),
+               id_ratio_mean=float(np.mean(ratios)), id_at_least_bicubic=int(sum(x >= 1.0 for x in ratios)))
     if "fused" in out:
         out.update(delta_fused=float(np.mean([r["delta_fused"] for r in rs])),
                    delta_fused_min=float(np.min([r["delta_fused"] for r in rs])),
@@ -333,5 +349,12 @@ def format_summary(summary: dict) -> str:
                              f"{mean['delta_fused_min']:+.2f}), vs model worst clip {mean['fused_vs_model_min']:+.2f}  "
                              f"ID {f['id_cos']:.3f} (worst ratio {mean['fused_id_ratio_min']:.2f})  "
                              f"temporal {f['temporal']:.2f}")
+        for group, per in summary.get("groups", {}).items():
+            g = per.get(str(px))
+            if g:
+                lines.append(f"{group.upper():>8s} {px:3d}px  ({g['clips']} clips) ΔPSNR {g['delta_psnr']:+.2f} "
+                             f"(worst {g['delta_psnr_min']:+.2f})  ID {g['model']['id_cos']:.3f} vs "
+                             f"{g['bicubic']['id_cos']:.3f} (worst ratio {g['id_ratio_min']:.2f})  skinΔE "
+                             f"{g['model']['skin_dE']:.1f} vs {g['bicubic']['skin_dE']:.1f}")
         lines.append("")
     return "\n".join(lines)

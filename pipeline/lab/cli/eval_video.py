@@ -13,7 +13,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-video", help="score the generator against the truth on real high-res face video")
     p.add_argument("clips", nargs="+", metavar="CLIP", help="high-resolution face clips (files or folders of .mp4)")
     p.add_argument("--face-px", default="16,20,24,32,40", help="face heights to shrink to (comma-separated)")
-    p.add_argument("--crf", type=int, default=26, help="H.264 CRF of the camera-like encode")
+    p.add_argument("--crf", type=int, default=26, help="CRF of the camera-like encode")
+    p.add_argument("--codec", choices=("libx264", "libx265"), default="libx264",
+                   help="the camera's codec: H.264 (libx264) or H.265 (libx265)")
+    p.add_argument("--groups", default=None, metavar="SPLIT.yaml",
+                   help="a split file with `groups: {person: [child, older, darker, …]}`: means per group too")
     p.add_argument("--weights", default=None, help="generator safetensors (default: the one in engines/)")
     p.add_argument("--fused", default=None, metavar="WEIGHTS",
                    help="also run a track-fusion generator on every clip and score it as `fused`")
@@ -47,8 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if not clips:
         raise InputError("no clips given")
     out = Path(args.out)
+    groups = None
+    if args.groups:
+        from ...core.config import read_yaml
+
+        groups = {str(k): list(v or []) for k, v in (read_yaml(args.groups).get("groups") or {}).items()}
     summary = evaluate_clips(clips, sizes, out, args.crf, args.weights, args.models, args.overrides, args.fused,
-                             args.fusion)
+                             args.fusion, codec=args.codec, groups=groups)
     print(format_summary(summary))
     print(f"summary: {out / 'summary.json'}; sample sheets: {out}/<clip>/face<px>/samples.png")
     if args.json:
