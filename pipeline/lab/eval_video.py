@@ -16,7 +16,7 @@ import logging
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,9 +198,9 @@ def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> 
     cv2.imwrite(str(path), np.vstack([header] + tiles))
 
 
-def person_of(clip: str, groups: dict[str, list[str]]) -> str:
+def person_of(clip: str, people: Collection[str]) -> str:
     """The person a clip shows: its name, or the name before `_<n>` (a person's clips are `<person>_<n>`)."""
-    return clip if clip in groups else clip.rsplit("_", 1)[0]
+    return clip if clip in people else clip.rsplit("_", 1)[0]
 
 
 def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26, weights: str | None = None,

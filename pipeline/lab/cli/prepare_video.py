@@ -8,15 +8,16 @@ from pathlib import Path
 
 from ...core.config import AlignConfig
 from ...core.models import CONFIGS
+from ..pack import CLIPS
 from ...cli.common import DATA, add_models_option, data, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare-video", help="make training sequences the way the pipeline sees faces in video")
-    clips = data("video", "talking_heads")
-    p.add_argument("--clips", nargs="*", default=[clips] if clips else None, required=clips is None,
+    shared = data("video", "talking_heads")
+    p.add_argument("--clips", nargs="*", default=[*([shared] if shared else []), str(CLIPS)],
                    help="high-res face clips or folders of them (only those in the split's train list are used; "
-                        "default: $ENHANCE_DATA/video/talking_heads)")
+                        "default: $ENHANCE_DATA/video/talking_heads and the training pack, pipeline/lab/pack/clips)")
     p.add_argument("--split", default=str(CONFIGS / "video_split.yaml"), help="train/eval split by person")
     p.add_argument("--stills", default=data("faces", "train") or "",
                    help="face photos turned into short clips ('' for none; default: $ENHANCE_DATA/faces/train)")
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ...core.config import read_yaml
     from ...core.errors import InputError
     from ..train.prepare import list_images
+    from ..eval_video import person_of
     from ..train.sequences import prepare_video
 
     set_threads(args.threads)
@@ -51,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     for c in args.clips:
         p = Path(c)
         for f in sorted(p.glob("*.mp4")) if p.is_dir() else [p]:
-            if f.stem in held_out:  # evaluation people never enter training
+            person = person_of(f.stem, train_names | held_out)
+            if person in held_out:  # evaluation people never enter training
                 logging.getLogger(__name__).info("%s: held out for evaluation in %s, skipped", f.name, args.split)
                 continue
-            if f.stem not in train_names:
+            if person not in train_names:
                 raise InputError(f"{f.name} is not in the train list of {args.split}: add it there first")
             clips.append(f)
     stills = list_images(Path(args.stills))[: args.stills_limit or None] if args.stills else []
