@@ -170,3 +170,42 @@ def test_the_schema_file_ships_in_the_wheel():
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert SCHEMA_FILE.name in data["pipeline.run"] and SCHEMA_FILE.is_file()
+
+
+def test_claim_job_decides_each_folder_by_identity(tmp_path):
+    from pipeline.core.errors import OutputError
+    from pipeline.run.outdir import claim_job
+
+    ident = {"input": {"path": "/x/a.mp4"}, "settings": {"detect.model": "det_500m.onnx"}, "weights": {},
+             "version": "1"}
+    other = {**ident, "settings": {"detect.model": "det_2.5g.onnx"}}
+    out = tmp_path / "o"
+
+    def run(name: str, status: str, identity: dict | None = ident) -> None:
+        (out / name / "tracks").mkdir(parents=True)
+        (out / name / "manifest.json").write_text(json.dumps({"status": status, "identity": identity}))
+
+    run("done", "complete")
+    run("cut", "interrupted", other)
+    run("old", "complete", other)
+    run("cam", "interrupted")
+    run("broken", "complete")  # a recording that cannot be opened now: its folder is the job's, not foreign
+    (out / "notes.txt").write_text("mine")
+    targets = [(out / "done", ident, False), (out / "cut", ident, False), (out / "old", ident, False),
+               (out / "new", ident, False), (out / "cam", ident, True)]
+    with pytest.raises(OutputError) as refused:
+        claim_job(out, targets, others=["broken"])
+    assert "2 runs" in str(refused.value) and "detect.model" in str(refused.value) and "camera" in str(refused.value)
+    assert (out / "cut" / "tracks").is_dir()  # nothing changed by a refusal
+    # without the differing run: skip the finished one, redo the unfinished one, start the new one
+    with claim_job(out, [targets[0], targets[1], targets[3]], others=["broken", "old", "cam"]) as claim:
+        assert claim.decisions == ["skip", "redo", "new"]
+    assert not (out / "cut" / "tracks").exists() and (out / "done" / "tracks").is_dir()
+    (out / "stray").mkdir()
+    (out / "stray" / "manifest.json").write_text("{}")
+    with pytest.raises(OutputError, match="holds runs of other inputs"):
+        claim_job(out, [targets[0]], others=["broken", "old", "cam", "cut"])
+    with claim_job(out, [targets[0]], overwrite=True) as claim:
+        assert claim.decisions == ["redo"]
+    assert sorted(p.name for p in out.iterdir()) == ["cut", "done", "new", "notes.txt"]  # only runs' outputs go
+    assert not any(any((out / n).iterdir()) for n in ("cut", "done", "new"))  # (folders made for runs, left empty)

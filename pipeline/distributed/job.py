@@ -74,7 +74,9 @@ def _run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path |
     entries = [replace(e, identity=identity(e.spec, chosen, sha, content_hash)) for e, _, _ in planned]
     ok = [(e, live) for e, (_, live, reason) in zip(entries, planned) if not reason]
     lines = progress.lines
-    with claim_job(out, [(out / e.folder, e.identity, live) for e, live in ok], overwrite, lock_targets=False) as claim:
+    failed = [e.folder for e, (_, _, reason) in zip(entries, planned) if reason]
+    with claim_job(out, [(out / e.folder, e.identity, live) for e, live in ok], overwrite, lock_targets=False,
+                   others=failed) as claim:
         decisions = dict(zip((e.folder for e, _ in ok), claim.decisions))
         job = JobRecord(out, inputs, cfg, entries, engine="ray")
         todo, cameras = [], []
@@ -92,6 +94,8 @@ def _run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path |
             else:
                 (cameras if live else todo).append(e)
         job.write()
+        if lines is not None and (todo or cameras):
+            lines.emit("starting")  # before Ray starts, which takes a while
         if todo or cameras:
             _on_ray(job, todo, cameras, cfg, models_dir, address, jobs, progress, stop)
         job.write(bool(stop))

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from contextlib import ExitStack
 from fnmatch import fnmatch
 from pathlib import Path
@@ -158,30 +159,32 @@ class Claim:
 
 
 def claim_job(out: Path, targets: list[tuple[Path, dict, bool]], overwrite: bool = False,
-              lock_targets: bool = True) -> Claim:
+              lock_targets: bool = True, others: Iterable[str] = ()) -> Claim:
     """Lock `out` and decide for every (folder, identity, live) target; refuse in one line (OutputError) when
     a finished run differs or `out` holds runs of other sources, unless `overwrite`; remove what is redone.
 
     `out` must exist. A target that is `out` itself is a single run's folder; others are `out/<name>/`,
-    created and locked (`lock_targets`) when they are to run.
+    created and locked (`lock_targets`) when they are to run. `others`: folder names of the job's sources
+    that are not decided here (those that cannot be opened): theirs, not another job's.
     """
     claim = Claim()
     try:
         claim.stack.enter_context(FolderLock(out))
         refused: list[tuple[Path, list[str]]] = []
         if all(t != out for t, _, _ in targets):
-            mine = {t.name for t, _, _ in targets}
-            top = [p for p in previous_outputs(out) if p.is_dir() and p.name not in mine]
-            top += [p for p in (out / "tracks",) if p.exists()]
+            mine = {t.name for t, _, _ in targets} | set(others)
+            foreign = [p for p in previous_outputs(out) if p.is_dir() and p.name not in mine]
             job = read_manifest(out)
             if job is not None and job.get("kind") != JOB_KIND:
-                top.append(out / "manifest.json")
-            if top and not overwrite:
-                names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in top[:4]) + (", …" if len(top) > 4 else "")
+                foreign.append(out / "manifest.json")  # a single run at the top
+            if foreign and not overwrite:
+                names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in foreign[:4]) + (", …" if len(foreign) > 4 else "")
                 raise OutputError(f"output folder {out} holds runs of other inputs ({names}): choose another --out, "
                                   "or add --overwrite to remove them")
-            for p in top:
-                _remove(p)
+            if overwrite:  # everything at the top but this job's own folders (decided below)
+                for p in previous_outputs(out):
+                    if not (p.is_dir() and p.name in mine):
+                        _remove(p)
         for folder, identity, live in targets:
             decision, diff = decide(folder, identity, overwrite, live)
             if decision is None:

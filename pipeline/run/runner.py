@@ -107,7 +107,7 @@ def _process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path |
         targets = [out / e.folder if e.folder else out for e in entries]
         claim = opened.enter_context(claim_job(
             out, [(t, e.identity, i.live) for t, e, i, k in zip(targets, entries, items, range(len(items)))
-                  if k not in failed], overwrite))
+                  if k not in failed], overwrite, others=[entries[k].folder for k in failed]))
         decisions = iter(claim.decisions)
         todo: list[int] = []
         results: list[RunResult | None] = [None] * len(items)
