@@ -129,7 +129,8 @@ class JsonLines:
 
 @contextmanager
 def reporting(lines: JsonLines | None) -> Iterator[None]:
-    """An error that ends the command becomes an "error" line and the final line (when not written yet)."""
+    """An error that ends the command becomes an "error" line and the final line (when not written yet), with
+    the exit code the command line then returns."""
     from ..core.errors import EnhanceError
     from ..core.text import clean
 
@@ -140,6 +141,11 @@ def reporting(lines: JsonLines | None) -> Iterator[None]:
             code = getattr(e, "exit_code", 130)
             lines.error(clean(str(e)) or "interrupted")
             lines.final(code, "interrupted" if code > 128 else "refused" if code == 74 else "failed")
+        raise
+    except Exception as e:  # a bug: its traceback follows on stderr, and Python exits with 1
+        if lines is not None and not lines.finished:
+            lines.error(clean(f"{type(e).__name__}: {e}"))
+            lines.final(1, "failed")
         raise
 
 
