@@ -177,8 +177,8 @@ def test_live_run_camera_lost_and_back_reaches_mqtt_and_webhook_in_order(tmp_pat
 
     # --progress json: a line a second (also while the camera was away), the last one final
     lines = _progress_lines(proc.stderr)
-    assert lines[-1]["progress"] == "final" and [x["progress"] for x in lines].count("final") == 1
-    assert lines[-1]["frames"] == FRAMES and lines[-1]["sources"][0]["status"] == "complete"
+    assert lines[-1]["state"] == "final" and [x["state"] for x in lines].count("final") == 1
+    assert lines[-1]["frames"] == FRAMES and lines[-1]["sources"][0]["state"] == "complete"
     assert len(lines) >= lines[-1]["elapsed_s"] // 1 - 2
     assert all(x["frames"] <= y["frames"] for x, y in zip(lines, lines[1:]))
 
@@ -208,7 +208,7 @@ def test_broker_killed_mid_run_processing_completes_and_the_drop_is_counted(tmp_
     # the webhook was not affected: every event arrived
     assert stats["webhook"]["delivered"] == len(endpoint.bodies) == len(kinds) and stats["webhook"]["dropped"] == 0
     lines = _progress_lines(proc.stderr)
-    assert lines[-1]["progress"] == "final" and lines[-1]["frames"] == FRAMES
+    assert lines[-1]["state"] == "final" and lines[-1]["frames"] == FRAMES
     print(f"broker killed {ended - killed_at:.1f} s before the end; {received} of {track_events} track events "
           f"received, mqtt {stats['mqtt']}, webhook {stats['webhook']}")
     payloads = [p for _, p, _ in sub.messages] + [json.dumps(b) for b in endpoint.bodies]
@@ -223,8 +223,8 @@ def test_progress_json_final_line_for_a_run_shorter_than_the_interval(tmp_path):
                    "--set", "output.gallery=false", "--progress", "json", "--progress-interval", "600", timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = _progress_lines(proc.stderr)
-    assert [x["progress"] for x in lines] == ["final"], proc.stderr
+    assert [x["state"] for x in lines] == ["final"], proc.stderr
     (src,) = lines[0]["sources"]
-    assert lines[0]["frames"] == src["frames"] == 3 and src["status"] == "complete" and src["eta_s"] == 0.0
-    assert set(lines[0]) == {"progress", "elapsed_s", "frames", "faces", "tracks", "fps", "eta_s", "sources"}
+    assert lines[0]["frames"] == src["frames"] == 3 and src["state"] == "complete" and src["eta_s"] == 0.0
+    assert (lines[0]["outcome"], lines[0]["exit_code"], lines[0]["schema"]) == ("complete", 0, 1)
     assert proc.stdout.strip() == "" or "{" not in proc.stdout  # JSON goes to stderr only

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
+from test_jobs import JSON, progress_lines
 
 from pipeline.lab.ray_bench import cut
 
@@ -96,10 +97,10 @@ def test_a_dvr_export_is_one_recording_per_camera(tmp_path, monkeypatch):
 
     make_channels(tmp_path / "dvr.mp4", [[pattern(i) for i in range(3)], [pattern(i, (96, 64)) for i in range(3)]])
     monkeypatch.chdir(tmp_path)
-    recordings, cameras = plan(["dvr.mp4"], Config())
-    assert [(r.spec, r.name, r.folder) for r in recordings] == [
-        (f"{tmp_path}/dvr.mp4:v:0", "dvr.mp4:v:0", "dvr_v0"), (f"{tmp_path}/dvr.mp4:v:1", "dvr.mp4:v:1", "dvr_v1")]
-    assert cameras == []
+    planned = plan(["dvr.mp4"], Config())
+    assert [(r.spec, r.name, r.folder, live, why) for r, live, why in planned] == [
+        (f"{tmp_path}/dvr.mp4:v:0", "dvr.mp4:v:0", "dvr_v0", False, None),
+        (f"{tmp_path}/dvr.mp4:v:1", "dvr.mp4:v:1", "dvr_v1", False, None)]
 
 
 @needs_ray
@@ -119,7 +120,7 @@ def test_local_ray_matches_the_local_engine_reports_a_bad_file_and_skips_on_reru
     assert m["recordings"] == {"total": 4, "complete": 3, "skipped": 0, "failed": 1, "interrupted": 0}
     runs = {r["name"]: r for r in m["runs"]}
     assert "broken.mp4" in runs["broken"]["reason"] and "\n" not in runs["broken"]["reason"]
-    assert "failed: broken: " in proc.stderr and "Traceback" not in proc.stderr
+    assert "failed: broken.mp4: " in proc.stderr and "Traceback" not in proc.stderr
     for name in CLIPS:
         assert runs[name]["status"] == "complete" and runs[name]["node"]["attempt"] == 1
         assert_same_run(local_run / name, out / name)
@@ -134,12 +135,64 @@ def test_local_ray_matches_the_local_engine_reports_a_bad_file_and_skips_on_reru
     again = run_cli("process", str(folder), "--out", str(out), "--engine", "ray", *loud, "--progress", "json",
                     timeout=900)
     assert again.returncode == 1, again.stderr
-    lines = [json.loads(x) for x in again.stderr.splitlines() if x.startswith("{")]  # the driver's JSON progress
-    assert [x["progress"] for x in lines][-1:] == ["final"] and lines[-1]["engine"] == "ray", again.stderr
-    assert (lines[-1]["recordings"], lines[-1]["done"], lines[-1]["failed"]) == (4, 4, 1), lines[-1]
+    final = progress_lines(again.stderr)[-1]  # the driver's JSON progress, in the local engine's schema
+    assert (final["engine"], final["outcome"], final["exit_code"]) == ("ray", "incomplete", 1), final
+    assert sorted(s["state"] for s in final["sources"]) == ["failed", "skipped", "skipped", "skipped"], final
     runs = {r["name"]: r for r in job(out)["runs"]}
     assert [runs[n]["status"] for n in CLIPS] == ["skipped"] * 3 and runs["broken"]["status"] == "failed"
     assert before == {n: (out / n / "manifest.json").stat().st_mtime_ns for n in CLIPS}  # not touched
+
+
+@needs_ray
+@needs_shared
+def test_ray_and_local_agree_on_a_bad_file_and_rerun_by_run_identity(tmp_path):
+    """The acceptance of docs/jobs.md on Ray, beside the local engine on the same folder."""
+    from test_jobs import FAST as QUICK, clips
+
+    folder = clips(tmp_path / "in", ["good.mp4", "other.mp4"])
+    (folder / "bad.mp4").write_bytes(b"")
+    reason = f"empty file (0 bytes): {folder / 'bad.mp4'}"
+    local = run_cli("process", str(folder), "--out", str(tmp_path / "local"), *QUICK, *JSON, timeout=900)
+    out = tmp_path / "o"
+    ray_run = run_cli("process", str(folder), "--out", str(out), "--engine", "ray", *QUICK, *JSON, timeout=900)
+    for proc in (local, ray_run):  # the same outcome, exit code and reason from both engines
+        assert proc.returncode == 1, proc.stderr
+        assert f"failed: bad.mp4: {reason}" in proc.stderr and "Traceback" not in proc.stderr
+        lines = progress_lines(proc.stderr)
+        assert [(x["source"], x["error"]) for x in lines if x["state"] == "error"] == [("bad.mp4", reason)]
+        assert {s["source"]: s["state"] for s in lines[-1]["sources"]} == \
+            {"bad.mp4": "failed", "good.mp4": "complete", "other.mp4": "complete"}
+    for engine_out in (tmp_path / "local", out):
+        runs = {r["name"]: r for r in job(engine_out)["runs"]}
+        assert (runs["bad"]["status"], runs["bad"]["reason"]) == ("failed", reason)
+        assert runs["good"]["status"] == runs["other"]["status"] == "complete"
+
+    changed = ["--set", "detect.model=det_2.5g.onnx"]
+    refused = run_cli("process", str(folder), "--out", str(out), "--engine", "ray", *QUICK, *changed, *JSON,
+                      timeout=900)
+    assert refused.returncode == 74, refused.stderr
+    plain = [x for x in refused.stderr.splitlines() if not x.startswith("{")]
+    assert len(plain) == 1 and "detect.model" in plain[0], refused.stderr
+    assert progress_lines(refused.stderr)[-1]["exit_code"] == 74
+
+    redo = run_cli("process", str(folder), "--out", str(out), "--engine", "ray", *QUICK, *changed, "--overwrite",
+                   *JSON, timeout=900)
+    assert redo.returncode == 1, redo.stderr  # bad.mp4 still fails
+    m = job(out)
+    assert m["settings"]["detect"]["model"] == "det_2.5g.onnx" and m["engine"] == "ray"
+    for name in ("good", "other"):
+        run = {r["name"]: r for r in m["runs"]}[name]
+        own = json.loads((out / name / "manifest.json").read_text())
+        assert run["status"] == "complete" and own["settings"] == m["settings"] and own["identity"] == run["identity"]
+
+    (folder / "bad.mp4").unlink()
+    again = run_cli("process", str(folder), "--out", str(out), "--engine", "ray", *QUICK, *changed, *JSON,
+                    timeout=900)
+    assert again.returncode == 0, again.stderr
+    (final,) = progress_lines(again.stderr)  # everything skipped: Ray not even started, still a final line
+    assert (final["outcome"], final["exit_code"]) == ("complete", 0)
+    assert [s["state"] for s in final["sources"]] == ["skipped", "skipped"]
+    assert "ray: not started" in again.stdout
 
 
 def kill_mid_recording(out: Path, timeout: float = 600) -> tuple[int, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress-interval", type=_seconds, default=5.0, metavar="SECONDS",
                    help="seconds between progress lines in logs and JSON (default 5)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a run already in the output folder (otherwise such a folder is refused)")
+                   help="redo every run already in the output folder (otherwise a finished run of the same "
+                        "input and settings is skipped, an unfinished one redone, and one made otherwise refused)")
+    p.add_argument("--hash-inputs", action="store_true",
+                   help="identify each input by its content's sha256 (read in full) rather than its size and "
+                        "modification time, to tell whether an earlier run of it is still valid")
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -61,6 +66,17 @@ def positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Either engine; exit codes as docs/jobs.md lists them (0 all done or skipped, 1 some failed, 2 nothing
+    could start, 74 output refused, 130/143 stopped). With --progress json an error that ends the command
+    is also an "error" line and the final line."""
+    from ..run.progress import reporting
+
+    progress = progress_mode(args, "ray" if args.engine == "ray" or args.ray_address else "local")
+    with reporting(progress.lines):
+        return _run(args, progress)
+
+
+def _run(args: argparse.Namespace, progress: ProgressSettings) -> int:
     from ..core.config import load_config
     from ..run.runner import process
 
@@ -71,19 +87,22 @@ def run(args: argparse.Namespace) -> int:
         from ..distributed import process_on_ray
 
         return process_on_ray(args.inputs, Path(args.out), cfg, args.models, address=args.ray_address,
-                              jobs=args.jobs, progress=progress_mode(args))
-    results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress_mode(args),
-                      overwrite=args.overwrite, jobs=args.jobs)
+                              jobs=args.jobs, progress=progress, overwrite=args.overwrite,
+                              content_hash=args.hash_inputs)
+    results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress,
+                      overwrite=args.overwrite, jobs=args.jobs, content_hash=args.hash_inputs)
     for r in results:
         summary(r)
     return exit_code(results)
 
 
-def progress_mode(args: argparse.Namespace) -> ProgressSettings:
-    """--progress and --progress-interval; --quiet wins."""
-    from ..run.progress import ProgressSettings
+def progress_mode(args: argparse.Namespace, engine: str = "local") -> ProgressSettings:
+    """--progress and --progress-interval; --quiet wins. JSON mode carries the command's JSON stream."""
+    from ..run.progress import JsonLines, ProgressSettings
 
-    return ProgressSettings("off" if args.quiet else args.progress, args.progress_interval)
+    mode = "off" if args.quiet else args.progress
+    lines = JsonLines(getattr(args, "out", ""), engine) if mode == "json" else None
+    return ProgressSettings(mode, args.progress_interval, lines)
 
 
 def _seconds(text: str) -> float:
@@ -97,12 +116,13 @@ def _seconds(text: str) -> float:
 
 
 def exit_code(results: list[RunResult]) -> int:
-    """0, or 128 + the signal's number for a run stopped by SIGINT (130) or SIGTERM (143)."""
-    for r in results:
-        if r.status == "interrupted":
-            name = r.stats.stopped_by or "SIGINT"
-            return 128 + (signal.Signals[name].value if name in signal.Signals.__members__ else signal.SIGINT)
-    return 0
+    """0 all done or skipped, 1 some failed, 128 + the signal's number for a run stopped by SIGINT (130) or
+    SIGTERM (143)."""
+    from ..run.batch import exit_code as batch_exit_code, signal_number
+
+    stopped = next((signal_number(r.stats.stopped_by) or signal.SIGINT for r in results if r.status == "interrupted"),
+                   None)
+    return batch_exit_code([r.status for r in results], stopped)
 
 
 def dry_run(args: argparse.Namespace, cfg) -> int:
@@ -122,7 +142,14 @@ def dry_run(args: argparse.Namespace, cfg) -> int:
 
 
 def summary(r: RunResult) -> None:
-    """Wall time, fps, real-time factor, time per stage and which generator weights ran."""
+    """Wall time, fps, real-time factor, time per stage and which generator weights ran; or why a source was
+    skipped (already done) or failed."""
+    if r.status == "skipped":
+        print(f"skipped: {r.source}: already done with the same input and settings → {r.out}")
+        return
+    if r.status == "failed" and not r.timings:
+        print(f"failed: {r.source}: {r.error}", file=sys.stderr)
+        return
     s = r.stats
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in sorted(r.timings.items(), key=lambda kv: -kv[1]))
     rt = f", {s.realtime_factor:.2f}x real time" if s.realtime_factor else ""

@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
 def process_on_ray(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
                    address: str | None = None, jobs: int | None = None,
-                   progress: bool | str | ProgressSettings = True) -> int:
+                   progress: bool | str | ProgressSettings = True, overwrite: bool = False,
+                   content_hash: bool = False) -> int:
     """`enhance-faces process … --engine ray`: the whole job on Ray; returns the command's exit code."""
     from .cluster import require_ray
 
     require_ray()  # one line saying how to install it, before anything imports it
     from .job import run_job
 
-    return run_job(inputs, out, cfg, models_dir, address=address, jobs=jobs, progress=progress)
+    return run_job(inputs, out, cfg, models_dir, address=address, jobs=jobs, progress=progress, overwrite=overwrite,
+                   content_hash=content_hash)

@@ -11,6 +11,7 @@ cancelled (their partial output is discarded; a re-run does them), cameras end c
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -21,20 +22,21 @@ from typing import Any
 import ray
 
 from ..core.config import Config
-from ..core.errors import EnhanceError
-from ..run.inputs import Input, default_jobs, expand, folder_names
-from ..core.models import find_model
-from ..run.progress import ProgressSettings
-from ..run.session import prepare_out
+from ..core.errors import EnhanceError, InputError
 from ..io.sources import open_source
 from ..io.sources.probe import split_stream
+from ..run.batch import JobRecord, exit_code, identity, outcome, output_settings, weights
+from ..run.inputs import Input, default_jobs, expand, folder_names
+from ..run.outdir import claim_job, read_manifest
+from ..run.progress import JsonLines, ProgressSettings, reporting, settings_of, source_line
+from ..run.runner import check_size
+from ..run.session import prepare_out
 from ..run.stop import StopFlag
 from .camera import CameraActor
 from .cluster import connect, one_line
 from .generator import generator_stats, start_generators
-from .manifest import JobRecord
 from .progress import JobView, ProgressActor, eta
-from .recording import MAX_RETRIES, PARTIAL, Recording, finished, run_recording, summary
+from .recording import MAX_RETRIES, PARTIAL, Recording, run_recording, summary
 
 POLL_S = 0.5  # how often the driver looks at finished tasks and progress
 STOP_GRACE_S = 60.0  # after Ctrl-C: how long cancelled recordings and stopping cameras get to wind down
@@ -42,39 +44,67 @@ STOP_GRACE_S = 60.0  # after Ctrl-C: how long cancelled recordings and stopping 
 
 def run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
             address: str | None = None, jobs: int | None = None,
-            progress: bool | str | ProgressSettings = True) -> int:
-    """The whole job; returns the exit code (0 all done, 1 some recordings failed, 130 stopped)."""
-    cfg = nodes_paths(cfg)
-    recordings, cameras = plan(inputs, cfg)
-    out = prepare_out(out.absolute())
-    find_model(cfg.detect.model, models_dir)  # a missing model is one line now, not one per recording
-    if cfg.enhance.policy != "none":
-        from ..stages.enhance.stage import default_weights
-
-        weights = Path(cfg.enhance.weights) if cfg.enhance.weights else default_weights(cfg.enhance.fusion)
-        if not weights.is_file():
-            raise EnhanceError(f"generator weights not found: {weights}")
-    job = JobRecord(out, inputs, cfg, recordings + cameras)
-    todo = []
-    for rec in recordings:
-        done = finished(out / rec.folder, rec.spec)
-        if done is None:
-            todo.append(rec)
-        else:
-            job.runs[rec.folder] = summary(rec, "skipped", done.get("node") or {}, stats=done.get("stats") or {})
-    job.write()
+            progress: bool | str | ProgressSettings = True, overwrite: bool = False,
+            content_hash: bool = False) -> int:
+    """The whole job; returns the exit code, as the local engine's (docs/jobs.md): 0 all done or skipped,
+    1 some recordings failed, 130/143 stopped; raises for 2 (nothing could start) and 74 (output refused)."""
+    settings = settings_of(progress)
+    lines = settings.lines or (JsonLines(out, "ray") if settings.mode == "json" else None)
     stop = StopFlag()
-    if todo or cameras:
-        _on_ray(job, todo, cameras, cfg, models_dir, address, jobs, progress, stop)
-    job.write(bool(stop))
-    _tidy(out / PARTIAL)
-    if cfg.output.gallery and any((out / r.folder).is_dir() for r in job.sources):
-        job.report = _report(out, cfg, models_dir)
+    with reporting(lines):
+        job = _run_job(inputs, out, cfg, models_dir, address, jobs, replace(settings, lines=lines), overwrite,
+                       content_hash, stop)
+    code = exit_code(job.states(), stop.signum or (signal.SIGINT if stop else None))
+    if lines is not None:
+        lines.final(code, outcome(code))
+    return code
+
+
+def _run_job(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None, address: str | None,
+             jobs: int | None, progress: ProgressSettings, overwrite: bool, content_hash: bool,
+             stop: StopFlag) -> JobRecord:
+    cfg = nodes_paths(cfg)
+    planned = plan(inputs, cfg)
+    if all(reason for _, _, reason in planned):
+        raise InputError(planned[0][2] if len(planned) == 1 else
+                         f"none of the {len(planned)} inputs could be opened: {planned[0][2]}")
+    out = prepare_out(out.absolute())
+    sha = weights(cfg, models_dir)  # a missing model is one line now, not one per recording
+    chosen = output_settings(cfg)
+    entries = [replace(e, identity=identity(e.spec, chosen, sha, content_hash)) for e, _, _ in planned]
+    ok = [(e, live) for e, (_, live, reason) in zip(entries, planned) if not reason]
+    lines = progress.lines
+    failed = [e.folder for e, (_, _, reason) in zip(entries, planned) if reason]
+    with claim_job(out, [(out / e.folder, e.identity, live) for e, live in ok], overwrite, lock_targets=False,
+                   others=failed) as claim:
+        decisions = dict(zip((e.folder for e, _ in ok), claim.decisions))
+        job = JobRecord(out, inputs, cfg, entries, engine="ray")
+        todo, cameras = [], []
+        for e, (_, live, reason) in zip(entries, planned):
+            if reason:
+                job.runs[e.folder] = summary(e, "failed", reason=reason)
+                if lines is not None:
+                    lines.error(reason, e.name)
+                    lines.set(source_line(e.name, "failed", error=reason))
+            elif decisions[e.folder] == "skip":
+                earlier = read_manifest(out / e.folder) or {}
+                job.runs[e.folder] = summary(e, "skipped", earlier.get("node") or {}, stats=earlier.get("stats") or {})
+                if lines is not None:
+                    lines.set(source_line(e.name, "skipped"))
+            else:
+                (cameras if live else todo).append(e)
+        job.write()
+        if lines is not None and (todo or cameras):
+            lines.emit("starting")  # before Ray starts, which takes a while
+        if todo or cameras:
+            _on_ray(job, todo, cameras, cfg, models_dir, address, jobs, progress, stop)
         job.write(bool(stop))
+        _tidy(out / PARTIAL)
+        if cfg.output.gallery and any((out / r.folder).is_dir() for r in job.sources):
+            job.report = _report(out, cfg, models_dir)
+            job.write(bool(stop))
     _print_summary(job, out, bool(stop))
-    if stop:
-        return 130
-    return 1 if job.counts().get("failed") else 0
+    return job
 
 
 def _on_ray(job: JobRecord, todo: list[Recording], cameras: list[Recording], cfg: Config,
@@ -108,28 +138,33 @@ def nodes_paths(cfg: Config) -> Config:
                    provenance=replace(prov, c2pa_cert=absolute(prov.c2pa_cert), c2pa_key=absolute(prov.c2pa_key)))
 
 
-def plan(inputs: list[str], cfg: Config) -> tuple[list[Recording], list[Recording]]:
-    """Recordings (absolute paths: every node reads the same path) and cameras, with their folder names."""
+def plan(inputs: list[str], cfg: Config) -> list[tuple[Recording, bool, str | None]]:
+    """Every source as (recording, live, why it cannot be processed or None), in input order, with its folder
+    name; a recording by its absolute path (every node reads the same path). Each recording is opened and
+    checked here as the local engine does, so a bad file fails with the same one-line reason in both."""
     items = expand(inputs) + [Input(c.uri, c.name or None) for c in cfg.sources]
     if not items:
         raise EnhanceError("no input: give INPUT on the command line or a `sources:` list in the config")
     cameras = {c.name for c in cfg.sources}
     names = folder_names([(i.label(), i.live or i.label() in cameras) for i in items])
-    recordings, live = [], []
+    planned: list[tuple[Recording, bool, str | None]] = []
     for item, folder in zip(items, names):
         if item.live:
-            live.append(Recording(item.spec, item.label(), folder))
+            planned.append((Recording(item.spec, item.label(), folder), True, None))
             continue
-        if "://" in item.spec:
-            open_source(item.spec, cfg.source).close()  # not a camera either: says which schemes are
-        file, stream = split_stream(item.spec)
-        path = Path(file).expanduser()
-        if not path.exists():
-            raise EnhanceError(f"file not found: {item.spec}")
-        spec = os.path.abspath(path) + ("" if stream is None else f":v:{stream}")  # links kept: the path must
-        # read the same on every node, and a link to a share's mount point may not resolve alike
-        recordings.append(Recording(spec, item.label(), folder))
-    return recordings, live
+        spec = item.spec
+        if "://" not in spec:
+            file, stream = split_stream(spec)
+            spec = os.path.abspath(Path(file).expanduser()) + ("" if stream is None else f":v:{stream}")  # links
+            # kept: the path must read the same on every node, and a link to a share's mount point may not
+        reason = None
+        try:
+            with open_source(spec, cfg.source, name=item.label()) as src:
+                check_size(src, cfg)
+        except InputError as e:
+            reason = str(e)
+        planned.append((Recording(spec, item.label(), folder), False, reason))
+    return planned
 
 
 def _drive(job: JobRecord, todo: list[Recording], cameras: list[Recording], args: tuple, window: int | None,
@@ -152,6 +187,8 @@ def _drive(job: JobRecord, todo: list[Recording], cameras: list[Recording], args
         for ref in ready:
             rec = tasks.pop(ref, None) or actors.pop(ref)[1]
             job.runs[rec.folder] = _outcome(ref, rec)
+            if job.runs[rec.folder]["status"] == "failed" and view.lines is not None:
+                view.lines.error(job.runs[rec.folder].get("reason") or "failed", rec.name)
             job.write()
         try:
             snapshot = ray.get(board.snapshot.remote(), timeout=10)
@@ -190,14 +227,13 @@ def _outcome(ref: Any, rec: Recording) -> dict:
 def _show(job: JobRecord, snapshot: dict, view: JobView, elapsed: float) -> None:
     """Recordings done/total, frames/s, faces and ETA from the recordings' latest counters."""
     states = {k: s["status"] for k, s in job.runs.items()}
-    frames = sum(f for f, _, _ in snapshot.values())
-    faces = sum(n for _, n, _ in snapshot.values())
+    frames = sum(r[0] for r in snapshot.values())
     fps = frames / elapsed if elapsed > 0 else 0.0
     recordings = {r.folder for r in job.sources[:view.total]}
     done = len(recordings & set(states))
     failed = sum(1 for s in states.values() if s == "failed")
     not_started = len(recordings - set(states) - set(snapshot))
-    view.show(done, failed, frames, faces, eta(fps, snapshot, set(states), not_started))
+    view.show(job, snapshot, done, failed, eta(fps, snapshot, set(states), not_started))
 
 
 def _tidy(partial: Path) -> None:
@@ -241,6 +277,7 @@ def _print_summary(job: JobRecord, out: Path, stopped: bool) -> None:
               f"{len(gen['actors'])} actor(s)")
     if job.report.get("error"):
         print(f"  report: {job.report['error']}")
-    for s in job.runs.values():
+    for e in job.sources:
+        s = job.outcome(e)
         if s["status"] in ("failed", "interrupted") and s.get("reason"):
-            print(f"  {s['status']}: {s['name']}: {s['reason']}", file=sys.stderr)
+            print(f"{s['status']}: {e.name}: {s['reason']}", file=sys.stderr)

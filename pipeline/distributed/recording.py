@@ -5,8 +5,9 @@ at all.
 The session writes into `OUT/.partial/<name>/<token>/` and the folder is renamed into place only when the
 run is complete. So a worker killed mid-recording (Ray retries the task) leaves nothing half-written in
 `OUT/<name>/` and nothing twice: the retry clears the dead attempt's folder and starts from scratch. A
-recording whose manifest already says `complete` (for the same input) is skipped; an unfinished one is
-redone and replaces it whole. A bad file is a one-line `failed` result, never a retry.
+recording whose manifest already says it finished with the same run identity (`run.batch.identity`) is
+skipped; an unfinished one is redone and replaces it whole. A bad file is a one-line `failed` result, never
+a retry.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import shutil
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import ray
 
 from ..core.config import Config
 from ..core.errors import EnhanceError
+from ..run.batch import FINISHED, SUMMARY_STATS, Entry, differences, summary
 from ..run.session import run_source
 from ..io.sources import open_source
 from ..run.build import Stages
@@ -35,26 +36,20 @@ from .progress import RemoteBoard
 PARTIAL = ".partial"  # OUT/.partial/<name>/: attempts in progress; hidden, so no report mistakes it for a run
 ATTEMPTS = "attempts.jsonl"  # in OUT/.partial/<name>/: one line per attempt (node, pid), kept across retries
 MAX_RETRIES = 3  # a recording whose worker dies is tried this many more times (Ray task retries)
-SUMMARY_STATS = ("frames", "faces", "tracks", "enhanced", "wall_s", "fps", "skipped_frames", "dropped_frames",
-                 "reconnects")  # of a run's manifest `stats`, what the job's manifest repeats per run
+Recording = Entry  # what the driver sends: `spec` is an absolute path that every node sees (shared storage)
+__all__ = ["MAX_RETRIES", "PARTIAL", "Recording", "SUMMARY_STATS", "finished", "run_recording", "summary"]
 
 
-@dataclass(frozen=True)
-class Recording:
-    """What the driver sends: `spec` is an absolute path that every node sees (shared storage)."""
-
-    spec: str
-    name: str  # shown name: the path inside the folder it was found in, or the file name
-    folder: str  # OUT/<folder>/
-
-
-def finished(out: Path, spec: str) -> dict | None:
-    """The manifest of a complete run of `spec` in `out`, or None (no run, an unfinished one, another input)."""
+def finished(out: Path, identity: dict) -> dict | None:
+    """The manifest of a finished run of `identity` in `out`, or None (no run, an unfinished one, another
+    identity)."""
     try:
         m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return m if isinstance(m, dict) and m.get("status") == "complete" and m.get("inputs") == [spec] else None
+    if not isinstance(m, dict) or m.get("status") not in FINISHED or differences(m.get("identity"), identity):
+        return None
+    return m
 
 
 def here() -> dict:
@@ -68,12 +63,13 @@ class NodeStages(Stages):
     progress sent to the driver, and the node recorded in the run's manifest."""
 
     def __init__(self, cfg: Config, models_dir: str | Path | None, generator: RayGenerator | None,
-                 board: RemoteBoard, node: dict) -> None:
+                 board: RemoteBoard, node: dict, identity: dict | None = None) -> None:
         super().__init__(cfg, models_dir, progress=False, generator=generator)
         self.board, self.node = board, node  # type: ignore[assignment]  # ProgressBoard's interface
+        self.identity = identity
 
     def info(self, inputs: list[str]) -> dict:
-        return {**super().info(inputs), "node": self.node}
+        return {**super().info(inputs), "node": self.node, "identity": self.identity}
 
 
 @ray.remote(max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")
@@ -84,7 +80,7 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
     final = root / rec.folder
     node = here()
     work = root / PARTIAL / rec.folder
-    done = finished(final, rec.spec)
+    done = finished(final, rec.identity)
     if done is not None:  # the driver skips finished ones: this one was finished by an attempt that died after
         shutil.rmtree(work, ignore_errors=True)
         return summary(rec, "complete", node, stats=done.get("stats") or {}, earlier=done.get("node"))
@@ -94,7 +90,7 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
     try:
         with open_source(rec.spec, cfg.source, name=rec.name) as source:
             generator = RayGenerator.near(generators, node["id"], rec.folder) if generators else None
-            stages = NodeStages(cfg, models_dir, generator, board, node)
+            stages = NodeStages(cfg, models_dir, generator, board, node, rec.identity)
             try:
                 result = run_source(stages, source, tmp, StopFlag())
             finally:
@@ -108,7 +104,8 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
         raise
     publish(tmp, final)
     shutil.rmtree(work, ignore_errors=True)
-    return summary(rec, "complete", node, stats=result.stats.as_dict())
+    status = "complete" if result.status in FINISHED else result.status
+    return summary(rec, status, node, stats=result.stats.as_dict(), reason=result.error)
 
 
 def start_attempt(work: Path, node: dict) -> int:
@@ -137,14 +134,3 @@ def publish(tmp: Path, final: Path) -> None:
     os.rename(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def summary(rec: Recording, status: str, node: dict, stats: dict | None = None, reason: str | None = None,
-            earlier: dict | None = None) -> dict:
-    """One recording's line in the job's manifest."""
-    s = stats or {}
-    out = {"name": rec.folder, "input": rec.spec, "status": status, "node": earlier or node,
-           **{k: s.get(k) for k in SUMMARY_STATS}}
-    if reason:
-        out["reason"] = reason
-    return out

@@ -1,16 +1,13 @@
 """Progress for long work: live rich bars on a terminal (one per source), a line every few seconds in logs,
-or, for wrappers and schedulers, JSON lines on stderr (`--progress json`).
+or, for wrappers and schedulers, JSON lines on stderr (`--progress json`, schema 1, the same for both
+engines; `progress.schema.json` beside this file is the JSON Schema, docs/jobs.md explains it).
 
-JSON mode prints one line every `every_s` seconds from a timer ("starting" while models load, then
-"running"; a camera waiting to reconnect still reports), and a "final" one when the run ends, however
-short it was:
-
-    {"progress": "starting"|"running"|"final", "elapsed_s", "frames", "faces", "tracks", "fps", "eta_s",
-     "sources": [{"source", "frames", "total", "fps", "faces", "tracks", "dropped", "eta_s", "status"}]}
-
-`total` and `eta_s` are null for a live feed (and `eta_s` until a rate is known); `status` is "running"
-until the source's run ends, then its manifest status. Top-level counts sum the sources; the top-level
-`eta_s` is the longest of theirs.
+Every JSON line carries `schema`, `run_id` (one per command), `time` (ISO 8601, UTC), `engine`, `out` and
+`state`. A "starting"/"running" line comes every `every_s` seconds (a camera waiting to reconnect still
+reports) with the totals and every source (`frames`, `total`, `faces`, `tracks`, `fps`, `eta_s`, its
+`state`); an "error" line says what failed (a source's one-line reason, or why nothing could start); and
+one "final" line always ends the command, however short it was and also when everything was skipped or
+nothing could start, with the `outcome` and the `exit_code`.
 """
 
 from __future__ import annotations
@@ -19,7 +16,12 @@ import json
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
@@ -35,6 +37,7 @@ class ProgressSettings:
 
     mode: Mode = "auto"
     every_s: float = EVERY_S
+    lines: JsonLines | None = field(default=None, compare=False)  # json mode: the command's JSON stream
 
 
 def settings_of(progress: bool | str | ProgressSettings) -> ProgressSettings:
@@ -48,6 +51,104 @@ def settings_of(progress: bool | str | ProgressSettings) -> ProgressSettings:
     return ProgressSettings(progress)  # type: ignore[arg-type]
 
 
+SCHEMA = 1
+SCHEMA_FILE = Path(__file__).with_name("progress.schema.json")
+
+
+def source_line(name: str, state: str, frames: int = 0, total: int | None = None, faces: int = 0, tracks: int = 0,
+                fps: float = 0.0, eta_s: float | None = None, dropped: int = 0, error: str | None = None) -> dict:
+    """One source in a JSON line."""
+    line = {"source": name, "state": state, "frames": frames, "total": total, "faces": faces, "tracks": tracks,
+            "fps": round(fps, 2), "eta_s": None if eta_s is None else round(max(eta_s, 0.0), 1), "dropped": dropped}
+    if error:
+        line["error"] = error
+    return line
+
+
+class JsonLines:
+    """The `--progress json` stream of one command: every line with the same header, one final line.
+
+    Sources not running in this process (skipped, failed before starting, waiting, or running on a Ray node)
+    are `set` here; `running` returns those a `ProgressBoard` follows. A line's totals sum every source.
+    """
+
+    def __init__(self, out: str | Path, engine: str = "local", stream: Any = None) -> None:
+        self.run_id = uuid.uuid4().hex
+        self.out = str(Path(out).absolute())
+        self.engine = engine
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.fixed: dict[str, dict] = {}
+        self.running: Callable[[], list[dict]] = list
+        self.finished = False
+        self._lock = threading.Lock()
+
+    def set(self, line: dict) -> None:
+        """A source's line (`source_line`), kept until replaced."""
+        with self._lock:
+            self.fixed[line["source"]] = line
+
+    def _write(self, state: str, **fields: Any) -> None:
+        line = {"schema": SCHEMA, "run_id": self.run_id,
+                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "engine": self.engine, "out": self.out, "state": state, **fields}
+        text = json.dumps(line, separators=(",", ":"), default=str)
+        with self._lock:
+            if self.finished:
+                return
+            print(text, file=self.stream or sys.stderr, flush=True)
+
+    def body(self) -> dict[str, Any]:
+        with self._lock:
+            fixed = dict(self.fixed)
+        live = self.running()
+        sources = [s for s in fixed.values() if s["source"] not in {x["source"] for x in live}] + live
+        etas = [s["eta_s"] for s in sources if s["state"] in ("running", "pending")]
+        elapsed = time.perf_counter() - self.started
+        running = [s["fps"] for s in sources if s["state"] == "running"]
+        frames = sum(s["frames"] for s in sources)
+        return {"elapsed_s": round(elapsed, 2),
+                "frames": frames, "faces": sum(s["faces"] for s in sources),
+                "tracks": sum(s["tracks"] for s in sources),  # the rate now, or over the whole command once ended
+                "fps": round(sum(running) if running else frames / max(elapsed, 1e-9), 2),
+                "eta_s": None if not etas or None in etas else max(etas), "sources": sources}
+
+    def emit(self, state: str) -> None:
+        """A "starting" or "running" line."""
+        self._write(state, **self.body())
+
+    def error(self, message: str, source: str | None = None) -> None:
+        self._write("error", error=message, source=source)
+
+    def final(self, exit_code: int, outcome: str) -> None:
+        """The last line (once): the totals, the outcome and the exit code."""
+        if not self.finished:
+            self._write("final", **self.body(), outcome=outcome, exit_code=exit_code)
+            self.finished = True
+
+
+@contextmanager
+def reporting(lines: JsonLines | None) -> Iterator[None]:
+    """An error that ends the command becomes an "error" line and the final line (when not written yet), with
+    the exit code the command line then returns."""
+    from ..core.errors import EnhanceError
+    from ..core.text import clean
+
+    try:
+        yield
+    except (EnhanceError, KeyboardInterrupt) as e:
+        if lines is not None and not lines.finished:
+            code = getattr(e, "exit_code", 130)
+            lines.error(clean(str(e)) or "interrupted")
+            lines.final(code, "interrupted" if code > 128 else "refused" if code == 74 else "failed")
+        raise
+    except Exception as e:  # a bug: its traceback follows on stderr, and Python exits with 1
+        if lines is not None and not lines.finished:
+            lines.error(clean(f"{type(e).__name__}: {e}"))
+            lines.final(1, "failed")
+        raise
+
+
 class ProgressBoard:
     """Owns the progress output; each source gets a `SourceProgress`."""
 
@@ -55,6 +156,10 @@ class ProgressBoard:
         settings = settings_of(enabled)
         self.mode: Mode = settings.mode
         self.enabled, self.every_s = self.mode != "off", settings.every_s
+        self.lines = settings.lines if self.mode == "json" else None
+        self._owns_lines = self.mode == "json" and self.lines is None  # made here: its final line too
+        if self._owns_lines:
+            self.lines = JsonLines("")
         self.console = Console(stderr=True)
         self._lock = threading.Lock()
         self._bar: Progress | None = None
@@ -75,7 +180,8 @@ class ProgressBoard:
                 console=self.console,
             )
             self._bar.start()
-        elif self.mode == "json":
+        elif self.lines is not None:
+            self.lines.running = self.sources
             self._timer = threading.Thread(target=self._tick, name="progress", daemon=True)
             self._timer.start()
 
@@ -89,36 +195,26 @@ class ProgressBoard:
         while not self._stop.wait(self.every_s):
             self.emit("running" if self._sources else "starting")
 
-    def snapshot(self, state: str) -> dict[str, Any]:
-        """The JSON line's content: every source as it stands, and their sums."""
+    def sources(self) -> list[dict[str, Any]]:
+        """Every source this board follows, as JSON lines show them."""
         with self._lock:
-            sources = [s.as_dict() for s in self._sources]
-        etas = [s["eta_s"] for s in sources if s["status"] == "running"]
-        return {
-            "progress": state,
-            "elapsed_s": round(time.perf_counter() - self.started, 2),
-            "frames": sum(s["frames"] for s in sources),
-            "faces": sum(s["faces"] for s in sources),
-            "tracks": sum(s["tracks"] for s in sources),
-            "fps": round(sum(s["fps"] for s in sources), 2),
-            "eta_s": None if not etas or None in etas else max(etas),
-            "sources": sources,
-        }
+            return [s.as_dict() for s in self._sources]
 
     def emit(self, state: str) -> None:
-        line = json.dumps(self.snapshot(state), separators=(",", ":"))
-        with self._lock:
-            print(line, file=sys.stderr, flush=True)
+        if self.lines is not None:
+            self.lines.emit(state)
 
     def close(self) -> None:
-        """Stop the display; in JSON mode print the final line (once)."""
+        """Stop the display (the command's final JSON line is written by whoever made its `JsonLines`)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
         if self._timer is not None and not self._stop.is_set():
             self._stop.set()
             self._timer.join(timeout=self.every_s + 1)
-            self.emit("final")
+            if self._owns_lines and self.lines is not None:
+                failed = any(s.status == "failed" for s in self._sources)
+                self.lines.final(1 if failed else 0, "incomplete" if failed else "complete")
 
 
 class SourceProgress:
@@ -166,6 +262,5 @@ class SourceProgress:
         fps = self._fps()
         running = self.status == "running"
         eta = (self.total - self.frames) / fps if running and self.total and fps > 0 else (None if running else 0.0)
-        return {"source": self.name, "frames": self.frames, "total": self.total, "fps": round(fps, 2),
-                "faces": self.faces, "tracks": self.tracks, "dropped": self.dropped,
-                "eta_s": None if eta is None else round(max(eta, 0.0), 1), "status": self.status}
+        return source_line(self.name, self.status, self.frames, self.total, self.faces, self.tracks, fps, eta,
+                           self.dropped)

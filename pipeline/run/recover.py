@@ -17,7 +17,8 @@ from pathlib import Path
 import av
 
 from ..core.errors import OutputError
-from .outdir import is_locked
+from .batch import JOB_KIND
+from .outdir import is_locked, read_manifest
 from ..io.sinks.manifest import RESERVE, list_files, write_json
 
 NOTE = ("The run ended without finishing (killed, power loss or out of memory); recovered by `enhance-faces gallery` "
@@ -26,8 +27,9 @@ NOTE = ("The run ended without finishing (killed, power loss or out of memory); 
 
 
 def run_folders(out: Path) -> list[Path]:
-    """`out` itself, or its direct subfolders, that hold a manifest."""
-    if (out / "manifest.json").is_file():
+    """`out` itself, or its direct subfolders, that hold a manifest (a job's manifest at the top is not a run:
+    its runs are in the subfolders)."""
+    if (out / "manifest.json").is_file() and (read_manifest(out) or {}).get("kind") != JOB_KIND:
         return [out]
     return sorted(d for d in out.iterdir() if (d / "manifest.json").is_file()) if out.is_dir() else []
 
