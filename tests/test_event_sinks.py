@@ -647,3 +647,27 @@ def test_malformed_webhook_url_is_one_line_without_the_url() -> None:
     with pytest.raises(ConfigError, match="webhook URL is malformed") as e:
         WebhookSink("http://u:hunter22@[::1/hook")
     assert "hunter22" not in str(e.value)
+
+
+@needs_broker
+@pytest.mark.slow
+def test_a_run_whose_broker_refuses_the_credentials(tmp_path: Path) -> None:
+    """`process` with a wrong broker password: the outputs are written and the exit status is 0 (the
+    documented choice); stderr says in one line that the broker refused, the manifest stores why."""
+    from conftest import MODELS, VIDEO, run_cli
+
+    clip = VIDEO / "office_fisheye_cctv.mp4"
+    if not clip.exists():
+        pytest.skip(f"needs {clip}")
+    out = tmp_path / "o"
+    with mosq.Mosquitto(tmp_path / "auth", users={"enhance": "right-pw"}) as b:
+        proc = run_cli("process", str(clip), "--out", str(out), "--models", str(MODELS), "--set",
+                       "source.max_frames=20", "--set", "output.gallery=false", "--set",
+                       f"events.mqtt_url=mqtt://enhance:wrong-pw@127.0.0.1:{b.port}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["stats"]["events"]["mqtt"]["error"] == "the broker refused the credentials (Not authorized)"
+    said = [line for line in proc.stderr.splitlines() if "refused the credentials" in line]
+    assert len(said) == 1 and "not delivered" in said[0], proc.stderr[-2000:]
+    assert "wrong-pw" not in proc.stderr + proc.stdout
