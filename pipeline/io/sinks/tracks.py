@@ -127,6 +127,13 @@ class TrackWriter:
         return select(enhanced, self.per_track, lambda f: f.quality,
                       lambda f: f.lr if f.lr is not None else f.crop, self.dedupe)[0]
 
+    def _captured(self, track: Track) -> list[Face]:
+        """The kept observations shown as the camera captured them (resolved faces, or no generator ran):
+        the gallery's choice of them, written as original tiles so that the report, the gallery, track.json
+        and the manifest all show (and the report embeds) the same crops."""
+        held = [f for f in track.candidates if f.enhanced is None and f.crop is not None]
+        return select(held, self.per_track, lambda f: f.quality, lambda f: f.crop, self.dedupe)[0] if held else []
+
     def write(self, track: Track) -> dict:
         """Write one finished track; returns its summary for the manifest (paths relative to out_dir).
 
@@ -179,6 +186,9 @@ class TrackWriter:
                         f"{stem}_enhanced_unmarked.png", f.enhanced,
                         record(f, "enhanced_unmarked", self.run_info, visible_mark=False), signed=True)
                 tiles[_obs_key(f)] = names
+            for f in self._captured(track):
+                tiles[_obs_key(f)] = {"original": tile(f"f{f.frame_index:06d}_original.png", f.crop,
+                                                       record(f, "original", self.run_info))}
 
             best = max(enhanced, key=lambda f: f.quality, default=None)
             if best is None:  # nothing enhanced: the best original crop we still have
@@ -198,7 +208,7 @@ class TrackWriter:
         # Every observation, enhanced ones merged in by (source, frame).
         obs: dict[tuple[str, int], Face] = {_obs_key(f): f for f in track.faces}
         enhanced_keys = {_obs_key(f) for f in enhanced}
-        for f in enhanced:
+        for f in track.candidates:
             obs[_obs_key(f)] = f
         ordered = sorted(obs.values(), key=lambda f: (f.frame_index, f.time))
         rows = [Observation.of(f, _obs_key(f) in enhanced_keys, tiles.get(_obs_key(f), {})) for f in ordered]
