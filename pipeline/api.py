@@ -33,6 +33,7 @@ from .core.geometry import CROP
 from .core.runstats import RunStats, Timings
 from .run.build import Stages
 from .core.types import Face, Frame, Track
+from .io.records import Observation
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -241,18 +242,22 @@ def to_detections(faces: Sequence[Face], tiles: Literal["index", "array"] = "ind
     if tiles not in ("index", "array"):
         raise ValueError(f'tiles must be "index" or "array", got {tiles!r}')
     n = len(faces)
+    rows = [Observation.of(f).project("sv.Detections") for f in faces]  # the one record, sv's names
+
+    def column(key: str, dtype: Any) -> np.ndarray:
+        return np.array([r[key] for r in rows], dtype)
+
     data: dict[str, np.ndarray] = {
         "class_name": np.array(["face"] * n, dtype="<U4"),
-        "keypoints": np.array([np.asarray(f.kps, np.float32).reshape(5, 2) for f in faces],
-                              np.float32).reshape(n, 5, 2),
-        "quality": np.array([f.quality for f in faces], np.float32),
-        "entry": np.array([f.entry for f in faces], int),
-        "frame": np.array([f.frame_index for f in faces], int),
-        "time": np.array([f.time for f in faces], np.float64),
-        "source": np.array([f.source for f in faces], dtype=object),
-        "enhanced": np.array([f.enhanced is not None for f in faces], int),
-        "enhanced_confidence": np.array([np.nan if f.confidence is None else f.confidence for f in faces],
-                                        np.float32),
+        "keypoints": column("keypoints", np.float32).reshape(n, 5, 2),
+        "quality": column("quality", np.float32),
+        "entry": column("entry", int),
+        "frame": column("frame", int),
+        "time": column("time", np.float64),
+        "source": column("source", object),
+        "enhanced": column("enhanced", int),
+        "enhanced_confidence": np.array([np.nan if r["enhanced_confidence"] is None else r["enhanced_confidence"]
+                                         for r in rows], np.float32),
         "face": np.arange(n),
     }
     if tiles == "array":
@@ -261,9 +266,9 @@ def to_detections(faces: Sequence[Face], tiles: Literal["index", "array"] = "ind
             data["tile"][i] = None if f.enhanced is None else (
                 mark_enhanced(f.enhanced.copy(), low_confidence(f)) if mark else f.enhanced)
     return sv.Detections(
-        xyxy=np.array([f.box[:4] for f in faces], np.float32).reshape(n, 4),
-        confidence=np.array([f.score for f in faces], np.float32),
+        xyxy=column("xyxy", np.float32).reshape(n, 4),
+        confidence=column("confidence", np.float32),
         class_id=np.zeros(n, int),
-        tracker_id=np.array([f.track_id for f in faces], int),
+        tracker_id=column("tracker_id", int),
         data=data,
     )

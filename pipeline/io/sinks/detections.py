@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import write_error
-from ...core.types import Face
+from ..records import Observation
 
 SUPERVISION_COLUMNS = ["x_min", "y_min", "x_max", "y_max", "class_id", "confidence", "tracker_id"]
 COLUMNS = [*SUPERVISION_COLUMNS, "class_name", "time", "frame", "keypoints", "quality", "entry", "enhanced",
@@ -48,18 +48,12 @@ def csv_text(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def row(face: Face, enhanced: bool | None = None, enhanced_file: str = "") -> dict[str, Any]:
-    """One face as a row (plain numbers and strings; keypoints as [[x, y] × 5])."""
-    x1, y1, x2, y2 = (round(float(v), 1) for v in face.box[:4])
-    kps = [[round(float(x), 1), round(float(y), 1)] for x, y in face.kps.reshape(-1, 2)] if face.kps is not None else []
-    return {
-        "x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2, "class_id": FACE_CLASS,
-        "confidence": round(float(face.score), 4), "tracker_id": int(face.track_id), "class_name": FACE_NAME,
-        "time": round(float(face.time), 4), "frame": int(face.frame_index), "keypoints": kps,
-        "quality": round(float(face.quality), 4), "entry": int(face.entry),
-        "enhanced": int(face.enhanced is not None if enhanced is None else enhanced),
-        "enhanced_file": enhanced_file, "source": face.source,
-    }
+def row(obs: Observation, enhanced_file: str = "") -> dict[str, Any]:
+    """One observation as a row: its faces.csv projection (`records.FIELDS`), in `COLUMNS` order."""
+    p = obs.project("faces.csv")
+    p.update(class_id=FACE_CLASS, class_name=FACE_NAME, keypoints=p["keypoints"] or [],
+             enhanced=int(p["enhanced"]), enhanced_file=enhanced_file)
+    return {c: p[c] for c in COLUMNS}
 
 
 def _cell(value: Any) -> Any:
