@@ -90,7 +90,8 @@ def test_supervision_sinks_get_plain_rows_and_times_at_the_clips_own_rate(tmp_pa
 
     from pipeline.api import frame_rate
 
-    assert frame_rate(clip)[0] == pytest.approx(30000 / 1001) and frame_rate(clip)[1] == "the video office_fisheye_cctv.mp4"
+    rate, origin = frame_rate(clip)
+    assert rate == pytest.approx(30000 / 1001) and origin == "the video office_fisheye_cctv.mp4"
     assert frame_rate(None) == (None, "unknown")
     with pytest.raises(ValueError, match="fps must be positive"):
         frame_rate(0)

@@ -149,7 +149,8 @@ def test_track_events_are_built_from_the_track(tmp_path: Path) -> None:
     assert (new.track, new.frame, new.time, new.score, new.top_score) == (3, 4, 0.16, 0.9, 0.9)
     assert new.box == (100.0, 50.0, 124.0, 80.0) and new.area == 720.0 and new.frame_size == (640, 480)
     assert new.snapshot is track.candidates[0].crop, "the best held crop, the camera's own pixels"
-    last.enhanced, last.confidence, last.crop = np.zeros((128, 128, 3), np.uint8), 0.42, np.zeros((128, 128, 3), np.uint8)
+    last.enhanced, last.crop = np.zeros((128, 128, 3), np.uint8), np.zeros((128, 128, 3), np.uint8)
+    last.confidence = 0.42
     track.keep(last)
     upd = track_updated(track, last, (640, 480))
     assert (upd.score, upd.top_score, upd.enhanced, upd.enhance_confidence) == (0.6, 0.9, 1, 0.42)

@@ -270,7 +270,8 @@ def test_unreachable_camera_gives_up_after_attempts():
     events: list[dict] = []
     t0 = time.monotonic()
     with pytest.raises(InputError) as info:
-        open_source(f"rtsp://cam-admin:Hunter2x@127.0.0.1:{port}/stream1", cfg, on_event=lambda e: events.append(e.row()))
+        open_source(f"rtsp://cam-admin:Hunter2x@127.0.0.1:{port}/stream1", cfg,
+                    on_event=lambda e: events.append(e.row()))
     elapsed = time.monotonic() - t0
     msg = str(info.value)
     assert msg == f"cannot open rtsp://***@127.0.0.1:{port}/stream1 after 3 attempts: Connection refused"

@@ -134,7 +134,8 @@ def test_confidence_follows_resolution_and_input_agreement():
     obs = Observation.of(invented)
     rec = tile_record("enhanced", obs)
     assert rec["low_confidence"] and "too small or too damaged" in rec["warning"]
-    assert rec["confidence"] == round(invented.confidence, 4) and rec["input_mismatch"] == round(invented.consistency, 3)
+    assert rec["confidence"] == round(invented.confidence, 4)
+    assert rec["input_mismatch"] == round(invented.consistency, 3)
     assert "confidence" not in tile_record("original", obs)
 
 
