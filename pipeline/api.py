@@ -6,6 +6,7 @@
     faces = fe.process_frame(bgr)          # detect, track across calls, align, enhance per the policy
     faces = fe.process_image(photo)        # a photo: every face aligned and enhanced, no tracking
     detections = to_detections(faces)      # sv.Detections: tracker_id, data["keypoints"], data["enhanced"], …
+                                           # (tiles stay in `faces`; to_detections(faces, tiles="array") has them)
     tiles = fe.enhance_crops([crop])       # 128×128 BGR reconstructions, marked "AI-enhanced"
 
 It runs the same stages (`Stages`) and the same per-frame logic (`FaceFlow`: tracker, policy, fusion
@@ -15,10 +16,11 @@ window) as `enhance-faces process`; only the sinks differ: records are handed ba
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -31,11 +33,39 @@ from .core.geometry import CROP
 from .core.runstats import RunStats, Timings
 from .run.build import Stages
 from .core.types import Face, Frame, Track
+from .io.records import Observation
 
 if TYPE_CHECKING:
     import supervision as sv
 
+log = logging.getLogger(__name__)
+
 ENDED_KEPT = 1000  # ended tracks waiting for `pop_ended`; older ones are let go (memory stays bounded)
+DEFAULT_FPS = 25.0  # frame times when neither a rate nor times were given (said once, as a warning)
+
+
+def frame_rate(fps: Any) -> tuple[float | None, str]:
+    """(frames per second, where it came from) for `FaceEnhancer(fps=…)`: a number, an `sv.VideoInfo` (or
+    anything with `.fps`), a video file's path (its container's rate), or None (unknown)."""
+    if fps is None:
+        return None, "unknown"
+    if hasattr(fps, "fps"):
+        rate, origin = getattr(fps, "fps"), f"{type(fps).__name__}.fps"
+    elif isinstance(fps, (str, Path)):
+        from .io.sources.probe import open_source
+        from .core.config import SourceConfig
+
+        with open_source(str(fps), SourceConfig()) as source:
+            rate, origin = source.fps, f"the video {Path(fps).name}"
+    else:
+        rate, origin = fps, "given"
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not rate > 0:
+        raise ValueError(f"fps must be positive, got {rate!r} ({origin})")
+    return rate, origin
 
 
 def _bgr(image: Any, what: str) -> np.ndarray:
@@ -53,13 +83,16 @@ class FaceEnhancer:
     auto | cpu | cuda | cuda:N (None: the config's). `config`: a YAML file or a `Config`; `settings`:
     `key=value` overrides as `--set` takes them (e.g. "detect.threshold=0.4"); `policy`: which faces the
     generator gets (`best_k`, `every_n`, `all`, `none`). `fps`: the stream's rate, for frame times when
-    `process_frame` gets none. `process_image` is for photos, which no tracker links. No events are sent
-    and no files written.
+    `process_frame` gets none and for the tracker's clock: a number, an `sv.VideoInfo`
+    (`sv.VideoInfo.from_video_path(path)`) or the video's path; `fps_from` says which it was. Without it,
+    frame times assume 25 fps and the first `process_frame` without `time` says so (a warning): a 29.97 fps
+    clip would otherwise get times 20 % too late. `process_image` is for photos, which no tracker links.
+    No events are sent and no files written.
     """
 
     def __init__(self, models: str | Path | None = None, device: str | None = None, *,
                  config: str | Path | Config | None = None, settings: Iterable[str] = (), policy: str | None = None,
-                 fps: float = 25.0, source: str = "frames") -> None:
+                 fps: float | Any = None, source: str = "frames") -> None:
         overrides = [*settings, *([f"device={device}"] if device else []),
                      *([f"enhance.policy={policy}"] if policy else [])]
         if isinstance(config, Config):
@@ -67,9 +100,9 @@ class FaceEnhancer:
         else:
             cfg = load_config(config, overrides)
         cfg.events = EventsConfig()  # records are handed back here, not published
-        if not fps > 0:
-            raise ValueError(f"fps must be positive, got {fps!r}")
-        self.cfg, self.fps, self.source = cfg, float(fps), source
+        rate, self.fps_from = frame_rate(fps)
+        self.cfg, self.fps, self.source = cfg, rate or DEFAULT_FPS, source
+        self._warned_fps = rate is not None
         self.stages = Stages(cfg, models, progress=False)
         self.stats, self.timings = RunStats(), Timings()
         self.flow = FaceFlow(self.stages, self.fps, live=False, stats=self.stats, timings=self.timings)
@@ -88,6 +121,10 @@ class FaceEnhancer:
         frame count / fps).
         """
         image = _bgr(image, "process_frame")
+        if time is None and not self._warned_fps:
+            self._warned_fps = True
+            log.warning("no frame rate given: frame times assume %g fps; pass FaceEnhancer(fps=…) a number, an "
+                        "sv.VideoInfo or the video's path, or process_frame(time=…)", DEFAULT_FPS)
         t = self._index / self.fps if time is None else float(time)
         frame = Frame(image=image, index=self._index, time=t, source=self.source)
         self._index += 1
@@ -180,34 +217,49 @@ class FaceEnhancer:
                 f"tracks={len(self.tracks)})")
 
 
-def to_detections(faces: Sequence[Face], mark: bool = True) -> sv.Detections:
+def to_detections(faces: Sequence[Face], tiles: Literal["index", "array"] = "index",
+                  mark: bool = True) -> sv.Detections:
     """`faces` as supervision `Detections`: `xyxy`, `confidence`, `class_id` 0, `tracker_id` (-1 while a
     track is unconfirmed), and in `data`: `class_name` ("face"), `keypoints` (N×5×2), `quality`, `entry`,
-    `frame`, `time`, `source`, `enhanced` (the 128×128 tile or None; marked "AI-enhanced" unless
-    `mark=False`) and `enhanced_confidence` (NaN when not enhanced)."""
+    `frame`, `time`, `source`, `enhanced` (1 when enhanced, else 0, as faces.csv), `enhanced_confidence`
+    (NaN when not enhanced) and `face` (the index into `faces` of each row's `Face`, which holds its
+    pixels: `crop`, `lr`, `enhanced`).
+
+    Pixels stay out of `data` by default, so `sv.CSVSink` and `sv.JSONSink` write plain rows;
+    `tiles="array"` adds `tile`: the 128×128 enhanced tile (marked "AI-enhanced" unless `mark=False`) or
+    None per row."""
     import supervision as sv
 
+    if tiles not in ("index", "array"):
+        raise ValueError(f'tiles must be "index" or "array", got {tiles!r}')
     n = len(faces)
-    tiles = np.empty(n, dtype=object)  # filled one by one: np.array would stack same-sized tiles into 4-D
-    for i, f in enumerate(faces):
-        tiles[i] = None if f.enhanced is None else (mark_enhanced(f.enhanced.copy(), low_confidence(f)) if mark
-                                                    else f.enhanced)
+    rows = [Observation.of(f).project("sv.Detections") for f in faces]  # the one record, sv's names
+
+    def column(key: str, dtype: Any) -> np.ndarray:
+        return np.array([r[key] for r in rows], dtype)
+
+    data: dict[str, np.ndarray] = {
+        "class_name": np.array(["face"] * n, dtype="<U4"),
+        "keypoints": column("keypoints", np.float32).reshape(n, 5, 2),
+        "quality": column("quality", np.float32),
+        "entry": column("entry", int),
+        "frame": column("frame", int),
+        "time": column("time", np.float64),
+        "source": column("source", object),
+        "enhanced": column("enhanced", int),
+        "enhanced_confidence": np.array([np.nan if r["enhanced_confidence"] is None else r["enhanced_confidence"]
+                                         for r in rows], np.float32),
+        "face": np.arange(n),
+    }
+    if tiles == "array":
+        data["tile"] = np.empty(n, dtype=object)  # filled one by one: np.array would stack same-sized tiles
+        for i, f in enumerate(faces):
+            data["tile"][i] = None if f.enhanced is None else (
+                mark_enhanced(f.enhanced.copy(), low_confidence(f)) if mark else f.enhanced)
     return sv.Detections(
-        xyxy=np.array([f.box[:4] for f in faces], np.float32).reshape(n, 4),
-        confidence=np.array([f.score for f in faces], np.float32),
+        xyxy=column("xyxy", np.float32).reshape(n, 4),
+        confidence=column("confidence", np.float32),
         class_id=np.zeros(n, int),
-        tracker_id=np.array([f.track_id for f in faces], int),
-        data={
-            "class_name": np.array(["face"] * n, dtype="<U4"),
-            "keypoints": np.array([np.asarray(f.kps, np.float32).reshape(5, 2) for f in faces],
-                                  np.float32).reshape(n, 5, 2),
-            "quality": np.array([f.quality for f in faces], np.float32),
-            "entry": np.array([f.entry for f in faces], int),
-            "frame": np.array([f.frame_index for f in faces], int),
-            "time": np.array([f.time for f in faces], np.float64),
-            "source": np.array([f.source for f in faces], dtype=object),
-            "enhanced": tiles,
-            "enhanced_confidence": np.array([np.nan if f.confidence is None else f.confidence for f in faces],
-                                            np.float32),
-        },
+        tracker_id=column("tracker_id", int),
+        data=data,
     )

@@ -158,7 +158,8 @@ class Mosquitto:
 
 
 class Subscriber:
-    """A paho client subscribed to `<prefix>/#`; `messages` is [(topic, payload, retain)] in arrival order."""
+    """A paho client subscribed to `<prefix>/#`; `messages` is [(topic, text payload, retain)] in arrival
+    order, `images` the same for binary payloads (snapshot JPEGs)."""
 
     def __init__(self, broker: Mosquitto, topic: str = "enhance/#", user: str | None = None,
                  password: str | None = None) -> None:
@@ -171,10 +172,17 @@ class Subscriber:
             self.client.username_pw_set(user, password)
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, r, p: self.subscribed.set()
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), bool(m.retain)))
+        self.images: list[tuple[str, bytes, bool]] = []  # binary payloads (snapshot JPEGs)
+        self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
         assert self.subscribed.wait(10), "subscriber could not subscribe"
+
+    def _on_message(self, client, userdata, m) -> None:
+        try:
+            self.messages.append((m.topic, m.payload.decode(), bool(m.retain)))
+        except UnicodeDecodeError:
+            self.images.append((m.topic, bytes(m.payload), bool(m.retain)))
 
     def on(self, topic: str) -> list[tuple[str, bool]]:
         return [(p, r) for t, p, r in self.messages if t == topic]

@@ -56,7 +56,52 @@ def fe():
     from pipeline import FaceEnhancer
 
     with FaceEnhancer(models=MODELS, device="cpu", policy="all", fps=10) as enhancer:
+        assert enhancer.fps == 10 and enhancer.fps_from == "given"
         yield enhancer
+
+
+@needs_shared
+def test_supervision_sinks_get_plain_rows_and_times_at_the_clips_own_rate(tmp_path, caplog):
+    """The office clip is 29.97 fps: read with supervision's own frame generator, the rate comes from
+    `sv.VideoInfo` and the times are right; `sv.CSVSink` writes plain rows (no tile arrays in cells)."""
+    import csv
+    import logging
+
+    import supervision as sv
+
+    from pipeline import FaceEnhancer, to_detections
+    from conftest import VIDEO
+
+    clip = VIDEO / "office_fisheye_cctv.mp4"
+    info = sv.VideoInfo.from_video_path(str(clip))
+    frames = 45
+    with FaceEnhancer(models=MODELS, device="cpu", policy="all", fps=info) as fe, \
+            sv.CSVSink(str(tmp_path / "faces.csv")) as sink:
+        assert fe.fps_from == "VideoInfo.fps" and abs(fe.fps - 30000 / 1001) < 1e-6
+        rows = 0
+        for i, image in enumerate(sv.get_video_frames_generator(str(clip), end=frames)):
+            det = to_detections(fe.process_frame(image))
+            sink.append(det, custom_data={})
+            rows += len(det)
+            assert np.allclose(det.data["time"], i * 1001 / 30000, rtol=0, atol=1e-4)  # records.PLACES
+        assert fe.stats.frames == frames and sum(t.enhanced != [] for t in fe.finish()) >= 1
+    cells = [c for row in csv.reader((tmp_path / "faces.csv").open()) for c in row]
+    assert rows > 20 and max(len(c) for c in cells) < 1024, max(cells, key=len)[:200]
+
+    from pipeline.api import frame_rate
+
+    rate, origin = frame_rate(clip)
+    assert rate == pytest.approx(30000 / 1001) and origin == "the video office_fisheye_cctv.mp4"
+    assert frame_rate(None) == (None, "unknown")
+    with pytest.raises(ValueError, match="fps must be positive"):
+        frame_rate(0)
+    caplog.set_level(logging.WARNING)
+    with FaceEnhancer(models=MODELS, device="cpu", policy="none") as fe:
+        fe.process_frame(np.zeros((64, 64, 3), np.uint8))
+        fe.process_frame(np.zeros((64, 64, 3), np.uint8))
+        assert fe.fps_from == "unknown" and fe.fps == 25.0
+    said = [r.getMessage() for r in caplog.records if "no frame rate given" in r.getMessage()]
+    assert len(said) == 1 and "sv.VideoInfo" in said[0], "said once"
 
 
 @needs_shared
@@ -72,10 +117,16 @@ def test_frames_tracked_across_calls_and_supervision_detections(fe):
     assert face.track_id > 0 and face.enhanced is not None  # policy "all": enhanced now
     det = to_detections(second + first)
     assert det.tracker_id.tolist() == [face.track_id, -1] and det.class_id.tolist() == [0, 0]
-    assert det.data["enhanced"][0].shape == (128, 128, 3) and det.data["enhanced"][1] is None
-    assert not np.array_equal(det.data["enhanced"][0], face.enhanced)  # marked
+    assert det.data["enhanced"].tolist() == [1, 0] and det.data["face"].tolist() == [0, 1]
+    assert all(v.dtype != object or k == "source" for k, v in det.data.items()), "no pixels in data by default"
     assert np.isnan(det.data["enhanced_confidence"][1]) and 0 <= det.data["enhanced_confidence"][0] <= 1
     assert len(det[det.tracker_id > 0]) == 1  # supervision's own filtering slices our data too
+    tiled = to_detections(second + first, tiles="array")
+    assert tiled.data["tile"][0].shape == (128, 128, 3) and tiled.data["tile"][1] is None
+    assert not np.array_equal(tiled.data["tile"][0], face.enhanced)  # marked
+    assert np.array_equal(to_detections(second, tiles="array", mark=False).data["tile"][0], face.enhanced)
+    with pytest.raises(ValueError, match="tiles must be"):
+        to_detections(second, tiles="paths")  # type: ignore[arg-type]
     empty = to_detections([])
     assert len(empty) == 0 and empty.data["keypoints"].shape == (0, 5, 2)
     for _ in range(12):  # 1.2 s without the face at 10 fps: its track is lost, ended, handed over once

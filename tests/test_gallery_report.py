@@ -360,8 +360,9 @@ def test_report_without_tiles_or_faces(tmp_path: Path, photo_faces) -> None:
 
 
 def test_faces_the_camera_resolves_are_shown_as_captured(tmp_path):
-    """Photos of large faces: nothing is synthesized (every observation `resolved`), and the gallery shows
-    each track's best crop as captured instead of an empty row."""
+    """Photos of large faces: nothing is synthesized (every observation `resolved`), and every output shows
+    the same crop of the track as captured: its original tile in track.json and the manifest, the same
+    pixels in gallery.png's row, and report.html counts it shown and groups it by it (an embedding)."""
     from pipeline.report.sheet import BG, LABEL_W, ROW_HEAD, SECTION_H, TILE
 
     photos = tmp_path / "photos"
@@ -380,3 +381,18 @@ def test_faces_the_camera_resolves_are_shown_as_captured(tmp_path):
     top = rows[rows > 40][0] + SECTION_H + ROW_HEAD
     crop = sheet[top : top + TILE, LABEL_W : LABEL_W + TILE]
     assert (np.abs(crop.astype(int) - BG).sum(2) > 30).mean() > 0.5  # a face there, not "no crop kept" on the background
+
+    # the same crop everywhere: track.json lists the original tile, the manifest the file, the gallery draws it
+    shown = [o for o in doc["observations"] if o["files"]]
+    assert len(shown) == 1 and set(shown[0]["files"]) == {"original"}
+    tile = cv2.imread(str(tj.parent / shown[0]["files"]["original"]))
+    assert tile.shape == (TILE, TILE, 3) and np.abs(tile.astype(int) - crop).mean() < 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    (summary,) = manifest["tracks"]
+    assert f"tracks/{doc['track_id']}/{shown[0]['files']['original']}" in summary["files"]
+    assert summary["n_observations"] == doc["n_observations"] and summary["n_enhanced"] == doc["n_enhanced"] == 0
+    html = (out / "report.html").read_text()
+    assert "1 shown" in html and "0 shown" not in html and "no original crop" not in html
+    people = json.loads((out / "people.json").read_text())
+    (track,) = people["people"][0]["tracks"]
+    assert track["embedded_crops"] == 1 and track["shown_frames"] == [shown[0]["frame"]]

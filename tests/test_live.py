@@ -17,6 +17,7 @@ import rtsp  # noqa: E402
 from rtsp import RtspServer  # noqa: E402
 
 from pipeline.core.config import SourceConfig  # noqa: E402
+from pipeline.io.events import CameraReconnecting  # noqa: E402
 from pipeline.core.errors import InputError  # noqa: E402
 from pipeline.io.sources import LiveSource, open_source  # noqa: E402
 
@@ -128,7 +129,7 @@ def test_camera_crash_and_return(short_clip):
     events: list[dict] = []
     timeline: dict[str, float] = {}
     with RtspServer({"cam": short_clip}, loop=True) as srv:
-        src = open_source(srv.url("cam"), cfg, on_event=events.append)
+        src = open_source(srv.url("cam"), cfg, on_event=lambda e: events.append(e.row()))
         guard = watchdog(src, 40)
 
         def crash_and_return():
@@ -182,8 +183,8 @@ def test_close_interrupts_reconnect_wait_and_limited_attempts_give_up(short_clip
         waiting = threading.Event()
 
         def on_event(e):
-            events.append(e)
-            if e["event"] == "reconnect":
+            events.append(e.row())  # LiveSource hands typed events; their events.jsonl rows are checked
+            if isinstance(e, CameraReconnecting):
                 waiting.set()
 
         src = open_source(srv.url("cam"), SourceConfig(reconnect_initial_s=30.0, reconnect_max_s=60.0),
@@ -204,7 +205,7 @@ def test_close_interrupts_reconnect_wait_and_limited_attempts_give_up(short_clip
         srv.start()
         events.clear()
         cfg = SourceConfig(reconnect_initial_s=0.1, reconnect_max_s=0.2, reconnect_attempts=2)
-        with open_source(srv.url("cam"), cfg, on_event=events.append) as src:
+        with open_source(srv.url("cam"), cfg, on_event=lambda e: events.append(e.row())) as src:
             it = iter(src)
             next(it)
             srv.kill()
@@ -226,7 +227,7 @@ def test_stalled_camera_times_out_and_reconnects(short_clip):
     events: list[dict] = []
     cfg = SourceConfig(read_timeout_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5)
     with RtspServer({"cam": short_clip}, loop=True) as srv:
-        with open_source(srv.url("cam"), cfg, on_event=events.append) as src:
+        with open_source(srv.url("cam"), cfg, on_event=lambda e: events.append(e.row())) as src:
             guard = watchdog(src, 30)
             frames = read_for(src, 0.5)
             srv.freeze()
@@ -248,7 +249,7 @@ def test_end_of_stream_reconnects(short_clip):
     events: list[dict] = []
     cfg = SourceConfig(reconnect_initial_s=0.2)
     with RtspServer({"cam": short_clip}, loop=False) as srv:
-        with open_source(srv.url("cam"), cfg, on_event=events.append) as src:
+        with open_source(srv.url("cam"), cfg, on_event=lambda e: events.append(e.row())) as src:
             frames = []
             guard = watchdog(src, 30)
             for f in src:
@@ -269,7 +270,8 @@ def test_unreachable_camera_gives_up_after_attempts():
     events: list[dict] = []
     t0 = time.monotonic()
     with pytest.raises(InputError) as info:
-        open_source(f"rtsp://cam-admin:Hunter2x@127.0.0.1:{port}/stream1", cfg, on_event=events.append)
+        open_source(f"rtsp://cam-admin:Hunter2x@127.0.0.1:{port}/stream1", cfg,
+                    on_event=lambda e: events.append(e.row()))
     elapsed = time.monotonic() - t0
     msg = str(info.value)
     assert msg == f"cannot open rtsp://***@127.0.0.1:{port}/stream1 after 3 attempts: Connection refused"
@@ -290,14 +292,14 @@ def test_credentials_never_shown(short_clip, monkeypatch):
         for bad in (srv.url("cam"), srv.url("cam", user=f"{user}:wrong-{password}")):
             t0 = time.monotonic()
             with pytest.raises(InputError) as info:
-                open_source(bad, cfg, on_event=events.append)
+                open_source(bad, cfg, on_event=lambda e: events.append(e.row()))
             assert time.monotonic() - t0 < 3
             msg = str(info.value)
             assert "401" in msg and "after 1 attempt:" in msg and password not in msg and "wrong" not in msg
         assert events == []
         # right ones from the environment
         url = f"rtsp://${{ENH_TEST_CAM_USER}}:${{ENH_TEST_CAM_PASS}}@127.0.0.1:{srv.port}/cam"
-        with open_source(url, cfg, on_event=events.append) as src:
+        with open_source(url, cfg, on_event=lambda e: events.append(e.row())) as src:
             frames = read_for(src, 1.0)
             srv.kill()  # the reconnect path must not leak them either
             time.sleep(1.5)
@@ -326,7 +328,7 @@ def test_slow_consumer_gets_recent_frames(server):
     cfg = SourceConfig(live_queue=4)
     events: list[dict] = []
     frames, ages = [], []
-    with open_source(server.url("office"), cfg, on_event=events.append) as src:
+    with open_source(server.url("office"), cfg, on_event=lambda e: events.append(e.row())) as src:
         guard = watchdog(src, 30)
         end = time.monotonic() + 3.0
         for f in src:

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import MODELS, ROOT, VIDEO, needs_shared
@@ -148,6 +150,22 @@ def test_live_run_camera_lost_and_back_reaches_mqtt_and_webhook_in_order(tmp_pat
 
     # MQTT, track events: every track new → update* → end, each message once, as events.jsonl has them
     events = sub.events()
+    # one camera slug: in the status topic, the payloads, the ids, events.jsonl; ids safe in topics and files
+    slug = statuses[0][0].split("/")[1]
+    assert {e["after"]["camera"] for e in events} == {x["camera"] for x in jsonl} == {slug}
+    assert not set(slug) & set("/:.@ ") and all("/" not in e["after"]["id"] for e in events)
+    # Frigate's fields: the detector's score and top score, the box in a frame of the stated size
+    for e in events:
+        a = e["after"]
+        assert 0 < a["score"] <= a["top_score"] <= 1 and len(a["box"]) == 4 and a["area"] > 0
+        x1, y1, x2, y2 = a["box"]
+        fw, fh = a["frame_size"]
+        assert 0 <= x1 < x2 <= fw + 1 and 0 <= y1 < y2 <= fh + 1
+    # the snapshot topic: the best crop as a JPEG, retained
+    snaps = [(t, p) for t, p, _ in sub.images]
+    assert snaps and {t for t, _ in snaps} == {f"enhance/{slug}/face/snapshot"}
+    crop = cv2.imdecode(np.frombuffer(snaps[-1][1], np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None and crop.shape == (128, 128, 3)
     seq = _track_order(events)
     assert seq and all(s[0] == "new" and s[-1] == "end" and set(s[1:-1]) <= {"update"} for s in seq.values()), seq
     assert any("update" in s for s in seq.values()), seq

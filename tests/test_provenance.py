@@ -148,3 +148,47 @@ def test_c2pa_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot make a C2PA signer"):
         prov.signer_from_config(ProvenanceConfig(c2pa_cert=str(tmp_path / "junk.pem"),
                                                  c2pa_key=str(tmp_path / "junk.pem")))
+
+
+def test_one_observation_projected_into_every_format(tmp_path: Path, photo: np.ndarray) -> None:  # noqa: F811
+    """track.json, faces.csv, detections.jsonl, each tile's record and the API's sv.Detections carry the
+    same values for the same face: one record per face, one table of names, one rounding rule."""
+    import csv
+
+    from pipeline.api import to_detections
+    from pipeline.io.records import FIELDS, FORMATS, PLACES, Observation, name_in, rounded
+    from pipeline.io.sinks import Manifest
+
+    track = make_track(photo, tid=6, n=4, enhanced_frames=(1, 3))
+    for f in track.faces:
+        f.source, f.time, f.score = "cam", f.time + 1 / 3, 0.812345678  # values that need rounding
+        f.confidence = 0.654321 if f.enhanced is not None else None
+    m = Manifest(tmp_path, {"inputs": ["cam.mp4"]})
+    written = TrackWriter(tmp_path, OutputConfig(), run_info=RUN_INFO).write_track(track)
+    m.add_rows(written.rows)
+    m.close()
+    doc = json.loads((tmp_path / "tracks" / "6" / "track.json").read_text())
+    csv_rows = {int(r["frame"]): r for r in csv.DictReader((tmp_path / "faces.csv").open())}
+    jsonl = {r["frame"]: r for r in map(json.loads, (tmp_path / "detections.jsonl").read_text().splitlines())}
+    det = to_detections(track.faces)
+    for i, f in enumerate(track.faces):
+        o = Observation.of(f, f.enhanced is not None)
+        (saved,) = [x for x in doc["observations"] if x["frame"] == f.frame_index]
+        assert saved == json.loads(json.dumps(o.to_json())) | {"files": saved["files"]}
+        assert saved["time"] == rounded("time", f.time) == round(f.time, PLACES["time"])
+        assert saved["score"] == 0.8123 and saved["box"] == [round(float(v), 1) for v in f.box]
+        row, line = csv_rows[f.frame_index], jsonl[f.frame_index]
+        for name in ("score", "time", "frame", "quality", "entry", "track"):
+            key = name_in("faces.csv", name)
+            assert line[key] == getattr(o, name) and float(row[key]) == float(getattr(o, name)), name
+        assert json.loads(row["keypoints"]) == line["keypoints"] == o.kps
+        assert [line[k] for k in ("x_min", "y_min", "x_max", "y_max")] == o.box
+        assert det.confidence[i] == np.float32(o.score) and det.xyxy[i].tolist() == pytest.approx(o.box)
+        assert det.data["time"][i] == o.time and det.tracker_id[i] == o.track == 6
+        if f.enhanced is not None:
+            rec = prov.read_tile(tmp_path / "tracks" / "6" / f"f{f.frame_index:06d}_enhanced.png")["record"]
+            assert (rec["time"], rec["box"], rec["kps"], rec["crop_matrix"]) == (o.time, o.box, o.kps, o.matrix)
+            assert rec["confidence"] == o.confidence == saved["confidence"] == 0.6543
+            assert det.data["enhanced_confidence"][i] == np.float32(0.6543)
+    assert set(FIELDS) >= {"box", "score", "time", "kps", "matrix", "confidence"} and len(FORMATS) == 4
+    assert all(len(names) == len(FORMATS) for names in FIELDS.values())

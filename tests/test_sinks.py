@@ -364,6 +364,33 @@ def test_manifest_interrupted_then_complete(tmp_path: Path, photo: np.ndarray) -
     m.close()
 
 
+@pytest.mark.parametrize("chunk", [3, 1000], ids=["merged", "in-memory"])
+def test_faces_csv_ends_in_frame_order_with_class_name(tmp_path: Path, photo: np.ndarray, monkeypatch,
+                                                       chunk: int) -> None:
+    """Rows arrive as tracks end (a late track's rows after an early untracked face's); the finished files
+    are in frame order, then tracker id, whether sorted in memory or merged from chunks."""
+    from pipeline.io.sinks import detections
+
+    monkeypatch.setattr(detections, "SORT_CHUNK", chunk)
+    m = Manifest(tmp_path, {"inputs": ["x"]})
+    late = make_track(photo, tid=5)  # frames 10-13, written when it ends
+    early = make_track(photo, tid=2)  # frames 10-13 too, ended earlier
+    m.add_faces([dataclasses.replace(late.faces[0], frame_index=14, track_id=-1)])
+    m.add_rows(TrackWriter(tmp_path, OUTPUT).write_track(late).rows)
+    m.add_faces([dataclasses.replace(late.faces[0], frame_index=2, track_id=-1)])
+    m.add_rows(TrackWriter(tmp_path, OUTPUT).write_track(early).rows)
+    before = (tmp_path / "faces.csv").read_text()
+    m.close()
+    rows = list(csv.DictReader((tmp_path / "faces.csv").open()))
+    assert [(int(r["frame"]), int(r["tracker_id"])) for r in rows] == [
+        (2, -1), (10, 2), (10, 5), (11, 2), (11, 5), (12, 2), (12, 5), (13, 2), (13, 5), (14, -1)]
+    assert {r["class_name"] for r in rows} == {"face"}
+    assert sorted(before.splitlines()) == sorted((tmp_path / "faces.csv").read_text().splitlines()), "same rows"
+    lines = [json.loads(x) for x in (tmp_path / "detections.jsonl").read_text().splitlines()]
+    assert [(d["frame"], d["tracker_id"]) for d in lines] == [(int(r["frame"]), int(r["tracker_id"])) for r in rows]
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob("*.tmp"))
+
+
 def test_annotator_never_covers_its_own_face(photo: np.ndarray) -> None:
     image, face = cctv_face(photo, face_px=70, at=(45, 20), size=(160, 120))  # face fills the frame
     out = Annotator(OUTPUT)(image, [face], {face.track_id: face})

@@ -114,6 +114,7 @@ def test_confidence_follows_resolution_and_input_agreement():
     from pipeline.core.geometry import TEMPLATE, similarity
     from pipeline.stages.enhance.confidence import LOW, assess
     from pipeline.io.provenance import tile_record
+    from pipeline.io.records import Observation
     from pipeline.core.types import Face
 
     rng = np.random.default_rng(0)
@@ -130,10 +131,12 @@ def test_confidence_follows_resolution_and_input_agreement():
     assert small.confidence < LOW
     invented = face(128 / 48, 255 - faithful)  # sharp, but not what the camera saw
     assert invented.consistency > 40 and invented.confidence < LOW
-    rec = tile_record("enhanced", source="cam", frame=1, time=0.0, box=[0, 0, 1, 1], track=1,
-                      confidence=invented.confidence, consistency=invented.consistency)
+    obs = Observation.of(invented)
+    rec = tile_record("enhanced", obs)
     assert rec["low_confidence"] and "too small or too damaged" in rec["warning"]
-    assert "confidence" not in tile_record("original", source="cam", frame=1, time=0.0, box=[0, 0, 1, 1], track=1)
+    assert rec["confidence"] == round(invented.confidence, 4)
+    assert rec["input_mismatch"] == round(invented.consistency, 3)
+    assert "confidence" not in tile_record("original", obs)
 
 
 @pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")

@@ -162,7 +162,7 @@ class EventsConfig:
     """
 
     mqtt_url: str = ""  # mqtt[s]://[user[:password]@]host[:port]; empty = no MQTT
-    mqtt_prefix: str = "enhance"  # topics <prefix>/events, <prefix>/<camera>/status, <prefix>/available
+    mqtt_prefix: str = "enhance"  # topics <prefix>/events, /available, /<camera>/status, /<camera>/face/snapshot
     mqtt_qos: int = _range(0, 2, default=1)  # MQTT quality of service of every message
     mqtt_client_id: str = ""  # empty: enhance-<pid>-<random>
     mqtt_tls_ca: str = ""  # CA bundle for mqtts:// (empty: the system's)

@@ -35,6 +35,7 @@ from ..core.config import ProvenanceConfig
 from ..core.draw import MARK_TEXT
 from ..stages.enhance.confidence import LOW
 from ..core.errors import ConfigError
+from .records import Observation
 from .sources.urls import redact
 
 SOFTWARE = "Enhance"
@@ -48,10 +49,6 @@ IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 IPTC_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 IPTC_CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
 # ------------------------------------------------------------------------------ the record
-
-
-def _floats(v: Any, nd: int = 1) -> list[float]:
-    return [round(float(x), nd) for x in np.asarray(v, dtype=np.float64).ravel()]
 
 
 def generator_of(run_info: dict | None) -> dict | None:
@@ -68,15 +65,14 @@ def generator_of(run_info: dict | None) -> dict | None:
     return out
 
 
-def tile_record(kind: str, *, source: str, frame: int, time: float, box: Any, track: int,
-                kps: Any = None, entry: int | None = None, matrix: Any = None,
-                run_info: dict | None = None, visible_mark: bool | None = None,
-                confidence: float | None = None, consistency: float | None = None,
-                fused_from: list[tuple[int, float]] | None = None) -> dict:
-    """The provenance of one tile. `kind`: "enhanced" (synthesized), "original" or "lr" (source pixels)."""
+def tile_record(kind: str, obs: Observation, run_info: dict | None = None,
+                visible_mark: bool | None = None) -> dict:
+    """The provenance of one tile of observation `obs` (its "tile" projection, `records.FIELDS`), plus what
+    the tile is. `kind`: "enhanced"/"enhanced_unmarked" (synthesized), "original" or "lr" (source pixels)."""
     ai = kind.startswith("enhanced")
     info = run_info or {}
     inputs = info.get("inputs") or []
+    fields = obs.project("tile")
     rec: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": kind,
@@ -86,24 +82,18 @@ def tile_record(kind: str, *, source: str, frame: int, time: float, box: Any, tr
         "visible_mark": bool(visible_mark) if ai else False,
         "software": str(info.get("tool") or SOFTWARE),
         "generator": generator_of(info) if ai else None,
-        "source": {"name": str(source), "uri": redact(inputs[0]) if inputs else None},
-        "frame": int(frame),
-        "time": round(float(time), 4),
-        "box": _floats(box),
-        "track": int(track),
+        "source": {"name": obs.source, "uri": redact(inputs[0]) if inputs else None},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    if kps is not None:
-        rec["kps"] = [_floats(p) for p in np.asarray(kps, dtype=np.float64).reshape(-1, 2)]
-    if entry:
-        rec["entry"] = int(entry)
-    if matrix is not None:
-        rec["crop_matrix"] = [_floats(r, 5) for r in np.asarray(matrix, dtype=np.float64).reshape(2, 3)]
-    if ai and fused_from:  # track fusion: the camera pixels this reconstruction also rests on
-        rec["fused_from"] = [{"frame": int(f), "time": round(float(t), 4)} for f, t in fused_from]
+    for key in ("frame", "time", "box", "track", "kps", "entry", "crop_matrix"):
+        if fields.get(key) is not None and (key != "entry" or fields[key]):
+            rec[key] = fields[key]
+    if ai and obs.fused_frames:  # track fusion: the camera pixels this reconstruction also rests on
+        rec["fused_from"] = [{"frame": f, "time": t} for f, t in zip(obs.fused_frames, obs.fused_times)]
+    confidence = fields.get("confidence")
     if ai and confidence is not None:
-        rec["confidence"] = round(float(confidence), 4)
-        rec["input_mismatch"] = None if consistency is None else round(float(consistency), 3)
+        rec["confidence"] = confidence
+        rec["input_mismatch"] = fields.get("input_mismatch")
         rec["low_confidence"] = bool(confidence < LOW)
         if confidence < LOW:
             rec["warning"] = "low confidence: too small or too damaged to reconstruct faithfully"

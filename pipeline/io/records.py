@@ -1,16 +1,21 @@
-"""`track.json`: the one on-disk form of a finished track.
+"""One observation of a face, built once, and every format that writes it: a projection through one table.
 
-Written by the tracks sink, read back by the report, `enhance-faces gallery` and `enhance-faces lab eval-video`. The field
-names are a format other tools read (`frame`, `kps`, `box`, `matrix`, `confidence`, `observations`,
-`track_id`, …): keep them. Reading is forgiving — a hand-edited or half-written file yields what it can,
-and a tile file name that is not a plain name in the track's own folder is dropped, never followed.
+`Observation.of(face)` is the record of one face in one frame. track.json (`TrackRecord`), faces.csv and
+detections.jsonl (`sinks.detections.row`), each tile's provenance (`provenance.tile_record`: PNG text,
+XMP, sidecar) and the API's `sv.Detections` (`api.to_detections`) are projections of it: `FIELDS` names
+each field in each format, and `rounded` is the one rounding rule (`PLACES`) for all of them.
+
+track.json is the on-disk form of a finished track, read back by the report, `enhance-faces gallery` and
+`enhance-faces lab eval-video`. The field names of every format are what other tools read: the table
+keeps them. Reading is forgiving — a hand-edited or half-written file yields what it can, and a tile
+file name that is not a plain name in the track's own folder is dropped, never followed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +28,57 @@ PROVENANCE = ("*_enhanced.png (marked 'AI-enhanced / not a photograph'), *_enhan
               "and the right half of best.png are AI-enhanced reconstructions, not photographs; "
               "*_original.png and *_lr.png are source pixels. Each tile's .json sidecar holds its provenance.")
 
+# The one rounding rule: decimal places per field, whichever format writes it.
+PLACES: dict[str, int] = {
+    "time": 4, "box": 1, "kps": 1, "score": 4, "quality": 4, "sharpness": 2, "frontalness": 4, "matrix": 6,
+    "confidence": 4, "consistency": 3,
+}
 
-def _round(v: Any, nd: int) -> list[float]:
-    return [round(float(x), nd) for x in np.asarray(v, dtype=np.float64).ravel()]
+# The one table of names: each Observation field's name in each format (None: that format leaves it out).
+# faces.csv and detections.jsonl split `box` into supervision's x_min, y_min, x_max, y_max.
+FORMATS = ("track.json", "faces.csv", "tile", "sv.Detections")
+FIELDS: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
+    #  field          track.json      faces.csv        tile (PNG, XMP, sidecar)  sv.Detections
+    "box":          ("box",         "x_min,y_min,x_max,y_max", "box",     "xyxy"),
+    "score":        ("score",       "confidence",    None,             "confidence"),
+    "track":        (None,          "tracker_id",    "track",          "tracker_id"),
+    "time":         ("time",        "time",          "time",           "time"),
+    "frame":        ("frame",       "frame",         "frame",          "frame"),
+    "kps":          ("kps",         "keypoints",     "kps",            "keypoints"),
+    "quality":      ("quality",     "quality",       None,             "quality"),
+    "sharpness":    ("sharpness",   None,            None,             None),
+    "frontalness":  ("frontalness", None,            None,             None),
+    "entry":        ("entry",       "entry",         "entry",          "entry"),
+    "matrix":       ("matrix",      None,            "crop_matrix",    None),
+    "enhanced":     ("enhanced",    "enhanced",      None,             "enhanced"),
+    "confidence":   ("confidence",  None,            "confidence",     "enhanced_confidence"),
+    "consistency":  (None,          None,            "input_mismatch", None),
+    "resolved":     ("resolved",    None,            None,             None),
+    "files":        ("files",       None,            None,             None),
+    "fused_frames": ("fused_frames", None,           None,             None),
+    "at":           ("at",          None,            None,             None),
+    "source":       (None,          "source",        None,             "source"),
+}
+
+
+def name_in(fmt: str, name: str) -> str | None:
+    """`name`'s key in format `fmt` (one of `FORMATS`), None when that format leaves it out."""
+    return FIELDS[name][FORMATS.index(fmt)]
+
+
+def rounded(name: str, value: Any) -> Any:
+    """`value` (a number or an array) rounded by the rule for field `name`: a float, or nested lists."""
+    if value is None:
+        return None
+    a = np.asarray(value, dtype=np.float64)
+    nd = PLACES[name]
+    if a.ndim == 0:
+        return round(float(a), nd)
+    return _nested(a, nd)
+
+
+def _nested(a: np.ndarray, nd: int) -> list:
+    return [round(float(x), nd) for x in a] if a.ndim == 1 else [_nested(r, nd) for r in a]
 
 
 def _num(v: Any, default: float = 0.0) -> float:
@@ -50,9 +103,14 @@ def _points(v: Any, rows: int, cols: int) -> list[list[float]] | None:
         return None
 
 
+_NOT_IN_TRACK_JSON = {"track_json": False}  # known to the record, written by other formats only
+
+
 @dataclass
 class Observation:
-    """One row of `observations`: where the face was in one frame and which tiles were saved of it."""
+    """One face in one frame: where it was, how good, what was done with it and which tiles were saved
+    of it. track.json's `observations` hold it (but for the fields marked not to), every other format a
+    projection of it (`FIELDS`)."""
 
     frame: int
     time: float
@@ -70,31 +128,60 @@ class Observation:
     files: dict[str, str] = field(default_factory=dict)  # tile kind → file name in the track's folder
     fused_frames: list[int] = field(default_factory=list)  # track fusion: the other frames this output rests on
     at: str | None = None  # live sources: when the frame was received, ISO 8601 UTC (`time` is the stream's clock)
+    track: int = field(default=-1, metadata=_NOT_IN_TRACK_JSON)  # the tracker's id, -1 while unconfirmed
+    source: str = field(default="", metadata=_NOT_IN_TRACK_JSON)  # the source's display name
+    consistency: float | None = field(default=None, metadata=_NOT_IN_TRACK_JSON)  # enhanced vs its input, 0–255
+    fused_times: list[float] = field(default_factory=list, metadata=_NOT_IN_TRACK_JSON)  # of `fused_frames`
 
     @property
     def size(self) -> float:
         return max(self.box[2] - self.box[0], self.box[3] - self.box[1]) if len(self.box) == 4 else 0.0
 
     @classmethod
-    def of(cls, f: Face, enhanced: bool, files: dict[str, str]) -> Observation:
+    def of(cls, f: Face, enhanced: bool | None = None, files: dict[str, str] | None = None) -> Observation:
+        """The record of `f`. `enhanced`: whether its enhanced tile is kept (None: whether it has one)."""
+        enhanced = f.enhanced is not None if enhanced is None else enhanced
         return cls(
-            frame=f.frame_index,
-            time=round(float(f.time), 4),
-            box=_round(f.box, 1),
-            kps=[_round(p, 1) for p in np.asarray(f.kps).reshape(-1, 2)],
-            score=round(float(f.score), 4),
-            quality=round(float(f.quality), 4),
-            sharpness=round(float(f.sharpness), 2),
-            frontalness=round(float(f.frontalness), 4),
+            frame=int(f.frame_index),
+            time=rounded("time", f.time),
+            box=rounded("box", np.asarray(f.box)[:4]),
+            kps=rounded("kps", np.asarray(f.kps).reshape(-1, 2)) if f.kps is not None else None,
+            score=rounded("score", f.score),
+            quality=rounded("quality", f.quality),
+            sharpness=rounded("sharpness", f.sharpness),
+            frontalness=rounded("frontalness", f.frontalness),
             entry=int(f.entry),
-            matrix=[_round(r, 6) for r in f.matrix] if f.matrix is not None else None,
-            enhanced=enhanced,
-            confidence=f.confidence if enhanced else None,
+            matrix=rounded("matrix", np.asarray(f.matrix).reshape(2, 3)) if f.matrix is not None else None,
+            enhanced=bool(enhanced),
+            confidence=rounded("confidence", f.confidence) if enhanced else None,
             resolved=bool(f.resolved),
-            files=files,
+            files=dict(files or {}),
             fused_frames=[int(n.frame_index) for n in f.neighbours] if enhanced else [],
             at=iso_utc(f.captured) if f.captured is not None else None,
+            track=int(f.track_id),
+            source=str(f.source),
+            consistency=rounded("consistency", f.consistency) if enhanced else None,
+            fused_times=[rounded("time", n.time) for n in f.neighbours] if enhanced else [],
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """Its track.json object."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("track_json", True)}
+
+    def project(self, fmt: str) -> dict[str, Any]:
+        """Its fields under format `fmt`'s names (`FIELDS`), in the table's order; `box` split where the
+        format splits it."""
+        out: dict[str, Any] = {}
+        for name in FIELDS:
+            key = name_in(fmt, name)
+            if key is None:
+                continue
+            value = getattr(self, name)
+            if "," in key:
+                out.update(zip(key.split(","), value))
+            else:
+                out[key] = value
+        return out
 
     @classmethod
     def parse(cls, o: dict) -> Observation:
@@ -152,7 +239,8 @@ class TrackRecord:
                    n_observations=len(observations), n_enhanced=n_enhanced, observations=observations)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "observations"}
+        return doc | {"observations": [o.to_json() for o in self.observations]}
 
     @classmethod
     def parse(cls, doc: Any) -> TrackRecord:

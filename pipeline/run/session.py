@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..core.errors import EnhanceError, OutputError
-from ..io.events import RunEnded, RunStarted, TrackEnded, TrackStarted, TrackUpdated
+from ..io.events import RunEnded, RunStarted, track_ended, track_started, track_updated
 from .flow import FaceFlow, Step
 from ..io.publish import Publisher
 from ..core.runstats import Latency, RunResult, RunStats, Timings
-from ..io.sinks.events import SourceEvents
+from ..io.sinks.events import source_events
 from ..io.sinks.manifest import Manifest
 from ..io.sinks.tracks import TrackWriter
 from ..io.sinks.video import SegmentedVideoWriter, VideoWriter
@@ -92,7 +92,7 @@ class Session:
             self.video = VideoWriter(out / "annotated.mp4", source.width, source.height, source.fps, cfg.output,
                                      source.time_base)
         self.manifest = Manifest(out, self.info, jsonl=cfg.output.detections_jsonl)
-        self.events = SourceEvents(out / "events.jsonl", source.name, stages.network)  # also to MQTT, webhook
+        self.events = source_events(out / "events.jsonl", stages.network)  # also to MQTT, webhook
         source.on_event = self.events
         if source.live:
             stop.on_stop(source.close)
@@ -140,7 +140,7 @@ class Session:
                 self.video.roll(frame.image.shape[1], frame.image.shape[0])
         step = self.flow.step(frame)
         if step.detected:
-            self.shown = self._announce(step)
+            self.shown = self._announce(step, frame)
         if self.video is not None:
             with self.timings("annotate"):
                 image = self.stages.annotator(frame.image, self.shown, self.flow.insets())
@@ -165,18 +165,13 @@ class Session:
             self._last_report = now
         self.publisher.request(report)
 
-    def _announce(self, step: Step) -> list[Face]:
+    def _announce(self, step: Step, frame: Frame) -> list[Face]:
         """A detected frame's track events out, rows of faces no track holds (yet) written; its faces back."""
-        name = self.source.name
+        size = (frame.image.shape[1], frame.image.shape[0])
         for track in step.started:
-            first = track.faces[0]
-            self.events(TrackStarted(source=name, track=track.id, frame=first.frame_index, time=first.time,
-                                     score=round(float(first.score), 4)))
+            self.events(track_started(track, size))
         for f in step.improved:
-            track = self.flow.tracks[f.track_id]
-            self.events(TrackUpdated(source=name, track=track.id, frame=f.frame_index, time=f.time,
-                                     observations=len(track.faces), enhanced=len(track.enhanced),
-                                     confidence=f.confidence, quality=round(float(f.quality), 4)))
+            self.events(track_updated(self.flow.tracks[f.track_id], f, size))
         with self.timings("write"):  # a tracked face's row is written with its track, tile files known
             self.manifest.add_faces([f for f in step.faces if f.track_id <= 0])
         return step.faces
@@ -189,11 +184,8 @@ class Session:
             written = self.writer.write_track(track)
             self.manifest.add_rows(written.rows)
             self.manifest.add_track(written.summary)
-        best = track.enhanced[0] if track.enhanced else None
-        self.events(TrackEnded(source=self.source.name, track=track.id, reason=reason, time=track.faces[-1].time,
-                               observations=len(track.faces), enhanced=len(track.enhanced),
-                               first_time=round(track.faces[0].time, 3), best_tile=written.best_tile,
-                               confidence=None if best is None else best.confidence))
+        size = (self.source.width, self.source.height)
+        self.events(track_ended(track, reason, size, written.best_tile, self.out))
 
     def _end_all(self, reason: str) -> None:
         for track in self.flow.finish():

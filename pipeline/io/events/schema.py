@@ -1,34 +1,58 @@
-"""The event records: one frozen dataclass per kind, `to_dict`/`from_dict` in today's `events.jsonl` form."""
+"""The event records: one frozen dataclass per kind; `row()` is its `events.jsonl` line.
+
+Events are built typed where they happen (the session for tracks and runs, `LiveSource` for the camera)
+and only ever serialized: `row()` for events.jsonl and the webhook, `TrackSnapshot.payload()` for MQTT.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ...core.text import _parse_at, _relative_tile, iso_utc
+import numpy as np
+
+from ...core.text import _relative_tile, iso_utc
+
+# ---------------------------------------------------------------------------------------------- camera slug
+
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def camera_slug(name: str) -> str:
+    """The camera's identifier in MQTT topics, payloads, ids and file names: one rule, used everywhere.
+
+    Letters, digits, `_` and `-` are kept (Frigate's own rule for camera names); every run of other
+    characters (`/ : . @` spaces, MQTT's `+ #`) becomes one `_`; leading and trailing `_` go; an empty
+    result is "camera". So `lobby` stays `lobby` and an unnamed `rtsp://127.0.0.1:18554/lobby`, whose
+    display name is `127.0.0.1:18554/lobby`, is `127_0_0_1_18554_lobby`.
+    """
+    return _SLUG_UNSAFE.sub("_", str(name)).strip("_") or "camera"
+
 
 # ---------------------------------------------------------------------------------------------- events
+
+_NOT_IN_ROW = {"row": False}  # field metadata: carried by the event, never written to events.jsonl
 
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    """What every event has: the camera (`source`), the wall-clock `at` and the stream `time`.
+    """What every event has: the camera (`source`, its display name), the wall-clock `at` and the
+    stream `time`.
 
     Subclasses declare their kind (`KIND`, the "event" field) and their own fields; a field with a default
-    of None is optional and left out of `to_dict()` while unknown, so old readers see the old shape.
+    of None is optional and left out of `row()` while unknown.
     """
 
     KIND: ClassVar[str] = ""
-    TIME_KEY: ClassVar[str | None] = "time"  # the dict key of `time`; None: this kind has no stream time
-    WALL: ClassVar[bool] = False  # written with "wall" (= at) as the live sources do today
+    TIME_KEY: ClassVar[str | None] = "time"  # the row key of `time`; None: this kind has no stream time
+    WALL: ClassVar[bool] = False  # also written as "wall" (= at), as the live sources' events always were
 
     source: str
     at: float = field(default_factory=time.time)
     time: float | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)  # fields this version does not know
 
     @property
     def kind(self) -> str:
@@ -36,15 +60,17 @@ class Event:
 
     @property
     def camera(self) -> str:
-        """The camera's name (the same as `source`; MQTT and Frigate call it camera)."""
-        return self.source
+        """The camera's slug (`camera_slug(source)`): what topics, payloads and ids name it by."""
+        return camera_slug(self.source)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The events.jsonl row: "at", "source", "event", this kind's fields, then known optional ones."""
-        d: dict[str, Any] = {"at": iso_utc(self.at), "source": self.source, "event": self.kind}
+    def row(self) -> dict[str, Any]:
+        """The events.jsonl row: "at", "source", "camera", "event", this kind's fields, then the known
+        optional ones."""
+        d: dict[str, Any] = {"at": iso_utc(self.at), "source": self.source, "camera": self.camera,
+                             "event": self.kind}
         optional: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in _BASE_FIELDS:
+            if f.name in _BASE_FIELDS or f.metadata.get("row") is False:
                 continue
             value = getattr(self, f.name)
             if f.default is None:
@@ -57,8 +83,6 @@ class Event:
         if self.WALL:
             d["wall"] = self.at
         d.update(optional)
-        for k, v in self.extra.items():
-            d.setdefault(k, v)
         return d
 
 
@@ -66,50 +90,65 @@ _BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrackStarted(Event):
-    """A track was confirmed: its first observation is at `frame`/`time`."""
+class TrackEvent(Event):
+    """What every track event says about the face it is about (the first, the new best, the last).
 
-    KIND: ClassVar[str] = "track_start"
+    `score`: the detector's confidence in that observation; `top_score`: the highest of the track so far;
+    `box`: [x1, y1, x2, y2] in the pixels of a frame `frame_size` = [width, height]; `snapshot`: the best
+    observation's aligned crop as the camera captured it (BGR array; MQTT sends it as JPEG, events.jsonl
+    never holds it); `root`: the run folder (absolute) that `best_tile` is relative to.
+    """
+
     track: int
-    frame: int
-    score: float | None = None  # detector confidence of the first observation
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrackUpdated(Event):
-    """A track's best tile improved (a better-quality observation was enhanced)."""
-
-    KIND: ClassVar[str] = "track_update"
-    track: int
-    frame: int
-    observations: int
-    enhanced: int
-    best_tile: str | None = None  # relative to the run folder, POSIX separators
-    confidence: float | None = None  # 0–1 trust in the best enhanced tile (enhance/confidence.py)
-    quality: float | None = None  # the observation quality that made it the best
+    observations: int = 1
+    enhanced: int = 0
+    score: float | None = None
+    top_score: float | None = None
+    box: tuple[float, float, float, float] | None = None
+    frame_size: tuple[int, int] | None = None
+    best_tile: str | None = None  # relative to the run folder (`root`), POSIX separators
+    enhance_confidence: float | None = None  # 0–1 trust in the best enhanced tile (enhance/confidence.py)
     person: int | str | None = None  # person group, if already known
+    snapshot: np.ndarray | None = field(default=None, repr=False, compare=False, metadata=_NOT_IN_ROW)
+    root: str | None = field(default=None, metadata=_NOT_IN_ROW)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "best_tile", _relative_tile(self.best_tile))
 
+    @property
+    def area(self) -> float | None:
+        """The box's area in frame pixels (Frigate's `area`)."""
+        if self.box is None:
+            return None
+        x1, y1, x2, y2 = self.box
+        return round(max(0.0, x2 - x1) * max(0.0, y2 - y1), 1)
+
 
 @dataclass(frozen=True, kw_only=True)
-class TrackEnded(Event):
+class TrackStarted(TrackEvent):
+    """A track was confirmed: its first observation is at `frame`/`time`."""
+
+    KIND: ClassVar[str] = "track_start"
+    frame: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackUpdated(TrackEvent):
+    """A track's best tile improved (a better-quality observation was enhanced)."""
+
+    KIND: ClassVar[str] = "track_update"
+    frame: int
+    quality: float | None = None  # the observation quality that made it the best
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackEnded(TrackEvent):
     """A track ended (`reason`: lost, disconnect, end of input, stopped); `time` is its last observation."""
 
     KIND: ClassVar[str] = "track_end"
     TIME_KEY: ClassVar[str | None] = "last_time"
-    track: int
     reason: str
-    observations: int
-    enhanced: int
     first_time: float | None = None
-    best_tile: str | None = None  # e.g. tracks/7/best.png
-    confidence: float | None = None
-    person: int | str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "best_tile", _relative_tile(self.best_tile))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,67 +222,5 @@ class FramesDropped(Event):
     total: int
 
 
-@dataclass(frozen=True, kw_only=True)
-class OtherEvent(Event):
-    """An event kind this version does not know; its fields are kept in `extra` and written back as read."""
-
-    name: str = "unknown"
-
-    @property
-    def kind(self) -> str:
-        return self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"at": iso_utc(self.at), "source": self.source, "event": self.name}
-        if self.time is not None:
-            d["time"] = self.time
-        for k, v in self.extra.items():
-            d.setdefault(k, v)
-        return d
-
-
-KINDS: Mapping[str, type[Event]] = {
-    c.KIND: c
-    for c in (TrackStarted, TrackUpdated, TrackEnded, RunStarted, RunEnded, CameraOffline, CameraReconnecting,
-              CameraOnline, CameraGaveUp, FramesDropped)
-}
 ONLINE_KINDS = (RunStarted, CameraOnline)  # after these the camera is delivering frames to us
 OFFLINE_KINDS = (CameraOffline, CameraGaveUp, RunEnded)  # after these it is not
-
-
-def from_dict(d: Mapping[str, Any]) -> Event:
-    """An event from its events.jsonl / runner dict form (today's or `to_dict()`'s).
-
-    `at` comes from "wall" when present (when the live source saw it), else from "at" (when it was
-    logged), else now. Raises ValueError when a known kind lacks a field it needs.
-    """
-    kind = d.get("event")
-    at = _parse_at(d.get("wall"))
-    if at is None:
-        at = _parse_at(d.get("at"))
-    common: dict[str, Any] = {"source": str(d.get("source", "")), "at": time.time() if at is None else at}
-    cls = KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        rest = {k: v for k, v in d.items() if k not in ("at", "wall", "source", "event", "time")}
-        t = d.get("time")
-        return OtherEvent(name=str(kind), time=t if isinstance(t, (int, float)) else None, extra=rest, **common)
-    used = {"at", "source", "event"}
-    if cls.WALL:
-        used.add("wall")
-    kwargs: dict[str, Any] = {}
-    if cls.TIME_KEY is not None and cls.TIME_KEY in d:
-        used.add(cls.TIME_KEY)
-        if d[cls.TIME_KEY] is not None:
-            kwargs["time"] = float(d[cls.TIME_KEY])
-    for f in dataclasses.fields(cls):
-        if f.name in _BASE_FIELDS:
-            continue
-        if f.name in d:
-            kwargs[f.name] = d[f.name]
-            used.add(f.name)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ValueError(f"{kind} event without {f.name!r}")
-    extra = {k: v for k, v in d.items() if k not in used}
-    return cls(extra=extra, **common, **kwargs)
-
-

@@ -2,13 +2,16 @@
 
 The first seven CSV columns are supervision's `CSVSink` header (`x_min, y_min, x_max, y_max, class_id,
 confidence, tracker_id`), so `pd.read_csv("faces.csv")` lines up with a supervision notebook's own files;
-ours follow. `detections.jsonl` holds the same objects, one per line, with keypoints as a real list.
+then `class_name` ("face", as `sv.Detections.data["class_name"]`), then ours. `detections.jsonl` holds the
+same objects, one per line, with keypoints as a real list.
 
 A tracked face's row is written when its track ends: only then is it known which observations were
 enhanced and which tile file holds each (`enhanced_file`, relative to the run folder; on a tile sheet,
 `tiles_enhanced_NN.png#xywh=x,y,w,h`, the W3C media-fragment form of its cell). A face no track has
 confirmed is written at once. Both files are flushed after every batch of rows, so a stopped or crashed
-run keeps every row of every track that had ended.
+run keeps every row of every track that had ended. When the run ends (`close`) both files are put in
+frame order (then tracker id; an external merge sort in chunks of `SORT_CHUNK` rows, so memory stays
+bounded however long the run): only a crashed run's files keep the order in which tracks ended.
 
 A text cell starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`, so a spreadsheet shows it
 instead of running it; numbers (a negative coordinate too) stay numbers.
@@ -17,18 +20,24 @@ instead of running it; numbers (a negative coordinate too) stay numbers.
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from ...core.errors import write_error
-from ...core.types import Face
+from ..records import Observation
 
 SUPERVISION_COLUMNS = ["x_min", "y_min", "x_max", "y_max", "class_id", "confidence", "tracker_id"]
-COLUMNS = [*SUPERVISION_COLUMNS, "time", "frame", "keypoints", "quality", "entry", "enhanced", "enhanced_file",
-           "source"]
+COLUMNS = [*SUPERVISION_COLUMNS, "class_name", "time", "frame", "keypoints", "quality", "entry", "enhanced",
+           "enhanced_file", "source"]
 FACE_CLASS = 0  # class_id: every detection is a face
+FACE_NAME = "face"  # its class_name
+SORT_CHUNK = 200_000  # rows sorted in memory at once when the files are put in frame order
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting with these
 CSV_NAME, JSONL_NAME = "faces.csv", "detections.jsonl"
 
@@ -39,18 +48,12 @@ def csv_text(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def row(face: Face, enhanced: bool | None = None, enhanced_file: str = "") -> dict[str, Any]:
-    """One face as a row (plain numbers and strings; keypoints as [[x, y] × 5])."""
-    x1, y1, x2, y2 = (round(float(v), 1) for v in face.box[:4])
-    kps = [[round(float(x), 1), round(float(y), 1)] for x, y in face.kps.reshape(-1, 2)] if face.kps is not None else []
-    return {
-        "x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2, "class_id": FACE_CLASS,
-        "confidence": round(float(face.score), 4), "tracker_id": int(face.track_id),
-        "time": round(float(face.time), 4), "frame": int(face.frame_index), "keypoints": kps,
-        "quality": round(float(face.quality), 4), "entry": int(face.entry),
-        "enhanced": int(face.enhanced is not None if enhanced is None else enhanced),
-        "enhanced_file": enhanced_file, "source": face.source,
-    }
+def row(obs: Observation, enhanced_file: str = "") -> dict[str, Any]:
+    """One observation as a row: its faces.csv projection (`records.FIELDS`), in `COLUMNS` order."""
+    p = obs.project("faces.csv")
+    p.update(class_id=FACE_CLASS, class_name=FACE_NAME, keypoints=p["keypoints"] or [],
+             enhanced=int(p["enhanced"]), enhanced_file=enhanced_file)
+    return {c: p[c] for c in COLUMNS}
 
 
 def _cell(value: Any) -> Any:
@@ -117,9 +120,95 @@ class DetectionRows:
                 os.fsync(f.fileno())
 
     def close(self) -> None:
-        for f in (self._csv_file, self._jsonl):
-            if f is not None and not f.closed:
-                try:
-                    f.close()
-                except OSError:  # the buffer could not be flushed (disk full): what was flushed stays
-                    pass
+        """Close both files, then put them in frame order (a write error leaves them as they were)."""
+        open_before = [f for f in (self._csv_file, self._jsonl) if f is not None and not f.closed]
+        for f in open_before:
+            try:
+                f.close()
+            except OSError:  # the buffer could not be flushed (disk full): what was flushed stays
+                return
+        if not open_before:
+            return
+        self._guard(self.csv_path, lambda: _sort_csv(self.csv_path))
+        if self.jsonl_path is not None:
+            self._guard(self.jsonl_path, lambda: _sort_lines(self.jsonl_path))
+
+
+FRAME, TRACK = COLUMNS.index("frame"), COLUMNS.index("tracker_id")
+
+
+def _csv_key(cells: list[str]) -> tuple[int, int]:
+    try:
+        return int(cells[FRAME]), int(cells[TRACK])
+    except (IndexError, ValueError):  # a row of an older layout: last
+        return 2**62, 0
+
+
+def _jsonl_key(line: str) -> tuple[int, int]:
+    try:
+        d = json.loads(line)
+        return int(d["frame"]), int(d["tracker_id"])
+    except (ValueError, KeyError, TypeError):
+        return 2**62, 0
+
+
+def _sort_csv(path: Path) -> None:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return
+
+        def write(rows: Iterable[list[str]], target: Path) -> None:
+            with open(target, "w", newline="", encoding="utf-8") as out:
+                w = csv.writer(out)
+                if target == tmp:
+                    w.writerow(header)
+                w.writerows(rows)
+
+        def read(source: Path) -> Iterator[list[str]]:
+            with open(source, newline="", encoding="utf-8") as src:
+                yield from csv.reader(src)
+
+        tmp = path.with_name(path.name + ".tmp")
+        _external_sort(reader, _csv_key, write, read, tmp, path.parent)
+    os.replace(tmp, path)
+
+
+def _sort_lines(path: Path) -> None:
+    def write(lines: Iterable[str], target: Path) -> None:
+        with open(target, "w", encoding="utf-8") as out:
+            out.writelines(lines)
+
+    def read(source: Path) -> Iterator[str]:
+        with open(source, encoding="utf-8") as src:
+            yield from src
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, encoding="utf-8") as fh:
+        _external_sort(fh, _jsonl_key, write, read, tmp, path.parent)
+    os.replace(tmp, path)
+
+
+def _external_sort(items: Iterator, key: Callable, write: Callable, read: Callable, target: Path,
+                   folder: Path) -> None:
+    """Write `items` to `target` sorted by `key` (stable), holding at most `SORT_CHUNK` of them at once:
+    sorted chunks go to temporary files in `folder`, then are merged."""
+    chunks: list[Path] = []
+    try:
+        while True:
+            chunk = list(islice(items, SORT_CHUNK))
+            if not chunk and chunks:
+                break
+            chunk.sort(key=key)
+            if not chunks and len(chunk) < SORT_CHUNK:  # everything fitted in one chunk
+                write(chunk, target)
+                return
+            fd, name = tempfile.mkstemp(prefix=".sort-", suffix=".part", dir=folder)
+            os.close(fd)
+            chunks.append(Path(name))
+            write(chunk, chunks[-1])
+        write(heapq.merge(*(read(c) for c in chunks), key=key), target)
+    finally:
+        for c in chunks:
+            c.unlink(missing_ok=True)

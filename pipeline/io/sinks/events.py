@@ -1,4 +1,4 @@
-"""A source's events: appended to its `events.jsonl`, and handed to MQTT and the webhook (`Network`).
+"""A source's events: one `EventBus` with its `events.jsonl` and the run's MQTT and webhook sinks.
 
 One typed event (`pipeline.io.events`) per happening — track start/update/end, run start/end, disconnects,
 reconnects, drops — so the file and the network sinks never disagree about what a field means.
@@ -7,22 +7,22 @@ reconnects, drops — so the file and the network sinks never disagree about wha
 from __future__ import annotations
 
 import json
-import logging
 import threading
-from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from ...core.errors import write_error
-from ..events import Event, from_dict
+from ..events import Event, EventBus
 from .network import Network
-
-log = logging.getLogger(__name__)
 
 
 class EventLog:
-    """One line per event, flushed at once, so a crash loses nothing already logged."""
+    """events.jsonl: one line per event (`Event.row()`), flushed at once, so a crash loses nothing logged.
+
+    Essential: a write error (disk full) stops the run, as any output's does.
+    """
+
+    name = "jsonl"
+    essential = True
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -34,9 +34,8 @@ class EventLog:
         self._lock = threading.Lock()
         self.count = 0
 
-    def __call__(self, event: dict) -> None:
-        row = {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **event}
-        line = json.dumps(row, default=str)
+    def publish(self, event: Event) -> None:
+        line = json.dumps(event.row(), default=str)
         with self._lock:
             if self._file.closed:
                 return
@@ -47,7 +46,11 @@ class EventLog:
                 raise write_error(self.path, e) from None
             self.count += 1
 
-    def close(self) -> None:
+    def stats(self) -> int:
+        """Events written."""
+        return self.count
+
+    def close(self, timeout: float | None = None) -> None:
         with self._lock:
             if not self._file.closed:
                 try:
@@ -56,44 +59,10 @@ class EventLog:
                     pass
 
 
-class SourceEvents:
-    """One source's events: each written to `events.jsonl` first (a write error stops the run, as any
-    output's does), then given to the process-wide `network` bus, which never raises or waits.
-
-    Also the source's `on_event`: the camera's own dicts (disconnect, reconnect, dropped) become events.
-    """
-
-    def __init__(self, path: Path, source: str, network: Network | None = None) -> None:
-        self.log = EventLog(path)
-        self.source, self.network = source, network
-        self.invalid = 0  # dicts from a source that were not a valid event (written to the file as they came)
-
-    def __call__(self, event: Event | Mapping[str, Any]) -> None:
-        if isinstance(event, Event):
-            self.log(event.to_dict())
-        else:
-            row = {"source": self.source, **event}
-            try:
-                event = from_dict(row)
-            except (ValueError, TypeError) as e:
-                self.invalid += 1
-                if self.invalid == 1:
-                    log.warning("%s: an event the network sinks cannot read (%s); written to events.jsonl only",
-                                self.source, e)
-                self.log(row)
-                return
-            self.log(event.to_dict())
-        if self.network is not None:
-            self.network.emit(event)
-
-    def stats(self) -> dict[str, Any]:
-        """For the manifest: events written to the file, and each network sink's counters as they stand."""
-        out: dict[str, Any] = {"jsonl": self.log.count}
-        if self.invalid:
-            out["invalid"] = self.invalid
-        if self.network is not None:
-            out |= self.network.stats()
-        return out
-
-    def close(self) -> None:
-        self.log.close()
+def source_events(path: Path, network: Network | None = None) -> EventBus:
+    """The bus a source's session and its `LiveSource` (`on_event`) emit to: `path` (events.jsonl) first,
+    then the process-wide network sinks (shared, closed by the run, not by this bus)."""
+    bus = EventBus([EventLog(path)])
+    for sink in network.sinks if network is not None else ():
+        bus.add(sink, owned=False)
+    return bus

@@ -21,6 +21,7 @@ import numpy as np
 
 from ...core.errors import write_error
 from ...core.types import Face
+from ..records import Observation
 from .detections import DetectionRows, row
 
 PROVENANCE = (
@@ -102,7 +103,7 @@ class Manifest:
 
     def add_faces(self, faces: list[Face]) -> None:
         """Append one row per face to faces.csv and detections.jsonl and flush (nothing is kept in memory)."""
-        self.rows.add([row(f) for f in faces])
+        self.rows.add([row(Observation.of(f)) for f in faces])
 
     def add_rows(self, rows: list[dict]) -> None:
         """Append rows made by `sinks.detections.row` (a finished track's, with their tile files)."""

@@ -7,11 +7,21 @@ Topics (`prefix` defaults to "enhance"):
     <prefix>/events           {"type": "new"|"update"|"end", "before": {…}|null, "after": {…}} per track
                               event (not retained: a stale detection must not greet tomorrow's subscriber)
     <prefix>/<camera>/status  "online" / "offline" (retained): whether frames are arriving from the camera
+    <prefix>/<camera>/face/snapshot
+                              JPEG of the best face so far (the camera's own pixels, aligned crop),
+                              retained, as Frigate's `<camera>/<label>/snapshot`
+
+`<camera>` is the camera's slug (`pipeline.io.events.camera_slug`), the same string as the payload's
+`camera` and inside its `id`; docs/events.md lists every field.
 
 This is the layout of Frigate's MQTT integration (docs.frigate.video/integrations/mqtt: `frigate/available`
 online/offline, `frigate/events` with type new/update/end and before/after objects carrying id, camera,
-label, sub_label, start_time, end_time null until the end), so consumers written for Frigate need few
+label, sub_label, score, top_score, box, area, start_time, end_time null until the end,
+`frigate/<camera>/<label>/snapshot`), so consumers written for Frigate need few
 changes; the `before`/`after` objects are `pipeline.io.events.TrackSnapshot`s.
+
+A broker that refuses the credentials is remembered (`error`): the run's end says so on the terminal and
+in the manifests (`pipeline.io.sinks.network`); paho keeps retrying meanwhile, in case it is fixed.
 
 The frame loop must never wait for the network: `publish` only appends to a bounded queue, a thread of
 ours hands messages to paho-mqtt while the broker is connected, and paho's own thread connects and
@@ -37,12 +47,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ...core.errors import ConfigError
+import cv2
+
 from ..events import (
     OFFLINE_KINDS,
     ONLINE_KINDS,
     Event,
     Secrets,
     TrackBook,
+    TrackEvent,
     expand_env,
     json_dumps,
 )
@@ -59,6 +72,8 @@ __all__ = ["MqttSink", "parse_mqtt_url"]
 CONNECT_GRACE_S = 1.0  # close() waits this long for a connection still being made, to send what is queued
 DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
 _TOPIC_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
+SNAPSHOT_QUALITY = 90  # JPEG quality of the snapshot topic's image
+REFUSED = frozenset({134, 135})  # CONNACK reasons: bad user name or password, not authorized
 
 
 def parse_mqtt_url(url: str) -> dict[str, Any]:
@@ -111,12 +126,13 @@ class MqttSink:
     message. `max_queue` bounds the messages waiting for the broker. `reconnect_min_s`/`reconnect_max_s`
     set paho's reconnect backoff. `tls_ca` is a CA bundle for mqtts (default: the system's).
 
-    Counters: `sent` (event messages handed to paho; camera statuses are state and not counted), `dropped`
-    (event messages never sent: queue full, or still queued when `close` ran out of time); `connected`
-    says whether the broker is there now.
+    Counters: `sent` (event messages handed to paho; camera statuses are state and not counted),
+    `snapshots` (snapshot JPEGs handed to paho), `dropped` (messages never sent: queue full, or still queued
+    when `close` ran out of time); `connected` says whether the broker is there now; `error` why it never
+    was (credentials refused), else None.
     """
 
-    nonblocking = True  # EventBus may call publish in the frame loop's thread
+    name = "mqtt"
 
     def __init__(
         self,
@@ -157,10 +173,11 @@ class MqttSink:
         self.shown: str = target["shown"]
         self.host, self.port = target["host"], target["port"]
         self.prefix, self.qos = prefix, qos
-        self.sent = 0
+        self.sent = self.snapshots = 0
         self.dropped = 0
+        self.error: str | None = None
         self._max_queue = max(1, int(max_queue))
-        self._queue: deque[tuple[str, str, bool]] = deque()
+        self._queue: deque[tuple[str, str | bytes, bool]] = deque()
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self._closing = False
@@ -205,14 +222,19 @@ class MqttSink:
     def publish(self, event: Event) -> None:
         """Queue the messages `event` means; returns at once whatever the broker is doing."""
         if isinstance(event, ONLINE_KINDS):
-            self._status(event.source, "online")
+            self._status(event.camera, "online")
         elif isinstance(event, OFFLINE_KINDS):
-            self._status(event.source, "offline")
+            self._status(event.camera, "offline")
         folded = self._book.apply(event)
-        if folded is not None:
-            kind, before, after = folded
-            payload = {"type": kind, "before": None if before is None else before.to_dict(), "after": after.to_dict()}
-            self._put(self.topic("events"), json_dumps(payload), False)
+        if folded is None:
+            return
+        kind, before, after = folded
+        payload = {"type": kind, "before": None if before is None else before.payload(), "after": after.payload()}
+        self._put(self.topic("events"), json_dumps(payload), False)
+        if isinstance(event, TrackEvent) and event.snapshot is not None:
+            ok, jpeg = cv2.imencode(".jpg", event.snapshot, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+            if ok:
+                self._put(self.topic(event.camera, "face", "snapshot"), jpeg.tobytes(), True)
 
     __call__ = publish
 
@@ -226,7 +248,7 @@ class MqttSink:
             self._pending.add(camera)
             self._cond.notify_all()
 
-    def _put(self, topic: str, payload: str, retain: bool) -> None:
+    def _put(self, topic: str, payload: str | bytes, retain: bool) -> None:
         with self._cond:
             if self._closing:
                 self.dropped += 1
@@ -266,13 +288,18 @@ class MqttSink:
         if info.rc != _mqtt.MQTT_ERR_SUCCESS:  # paho kept it (qos 1) or will get it again on connect
             self._pause_if_disconnected(info.rc)
 
-    def _hand(self, message: tuple[str, str, bool]) -> None:
+    def _hand(self, message: tuple[str, str | bytes, bool]) -> None:
         topic, payload, retain = message
-        info = self.client.publish(topic, self.secrets.scrub(payload), qos=self.qos, retain=retain)
+        text = isinstance(payload, str)
+        info = self.client.publish(topic, self.secrets.scrub(payload) if text else payload, qos=self.qos,
+                                   retain=retain)
         # NO_CONN with qos > 0: paho keeps the message and sends it after reconnecting
         if info.rc == _mqtt.MQTT_ERR_SUCCESS or (info.rc == _mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
             with self._cond:
-                self.sent += 1
+                if text:
+                    self.sent += 1
+                else:
+                    self.snapshots += 1
             return
         # not taken (qos 0 while disconnected, or paho's own queue full): back to the front, then wait
         with self._cond:
@@ -292,6 +319,8 @@ class MqttSink:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
+            if getattr(reason, "value", None) in REFUSED:
+                self.error = f"the broker refused the credentials ({reason})"
             if not self._warned_down:
                 self._warned_down = True
                 log.warning("MQTT broker %s refused the connection: %s; retrying in the background",
@@ -299,7 +328,7 @@ class MqttSink:
             return
         if self._ever_connected or self._warned_down:
             log.info("MQTT broker %s connected", self.shown)
-        self._ever_connected, self._warned_down = True, False
+        self._ever_connected, self._warned_down, self.error = True, False, None
         client.publish(self.topic("available"), "online", qos=1, retain=True)
         with self._cond:
             self._pending.update(self._cameras)  # the broker may have lost retained state while we were away
@@ -330,6 +359,12 @@ class MqttSink:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    def stats(self) -> dict[str, Any]:
+        """For the manifest: sent, snapshots, dropped, queued, connected, and `error` when there is one."""
+        out: dict[str, Any] = {"sent": self.sent, "snapshots": self.snapshots, "dropped": self.dropped,
+                               "queued": self.queued, "connected": self.connected}
+        return out | ({"error": self.error} if self.error else {})
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the queue is handed to paho, the message the sender holds included (True), or `timeout`

@@ -1,23 +1,26 @@
 """Events to the outside: one MQTT connection and one webhook per process, shared by every source.
 
-Each source's session writes its own `events.jsonl` and hands every event to this bus too. The MQTT and
-webhook sinks only queue (`nonblocking`), so the bus calls them in the frame loop's thread, catching
-anything they raise: a broker or endpoint that is down, slow or goes away costs the frame loop nothing.
-It is closed once, when the run ends, within `CLOSE_S`; what could not be sent by then is counted, and
-`record` then writes the final counters into every manifest of the run (until then each held the counters
-as they stood when its source ended, when events still queued for a broker that had gone were not yet lost).
+Each source's `EventBus` (`sinks.events.source_events`) writes its own `events.jsonl` and hands every event
+to these sinks too. They only queue, so the bus calls them in the frame loop's thread: a broker or endpoint
+that is down, slow or goes away costs the frame loop nothing. They are closed once, when the run ends,
+within `CLOSE_S`; what could not be sent by then is counted, and `record` then writes the final counters
+into every manifest of the run (until then each held the counters as they stood when its source ended).
+
+A sink that knows why nothing arrives (the broker refused the credentials, the endpoint answered 401)
+says so in its `error`: on the terminal at close, and in the manifests' `stats.events.<sink>.error`. The
+run's exit status does not change (docs/events.md): the video's outputs are complete either way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ...core.config import EventsConfig
-from ..events import Event, EventBus
 from .manifest import write_json
 
 log = logging.getLogger(__name__)
@@ -26,60 +29,49 @@ CLOSE_S = 2.0  # the run's end waits at most this long for queued events to reac
 
 
 class Network:
-    """The process-wide event bus holding the MQTT and webhook sinks that `cfg` asks for (maybe none)."""
+    """The process-wide MQTT and webhook sinks that `cfg` asks for (maybe none)."""
 
     def __init__(self, cfg: EventsConfig) -> None:
-        self.bus = EventBus()
-        self.sinks: dict[str, Any] = {}
+        self.sinks: list[Any] = []
         self._closed = False
         try:
             if cfg.mqtt_url:
                 from .mqtt import MqttSink
 
-                self._add("mqtt", MqttSink(cfg.mqtt_url, cfg.mqtt_prefix, cfg.mqtt_client_id or None, cfg.mqtt_qos,
+                self.sinks.append(MqttSink(cfg.mqtt_url, cfg.mqtt_prefix, cfg.mqtt_client_id or None, cfg.mqtt_qos,
                                            max_queue=cfg.queue, tls_ca=cfg.mqtt_tls_ca or None))
             if cfg.webhook_url:
                 from .webhook import WebhookSink
 
-                self._add("webhook", WebhookSink(cfg.webhook_url, cfg.webhook_headers, timeout_s=cfg.webhook_timeout_s,
-                                                 max_queue=cfg.queue, retries=cfg.webhook_retries,
-                                                 backoff_s=cfg.webhook_backoff_s))
+                self.sinks.append(WebhookSink(cfg.webhook_url, cfg.webhook_headers, timeout_s=cfg.webhook_timeout_s,
+                                              max_queue=cfg.queue, retries=cfg.webhook_retries,
+                                              backoff_s=cfg.webhook_backoff_s))
         except BaseException:  # a bad webhook setting must not leave the MQTT connection's threads behind
             self.close(0.0)
             raise
 
-    def _add(self, name: str, sink: Any) -> None:
-        self.sinks[name] = sink
-        self.bus.add(sink, name=name, inline=True)
-
-    def emit(self, event: Event) -> None:
-        """Hand `event` to every sink; returns at once and never raises."""
-        if self.sinks:
-            self.bus.emit(event)
-
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per sink, its own counters as they stand: MQTT sent/dropped/queued/connected, webhook
-        delivered/retried/failed/dropped/queued. `dropped`: never sent (queue full, or left at close)."""
-        out: dict[str, dict[str, Any]] = {}
-        for name, sink in self.sinks.items():
-            keys = ("sent", "dropped") if name == "mqtt" else ("delivered", "retried", "failed", "dropped")
-            out[name] = {k: getattr(sink, k) for k in keys} | {"queued": sink.queued}
-            if name == "mqtt":
-                out[name]["connected"] = sink.connected
-        return out
+        """Per sink, its own counters as they stand (see `MqttSink.stats`, `WebhookSink.stats`)."""
+        return {sink.name: sink.stats() for sink in self.sinks}
 
     def close(self, timeout: float = CLOSE_S) -> None:
-        """Send what can be sent within `timeout` seconds, then say what never arrived (one line per sink).
-        Idempotent."""
+        """Send what can be sent within `timeout` seconds, then say what never arrived, and why when a
+        sink knows (one line per sink). Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self.bus.close(timeout)
-        for name, counts in self.stats().items():
+        deadline = time.monotonic() + max(0.0, timeout)
+        for sink in self.sinks:
+            sink.close(max(0.0, deadline - time.monotonic()))
+        for sink in self.sinks:
+            counts = sink.stats()
             lost = counts["dropped"] + counts.get("failed", 0)
-            if lost:
+            if counts.get("error"):
+                log.error("events: %s %s: %s; %d event%s not delivered (see the manifests' stats.events)",
+                          sink.name, sink.shown, counts["error"], lost, "" if lost == 1 else "s")
+            elif lost:
                 log.warning("events: %d not delivered to %s %s (down or too slow; see the manifests' stats.events)",
-                            lost, name, self.sinks[name].shown)
+                            lost, sink.name, sink.shown)
 
     def record(self, manifests: Iterable[Path]) -> None:
         """After `close`: each manifest's `stats.events` gets every sink's final counters (`dropped` now

@@ -32,16 +32,6 @@ from .selection import select
 from .tilesheet import write_sheets
 
 
-def record(face: Face, kind: str, run_info: dict | None = None, visible_mark: bool | None = None) -> dict:
-    """The provenance record of one tile of `face` (see provenance.tile_record)."""
-    return prov.tile_record(
-        kind, source=face.source, frame=face.frame_index, time=face.time, box=face.box, track=face.track_id,
-        kps=face.kps, entry=face.entry or None, matrix=face.matrix, run_info=run_info, visible_mark=visible_mark,
-        confidence=face.confidence, consistency=face.consistency,
-        fused_from=[(n.frame_index, n.time) for n in face.neighbours],
-    )
-
-
 def lr_upscaled(face: Face, size: int) -> np.ndarray | None:
     """The generator's low-res input blown up with nearest neighbour, so its real resolution shows (a face the
     camera resolves, never synthesized: its 128 px crop, which holds more of the camera's pixels)."""
@@ -116,8 +106,6 @@ class TrackWriter:
         self.sidecars = sidecars and not self.sheets  # with sheets, tiles.json holds every tile's record
         self.per_track, self.dedupe = cfg.gallery_per_track, dedupe
 
-    def _record(self, face: Face, kind: str) -> dict:
-        return record(face, kind, self.run_info, visible_mark=True if kind == "enhanced" else None)
 
     def _singles(self, enhanced: list[Face]) -> list[Face]:
         """The observations written as single tiles: all, or with sheets what the gallery will show."""
@@ -126,6 +114,13 @@ class TrackWriter:
 
         return select(enhanced, self.per_track, lambda f: f.quality,
                       lambda f: f.lr if f.lr is not None else f.crop, self.dedupe)[0]
+
+    def _captured(self, track: Track) -> list[Face]:
+        """The kept observations shown as the camera captured them (resolved faces, or no generator ran):
+        the gallery's choice of them, written as original tiles so that the report, the gallery, track.json
+        and the manifest all show (and the report embeds) the same crops."""
+        held = [f for f in track.candidates if f.enhanced is None and f.crop is not None]
+        return select(held, self.per_track, lambda f: f.quality, lambda f: f.crop, self.dedupe)[0] if held else []
 
     def write(self, track: Track) -> dict:
         """Write one finished track; returns its summary for the manifest (paths relative to out_dir).
@@ -145,6 +140,23 @@ class TrackWriter:
         tdir.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
 
+        # Every observation once (the kept ones, with their pixels, in place of their metadata-only copy),
+        # recorded once: track.json, faces.csv and every tile's provenance are projections of it.
+        enhanced = track.enhanced
+        enhanced_keys = {_obs_key(f) for f in enhanced}
+        merged: dict[tuple[str, int], Face] = {_obs_key(f): f for f in track.faces}
+        for f in track.candidates:
+            merged[_obs_key(f)] = f
+        ordered = sorted(merged.values(), key=lambda f: (f.frame_index, f.time))
+        obs = {_obs_key(f): Observation.of(f, _obs_key(f) in enhanced_keys) for f in ordered}
+
+        def record(f: Face, kind: str, visible_mark: bool | None = None) -> dict:
+            o = obs.get(_obs_key(f)) or Observation.of(f)  # `best` of a track without observations kept
+            return prov.tile_record(kind, o, self.run_info, visible_mark)
+
+        def sheet_record(f: Face, kind: str) -> dict:
+            return record(f, kind, True if kind == "enhanced" else None)
+
         def rel(p: Path) -> str:
             files.append(p.relative_to(self.out_dir).as_posix())
             return p.name
@@ -156,12 +168,11 @@ class TrackWriter:
                 rel(p)
             return rel(paths[0])
 
-        enhanced = track.enhanced
         tiles: dict[tuple[str, int], dict[str, str]] = {}
         places: dict[int, dict] = {}
         best_tile = None
         if self.save_tiles and self.sheets and enhanced:
-            written, places = write_sheets(tdir, track.id, enhanced, self._record, self.run_info, self.signer)
+            written, places = write_sheets(tdir, track.id, enhanced, sheet_record, self.run_info, self.signer)
             for p in written:
                 rel(p)
         if self.save_tiles:
@@ -169,16 +180,19 @@ class TrackWriter:
                 stem = f"f{f.frame_index:06d}"
                 names: dict[str, str] = {}
                 if f.crop is not None:
-                    names["original"] = tile(f"{stem}_original.png", f.crop, record(f, "original", self.run_info))
+                    names["original"] = tile(f"{stem}_original.png", f.crop, record(f, "original"))
                 if f.lr is not None:
-                    names["lr"] = tile(f"{stem}_lr.png", f.lr, record(f, "lr", self.run_info))
+                    names["lr"] = tile(f"{stem}_lr.png", f.lr, record(f, "lr"))
                 names["enhanced"] = tile(f"{stem}_enhanced.png", mark_enhanced(f.enhanced.copy(), low_confidence(f)),
-                                         record(f, "enhanced", self.run_info, visible_mark=True), signed=True)
+                                         record(f, "enhanced", visible_mark=True), signed=True)
                 if self.unmarked:
                     names["enhanced_unmarked"] = tile(
                         f"{stem}_enhanced_unmarked.png", f.enhanced,
-                        record(f, "enhanced_unmarked", self.run_info, visible_mark=False), signed=True)
+                        record(f, "enhanced_unmarked", visible_mark=False), signed=True)
                 tiles[_obs_key(f)] = names
+            for f in self._captured(track):
+                tiles[_obs_key(f)] = {"original": tile(f"f{f.frame_index:06d}_original.png", f.crop,
+                                                       record(f, "original"))}
 
             best = max(enhanced, key=lambda f: f.quality, default=None)
             if best is None:  # nothing enhanced: the best original crop we still have
@@ -188,20 +202,16 @@ class TrackWriter:
             if sheet is not None:
                 p = tdir / "best.png"
                 kind = "enhanced" if best.enhanced is not None else "original"
-                rec = record(best, kind, self.run_info, visible_mark=True)
+                rec = record(best, kind, visible_mark=True)
                 rec["description"] = ("Comparison: source pixels (left) beside an AI-enhanced reconstruction "
                                       "(right, not a photograph)" if kind == "enhanced" else rec["description"])
                 prov.save_png(p, sheet, prov.png_text(rec))
                 rel(p)
                 best_tile = p.relative_to(self.out_dir).as_posix()
 
-        # Every observation, enhanced ones merged in by (source, frame).
-        obs: dict[tuple[str, int], Face] = {_obs_key(f): f for f in track.faces}
-        enhanced_keys = {_obs_key(f) for f in enhanced}
-        for f in enhanced:
-            obs[_obs_key(f)] = f
-        ordered = sorted(obs.values(), key=lambda f: (f.frame_index, f.time))
-        rows = [Observation.of(f, _obs_key(f) in enhanced_keys, tiles.get(_obs_key(f), {})) for f in ordered]
+        for key, names in tiles.items():
+            obs[key].files = names
+        rows = list(obs.values())
         inputs = (self.run_info or {}).get("inputs") or []
         doc = TrackRecord.of(track.id, track.source, rows, len(enhanced),
                              prov.redact(inputs[0]) if inputs else None, prov.generator_of(self.run_info))
@@ -216,7 +226,7 @@ class TrackWriter:
             cell = places.get(f.frame_index, {}).get("enhanced")
             return f"{folder}/{cell['file']}#xywh={','.join(map(str, cell['box']))}" if cell else ""
 
-        faces_rows = [row(f, _obs_key(f) in enhanced_keys, enhanced_file(f)) for f in ordered]
+        faces_rows = [row(obs[_obs_key(f)], enhanced_file(f)) for f in ordered]
         return WrittenTrack({
             "id": track.id,
             "source": track.source,

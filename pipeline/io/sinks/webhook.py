@@ -1,7 +1,10 @@
 """Webhook: each event POSTed as JSON to an HTTP endpoint, off the frame loop.
 
 Body: `pipeline.io.events.envelope`: `{"type", "camera", "event": <the events.jsonl row>}`, and for track
-events Frigate's `"before"`/`"after"` snapshots with type new/update/end.
+events Frigate's `"before"`/`"after"` snapshots with type new/update/end (docs/events.md).
+
+An endpoint that answers 401 or 403 refuses the credentials: that is remembered (`error`) and said at the
+run's end on the terminal and in the manifests (`pipeline.io.sinks.network`).
 
 `publish` only appends to a bounded queue; one background thread sends. A connection error, a timeout,
 a 5xx or a 429 is retried with exponential backoff (`backoff_s`, doubling, up to `backoff_max_s`) up to
@@ -54,10 +57,11 @@ class WebhookSink:
     `backoff_s` is the first wait between attempts, doubling, capped at `backoff_max_s`.
 
     Counters: `delivered` (2xx), `retried` (attempts after the first), `failed` (given up), `dropped`
-    (queue full, or still queued when `close` ran out of time).
+    (queue full, or still queued when `close` ran out of time); `error`: why the endpoint refuses us
+    (HTTP 401/403), else None.
     """
 
-    nonblocking = True  # EventBus may call publish in the frame loop's thread
+    name = "webhook"
 
     def __init__(
         self,
@@ -118,6 +122,7 @@ class WebhookSink:
         self.backoff_s = max(0.0, float(backoff_s))
         self.backoff_max_s = max(self.backoff_s, float(backoff_max_s))
         self.delivered = self.retried = self.failed = self.dropped = 0
+        self.error: str | None = None
         self._max_queue = max(1, int(max_queue))
         self._queue: deque[bytes] = deque()
         self._cond = threading.Condition()
@@ -151,6 +156,12 @@ class WebhookSink:
     def queued(self) -> int:
         return len(self._queue)
 
+    def stats(self) -> dict[str, Any]:
+        """For the manifest: delivered, retried, failed, dropped, queued, and `error` when there is one."""
+        out: dict[str, Any] = {"delivered": self.delivered, "retried": self.retried, "failed": self.failed,
+                               "dropped": self.dropped, "queued": self.queued}
+        return out | ({"error": self.error} if self.error else {})
+
     # ------------------------------------------------------------------ sender thread
 
     def _run(self) -> None:
@@ -176,6 +187,7 @@ class WebhookSink:
             if why is None:
                 with self._cond:
                     self.delivered += 1
+                    self.error = None
                 if self._last_error is not None:
                     log.info("webhook %s delivering again", self.shown)
                     self._last_error = None
@@ -206,6 +218,8 @@ class WebhookSink:
             return False, None
         except urllib.error.HTTPError as e:
             e.close()
+            if e.code in (401, 403):
+                self.error = f"the endpoint refused the credentials (HTTP {e.code} {e.reason})"
             return e.code in RETRY_STATUS, f"HTTP {e.code} {e.reason}"
         except (urllib.error.URLError, OSError, ValueError) as e:  # refused, reset, timed out, DNS, TLS
             reason = getattr(e, "reason", None) or e

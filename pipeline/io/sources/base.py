@@ -8,11 +8,12 @@ from fractions import Fraction
 from types import TracebackType
 
 from ...core.types import Frame
+from ..events import Event
 
 MAX_ERRORS = 20  # how many skip descriptions a source keeps (the count in `skipped` is exact)
 
 
-def no_event(event: dict) -> None:
+def no_event(event: Event) -> None:
     """The default `on_event`: ignore."""
 
 
@@ -36,7 +37,7 @@ class Source:
         self.dropped = 0  # live: frames dropped because the consumer fell behind (files never drop)
         self.generation = 0  # live: connection generation, +1 at every reconnect (= Frame.segment)
         self.reconnects = 0
-        self.on_event: Callable[[dict], None] = no_event  # live: disconnect/reconnect/dropped events
+        self.on_event: Callable[[Event], None] = no_event  # live: disconnect/reconnect/dropped events
 
     def _skip(self, what: str) -> None:
         """Count one undecodable frame/packet/image and keep its description (bounded)."""

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from ...core.config import SourceConfig
 from ...core.errors import InputError
 from ...core.types import Frame
+from ..events import CameraGaveUp, CameraOffline, CameraOnline, CameraReconnecting, Event, FramesDropped
 from .base import MAX_ERRORS, Source, no_event
 from .urls import userinfo
 from .video import VideoSource
@@ -37,12 +38,10 @@ class LiveSource(Source):
     reconnects even though the stream's own PTS restarts), `captured` = `time.time()` at arrival, and
     `segment` = the connection generation. `pts` is the stream's own and restarts with each connection.
 
-    Events go to `on_event(dict)`, called in the thread that iterates the source (and, for attempts while
-    opening, in the thread that calls `open_source`):
-    `{"event": "disconnect", "reason", "segment", "time"}`, `{"event": "reconnect", "attempt", "after_s",
-    "reason", "time"}` (before each wait), `{"event": "reconnected", "attempt", "downtime_s", "segment",
-    "time"}`, `{"event": "gave_up", "attempts", "reason", "time"}`, and `{"event": "dropped", "count",
-    "total", "time"}` at most once per second. `time` is on the frames' clock; `wall` is `time.time()`.
+    Typed events (`pipeline.io.events`) go to `on_event(event)`, called in the thread that iterates the
+    source (and, for attempts while opening, in the thread that calls `open_source`): `CameraOffline`,
+    `CameraReconnecting` (before each wait), `CameraOnline`, `CameraGaveUp`, and `FramesDropped` at most
+    once per second. Their `time` is on the frames' clock, `at` is `time.time()`.
     `close()` may be called from any thread (e.g. a signal handler): it ends iteration and stops the reader.
     """
 
@@ -57,7 +56,7 @@ class LiveSource(Source):
         format: str | None = None,
         options: Mapping[str, str] | None = None,
         secrets: Sequence[str] = (),
-        on_event: Callable[[dict], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -73,7 +72,7 @@ class LiveSource(Source):
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._queue: deque[Frame] = deque()
-        self._events: deque[dict] = deque(maxlen=MAX_EVENTS)
+        self._events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self._finished = False
         self._failure: BaseException | None = None
         self._t0: float | None = None  # monotonic time of the first frame
@@ -103,9 +102,8 @@ class LiveSource(Source):
     def _clock(self) -> float:
         return round(time.monotonic() - self._t0, 3) if self._t0 is not None else 0.0
 
-    def _emit(self, event: dict) -> None:
-        event.setdefault("time", self._clock())
-        event.setdefault("wall", time.time())
+    def _emit(self, kind: type[Event], **fields: object) -> None:
+        event = kind(source=self.name, time=self._clock(), **fields)  # type: ignore[arg-type]
         if not self._in_thread:
             self.on_event(event)
             return
@@ -126,7 +124,7 @@ class LiveSource(Source):
                     plural = "s" if attempt > 1 else ""
                     raise InputError(f"cannot open {self.uri} after {attempt} attempt{plural}: {reason}") from None
             delay = self._backoff(attempt)
-            self._emit({"event": "reconnect", "attempt": attempt + 1, "after_s": round(delay, 3), "reason": reason})
+            self._emit(CameraReconnecting, attempt=attempt + 1, after_s=round(delay, 3), reason=reason)
             time.sleep(delay)
 
     def _reconnect(self, reason: str, down_since: float) -> VideoSource | None:
@@ -137,10 +135,10 @@ class LiveSource(Source):
             attempt += 1
             if limit and attempt > limit:
                 self._note(f"gave up after {limit} reconnect attempts: {reason}")
-                self._emit({"event": "gave_up", "attempts": limit, "reason": reason})
+                self._emit(CameraGaveUp, attempts=limit, reason=reason)
                 return None
             delay = self._backoff(attempt)
-            self._emit({"event": "reconnect", "attempt": attempt, "after_s": round(delay, 3), "reason": reason})
+            self._emit(CameraReconnecting, attempt=attempt, after_s=round(delay, 3), reason=reason)
             if self._stop.wait(delay):
                 return None
             try:
@@ -153,8 +151,8 @@ class LiveSource(Source):
                 return None
             self.generation += 1
             self.reconnects += 1
-            self._emit({"event": "reconnected", "attempt": attempt, "segment": self.generation,
-                        "downtime_s": round(time.monotonic() - down_since, 3)})
+            self._emit(CameraOnline, attempt=attempt, segment=self.generation,
+                       downtime_s=round(time.monotonic() - down_since, 3))
             return conn
         return None
 
@@ -174,7 +172,7 @@ class LiveSource(Source):
                 if self._stop.is_set():
                     break
                 down_since = self._last_arrival or time.monotonic()
-                self._emit({"event": "disconnect", "reason": reason, "segment": self.generation})
+                self._emit(CameraOffline, reason=reason, segment=self.generation)
                 conn = self._reconnect(reason, down_since)
         except BaseException as e:  # a bug, not a feed problem: hand it to the consumer
             self._failure = e
@@ -230,8 +228,8 @@ class LiveSource(Source):
                 self.on_event(event)
             now = time.monotonic()
             if dropped > reported and (now - last_report >= DROP_REPORT_S or frame is None):
-                self.on_event({"event": "dropped", "count": dropped - reported, "total": dropped,
-                               "time": self._clock(), "wall": time.time()})
+                self.on_event(FramesDropped(source=self.name, count=dropped - reported, total=dropped,
+                                            time=self._clock()))
                 reported, last_report = dropped, now
             if frame is not None:
                 frame.index = delivered

@@ -17,6 +17,7 @@ import av.error
 
 from ...core.config import SourceConfig
 from ...core.errors import InputError
+from ..events import Event
 from .base import Source
 from .images import ImageSource, natural_key
 from .live import LiveSource
@@ -54,7 +55,7 @@ def open_source(
     name: str | None = None,
     *,
     options: Mapping[str, str] | None = None,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> Source:
     """Open a video file (`FILE:v:N`: its Nth video stream), image folder, single image, camera URL or
     `/dev/videoN` webcam.
