@@ -1,0 +1,266 @@
+"""Writing runs and their finished tracks into the catalogue: one transaction per track, so a process killed at
+any moment leaves every track either whole or absent. Idempotent: a track already there (same run folder,
+same run start, same track id) is not added again, so `catalog add` may be repeated and may follow a run
+whose sink already wrote as it went.
+
+A track still open when its run died has a `track_start` in the run's events.jsonl and no track.json; it is
+written with `open` set and no observations, so the catalogue says a face was seen there that was never
+finished. Should the finished track arrive later, it replaces that row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ..io.records import TrackRecord
+from ..report.read import find_runs
+from . import schema as s
+from .embed import FaceEmbedder, to_bytes
+from .identity import epoch, identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunRef:
+    """A run as the catalogue knows it."""
+
+    id: int
+    camera_id: int
+    folder: Path
+    started_at: float
+    live: bool
+
+
+@dataclass
+class Added:
+    """What `add_folder` did."""
+
+    runs: int = 0
+    tracks: int = 0
+    known: int = 0  # already in the catalogue
+    open: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _get_or_create(conn, table: sa.Table, where: dict, values: dict | None = None) -> int:
+    cond = sa.and_(*(table.c[k] == v for k, v in where.items()))
+    found = conn.execute(sa.select(table.c.id).where(cond)).scalar()
+    if found is not None:
+        return found
+    try:
+        with conn.begin_nested():  # another writer may insert the same row at the same time
+            return conn.execute(sa.insert(table).values(**where, **(values or {})).returning(table.c.id)).scalar_one()
+    except sa.exc.IntegrityError:
+        return conn.execute(sa.select(table.c.id).where(cond)).scalar_one()
+
+
+class Writer:
+    """Writes runs and tracks into the catalogue on `eng`; embeds the camera's crops with `embedder`
+    (None: tracks are stored without embeddings and cannot be found by face)."""
+
+    def __init__(self, eng: sa.Engine, embedder: FaceEmbedder | None) -> None:
+        self.eng, self.embedder = eng, embedder
+
+    def run(self, folder: Path, manifest: dict, source: str, live: bool = False) -> RunRef:
+        """The run's row (created, or its status brought up to date)."""
+        folder = Path(folder).resolve()
+        ident = identity(manifest)
+        started = str(manifest.get("started") or "")
+        started_at = epoch(started, time.time())
+        status = str(manifest.get("status") or "unknown")
+        with self.eng.begin() as conn:
+            camera = _get_or_create(conn, s.cameras, {"name": source})
+            recording = _get_or_create(conn, s.recordings, {"input": ident.input, "size": ident.size,
+                                                            "mtime": ident.mtime}, {"camera_id": camera})
+            run_id = _get_or_create(conn, s.runs, {"folder": str(folder), "started": started}, {
+                "recording_id": recording, "identity": ident.key, "settings_sha256": ident.settings_sha256,
+                "weights_sha256": ident.weights_sha256, "version": ident.version, "status": status,
+                "started_at": started_at, "added_at": time.time()})
+            conn.execute(sa.update(s.runs).where(s.runs.c.id == run_id).values(status=status))
+        return RunRef(run_id, camera, folder, started_at, live)
+
+    def set_status(self, run: RunRef, status: str) -> None:
+        with self.eng.begin() as conn:
+            conn.execute(sa.update(s.runs).where(s.runs.c.id == run.id).values(status=status))
+
+    def _existing(self, conn, run: RunRef, track_no: int) -> tuple[int, bool] | None:
+        row = conn.execute(sa.select(s.tracks.c.id, s.tracks.c.open).where(
+            s.tracks.c.run_id == run.id, s.tracks.c.track_no == track_no)).first()
+        return None if row is None else (row[0], bool(row[1]))
+
+    def has(self, run: RunRef, track_no: int) -> bool:
+        with self.eng.connect() as conn:
+            found = self._existing(conn, run, track_no)
+        return found is not None and not found[1]
+
+    def track(self, run: RunRef, track_dir: Path, person: str | None = None) -> bool:
+        """Add the finished track in `track_dir` (its track.json) in one transaction; False if it was there."""
+        record = TrackRecord.read(track_dir / "track.json")
+        if self.has(run, record.track_id):
+            return False
+        faces = self.embedder.track(track_dir, record) if self.embedder is not None else None
+        rel = f"tracks/{track_dir.name}"
+        obs = record.observations
+        enhanced = [o for o in obs if o.enhanced]
+        best = max(enhanced, key=lambda o: o.quality, default=None)
+        live = record.first_seen is not None
+        first_at = epoch(record.first_seen) if live else run.started_at + (record.first_time or 0.0)
+        last_at = epoch(record.last_seen, first_at) if live else run.started_at + (record.last_time or 0.0)
+        with self.eng.begin() as conn:
+            found = self._existing(conn, run, record.track_id)
+            if found is not None:
+                if not found[1]:
+                    return False  # another writer added it meanwhile
+                conn.execute(sa.delete(s.tracks).where(s.tracks.c.id == found[0]))  # the open row it replaces
+            tid = conn.execute(sa.insert(s.tracks).values(
+                run_id=run.id, camera_id=run.camera_id, track_no=record.track_id,
+                first_frame=record.first_frame, last_frame=record.last_frame,
+                first_time=record.first_time, last_time=record.last_time, first_at=first_at, last_at=last_at,
+                n_observations=len(obs), n_enhanced=record.n_enhanced,
+                best_tile=f"{rel}/best.png" if (track_dir / "best.png").is_file() else None,
+                confidence=None if best is None else best.confidence, person=person, open=False,
+                embedding=None if faces is None or faces.mean is None else to_bytes(faces.mean),
+                embedded_px=None if faces is None else faces.px,
+            ).returning(s.tracks.c.id)).scalar_one()
+            ids: dict[int, int] = {}
+            if obs:
+                rows = [dict(track_id=tid, frame=o.frame, time=o.time, at=epoch(o.at) if o.at else None,
+                             box=o.box, kps=o.kps, matrix=o.matrix, score=o.score, quality=o.quality, size=o.size,
+                             entry=o.entry, enhanced=o.enhanced, confidence=o.confidence, resolved=o.resolved)
+                        for o in obs]
+                got = conn.execute(sa.insert(s.observations).returning(
+                    s.observations.c.id, s.observations.c.frame, sort_by_parameter_order=True), rows).all()
+                ids = {frame: oid for oid, frame in got}
+            tiles = [dict(track_id=tid, observation_id=ids.get(o.frame), kind=kind, path=f"{rel}/{name}",
+                          provenance=_sidecar(track_dir / name))
+                     for o in obs for kind, name in o.files.items()]
+            if (track_dir / "best.png").is_file():
+                tiles.append(dict(track_id=tid, observation_id=None, kind="best", path=f"{rel}/best.png",
+                                  provenance=None))
+            if tiles:
+                conn.execute(sa.insert(s.tiles), tiles)
+            if faces is not None and len(faces.frames):
+                conn.execute(sa.insert(s.embeddings), [
+                    dict(track_id=tid, observation_id=ids.get(f), vector=to_bytes(v), model=self.embedder.model)
+                    for f, v in zip(faces.frames, faces.vectors)])
+        return True
+
+    def open_track(self, run: RunRef, track_no: int, first_time: float, at: str | None) -> bool:
+        """A track that started and never ended (its run died): a row with `open` set; False if known."""
+        first_at = epoch(at, run.started_at + first_time) if run.live else run.started_at + first_time
+        with self.eng.begin() as conn:
+            if self._existing(conn, run, track_no) is not None:
+                return False
+            conn.execute(sa.insert(s.tracks).values(
+                run_id=run.id, camera_id=run.camera_id, track_no=track_no, first_time=first_time,
+                last_time=first_time, first_at=first_at, last_at=first_at, n_observations=0, n_enhanced=0,
+                open=True))
+        return True
+
+
+def _sidecar(tile: Path) -> dict | None:
+    """A tile's provenance record: its `.json` sidecar, when it has one."""
+    side = tile.with_suffix(".json")
+    if tile.suffix != ".png" or not side.is_file():
+        return None
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _events(run_dir: Path) -> list[dict]:
+    rows = []
+    try:
+        with open(run_dir / "events.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash
+                if isinstance(row, dict):
+                    rows.append(row)
+    except OSError:
+        pass
+    return rows
+
+
+def _people(run_dir: Path) -> dict[int, str]:
+    """Track id → person ("P3") from the run's people.json, or its parent's (a folder of runs)."""
+    for where, rel in ((run_dir, ""), (run_dir.parent, run_dir.name)):
+        try:
+            doc = json.loads((where / "people.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found = {int(t["track"]): str(p["id"]) for p in doc.get("people", []) for t in p.get("tracks", [])
+                 if isinstance(t, dict) and t.get("run", "") == rel and isinstance(t.get("track"), int)}
+        if found or where == run_dir:
+            return found
+    return {}
+
+
+def _track_dirs(run_dir: Path) -> list[Path]:
+    return sorted((d for d in (run_dir / "tracks").glob("*") if d.is_dir() and d.name.isdigit()),
+                  key=lambda d: int(d.name))
+
+
+def add_run(writer: Writer, run_dir: Path, added: Added) -> None:
+    """One run folder: its run row, every finished track, and the tracks it left open."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+        added.problems.append(f"{run_dir}: no readable manifest.json")
+    events = _events(run_dir)
+    start = next((e for e in events if e.get("event") == "run_start"), {})
+    dirs = _track_dirs(run_dir)
+    source = str(start.get("source") or "")
+    records: dict[Path, TrackRecord] = {}
+    for d in dirs:
+        try:
+            records[d] = TrackRecord.read(d / "track.json")
+        except FileNotFoundError:
+            continue  # left open by a crash: found in events.jsonl below
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            added.problems.append(f"{d}/track.json unreadable: {e}")
+    if not source:
+        source = next((r.source for r in records.values() if r.source), "") or run_dir.name
+    run = writer.run(run_dir, manifest, source, live=bool(start.get("live")))
+    added.runs += 1
+    people = _people(run_dir)
+    for d, record in records.items():
+        if writer.track(run, d, people.get(record.track_id)):
+            added.tracks += 1
+        else:
+            added.known += 1
+    finished = {r.track_id for r in records.values()}
+    ended = {e.get("track") for e in events if e.get("event") == "track_end"}
+    for e in events:
+        no = e.get("track")
+        if e.get("event") != "track_start" or not isinstance(no, int) or no in finished or no in ended:
+            continue
+        if writer.open_track(run, no, float(e.get("time") or 0.0), e.get("at")):
+            added.open += 1
+
+
+def add_folder(writer: Writer, folder: Path, added: Added | None = None) -> Added:
+    """Every run in `folder` (itself, or its direct subfolders: a folder of runs)."""
+    added = added or Added()
+    folder = Path(folder)
+    if not folder.is_dir():
+        added.problems.append(f"{folder}: not a folder")
+        return added
+    runs = find_runs(folder)
+    if not runs:
+        added.problems.append(f"{folder}: no run here (no manifest.json or tracks/)")
+    for run_dir in runs:
+        add_run(writer, run_dir, added)
+    return added
