@@ -90,6 +90,15 @@ class Writer:
         with self.eng.begin() as conn:
             conn.execute(sa.update(s.runs).where(s.runs.c.id == run.id).values(status=status))
 
+    def set_people(self, run: RunRef, people: dict[int, str]) -> None:
+        """Each track's person from the run's people grouping (known once its report is written)."""
+        if not people:
+            return
+        with self.eng.begin() as conn:
+            for no, person in people.items():
+                conn.execute(sa.update(s.tracks).where(s.tracks.c.run_id == run.id, s.tracks.c.track_no == no)
+                             .values(person=person))
+
     def _existing(self, conn, run: RunRef, track_no: int) -> tuple[int, bool] | None:
         row = conn.execute(sa.select(s.tracks.c.id, s.tracks.c.open).where(
             s.tracks.c.run_id == run.id, s.tracks.c.track_no == track_no)).first()
@@ -193,7 +202,7 @@ def _events(run_dir: Path) -> list[dict]:
     return rows
 
 
-def _people(run_dir: Path) -> dict[int, str]:
+def people_of(run_dir: Path) -> dict[int, str]:
     """Track id → person ("P3") from the run's people.json, or its parent's (a folder of runs)."""
     for where, rel in ((run_dir, ""), (run_dir.parent, run_dir.name)):
         try:
@@ -235,7 +244,7 @@ def add_run(writer: Writer, run_dir: Path, added: Added) -> None:
         source = next((r.source for r in records.values() if r.source), "") or run_dir.name
     run = writer.run(run_dir, manifest, source, live=bool(start.get("live")))
     added.runs += 1
-    people = _people(run_dir)
+    people = people_of(run_dir)
     for d, record in records.items():
         if writer.track(run, d, people.get(record.track_id)):
             added.tracks += 1

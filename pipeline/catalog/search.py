@@ -1,0 +1,97 @@
+"""Search by face: tracks ranked by cosine similarity between a probe embedding and each track's embedding.
+
+A track's embedding is the quality-weighted mean of its crops' unit embeddings, normalised (`embed`): the mean
+over up to 16 crops is steadier than any one 16 px crop, and it is what the people grouping compares. The
+filters (camera, time) run in SQL; the scoring runs in numpy over the candidates' stored vectors (pgvector is
+not packaged here, and a matrix product over 100 k × 128 floats takes milliseconds). Only the top N are
+then read in full. Every search is written to the audit log (who, when, what kind, the filters — never the
+probe's pixels).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from ..core.errors import InputError
+from . import schema as s
+from .embed import DIM, from_bytes
+from .query import Filters
+
+
+@dataclass
+class Hit:
+    """One ranked track."""
+
+    track: int  # the catalogue's track id
+    similarity: float
+    camera: str
+    track_no: int  # the run's own track id
+    folder: str  # the run's folder
+    first_at: float
+    last_at: float
+    n_observations: int
+    best_tile: str | None
+    person: str | None
+    face_px: float | None  # median face size behind its embedding
+    confidence: float | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _candidates(conn, filters: Filters, exclude: int | None) -> tuple[np.ndarray, np.ndarray]:
+    q = filters.where(sa.select(s.tracks.c.id, s.tracks.c.embedding)
+                      .select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id))
+                      .where(s.tracks.c.embedding.is_not(None)))
+    if exclude is not None:
+        q = q.where(s.tracks.c.id != exclude)
+    rows = conn.execute(q).all()
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), DIM) if rows else \
+        np.zeros((0, DIM), np.float32)
+    return ids, vecs
+
+
+def rank(eng: sa.Engine, probe: np.ndarray, filters: Filters | None = None, top: int = 10,
+         exclude: int | None = None) -> list[Hit]:
+    """The `top` tracks most like `probe` (a unit 128-D embedding), best first."""
+    filters = filters or Filters()
+    with eng.connect() as conn:
+        ids, vecs = _candidates(conn, filters, exclude)
+        if not len(ids):
+            return []
+        sims = vecs @ np.asarray(probe, np.float32)
+        k = min(top, len(ids))
+        best = np.argpartition(-sims, k - 1)[:k]
+        best = best[np.argsort(-sims[best], kind="stable")]
+        chosen = {int(ids[i]): float(sims[i]) for i in best}
+        rows = conn.execute(
+            sa.select(s.tracks.c.id, s.cameras.c.name, s.tracks.c.track_no, s.runs.c.folder, s.tracks.c.first_at,
+                      s.tracks.c.last_at, s.tracks.c.n_observations, s.tracks.c.best_tile, s.tracks.c.person,
+                      s.tracks.c.embedded_px, s.tracks.c.confidence)
+            .select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id)
+                         .join(s.runs, s.runs.c.id == s.tracks.c.run_id))
+            .where(s.tracks.c.id.in_(list(chosen)))).all()
+    hits = [Hit(r[0], round(chosen[r[0]], 4), *r[1:]) for r in rows]
+    return sorted(hits, key=lambda h: -h.similarity)
+
+
+def track_embedding(eng: sa.Engine, track_id: int) -> np.ndarray:
+    """A catalogued track's embedding ("more like this"); InputError when it has none."""
+    with eng.connect() as conn:
+        row = conn.execute(sa.select(s.tracks.c.embedding).where(s.tracks.c.id == track_id)).first()
+    if row is None:
+        raise InputError(f"no track {track_id} in the catalog")
+    if row[0] is None:
+        raise InputError(f"track {track_id} has no face embedding (no saved crop of the camera's pixels)")
+    return from_bytes(row[0])
+
+
+def audit(eng: sa.Engine, who: str, kind: str, detail: dict) -> None:
+    """One line of the audit log: a search happened (who, when, what kind, its filters)."""
+    with eng.begin() as conn:
+        conn.execute(sa.insert(s.audit).values(at=time.time(), who=who[:255], kind=kind, detail=detail))
