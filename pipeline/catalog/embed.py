@@ -77,12 +77,17 @@ class FaceEmbedder:
             raise InputError(f"cannot read the probe photo {path}")
         return self.image(image, str(path))
 
-    def image(self, image: np.ndarray, name: str = "the probe") -> np.ndarray:
+    def detector(self):
+        """The project's face detector (built on first use: only probes need it)."""
         if self._detector is None:
             from ..stages.detect import Detector
 
             self._detector = Detector(self.cfg.detect, self.models_dir, self.cfg.device_of(self.cfg.detect))
-        faces = self._detector(image)
+        return self._detector
+
+    def image(self, image: np.ndarray, name: str = "the probe") -> np.ndarray:
+        """The unit embedding of the largest face in a BGR image; InputError when it holds none."""
+        faces = self.detector()(image)
         if not faces:
             raise InputError(f"no face found in {name}")
         face = faces[0]  # largest first
