@@ -40,11 +40,12 @@ def halves(clip: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return frames[: len(frames) // 2], frames[len(frames) // 2 :]
 
 
-def face_height(frames: list[np.ndarray], embedder: FaceEmbedder) -> float:
+def face_height(frames: list[np.ndarray], embedder: FaceEmbedder) -> float | None:
+    """The median face height over frames spread through the half (None: the detector finds no face in it)."""
     det = embedder.detector()
-    picks = np.linspace(0, len(frames) - 1, min(8, len(frames))).round().astype(int)
+    picks = np.linspace(0, len(frames) - 1, min(24, len(frames))).round().astype(int)
     heights = [faces[0].height for faces in (det(frames[i]) for i in picks) if faces]
-    return float(np.median(heights))
+    return float(np.median(heights)) if len(heights) >= 3 else None
 
 
 def gallery_clip(frames: list[np.ndarray], face_h: float, px: int, rate, path: Path, limit: int) -> Path:
@@ -128,10 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(None, SETTINGS)
     embedder = FaceEmbedder(cfg, MODELS)
     firsts, seconds, heights, rates, probe_sets = {}, {}, {}, {}, {}
+    skipped: list[str] = []
     for name in names:
         clip = HEADS / f"{name}.mp4"
         firsts[name], seconds[name] = halves(clip)
         heights[name] = face_height(seconds[name], embedder)
+        if heights[name] is None:  # e.g. a face that fills the frame and turns away: nothing to shrink
+            skipped.append(name)
+            del seconds[name], heights[name]
+            continue
         rates[name] = video_rate(clip)
         probe_sets[name] = probes(firsts[name], args.probes, embedder)
         firsts[name] = []
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         url = build_catalog(seconds, heights, rates, px, out, args.frames)
         results[px] = {**evaluate(url, probe_sets), "build_s": round(time.perf_counter() - t0, 1)}
     doc = {"command": " ".join(["python", "benchmarks/catalog/retrieval.py", *(argv or sys.argv[1:])]),
-           "clips": names, "gallery_frames": args.frames, "probes_per_clip": args.probes,
+           "clips": list(seconds), "skipped_no_face_found": skipped, "gallery_frames": args.frames, "probes_per_clip": args.probes,
            "combine": "cosine to each track's quality-weighted mean embedding of its saved original crops",
            "sizes": results}
     (out / "retrieval.json").write_text(json.dumps(doc, indent=1))
