@@ -110,7 +110,8 @@ def create_app(eng: sa.Engine, embedder_factory, token: str | None = None, where
 
     routes = [Route("/", home), Route("/camera/{id:int}", camera), Route("/track/{id:int}", track),
               Route("/search", search, methods=["GET", "POST"]), Route("/tile/{id:int}", tile),
-              Route("/files/{run:int}/{path:path}", files), Route("/style.css", style)]
+              Route("/files/{run:int}/{path:path}", files), Route("/style.css", style),
+              Route("/favicon.ico", lambda request: Response(status_code=204))]
     app = Starlette(routes=routes)
     app.add_middleware(Guard, token=token)
     return app
