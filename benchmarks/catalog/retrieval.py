@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,8 @@ def build_catalog(clips: dict[str, list[np.ndarray]], heights: dict[str, float],
     from pipeline.run.session import run_source
 
     url = str(work / f"catalog_{px}.sqlite")
+    for old in [*work.glob(f"catalog_{px}.sqlite*"), work / f"run_{px}"]:  # a fresh gallery every time
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     cfg = load_config(None, [*SETTINGS, f"catalog.url={url}"])
     stages = Stages(cfg, models, progress=False)
     try:
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         clip = HEADS / f"{name}.mp4"
         firsts[name], seconds[name] = halves(clip)
+        seconds[name] = seconds[name][: args.frames]  # what the gallery uses, no more held in memory
         heights[name] = face_height(seconds[name], embedder)
         if heights[name] is None:  # e.g. a face that fills the frame and turns away: nothing to shrink
             skipped.append(name)

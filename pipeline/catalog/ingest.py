@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from ..io.records import TrackRecord
 from ..report.read import find_runs
 from . import schema as s
-from .embed import FaceEmbedder, to_bytes
+from .embed import FaceEmbedder, TrackFaces, to_bytes
 from .identity import epoch, identity
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,15 @@ class Writer:
             return False
         faces = self.embedder.track(track_dir, record) if self.embedder is not None else None
         rel = f"tracks/{track_dir.name}"
+        tiles = [(o.frame, kind, f"{rel}/{name}", _sidecar(track_dir / name))
+                 for o in record.observations for kind, name in o.files.items()]
+        best = f"{rel}/best.png" if (track_dir / "best.png").is_file() else None
+        return self.write(run, record, faces, tiles, best, person)
+
+    def write(self, run: RunRef, record: TrackRecord, faces: TrackFaces | None,
+              tiles: list[tuple[int, str, str, dict | None]], best_tile: str | None, person: str | None) -> bool:
+        """One track, its observations, tiles ((frame, kind, path, provenance)) and embeddings, in one
+        transaction; False when the run already has it (an `open` row of it is replaced)."""
         obs = record.observations
         enhanced = [o for o in obs if o.enhanced]
         best = max(enhanced, key=lambda o: o.quality, default=None)
@@ -132,8 +141,7 @@ class Writer:
                 run_id=run.id, camera_id=run.camera_id, track_no=record.track_id,
                 first_frame=record.first_frame, last_frame=record.last_frame,
                 first_time=record.first_time, last_time=record.last_time, first_at=first_at, last_at=last_at,
-                n_observations=len(obs), n_enhanced=record.n_enhanced,
-                best_tile=f"{rel}/best.png" if (track_dir / "best.png").is_file() else None,
+                n_observations=len(obs), n_enhanced=record.n_enhanced, best_tile=best_tile,
                 confidence=None if best is None else best.confidence, person=person, open=False,
                 embedding=None if faces is None or faces.mean is None else to_bytes(faces.mean),
                 embedded_px=None if faces is None else faces.px,
@@ -147,17 +155,16 @@ class Writer:
                 got = conn.execute(sa.insert(s.observations).returning(
                     s.observations.c.id, s.observations.c.frame, sort_by_parameter_order=True), rows).all()
                 ids = {frame: oid for oid, frame in got}
-            tiles = [dict(track_id=tid, observation_id=ids.get(o.frame), kind=kind, path=f"{rel}/{name}",
-                          provenance=_sidecar(track_dir / name))
-                     for o in obs for kind, name in o.files.items()]
-            if (track_dir / "best.png").is_file():
-                tiles.append(dict(track_id=tid, observation_id=None, kind="best", path=f"{rel}/best.png",
-                                  provenance=None))
-            if tiles:
-                conn.execute(sa.insert(s.tiles), tiles)
+            rows = [dict(track_id=tid, observation_id=ids.get(frame), kind=kind, path=path, provenance=prov)
+                    for frame, kind, path, prov in tiles]
+            if best_tile:
+                rows.append(dict(track_id=tid, observation_id=None, kind="best", path=best_tile, provenance=None))
+            if rows:
+                conn.execute(sa.insert(s.tiles), rows)
             if faces is not None and len(faces.frames):
+                model = self.embedder.model if self.embedder is not None else ""
                 conn.execute(sa.insert(s.embeddings), [
-                    dict(track_id=tid, observation_id=ids.get(f), vector=to_bytes(v), model=self.embedder.model)
+                    dict(track_id=tid, observation_id=ids.get(f), vector=to_bytes(v), model=model)
                     for f, v in zip(faces.frames, faces.vectors)])
         return True
 

@@ -30,11 +30,17 @@ class Catalog:
         self.shown = shown(url)
         self.eng = engine(url)
         self.writer = Writer(self.eng, FaceEmbedder(cfg, models_dir) if cfg.catalog.embed else None)
+        self._final: dict[Path, Path] = {}
         log.info("catalog: %s", self.shown)
+
+    def publish_as(self, out: Path, final: Path) -> None:
+        """A run written to `out` is moved to `final` when it completes (`process --engine ray`): the
+        catalogue records `final` as its folder, the one its files will be served from."""
+        self._final[Path(out)] = Path(final)
 
     def sink(self, out: Path, info: dict, started: str, source: str, live: bool) -> TrackSink:
         return TrackSink(self.writer, out, {**info, "started": started, "status": "running"}, source, live,
-                         self.shown)
+                         self.shown, self._final.get(Path(out)))
 
     def close(self) -> None:
         self.eng.dispose()
@@ -43,10 +49,12 @@ class Catalog:
 class TrackSink:
     """One source's finished tracks, written by a helper thread in the order they end."""
 
-    def __init__(self, writer: Writer, out: Path, manifest: dict, source: str, live: bool, where: str) -> None:
+    def __init__(self, writer: Writer, out: Path, manifest: dict, source: str, live: bool, where: str,
+                 folder: Path | None = None) -> None:
+        """`out`: where the run writes its files now; `folder`: where they will be served from (default `out`)."""
         self.writer, self.out, self.where = writer, Path(out), where
         self.failed = 0
-        self.run: RunRef | None = self._attempt(writer.run, self.out, manifest, source, live)
+        self.run: RunRef | None = self._attempt(writer.run, folder or self.out, manifest, source, live)
         self._manifest = manifest
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name=f"catalog-{source}", daemon=True)
