@@ -259,3 +259,41 @@ def test_a_talking_head_probe_finds_its_own_person_first_at_32px(tmp_path):
     only = run_cli("search", "--face", str(photo), "--catalog", str(tmp_path / "catalog_32.sqlite"), "--json",
                    "--camera", "d0", env=ENV)
     assert {h["camera"] for h in json.loads(only.stdout)["results"]} == {"d0"}
+
+
+@pytest.mark.slow
+def test_ray_two_nodes_write_to_one_postgresql(pg, tmp_path):
+    """Recordings on two Ray nodes, each task writing its tracks into the same PostgreSQL as it goes."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'enhance-faces[ray]')")
+    require(OFFICE, MODELS)
+    from pipeline.distributed.local_cluster import LocalCluster
+    from pipeline.lab.ray_bench import cut
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name, start in {"c0": 0, "c200": 200}.items():
+        cut(OFFICE, clips / f"{name}.mp4", start, 50)
+    out = tmp_path / "o"
+    url = pg.url()
+    eng0 = sa.create_engine(db.resolve(url)[0], isolation_level="AUTOCOMMIT")
+    with eng0.connect() as conn:
+        conn.exec_driver_sql("CREATE DATABASE ray_catalog")
+    eng0.dispose()
+    url = url.replace("/postgres", "/ray_catalog")
+    with LocalCluster([{"cpus": 1}, {"cpus": 1, "resources": {"second_node": 1}}]) as cluster:
+        proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "process", str(clips), "--out", str(out),
+                               "--engine", "ray", "--ray-address", cluster.address, "--models", str(MODELS),
+                               "--quiet", "--set", "output.video=false", "--catalog", url],
+                              capture_output=True, text=True, cwd=ROOT, env=cluster.env, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job = json.loads((out / "manifest.json").read_text())
+    assert len({r["node"]["id"] for r in job["runs"]}) == 2  # both nodes wrote
+    eng = db.engine(url)
+    with eng.connect() as conn:
+        runs = conn.execute(sa.select(schema.runs.c.folder, schema.runs.c.status)).all()
+        n_tracks = conn.execute(sa.select(sa.func.count()).select_from(schema.tracks)).scalar_one()
+    assert sorted(runs) == sorted((str((out / n).resolve()), "complete") for n in ("c0", "c200"))  # published folders
+    assert n_tracks == sum(len(list((out / n / "tracks").glob("*/track.json"))) for n in ("c0", "c200")) > 0
+    assert add_folder(Writer(eng, None), out).tracks == 0
+    consistent(eng)
+    eng.dispose()

@@ -76,7 +76,7 @@ def build_catalog(clips: dict[str, list[np.ndarray]], heights: dict[str, float],
 
     url = str(work / f"catalog_{px}.sqlite")
     for old in [*work.glob(f"catalog_{px}.sqlite*"), work / f"run_{px}"]:  # a fresh gallery every time
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
+        shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     cfg = load_config(None, [*SETTINGS, f"catalog.url={url}"])
     stages = Stages(cfg, models, progress=False)
     try:
