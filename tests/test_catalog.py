@@ -52,7 +52,7 @@ def catalog_url(request, tmp_path) -> str:
         return str(tmp_path / "catalog.sqlite")
     server = request.getfixturevalue("pg")
     name = f"t{os.getpid()}_{time.monotonic_ns()}"
-    eng = sa.create_engine(db.resolve(server.url().replace(f"/postgres", "/postgres"))[0], isolation_level="AUTOCOMMIT")
+    eng = sa.create_engine(db.resolve(server.url())[0], isolation_level="AUTOCOMMIT")
     with eng.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     eng.dispose()
@@ -166,9 +166,11 @@ def test_process_with_catalog_writes_tracks_as_it_goes_then_prune_and_forget(cat
     assert [h["track"] for h in json.loads(search.stdout)["results"]] == [2]
     assert run_cli("catalog", "prune", "--older-than", "30d", "--catalog", catalog_url, env=env).returncode == 0
     assert query.stats(eng)["counts"]["tracks"] == 2  # nothing that old
+    with eng.connect() as conn:
+        tno = conn.execute(sa.select(schema.tracks.c.track_no).where(schema.tracks.c.id == 1)).scalar_one()
+    assert (out / "tracks" / str(tno)).is_dir()
     forgot = run_cli("catalog", "forget", "--track", "1", "--delete-files", "--catalog", catalog_url, env=env)
     assert forgot.returncode == 0, forgot.stderr
-    tno = 1
     with eng.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.tracks)).scalar_one() == 1
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.audit)).scalar_one() == 1
@@ -297,3 +299,33 @@ def test_ray_two_nodes_write_to_one_postgresql(pg, tmp_path):
     assert add_folder(Writer(eng, None), out).tracks == 0
     consistent(eng)
     eng.dispose()
+
+
+def test_ages_times_tokens_and_file_roots(tmp_path):
+    from pipeline.catalog.web.guard import inside, required_token
+    from pipeline.core.errors import ConfigError
+
+    assert query.age_seconds("30d") == 30 * 86400 and query.age_seconds("12h") == 43200
+    for bad in ("30", "d", "-1d", "1y"):
+        with pytest.raises(ConfigError):
+            query.age_seconds(bad)
+    assert query.when("2026-12-01T14:00") == query.when("2026-12-01T14:00+00:00") == query.when("1796133600")
+    with pytest.raises(ConfigError):
+        query.when("yesterday")
+    assert required_token("127.0.0.1", None) is None and required_token("::1", None) is None
+    with pytest.raises(ConfigError):
+        required_token("0.0.0.0", None)
+    with pytest.raises(ConfigError):
+        required_token("192.168.1.5", "short")
+    assert required_token("0.0.0.0", "x" * 16) == "x" * 16
+    root = tmp_path / "run"
+    (root / "tracks" / "1").mkdir(parents=True)
+    (root / "tracks" / "1" / "a.png").write_bytes(b"x")
+    (tmp_path / "secret").write_text("no")
+    (root / "link").symlink_to(tmp_path / "secret")
+    assert inside(root, "tracks/1/a.png") == (root / "tracks" / "1" / "a.png").resolve()
+    for bad in ("../secret", "tracks/../../secret", str(tmp_path / "secret"), "link", "tracks/1", "", "a\0b"):
+        assert inside(root, bad) is None, bad
+    with pytest.raises(ConfigError, match="NOPE_NOT_SET_X"):
+        db.resolve("postgresql://u:${NOPE_NOT_SET_X}@h/db")
+    assert db.shown("postgresql://u:hunter22@h/db") == "postgresql://u:***@h/db"
