@@ -43,25 +43,62 @@ class Hit:
         return asdict(self)
 
 
-def _candidates(conn, filters: Filters, exclude: int | None) -> tuple[np.ndarray, np.ndarray]:
-    q = filters.where(sa.select(s.tracks.c.id, s.tracks.c.embedding)
-                      .select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id))
-                      .where(s.tracks.c.embedding.is_not(None)))
-    if exclude is not None:
-        q = q.where(s.tracks.c.id != exclude)
-    rows = conn.execute(q).all()
+def _vectors(rows: list) -> tuple[np.ndarray, np.ndarray]:
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), DIM) if rows else \
         np.zeros((0, DIM), np.float32)
     return ids, vecs
 
 
+class Index:
+    """Every track's embedding held in memory by a long-running process (`serve`), brought up to date before
+    each search: tracks added since are read (ids only grow), and a catalogue that lost tracks (prune,
+    forget) is read again whole. The filters still run in SQL, on narrow rows without the vectors."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, np.int64)
+        self.vecs = np.zeros((0, DIM), np.float32)
+
+    def refresh(self, conn) -> None:
+        n, top = conn.execute(sa.select(sa.func.count(), sa.func.max(s.tracks.c.id))
+                              .where(s.tracks.c.embedding.is_not(None))).one()
+        last = int(self.ids[-1]) if len(self.ids) else 0
+        if n == len(self.ids) and (top or 0) == last:
+            return
+        q = sa.select(s.tracks.c.id, s.tracks.c.embedding).where(s.tracks.c.embedding.is_not(None))
+        if n >= len(self.ids) and last and conn.execute(sa.select(sa.func.count()).where(
+                s.tracks.c.embedding.is_not(None), s.tracks.c.id <= last)).scalar_one() == len(self.ids):
+            ids, vecs = _vectors(conn.execute(q.where(s.tracks.c.id > last).order_by(s.tracks.c.id)).all())
+            self.ids, self.vecs = np.concatenate([self.ids, ids]), np.concatenate([self.vecs, vecs])
+        else:
+            self.ids, self.vecs = _vectors(conn.execute(q.order_by(s.tracks.c.id)).all())
+
+    def take(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = np.searchsorted(self.ids, ids)
+        ok = (at < len(self.ids)) & (self.ids[np.minimum(at, len(self.ids) - 1)] == ids) if len(self.ids) else \
+            np.zeros(len(ids), bool)
+        return ids[ok], self.vecs[at[ok]]
+
+
+def _candidates(conn, filters: Filters, exclude: int | None, index: Index | None) -> tuple[np.ndarray, np.ndarray]:
+    cols = [s.tracks.c.id] if index is not None else [s.tracks.c.id, s.tracks.c.embedding]
+    q = filters.where(sa.select(*cols).select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id))
+                      .where(s.tracks.c.embedding.is_not(None)))
+    if exclude is not None:
+        q = q.where(s.tracks.c.id != exclude)
+    if index is None:
+        return _vectors(conn.execute(q).all())
+    index.refresh(conn)
+    return index.take(np.fromiter(conn.execute(q).scalars(), np.int64))
+
+
 def rank(eng: sa.Engine, probe: np.ndarray, filters: Filters | None = None, top: int = 10,
-         exclude: int | None = None) -> list[Hit]:
-    """The `top` tracks most like `probe` (a unit 128-D embedding), best first."""
+         exclude: int | None = None, index: Index | None = None) -> list[Hit]:
+    """The `top` tracks most like `probe` (a unit 128-D embedding), best first; `index` keeps the vectors in
+    memory between searches."""
     filters = filters or Filters()
     with eng.connect() as conn:
-        ids, vecs = _candidates(conn, filters, exclude)
+        ids, vecs = _candidates(conn, filters, exclude, index)
         if not len(ids):
             return []
         sims = vecs @ np.asarray(probe, np.float32)

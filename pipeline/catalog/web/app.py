@@ -23,7 +23,7 @@ from starlette.routing import Route
 from ...core.draw import MARK_TEXT
 from ...core.errors import EnhanceError
 from ..query import Filters, when
-from ..search import audit, rank, track_embedding
+from ..search import Index, audit, rank, track_embedding
 from . import pages
 from .guard import Guard, inside
 
@@ -48,6 +48,7 @@ def create_app(eng: sa.Engine, embedder_factory, token: str | None = None, where
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     state: dict = {}
+    index = Index()  # the embeddings in memory: a search reads only the tracks added since the last
 
     def page(name: str, status: int = 200, **values) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(mark=MARK_TEXT, where=where, **values), status_code=status)
@@ -89,7 +90,7 @@ def create_app(eng: sa.Engine, embedder_factory, token: str | None = None, where
                 error = str(e)
         hits = []
         if probe is not None:
-            hits = rank(eng, probe, filters, top, exclude=exclude)
+            hits = rank(eng, probe, filters, top, exclude=exclude, index=index)
             audit(eng, who(request), kind, {"track": exclude, "camera": filters.camera, "since": form["since"],
                                             "until": form["until"], "top": top, "results": len(hits)})
         return page("search.html.j2", hits=[{**h.as_dict(), "first": pages.iso(h.first_at)} for h in hits],
