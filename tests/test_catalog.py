@@ -21,7 +21,8 @@ import sqlalchemy as sa  # noqa: E402
 
 import postgres  # noqa: E402
 from pipeline.catalog import db, query, schema  # noqa: E402
-from pipeline.catalog.ingest import Added, Writer, add_folder  # noqa: E402
+from pipeline.catalog.folders import add_folder  # noqa: E402
+from pipeline.catalog.ingest import Writer  # noqa: E402
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 ENV = {"ENHANCE_MODELS": str(MODELS)}

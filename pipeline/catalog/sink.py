@@ -17,7 +17,8 @@ from pathlib import Path
 from ..core.config import Config
 from .db import engine, shown
 from .embed import FaceEmbedder
-from .ingest import RunRef, Writer, people_of
+from .folders import people_of
+from .ingest import RunRef, Writer
 
 log = logging.getLogger(__name__)
 

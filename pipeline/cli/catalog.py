@@ -50,7 +50,8 @@ def open_engine(args: argparse.Namespace):
 
 def run_add(args: argparse.Namespace) -> int:
     from ..catalog.embed import FaceEmbedder
-    from ..catalog.ingest import Added, Writer, add_folder
+    from ..catalog.folders import Added, add_folder
+    from ..catalog.ingest import Writer
     from ..core.config import load_config
 
     eng = open_engine(args)
