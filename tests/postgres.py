@@ -46,7 +46,10 @@ def available() -> tuple[bool, str]:
 
 
 class Postgres:
-    def __init__(self) -> None:
+    """`durable=False` (tests): no fsync, so throw-away data costs no disk flushes; benchmarks pass True."""
+
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
         self.password = secrets.token_hex(12)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="enhance-pg-"))
@@ -70,7 +73,7 @@ class Postgres:
         self._run(_bin("initdb"), "-D", str(self.data), "-U", "enhance", "--pwfile", str(pwfile),
                   "-A", "scram-sha-256", "-E", "UTF8", "--no-sync")
         pwfile.unlink()
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1" + ("" if self.durable else " -c fsync=off")
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-o", opts, "-w", "start")
         os.environ[PASSWORD_VAR] = self.password
         return self

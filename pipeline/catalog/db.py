@@ -106,6 +106,14 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def write_lock(eng) -> contextlib.AbstractContextManager:
+    """Around a write transaction: on SQLite an exclusive lock on `<file>.lock`, so that writers in several
+    processes queue in the kernel and each is woken the moment the last one commits, instead of polling
+    SQLite's own lock with growing sleeps; elsewhere nothing (PostgreSQL has row locks)."""
+    path = _sqlite_path(str(eng.url)) if eng.dialect.name == "sqlite" else None
+    return _file_lock(path) if path is not None else contextlib.nullcontext()
+
+
 def revision(eng) -> str | None:
     """The schema revision the catalogue is at (None: empty)."""
     from alembic.runtime.migration import MigrationContext

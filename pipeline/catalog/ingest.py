@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from ..io.records import TrackRecord
 from . import schema as s
 from .embed import FaceEmbedder, TrackFaces, to_bytes
+from .db import write_lock
 from .identity import epoch, identity
 
 
@@ -114,7 +115,7 @@ class Writer:
         live = record.first_seen is not None
         first_at = epoch(record.first_seen) if live else run.started_at + (record.first_time or 0.0)
         last_at = epoch(record.last_seen, first_at) if live else run.started_at + (record.last_time or 0.0)
-        with self.eng.begin() as conn:
+        with write_lock(self.eng), self.eng.begin() as conn:
             found = self._existing(conn, run, record.track_id)
             if found is not None:
                 if not found[1]:
