@@ -7,10 +7,12 @@ observations (`open_track`); should the finished track arrive later, it replaces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -52,6 +54,12 @@ class Writer:
     def __init__(self, eng: sa.Engine, embedder: FaceEmbedder | None) -> None:
         self.eng, self.embedder = eng, embedder
 
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        """One write transaction (behind SQLite's writers' queue, `db.write_lock`)."""
+        with write_lock(self.eng), self.eng.begin() as conn:
+            yield conn
+
     def run(self, folder: Path, manifest: dict, source: str, live: bool = False) -> RunRef:
         """The run's row (created, or its status brought up to date)."""
         folder = Path(folder).resolve()
@@ -59,7 +67,7 @@ class Writer:
         started = str(manifest.get("started") or "")
         started_at = epoch(started, time.time())
         status = str(manifest.get("status") or "unknown")
-        with self.eng.begin() as conn:
+        with self._tx() as conn:
             camera = _get_or_create(conn, s.cameras, {"name": source})
             recording = _get_or_create(conn, s.recordings, {"input": ident.input, "size": ident.size,
                                                             "mtime": ident.mtime}, {"camera_id": camera})
@@ -71,14 +79,14 @@ class Writer:
         return RunRef(run_id, camera, folder, started_at, live)
 
     def set_status(self, run: RunRef, status: str) -> None:
-        with self.eng.begin() as conn:
+        with self._tx() as conn:
             conn.execute(sa.update(s.runs).where(s.runs.c.id == run.id).values(status=status))
 
     def set_people(self, run: RunRef, people: dict[int, str]) -> None:
         """Each track's person from the run's people grouping (known once its report is written)."""
         if not people:
             return
-        with self.eng.begin() as conn:
+        with self._tx() as conn:
             for no, person in people.items():
                 conn.execute(sa.update(s.tracks).where(s.tracks.c.run_id == run.id, s.tracks.c.track_no == no)
                              .values(person=person))
@@ -115,7 +123,7 @@ class Writer:
         live = record.first_seen is not None
         first_at = epoch(record.first_seen) if live else run.started_at + (record.first_time or 0.0)
         last_at = epoch(record.last_seen, first_at) if live else run.started_at + (record.last_time or 0.0)
-        with write_lock(self.eng), self.eng.begin() as conn:
+        with self._tx() as conn:
             found = self._existing(conn, run, record.track_id)
             if found is not None:
                 if not found[1]:
@@ -155,7 +163,7 @@ class Writer:
     def open_track(self, run: RunRef, track_no: int, first_time: float, at: str | None) -> bool:
         """A track that started and never ended (its run died): a row with `open` set; False if known."""
         first_at = epoch(at, run.started_at + first_time) if run.live else run.started_at + first_time
-        with self.eng.begin() as conn:
+        with self._tx() as conn:
             if self._existing(conn, run, track_no) is not None:
                 return False
             conn.execute(sa.insert(s.tracks).values(
