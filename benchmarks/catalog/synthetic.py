@@ -80,9 +80,11 @@ def ingest(url: str, writers: int, tracks: int, obs: int, cameras: int) -> dict:
     t0 = time.perf_counter()
     for p in procs:
         p.start()
-    done = [q.get() for _ in procs]
     for p in procs:
         p.join()
+    if any(p.exitcode for p in procs):
+        raise SystemExit(f"a writer failed: exit codes {[p.exitcode for p in procs]}")
+    done = [q.get() for _ in procs]
     wall = time.perf_counter() - t0
     total = sum(n for n, _ in done)
     slowest = max(t for _, t in done)
