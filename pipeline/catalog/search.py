@@ -22,6 +22,9 @@ from .embed import DIM, from_bytes
 from .query import Filters
 
 
+SLACK = 32  # unfiltered searches on an index read this many more than asked, in case some were removed
+
+
 @dataclass
 class Hit:
     """One ranked track."""
@@ -52,38 +55,38 @@ def _vectors(rows: list) -> tuple[np.ndarray, np.ndarray]:
 
 class Index:
     """Every track's embedding held in memory by a long-running process (`serve`), brought up to date before
-    each search: tracks added since are read (ids only grow), and a catalogue that lost tracks (prune,
-    forget) is read again whole. The filters still run in SQL, on narrow rows without the vectors."""
+    each search by reading the tracks added since (ids only grow: a replaced row gets a new id). The filters
+    still run in SQL and return ids only; a track removed since (prune, forget) is no longer among them, so
+    its stale vector is never used."""
 
     def __init__(self) -> None:
         self.ids = np.zeros(0, np.int64)
         self.vecs = np.zeros((0, DIM), np.float32)
 
     def refresh(self, conn) -> None:
-        n, top = conn.execute(sa.select(sa.func.count(), sa.func.max(s.tracks.c.id))
-                              .where(s.tracks.c.embedding.is_not(None))).one()
         last = int(self.ids[-1]) if len(self.ids) else 0
-        if n == len(self.ids) and (top or 0) == last:
+        top = conn.execute(sa.select(sa.func.max(s.tracks.c.id))).scalar() or 0
+        if top <= last:
             return
-        q = sa.select(s.tracks.c.id, s.tracks.c.embedding).where(s.tracks.c.embedding.is_not(None))
-        if n >= len(self.ids) and last and conn.execute(sa.select(sa.func.count()).where(
-                s.tracks.c.embedding.is_not(None), s.tracks.c.id <= last)).scalar_one() == len(self.ids):
-            ids, vecs = _vectors(conn.execute(q.where(s.tracks.c.id > last).order_by(s.tracks.c.id)).all())
-            self.ids, self.vecs = np.concatenate([self.ids, ids]), np.concatenate([self.vecs, vecs])
-        else:
-            self.ids, self.vecs = _vectors(conn.execute(q.order_by(s.tracks.c.id)).all())
+        ids, vecs = _vectors(conn.execute(sa.select(s.tracks.c.id, s.tracks.c.embedding).where(
+            s.tracks.c.embedding.is_not(None), s.tracks.c.id > last).order_by(s.tracks.c.id)).all())
+        self.ids, self.vecs = np.concatenate([self.ids, ids]), np.concatenate([self.vecs, vecs])
 
     def take(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        at = np.searchsorted(self.ids, ids)
-        ok = (at < len(self.ids)) & (self.ids[np.minimum(at, len(self.ids) - 1)] == ids) if len(self.ids) else \
-            np.zeros(len(ids), bool)
+        """The vectors of `ids` (those the index holds), in their order."""
+        if not len(self.ids):
+            return ids[:0], self.vecs[:0]
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        ok = self.ids[at] == ids
         return ids[ok], self.vecs[at[ok]]
 
 
 def _candidates(conn, filters: Filters, exclude: int | None, index: Index | None) -> tuple[np.ndarray, np.ndarray]:
     cols = [s.tracks.c.id] if index is not None else [s.tracks.c.id, s.tracks.c.embedding]
-    q = filters.where(sa.select(*cols).select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id))
-                      .where(s.tracks.c.embedding.is_not(None)))
+    q = sa.select(*cols).where(s.tracks.c.embedding.is_not(None))
+    if filters.camera:
+        q = q.select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id))
+    q = filters.where(q)
     if exclude is not None:
         q = q.where(s.tracks.c.id != exclude)
     if index is None:
@@ -92,29 +95,40 @@ def _candidates(conn, filters: Filters, exclude: int | None, index: Index | None
     return index.take(np.fromiter(conn.execute(q).scalars(), np.int64))
 
 
+def _top(conn, ids: np.ndarray, vecs: np.ndarray, probe: np.ndarray, k: int) -> list[Hit]:
+    """The `k` best of the candidates, read in full (those still in the catalogue), best first."""
+    if not len(ids):
+        return []
+    sims = vecs @ np.asarray(probe, np.float32)
+    k = min(k, len(ids))
+    best = np.argpartition(-sims, k - 1)[:k]
+    chosen = {int(ids[i]): float(sims[i]) for i in best}
+    rows = conn.execute(
+        sa.select(s.tracks.c.id, s.cameras.c.name, s.tracks.c.track_no, s.runs.c.folder, s.tracks.c.first_at,
+                  s.tracks.c.last_at, s.tracks.c.n_observations, s.tracks.c.best_tile, s.tracks.c.person,
+                  s.tracks.c.embedded_px, s.tracks.c.confidence)
+        .select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id)
+                     .join(s.runs, s.runs.c.id == s.tracks.c.run_id))
+        .where(s.tracks.c.id.in_(list(chosen)))).all()
+    return sorted((Hit(r[0], round(chosen[r[0]], 4), *r[1:]) for r in rows), key=lambda h: -h.similarity)
+
+
 def rank(eng: sa.Engine, probe: np.ndarray, filters: Filters | None = None, top: int = 10,
          exclude: int | None = None, index: Index | None = None) -> list[Hit]:
     """The `top` tracks most like `probe` (a unit 128-D embedding), best first; `index` keeps the vectors in
-    memory between searches."""
+    memory between searches. Unfiltered with an index, no candidate query runs at all: the best `top` + SLACK
+    of the index are read, a track removed since simply is not found, and only when more than SLACK of them
+    are gone does the search fall back to the candidate query."""
     filters = filters or Filters()
     with eng.connect() as conn:
+        if index is not None and filters == Filters():
+            index.refresh(conn)
+            keep = index.ids != (exclude if exclude is not None else -1)
+            hits = _top(conn, index.ids[keep], index.vecs[keep], probe, top + SLACK)
+            if len(hits) >= top or top + SLACK >= int(keep.sum()):
+                return hits[:top]
         ids, vecs = _candidates(conn, filters, exclude, index)
-        if not len(ids):
-            return []
-        sims = vecs @ np.asarray(probe, np.float32)
-        k = min(top, len(ids))
-        best = np.argpartition(-sims, k - 1)[:k]
-        best = best[np.argsort(-sims[best], kind="stable")]
-        chosen = {int(ids[i]): float(sims[i]) for i in best}
-        rows = conn.execute(
-            sa.select(s.tracks.c.id, s.cameras.c.name, s.tracks.c.track_no, s.runs.c.folder, s.tracks.c.first_at,
-                      s.tracks.c.last_at, s.tracks.c.n_observations, s.tracks.c.best_tile, s.tracks.c.person,
-                      s.tracks.c.embedded_px, s.tracks.c.confidence)
-            .select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id)
-                         .join(s.runs, s.runs.c.id == s.tracks.c.run_id))
-            .where(s.tracks.c.id.in_(list(chosen)))).all()
-    hits = [Hit(r[0], round(chosen[r[0]], 4), *r[1:]) for r in rows]
-    return sorted(hits, key=lambda h: -h.similarity)
+        return _top(conn, ids, vecs, probe, top)
 
 
 def track_embedding(eng: sa.Engine, track_id: int) -> np.ndarray:
