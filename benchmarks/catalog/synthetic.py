@@ -172,6 +172,8 @@ def size(eng, url: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sqlalchemy as sa
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--catalog", required=True)
     p.add_argument("--out", required=True)
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         index.refresh(conn)
     doc["index_load_s"] = round(time.perf_counter() - t0, 2)
     doc["search_serve"] = searches(eng, args.queries, args.cameras, index=index)  # as `serve` does
-    n_obs = args.tracks * args.obs
+    with eng.connect() as conn:
+        n_obs = conn.execute(sa.select(sa.func.count()).select_from(s.observations)).scalar_one()
     total = size(eng, args.catalog)
     doc["size"] = {"bytes": total, "observations": n_obs, "mb_per_million_obs": round(total / 2**20 / (n_obs / 1e6), 1)}
     Path(args.out).write_text(json.dumps(doc, indent=1))
