@@ -330,3 +330,33 @@ def test_ages_times_tokens_and_file_roots(tmp_path):
     with pytest.raises(ConfigError, match="NOPE_NOT_SET_X"):
         db.resolve("postgresql://u:${NOPE_NOT_SET_X}@h/db")
     assert db.shown("postgresql://u:hunter22@h/db") == "postgresql://u:***@h/db"
+
+
+def test_a_live_rtsp_camera_is_catalogued_with_wall_clock_times_and_no_password(catalog_url, tmp_path):
+    import rtsp
+
+    ok, why = rtsp.available()
+    if not ok:
+        pytest.skip(f"GStreamer RTSP server unavailable: {why}")
+    require(OFFICE, MODELS)
+    out = tmp_path / "o"
+    env = {**ENV, "CAM_PASS": "s3cr3t-pw", postgres.PASSWORD_VAR: os.environ.get(postgres.PASSWORD_VAR, "")}
+    began = time.time()
+    with rtsp.RtspServer({"cam": OFFICE}, loop=True, user="operator:s3cr3t-pw") as server:
+        url = server.url("cam").replace("rtsp://", "rtsp://operator:${CAM_PASS}@")
+        proc = run_cli("process", url, "--out", str(out), "--set", "source.max_frames=90", "--set",
+                       "source.reconnect_attempts_at_start=10", "--set", "output.video=false", "--quiet",
+                       "--catalog", catalog_url, env=env, timeout=600)
+    ended = time.time()
+    assert proc.returncode == 0, proc.stderr
+    eng = db.engine(catalog_url)
+    with eng.connect() as conn:
+        tracks = conn.execute(sa.select(schema.tracks.c.first_at, schema.tracks.c.last_at)).all()
+        inputs = conn.execute(sa.select(schema.recordings.c.input)).scalars().all()
+        cams = conn.execute(sa.select(schema.cameras.c.name)).scalars().all()
+    on_disk = len(list((out / "tracks").glob("*/track.json")))
+    assert len(tracks) == on_disk >= 1
+    assert all(began <= a <= b <= ended for a, b in tracks)  # the camera's wall clock, not stream seconds
+    assert inputs and all("s3cr3t" not in i for i in inputs) and cams
+    consistent(eng)
+    eng.dispose()
