@@ -19,10 +19,10 @@ from ..core.errors import EnhanceError
 from ..core.logs import LEVELS
 from ..core.text import clean
 from ..core.version import __version__
-from . import bench, build_engine, config, demo, doctor, gallery, process
+from . import bench, build_engine, catalog, config, demo, doctor, gallery, process, search, serve
 
 PROG = "enhance-faces"
-COMMANDS = (process, demo, doctor, gallery, config, bench, build_engine)
+COMMANDS = (process, demo, doctor, gallery, config, bench, build_engine, catalog, search, serve)
 PLUGINS = "enhance_faces.commands"  # entry-point group: more command groups, e.g. `lab`
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dry-run", action="store_true", help="check inputs, models and config, then stop")
     add_run_options(p)
+    p.add_argument("--catalog", nargs="?", const="default", metavar="URL",
+                   help="write every finished track into the catalogue as the run goes: a SQLite file or "
+                        "postgresql://… (alone: $ENHANCE_CATALOG or the user data folder's catalog.sqlite; "
+                        "sets catalog.url; docs/catalog.md)")
     add_engine_options(p)
     p.set_defaults(func=run)
 
@@ -81,6 +85,8 @@ def _run(args: argparse.Namespace, progress: ProgressSettings) -> int:
     from ..run.runner import process
 
     cfg = load_config(args.config, args.overrides)
+    if getattr(args, "catalog", None):
+        cfg.catalog.url = args.catalog
     if args.dry_run:
         return dry_run(args, cfg)
     if args.engine == "ray" or args.ray_address:

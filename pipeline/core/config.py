@@ -175,6 +175,14 @@ class EventsConfig:
 
 
 @dataclass
+class CatalogConfig:
+    """The catalogue every finished track is written into as the run goes (`pipeline.catalog`, docs/catalog.md)."""
+
+    url: str = ""  # empty = off; "default" = $ENHANCE_CATALOG or the user data folder's catalog.sqlite; a SQLite path or postgresql://… (${VAR} from the environment)
+    embed: bool = True  # store face embeddings of the camera's crops (people.model), so tracks can be searched by face
+
+
+@dataclass
 class CameraConfig:
     """One entry of `sources:` — a named camera or file, so outputs go to `--out DIR/<name>/`."""
 
@@ -201,6 +209,7 @@ class Config:
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
 
     def device_of(self, stage: DetectConfig | EnhanceConfig | PeopleConfig) -> Device:
         """A stage's device: its own setting, else the top-level one (checked when the config loads)."""
@@ -213,6 +222,7 @@ class Config:
         ev = d["events"]
         ev["mqtt_url"], ev["webhook_url"] = shown_url(ev["mqtt_url"]), shown_url(ev["webhook_url"], keep_path=False)
         ev["webhook_headers"] = shown_headers(ev["webhook_headers"])
+        d["catalog"]["url"] = shown_url(d["catalog"]["url"])
         for cam in d["sources"]:
             cam["uri"] = shown_url(cam["uri"])
         return d

@@ -91,6 +91,8 @@ def run_recording(rec: Recording, out_root: str, cfg: Config, models_dir: str | 
         with open_source(rec.spec, cfg.source, name=rec.name) as source:
             generator = RayGenerator.near(generators, node["id"], rec.folder) if generators else None
             stages = NodeStages(cfg, models_dir, generator, board, node, rec.identity)
+            if stages.catalog is not None:  # the catalogue names the folder the run is published to
+                stages.catalog.publish_as(tmp, final)
             try:
                 result = run_source(stages, source, tmp, StopFlag())
             finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..core.version import __version__
 from ..stages.align import Aligner
 from ..core.config import Config
+from ..core.errors import EnhanceError
 from ..stages.detect import Detector
 from ..stages.enhance.stage import Enhancer, Generator
 from ..core.models import sha256
@@ -17,6 +18,15 @@ from .progress import ProgressBoard, ProgressSettings
 from ..io.provenance import signer_from_config
 from ..io.sinks.annotate import Annotator
 from ..io.sinks.network import Network
+
+
+def open_catalog(cfg: Config, models_dir: str | Path | None):
+    """The catalogue every session writes its finished tracks into (needs the `catalog` extra)."""
+    try:
+        from ..catalog.sink import Catalog
+    except ImportError as e:
+        raise EnhanceError(f"catalog.url needs `{e.name}`: pip install 'enhance-faces[catalog]'") from None
+    return Catalog(cfg, models_dir)
 
 
 class Stages:
@@ -35,6 +45,7 @@ class Stages:
         self.annotator = Annotator(cfg.output)
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
+        self.catalog = open_catalog(cfg, models_dir) if cfg.catalog.url else None  # fails early too
         self.network = Network(cfg.events)  # last: nothing after it can fail and leave its threads behind
 
     def info(self, inputs: list[str]) -> dict:
@@ -55,3 +66,5 @@ class Stages:
         if self.enhancer is not None:
             self.enhancer.close()
         self.network.close()
+        if self.catalog is not None:
+            self.catalog.close()

@@ -116,6 +116,8 @@ class Session:
         self._report_cache: dict = {}  # per-track analysis kept between a live feed's report refreshes
         self._done = False
         stop.on_abort(self.abort)
+        self.catalog = None if stages.catalog is None else stages.catalog.sink(  # finished tracks, as they end
+            out, self.info, self.manifest.started, source.name, source.live)
 
     # ------------------------------------------------------------------ frames
 
@@ -184,6 +186,8 @@ class Session:
             written = self.writer.write_track(track)
             self.manifest.add_rows(written.rows)
             self.manifest.add_track(written.summary)
+        if self.catalog is not None:
+            self.catalog.add(track.id)
         size = (self.source.width, self.source.height)
         self.events(track_ended(track, reason, size, written.best_tile, self.out))
 
@@ -255,6 +259,8 @@ class Session:
                 self._report()
             self.manifest.write(self.timings.as_dict(), self._final_stats(), status)
         self.manifest.close()
+        if self.catalog is not None:
+            self.catalog.close(status)
         self.bar.finish(status, self.stats.frames, self.stats.faces, self.stats.tracks, self.source.dropped)
         self._done = True
         gen = self.stages.enhancer.info if self.stages.enhancer else None
