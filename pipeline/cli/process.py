@@ -74,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
                               jobs=args.jobs, progress=progress_mode(args))
     results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress_mode(args),
                       overwrite=args.overwrite, jobs=args.jobs)
-    for r in results:
-        summary(r)
+    try:
+        for r in results:
+            summary(r)
+    except OSError:  # the terminal went away (SIGHUP): the outputs are written, the code still tells how it ended
+        pass
     return exit_code(results)
 
 

@@ -19,7 +19,7 @@ from ..core.errors import EnhanceError, InputError
 from .inputs import default_jobs, expand, folder_names
 from .outdir import FolderLock, claim
 from .progress import ProgressSettings
-from .session import RunResult, prepare_out, run_source
+from .session import RunResult, prepare_out, removed_if_unused, run_source
 from ..io.sources import Source, open_source
 from .build import Stages
 from .stop import StopFlag
@@ -41,6 +41,7 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
         raise EnhanceError("no input: give INPUT on the command line or a `sources:` list in the config")
     stop = StopFlag()
     with stop.installed(), ExitStack() as opened:
+        opened.enter_context(removed_if_unused(out))  # a start that fails leaves no empty folder behind
         # Open every source first, so a bad input fails before any work is done (or any old run is removed).
         sources = [opened.enter_context(open_source(spec, cfg.source, name=name)) for name, spec in named]
         for src in sources:

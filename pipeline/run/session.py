@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import resource
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -57,6 +58,24 @@ def prepare_out(out: Path) -> Path:
     except OSError as e:
         raise EnhanceError(f"cannot write to output folder {out}: {e.strerror or e}") from None
     return out
+
+
+@contextmanager
+def removed_if_unused(out: Path) -> Iterator[Path]:
+    """The folders a run is about to create for `out` are removed again when it fails or is stopped before
+    writing anything into them (bad weights, a bad detector, a signal during start-up): a failed start
+    leaves no empty output folder behind. A folder that holds anything is never touched."""
+    out = Path(out)
+    missing = [p for p in (out, *out.parents) if not p.exists()]  # deepest first, as mkdir(parents=True) makes them
+    try:
+        yield out
+    except BaseException:
+        for folder in missing:
+            try:
+                folder.rmdir()  # only an empty folder can be removed
+            except OSError:
+                break
+        raise
 
 
 def run_source(stages: Stages, source: Source, out: Path, stop: StopFlag | None = None) -> RunResult:
