@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..core.config import Config
 from ..core.errors import EnhanceError, InputError
-from .inputs import default_jobs, expand, folder_names
+from .inputs import default_jobs, expand, folder_names, not_outputs
 from .outdir import FolderLock, claim
 from .progress import ProgressSettings
 from .session import RunResult, prepare_out, removed_if_unused, run_source
@@ -36,9 +36,10 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
     `overwrite`: replace a run already in `out`. `progress`: True/"auto", "json" (JSON lines on stderr),
     False/"off", or `ProgressSettings` (mode, interval).
     """
-    named = [(i.name, i.spec) for i in expand(inputs)] + [(c.name or None, c.uri) for c in cfg.sources]
+    named = [(i.name, i.spec) for i in expand(inputs, out=out)] + [(c.name or None, c.uri) for c in cfg.sources]
     if not named:
         raise EnhanceError("no input: give INPUT on the command line or a `sources:` list in the config")
+    not_outputs([spec for _, spec in named], out)
     stop = StopFlag()
     with stop.installed(), ExitStack() as opened:
         opened.enter_context(removed_if_unused(out))  # a start that fails leaves no empty folder behind
