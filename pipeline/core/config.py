@@ -333,17 +333,39 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"bad YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+    data = safe_yaml(text, f"in {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
+
+
+MAX_YAML_DEPTH = 64  # nested mappings and lists a config may hold (the deepest real one is a few levels)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """`yaml.safe_load(text)`, every failure a one-line ConfigError (`where`: "in FILE"); nesting deeper
+    than MAX_YAML_DEPTH is refused before it is built (PyYAML builds nested values recursively, so a
+    100,000-deep document would end in a RecursionError)."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+                    raise ConfigError(f"YAML {where} is nested deeper than {MAX_YAML_DEPTH} levels (at line "
+                                      f"{line}): not a config")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"bad YAML {where}{at}: {getattr(e, 'problem', e)}") from None
+    except RecursionError:  # a deep alias chain, say: whatever the cause, one line
+        raise ConfigError(f"YAML {where} is nested too deeply: not a config") from None
 
 
 def parse_override(item: str) -> dict[str, Any]:
@@ -355,8 +377,10 @@ def parse_override(item: str) -> dict[str, Any]:
     if not all(parts):
         raise ConfigError(f"--set: bad key {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = safe_yaml(raw, f"in --set {key}") if raw.strip() else ""
+    except ConfigError:
+        if raw.count("[") + raw.count("{") > MAX_YAML_DEPTH:
+            raise
         value = raw
     out: dict[str, Any] = {parts[-1]: value}
     for p in reversed(parts[:-1]):

@@ -15,6 +15,7 @@ from ..stages.enhance.stage import Enhancer
 from ..core.models import sha256
 from .progress import ProgressBoard, ProgressSettings
 from ..io.provenance import signer_from_config
+from ..io.publish import Shared
 from ..io.sinks.annotate import Annotator
 from ..io.sinks.network import Network
 
@@ -33,6 +34,7 @@ class Stages:
         self.aligner = Aligner(cfg.align)
         self.enhancer = None if cfg.enhance.policy == "none" else enhancer or Enhancer(cfg.enhance, cfg.device)
         self.annotator = Annotator(cfg.output)
+        self.publishing = Shared()  # live feeds' report refreshes: one at a time, one embedder for all
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
         self.network = Network(cfg.events)  # last: nothing after it can fail and leave its threads behind

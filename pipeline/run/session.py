@@ -13,13 +13,15 @@ and the policy's candidates are kept, and a track is written out as soon as it e
 (also after a stop or an error), so an interrupted run leaves playable, listed files.
 
 Crash safety: the manifest is on disk from the session's start (status "running") and rewritten every
-`MANIFEST_EVERY_S` by a helper thread (`Publisher`), which also refreshes a live feed's gallery and report
-every `CHECKPOINT_S`: bookkeeping never holds up frames. A write error (disk full) stops the run; `finish`
+`MANIFEST_EVERY_S` by a helper thread (`Publisher`, at a lower CPU priority), which also refreshes a live
+feed's gallery and report every `CHECKPOINT_S`: bookkeeping never holds up frames. The sources of one run
+write their reports one at a time, at spread-out moments, with one embedder between them. A write error (disk full) stops the run; `finish`
 then writes nothing more but the manifest, with the space its reserve held, and the status "failed".
 """
 
 from __future__ import annotations
 
+import random
 import resource
 import time
 from contextlib import contextmanager
@@ -125,11 +127,14 @@ class Session:
         self.segment = 0
         total = source.frame_count or None
         self.bar = stages.board.add(source.name, min(total, limit) if total and limit else total or limit or None)
-        self.started = self._last_manifest = self._last_report = time.perf_counter()
+        self.started = time.perf_counter()
+        # sources started together would write manifests and reports at the same moments: spread them out
+        self._last_manifest = self.started - random.uniform(0, MANIFEST_EVERY_S)
+        self._last_report = self.started - random.uniform(0, CHECKPOINT_S / 2)
         self.manifest.write({}, self._running_stats(), "running")  # a run killed from here on has a manifest
         self.events(RunStarted(source=source.name, live=source.live))
         refresh = self._refresh_report if source.live and cfg.output.gallery else None
-        self.publisher = Publisher(self._snapshot, refresh, source.name)
+        self.publisher = Publisher(self._snapshot, refresh, source.name, stages.publishing.gate)
         # a recording is decoded ahead in a helper thread; a live feed already reads in its own
         self._reader = None if source.live else ReadAhead(source, source.name)
         self._report_cache: dict = {}  # per-track analysis kept between a live feed's report refreshes
@@ -243,10 +248,15 @@ class Session:
     def _report(self) -> None:
         from ..report import write_report  # scipy and jinja2 load only when a report is written
 
+        shared = self.stages.publishing.cache
+        if "embedder" in shared:  # loaded once for every source of the run
+            self._report_cache.setdefault("embedder", shared["embedder"])
         try:
             write_report(self.out, self.cfg, self.stages.models_dir, cache=self._report_cache)
         except EnhanceError as e:
             self.stats.report_error = str(e)
+        if "embedder" in self._report_cache:
+            shared.setdefault("embedder", self._report_cache["embedder"])
 
     def abort(self) -> None:
         """A second signal: close the video and write the manifest now; nothing is written after it."""
