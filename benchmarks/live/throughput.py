@@ -3,9 +3,10 @@
 
     PYTHONPATH=$PWD python benchmarks/live/throughput.py --cameras 4 --seconds 200 --json benchmarks/live/4cams.json
 
-Counts per 2-second window and camera: frames processed, and frames that arrived (processed + dropped). A
-stall is a window where a camera processed 0 frames while frames arrived; a dip is a window whose all-camera
-total is below 80% of the run's mean. The machine's load average (and its CPU count) is recorded beside them:
+Counts per 2-second window and camera: frames processed, and frames that arrived (processed + dropped, as
+the progress line last saw them). The test camera sends its 30 frames a second all the time, so a stall is
+a window where a camera processed 0 frames; a dip is a window whose all-camera total is below 80% of the
+run's mean. Each camera's manifest adds the time its report refreshes took ("refresh"). The machine's load average (and its CPU count) is recorded beside them:
 the figures mean little without it.
 """
 
@@ -55,7 +56,11 @@ def measure(cameras: int, seconds: float, extra: list[str]) -> dict:
                 break
         proc.communicate(timeout=300)
         load_after = os.getloadavg()
-    return {"cameras": cameras, "seconds": seconds, "command": cmd[1:], "lines": lines,
+        timings = {}
+        for m in sorted((Path(tmp) / "o").glob("*/manifest.json")):
+            data = json.loads(m.read_text())
+            timings[m.parent.name] = {k: data.get("timings", {}).get(k) for k in ("refresh", "report", "detect")}
+    return {"cameras": cameras, "seconds": seconds, "command": cmd[1:], "lines": lines, "timings": timings,
             "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(), "rc": proc.returncode}
 
 
@@ -84,7 +89,7 @@ def summarize(raw: dict) -> dict:
     per = windows(raw)
     totals = [sum(v) for v in zip(*(c["processed"] for c in per.values()))]
     mean = sum(totals) / len(totals)
-    stalls = sum(1 for c in per.values() for p, a in zip(c["processed"], c["arrived"]) if p == 0 and a > 0)
+    stalls = sum(1 for c in per.values() for p in c["processed"] if p == 0)
     dips = [i * WINDOW_S for i, t in enumerate(totals) if t < 0.8 * mean]
     cams = {n: {"fps": round(sum(c["processed"]) / (len(c["processed"]) * WINDOW_S), 2),
                 "min_per_2s": min(c["processed"]), "arrived_fps": round(sum(c["arrived"]) / (len(c["arrived"]) * WINDOW_S), 2)}
@@ -93,7 +98,8 @@ def summarize(raw: dict) -> dict:
             "total_per_2s_mean": round(mean, 1), "total_per_2s_min": round(min(totals), 1),
             "stalled_windows": stalls, "dip_windows": len(dips), "dips_at_s": dips, "per_camera": cams,
             "load_before": [round(x, 2) for x in raw["load_before"]],
-            "load_after": [round(x, 2) for x in raw["load_after"]], "cpus": raw["cpus"]}
+            "load_after": [round(x, 2) for x in raw["load_after"]], "cpus": raw["cpus"],
+            "refresh_s": {k: v["refresh"] for k, v in raw.get("timings", {}).items()}}
 
 
 def table(s: dict) -> str:
@@ -102,7 +108,7 @@ def table(s: dict) -> str:
         f"{s['cameras']} cameras, {s['measured_s']:.0f} s measured; all cameras per 2 s: mean "
         f"{s['total_per_2s_mean']}, min {s['total_per_2s_min']}; stalled camera-windows {s['stalled_windows']}, "
         f"dips below 80% of the mean {s['dip_windows']} (at {s['dips_at_s']} s); load average "
-        f"{s['load_before']} → {s['load_after']} on {s['cpus']} CPUs",
+        f"{s['load_before']} → {s['load_after']} on {s['cpus']} CPUs; report refreshes took {s['refresh_s']} s",
         "", "| camera | processed fps | min per 2 s | arrived fps |", "|---|---|---|---|", *rows])
 
 

@@ -49,8 +49,9 @@ class SourceConfig:
     reconnect_initial_s: float = _range(0.0, 600, default=0.5)  # live: first backoff delay, doubling per attempt
     reconnect_max_s: float = _range(0.1, 3600, default=10.0)  # live: backoff ceiling (jittered)
     reconnect_attempts: int = _range(0, 1_000_000, default=0)  # live: attempts per outage, 0 = forever
-    reconnect_attempts_at_start: int = _range(1, 1000, default=3)  # live: attempts to open before giving up
+    reconnect_attempts_at_start: int = _range(0, 1_000_000, default=3)  # live: attempts to open a camera down at the start (a one-shot command gives up); 0 = keep retrying with backoff (a camera service)
     deinterlace: bool | Literal["auto"] = "auto"  # bwdif on the frames flagged interlaced (auto), on all, or none
+    max_pixels: int = _range(0, None, default=7680 * 4320)  # largest frame (width x height) decoded, 8K by default; 0 = no limit
 
 
 @dataclass

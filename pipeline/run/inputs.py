@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from ..core.errors import InputError
 from ..io.sources.images import natural_key
+from ..io.sources.base import MEMORY_PER_PIXEL, MEMORY_PER_SOURCE
 from ..io.sources.probe import IMAGE_EXTENSIONS, STREAM_SPEC, camera_streams, split_stream
 from ..io.sources.urls import NETWORK_SCHEMES, redact
 from .outdir import is_output, previous_outputs
@@ -30,11 +31,6 @@ VIDEO_EXTENSIONS = frozenset({
     ".wmv", ".asf", ".3gp", ".ogv", ".mxf", ".dav", ".h264", ".264", ".h265", ".265", ".hevc",
 })
 LIST_EXTENSIONS = frozenset({".txt", ".list", ".lst"})
-# A running source holds a decoder, an encoder's look-ahead, its open tracks and the detector's working memory
-# for its frame size: peak RSS of one run over the ~0.55 GB of shared models, measured (2026-11-28): 640x360
-# +0.05 GB, 1920x1080 +0.55 GB, 3840x2160 +2.9 GB (the small-face pass at the camera's own pixels).
-MEMORY_PER_SOURCE = 512 << 20  # at least
-MEMORY_PER_PIXEL = 360  # bytes per pixel of the source's frame, above that
 
 
 @dataclass(frozen=True)

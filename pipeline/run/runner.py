@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from contextlib import ExitStack, nullcontext
+import logging
 from pathlib import Path
 
 from ..core.config import Config
@@ -21,8 +22,12 @@ from .outdir import FolderLock, claim
 from .progress import ProgressSettings
 from .session import RunResult, prepare_out, removed_if_unused, run_source
 from ..io.sources import Source, open_source
+from ..io.sources.base import LARGE_FRAME, frame_memory, gigabytes
+from ..core.text import clean
 from .build import Stages
 from .stop import StopFlag
+
+log = logging.getLogger(__name__)
 
 
 def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None = None,
@@ -70,7 +75,12 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
 
 
 def check_size(src: Source, cfg: Config) -> None:
-    """A picture smaller than the smallest face looked for cannot show one: say so before starting."""
+    """A picture smaller than the smallest face looked for cannot show one: say so before starting. Frames
+    above 4K are worth a warning with the memory they take (source.max_pixels refuses larger ones)."""
+    if src.width * src.height > LARGE_FRAME:
+        log.warning("%s: %dx%d frames (%.1f MP, above 4K) need about %s of memory for this source",
+                    clean(src.name), src.width, src.height, src.width * src.height / 1e6,
+                    gigabytes(frame_memory(src.width, src.height)))
     if min(src.width, src.height) < cfg.detect.min_face:
         raise InputError(f"{src.name}: picture is {src.width}x{src.height} px, smaller than the smallest face "
                          f"looked for (detect.min_face = {cfg.detect.min_face} px)")
