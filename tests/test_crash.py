@@ -130,6 +130,9 @@ def test_disk_full_is_one_line_and_leaves_a_listed_playable_run(small_disk):
     assert "No space left on device" in err and str(out) in err and proc.returncode == 74
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "No space left on device" in manifest["error"]
+    # the write failed, not the input: nothing blames the recording (it is whole)
+    assert not any("ends early" in e or "damaged" in e for e in manifest["stats"]["decode_errors"])
+    assert manifest["stats"]["skipped_frames"] == 0
     assert listed(manifest) == on_disk(out)  # what was written is listed, sizes exact
     assert 0 < decodable(out / "annotated.mp4") <= manifest["stats"]["frames"]
 

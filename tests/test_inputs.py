@@ -180,3 +180,22 @@ def test_overwrite_never_deletes_an_input(tmp_path):
     assert video.stat().st_size == size
     shutil.copy(clip, out / "mine.mp4")  # a recording of the user's own, kept beside a run
     assert [i.name for i in expand([str(out)], out=tmp_path / "other")] == ["mine.mp4"]
+
+
+def test_control_characters_in_names_cannot_split_or_forge_a_line(tmp_path):
+    """A recording called "cam<newline>FAKE: complete…" and an output folder with a newline and an escape
+    sequence: every progress line, log line, summary, event and the report's title keep them escaped."""
+    clip = _video(tmp_path / "cam\nFAKE: complete.mp4", frames=12)
+    out = tmp_path / "out\n\x1b[2Jx"
+    proc = run_cli("process", str(clip), "--out", str(out), "--models", str(MODELS), "--progress-interval", "0.1",
+                   "--set", "enhance.policy=none")
+    assert proc.returncode == 0, proc.stderr
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert any("cam\\nFAKE: complete.mp4" in x for x in lines)  # the progress lines name it, escaped
+    assert not any(x.startswith("FAKE") for x in lines) and "\x1b" not in proc.stdout + proc.stderr
+    assert any("out\\n\\x1b[2Jx" in x for x in lines)  # the summary's output folder
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert {e["source"] for e in events} == {"cam\\nFAKE: complete.mp4"}
+    report = (out / "report.html").read_text()
+    title = report[report.index("<title>"):report.index("</title>")]
+    assert "\n" not in title and "cam\\nFAKE" in title

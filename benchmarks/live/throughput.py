@@ -32,14 +32,15 @@ WINDOW_S = 2.0
 WARM_UP_S = 20.0  # models loading and the first connections: not counted
 
 
-def measure(cameras: int, seconds: float, extra: list[str]) -> dict:
+def measure(cameras: int, seconds: float, extra: list[str], root: Path = ROOT) -> dict:
     mounts = {f"cam{i}": rtsp.OFFICE for i in range(cameras)}
     with rtsp.RtspServer(mounts, loop=True) as server, tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, str(ROOT / "run.py"), "process", *(server.url(m) for m in mounts),
+        cmd = [sys.executable, str(root / "run.py"), "process", *(server.url(m) for m in mounts),
                "--out", str(Path(tmp) / "o"), "--models", str(MODELS), "--progress", "json",
                "--progress-interval", "1", *extra]
         load_before = os.getloadavg()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=root, env=env)
         lines: list[dict] = []
         started = time.monotonic()
         assert proc.stderr is not None
@@ -118,8 +119,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=180.0)
     p.add_argument("--json", type=Path, help="write the raw progress lines and the summary here")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to the run")
+    p.add_argument("--root", type=Path, default=ROOT, help="the checkout whose run.py runs (to compare versions)")
     args = p.parse_args()
-    raw = measure(args.cameras, args.seconds, [x for kv in args.set for x in ("--set", kv)])
+    raw = measure(args.cameras, args.seconds, [x for kv in args.set for x in ("--set", kv)], args.root)
     summary = summarize(raw)
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "raw": raw}, indent=1))

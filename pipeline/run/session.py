@@ -288,7 +288,7 @@ class Session:
                 failure = self._attempt(self.video.close) or failure
         failure = self._attempt(self._log_end, status) or failure
         self.manifest.release_reserve()  # the room it kept is for these last writes (the disk may be full)
-        stats = self._final_stats()
+        stats = self._final_stats(failure)
         if failure is not None:
             status = "failed"
         elif status == "complete" and self.stats.had_errors():
@@ -320,7 +320,8 @@ class Session:
             return e
         return None
 
-    def _final_stats(self) -> dict:
+    def _final_stats(self, failure: BaseException | None = None) -> dict:
+        """The run's figures; `failure`: what ended it early (then a short input is not the input's fault)."""
         s, src = self.stats, self.source
         wall = time.perf_counter() - self.started
         s.wall_s = round(wall, 3)
@@ -328,7 +329,7 @@ class Session:
         s.realtime_factor = round(s.frames / src.fps / wall, 3) if wall > 0 and src.fps and not src.live else None
         s.skipped_frames, s.decode_errors = src.skipped, src.errors[:20]
         short = s.short_by()
-        if short and not self.stop:
+        if short and not self.stop and failure is None:  # the input itself ended: it is cut or damaged
             s.decode_errors = [*s.decode_errors, f"input ends early: {short} of the {s.frames_expected} frames "
                                                   "its container lists never decoded (cut or damaged file)"]
         s.dropped_frames, s.reconnects = src.dropped, src.generation
