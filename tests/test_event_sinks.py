@@ -422,17 +422,17 @@ def test_mqtt_broker_down_at_start(tmp_path: Path) -> None:
     sink = MqttSink(b.url(), reconnect_min_s=0.2, reconnect_max_s=0.5)
     sink.publish(RunStarted(source="desk"))
     sink.publish(TrackStarted(source="desk", track=1, frame=0, time=0.0))
-    assert time.perf_counter() - t < 0.5 and not sink.connected
+    assert time.perf_counter() - t < 5 and not sink.connected  # publishing never waits for a broker (wide margin)
     with b:
-        wait_for(lambda: sink.connected, what="the sink to connect once the broker is up")
-        assert sink.flush(5) and sink.sent == 1 and sink.dropped == 0, "the event queued meanwhile went out"
+        wait_for(lambda: sink.connected, timeout=60, what="the sink to connect once the broker is up")
+        assert sink.flush(30) and sink.sent == 1 and sink.dropped == 0, "the event queued meanwhile went out"
         assert retained(b) == {"enhance/available": "online", "enhance/desk/status": "online"}
         sink.close()
     t = time.perf_counter()
     down = MqttSink(b.url())  # and closing a sink whose broker never came is quick too
     down.publish(RunStarted(source="desk"))
     down.close(timeout=1)
-    assert time.perf_counter() - t < 2.5
+    assert time.perf_counter() - t < 15  # not the reconnect loop's minutes: a wide margin for a busy machine
 
 
 @needs_broker
