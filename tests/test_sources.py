@@ -559,3 +559,20 @@ def test_mjpeg_whose_every_frame_is_damaged_is_refused_with_the_decoders_reason(
         assert len(list(src)) == 12 and src.skipped == 12 and "undecodable packet" in src.errors[0]
     with open_source(str(clip)) as src:  # the undamaged original: every frame
         assert len(list(src)) == 24 and src.skipped == 0
+
+
+@needs_shared
+def test_frames_above_4k_are_a_warning_with_their_memory_and_the_budget_a_refusal(tmp_path):
+    from conftest import MODELS, run_cli
+
+    clip = media.make_video(tmp_path / "wide.mp4", frames=2, size=(4096, 2304))
+    proc = run_cli("process", str(clip), "--out", str(tmp_path / "o"), "--models", str(MODELS), "--quiet",
+                   "--set", "source.max_frames=1", "--set", "enhance.policy=none", "--set", "output.video=false")
+    assert proc.returncode == 0, proc.stderr
+    warning = [x for x in proc.stderr.splitlines() if "above 4K" in x]
+    assert len(warning) == 1 and "4096x2304" in warning[0] and "GB of memory" in warning[0], proc.stderr
+    refused = run_cli("process", str(clip), "--out", str(tmp_path / "r"), "--models", str(MODELS), "--quiet",
+                      "--set", f"source.max_pixels={3840 * 2160}")
+    err = refused.stderr.strip()
+    assert refused.returncode != 0 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "4096x2304 px" in err and "source.max_pixels" in err and not (tmp_path / "r").exists()
