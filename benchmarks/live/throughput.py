@@ -95,7 +95,12 @@ def summarize(raw: dict) -> dict:
     cams = {n: {"fps": round(sum(c["processed"]) / (len(c["processed"]) * WINDOW_S), 2),
                 "min_per_2s": min(c["processed"]), "arrived_fps": round(sum(c["arrived"]) / (len(c["arrived"]) * WINDOW_S), 2)}
             for n, c in per.items()}
-    return {"cameras": raw["cameras"], "windows": len(totals), "measured_s": len(totals) * WINDOW_S,
+    # a refresh every 30 s shows as a correlation of the all-camera totals 15 windows apart
+    x = [t - mean for t in totals]
+    var = sum(v * v for v in x) or 1.0
+    corr = {k * WINDOW_S: round(sum(a * b for a, b in zip(x, x[k:])) / var, 2) for k in range(3, min(25, len(x)))}
+    return {"cameras": raw["cameras"], "windows": len(totals),
+            "correlation_at_30s": corr.get(30.0), "strongest_period_s": max(corr, key=corr.get) if corr else None, "measured_s": len(totals) * WINDOW_S,
             "total_per_2s_mean": round(mean, 1), "total_per_2s_min": round(min(totals), 1),
             "stalled_windows": stalls, "dip_windows": len(dips), "dips_at_s": dips, "per_camera": cams,
             "load_before": [round(x, 2) for x in raw["load_before"]],
@@ -108,7 +113,8 @@ def table(s: dict) -> str:
     return "\n".join([
         f"{s['cameras']} cameras, {s['measured_s']:.0f} s measured; all cameras per 2 s: mean "
         f"{s['total_per_2s_mean']}, min {s['total_per_2s_min']}; stalled camera-windows {s['stalled_windows']}, "
-        f"dips below 80% of the mean {s['dip_windows']} (at {s['dips_at_s']} s); load average "
+        f"dips below 80% of the mean {s['dip_windows']} (at {s['dips_at_s']} s); correlation 30 s apart "
+        f"{s['correlation_at_30s']} (strongest at {s['strongest_period_s']} s); load average "
         f"{s['load_before']} → {s['load_after']} on {s['cpus']} CPUs; report refreshes took {s['refresh_s']} s",
         "", "| camera | processed fps | min per 2 s | arrived fps |", "|---|---|---|---|", *rows])
 
@@ -120,8 +126,10 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="write the raw progress lines and the summary here")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to the run")
     p.add_argument("--root", type=Path, default=ROOT, help="the checkout whose run.py runs (to compare versions)")
+    p.add_argument("--summarize", type=Path, help="only summarize the raw JSON written by an earlier run")
     args = p.parse_args()
-    raw = measure(args.cameras, args.seconds, [x for kv in args.set for x in ("--set", kv)], args.root)
+    raw = json.loads(args.summarize.read_text())["raw"] if args.summarize else \
+        measure(args.cameras, args.seconds, [x for kv in args.set for x in ("--set", kv)], args.root)
     summary = summarize(raw)
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "raw": raw}, indent=1))
