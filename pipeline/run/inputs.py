@@ -143,6 +143,8 @@ def recordings(folder: Path, out: Path | None = None) -> list[Input]:
 def not_outputs(specs: list[str], out: Path) -> None:
     """Refuse an input that an earlier run wrote into `out`: replacing that run (--overwrite) would delete
     the file while this run reads it, and without --overwrite the folder is refused anyway."""
+    if not Path(out).is_dir():  # nothing written there yet (or not a folder: `prepare_out` says so)
+        return
     old = [p.resolve() for p in previous_outputs(Path(out))]
     for spec in specs:
         if "://" in spec or is_live(spec):
