@@ -132,7 +132,7 @@ def main() -> None:
         measure(args.cameras, args.seconds, [x for kv in args.set for x in ("--set", kv)], args.root)
     summary = summarize(raw)
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "raw": raw}, indent=1))
+        args.json.write_text(json.dumps({"summary": summary, "raw": raw}, separators=(",", ":")) + "\n")
     print(table(summary))
 
 
