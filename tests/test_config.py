@@ -127,3 +127,28 @@ def test_cuda_compile_choices_are_the_torch_cuda_backend_s_modes():
 
     assert set(typing.get_args(typing.get_type_hints(EnhanceConfig)["cuda_compile"])) == set(CUDA_COMPILE)
     assert CUDA_COMPILE["off"] is None and all(CUDA_COMPILE[k] for k in CUDA_COMPILE if k != "off")
+
+
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 100_000 + "]" * 100_000 + "\n",  # flow style
+    "a: " + "{b: " * 100_000 + "1" + "}" * 100_000 + "\n",
+    "a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 300)) + " " * 300 + "v: 1\n",  # block style
+])
+def test_deeply_nested_yaml_is_one_line_not_a_recursion_error(tmp_path, text):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(text)
+    with pytest.raises(ConfigError, match="nested deeper than 64 levels") as e:
+        load_config(deep)
+    assert "\n" not in str(e.value) and str(deep) in str(e.value)
+    with pytest.raises(ConfigError, match="nested deeper"):
+        load_config(None, ["detect.stride=" + "[" * 100_000 + "]" * 100_000])
+
+
+def test_cli_deep_yaml_is_one_line(tmp_path):
+    from conftest import run_cli
+
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    proc = run_cli("config", "--config", str(deep))
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and len(err.splitlines()) == 1 and "Traceback" not in err and "nested" in err, err

@@ -130,6 +130,9 @@ def test_disk_full_is_one_line_and_leaves_a_listed_playable_run(small_disk):
     assert "No space left on device" in err and str(out) in err and proc.returncode == 74
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "No space left on device" in manifest["error"]
+    # the write failed, not the input: nothing blames the recording (it is whole)
+    assert not any("ends early" in e or "damaged" in e for e in manifest["stats"]["decode_errors"])
+    assert manifest["stats"]["skipped_frames"] == 0
     assert listed(manifest) == on_disk(out)  # what was written is listed, sizes exact
     assert 0 < decodable(out / "annotated.mp4") <= manifest["stats"]["frames"]
 
@@ -177,14 +180,64 @@ def test_one_run_per_folder_and_no_mixing(tmp_path):
 # ------------------------------------------------------------------------------ 8: signals
 
 
-def test_sigterm_during_start_up_is_a_message(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_half_a_second_after_start_is_a_message(tmp_path, sig):
+    """The handlers are in before the package loads: even while Python imports, a message and 128 + N."""
     out = tmp_path / "o"
     proc = start(out, "--quiet")
-    time.sleep(1.0)  # importing and loading models: nothing processed yet
-    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # importing: nothing processed, nothing written yet
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143 and "interrupted by SIGTERM" in one_line(proc, stderr)
-    assert not (out / "manifest.json").exists() or json.loads((out / "manifest.json").read_text())["status"] != "running"
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig and f"interrupted by {name}" in one_line(proc, stderr)
+    assert not out.exists()  # a start that ended leaves no (empty) output folder
+
+
+@pytest.mark.parametrize("setting", ["enhance.weights", "detect.model"])
+def test_failed_start_up_leaves_no_output_folder(tmp_path, setting):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 255, 1000, dtype=np.uint8).tobytes())
+    out = tmp_path / "new" / "o"
+    proc = run_cli("process", str(IMAGES), "--out", str(out), "--models", str(MODELS), "--quiet",
+                   "--set", f"{setting}={bad}")
+    assert "cannot load" in one_line(proc) and str(bad) in proc.stderr
+    assert not (tmp_path / "new").exists()  # both folders it would have made are gone again
+    mine = tmp_path / "mine"  # a folder the user made is left as it was
+    mine.mkdir()
+    proc = run_cli("process", str(IMAGES), "--out", str(mine), "--models", str(MODELS), "--quiet",
+                   "--set", f"{setting}={bad}")
+    assert "cannot load" in one_line(proc) and mine.is_dir() and not any(mine.iterdir())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1])
+def test_hangup_and_other_signals_finish_the_run(tmp_path, sig):
+    """A dropped SSH session (SIGHUP), Ctrl-\\ (SIGQUIT) or SIGUSR1 stop a run as SIGTERM does: a message,
+    every open track written, the video finalized, the manifest "interrupted"; `gallery` then has them all."""
+    out = tmp_path / "o"
+    proc = start(out, "--quiet")
+    wait_for(out / "faces.csv", 2000)  # faces seen: tracks are open
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=300)
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig, stderr
+    assert f"stopping on {name}" in stderr and "Traceback" not in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["stats"]["stopped_by"] == name
+    assert listed(manifest) == on_disk(out)
+    assert 0 < decodable(out / "annotated.mp4") <= manifest["stats"]["frames"]
+    ids = {t["id"] for t in manifest["tracks"]}
+    on_disk_tracks = {int(p.name) for p in (out / "tracks").iterdir() if p.is_dir()}
+    assert ids and ids == on_disk_tracks
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["event"] in ("end", "track_end")]
+    assert {e["track"] for e in ends} == ids and any(e["reason"] == "stopped" for e in ends)
+    if sig == signal.SIGHUP:
+        gallery = run_cli("gallery", str(out), "--models", str(MODELS), timeout=300)
+        assert gallery.returncode == 0, gallery.stderr
+        again = json.loads((out / "manifest.json").read_text())
+        assert {t["id"] for t in again["tracks"]} == ids  # every track, the ones open at the signal too
+        people = json.loads((out / "people.json").read_text())
+        assert sorted(t["track"] for p in people["people"] for t in p["tracks"]) == sorted(ids)
 
 
 def test_second_ctrl_c_still_leaves_a_manifest(tmp_path):

@@ -4,6 +4,7 @@ list files, output folder names, and `--jobs` on the local engine."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import av
 
@@ -128,3 +129,73 @@ def test_each_camera_of_a_dvr_export_gets_its_own_run(tmp_path):
     width = frames[0].shape[1]
     assert abs(centre[0] - centre[1]) > 50 and abs(centre[1] - (width - centre[0])) < 15  # the mirrored camera
     assert sorted(r["source"] for r in report_runs(out / "report.html")) == [f"{dvr}:v:0", f"{dvr}:v:1"]
+
+
+# ------------------------------------------------------------------------------ outputs never become inputs
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
+    """`process cams/ --out cams/results`, twice (the second with --overwrite): the first run's annotated
+    videos are never taken for cameras, and a folder holding an older run is skipped too."""
+    root = tmp_path / "cams"
+    _video(root / "a.mp4", frames=5)
+    _video(root / "b" / "1.mp4", frames=5)
+    out = root / "results"
+    for extra in ([], ["--overwrite"]):
+        proc = run_cli("process", str(root), "--out", str(out), "--models", str(MODELS), "--quiet",
+                       "--set", "enhance.policy=none", *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(d.name for d in out.iterdir() if d.is_dir()) == ["a", "b_1"]  # no results_a_annotated
+        for name in ("a", "b_1"):
+            m = json.loads((out / name / "manifest.json").read_text())
+            assert m["status"] == "complete" and m["stats"]["frames"] == 5
+    (out).rename(root / "old run")  # an earlier run's folder under another name: still not an input
+    assert [i.name for i in expand([str(root)], out=tmp_path / "elsewhere")] == ["a.mp4", "b/1.mp4"]
+
+
+def test_the_input_folder_as_output_is_refused_in_one_line(tmp_path):
+    root = tmp_path / "cams"
+    _video(root / "a.mp4", frames=5)
+    proc = run_cli("process", str(root), "--out", str(root), "--models", str(MODELS), "--quiet", "--overwrite")
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "is the input folder" in err
+    assert sorted(p.name for p in root.iterdir()) == ["a.mp4"]  # nothing written, nothing removed
+
+
+def test_overwrite_never_deletes_an_input(tmp_path):
+    """A single recording's run writes annotated.mp4 into OUT; a rerun that reads that video into OUT with
+    --overwrite would delete it mid-run: refused, and the file is still there. A folder that holds a run,
+    given as input, does not yield its annotated video either."""
+    clip = _video(tmp_path / "clip.mp4", frames=5)
+    out = tmp_path / "o"
+    first = run_cli("process", str(clip), "--out", str(out), "--models", str(MODELS), "--quiet",
+                    "--set", "enhance.policy=none")
+    assert first.returncode == 0, first.stderr
+    video = out / "annotated.mp4"
+    size = video.stat().st_size
+    again = run_cli("process", str(video), "--out", str(out), "--models", str(MODELS), "--quiet", "--overwrite")
+    err = again.stderr.strip()
+    assert again.returncode != 0 and len(err.splitlines()) == 1 and "earlier run's output" in err, err
+    assert video.stat().st_size == size
+    shutil.copy(clip, out / "mine.mp4")  # a recording of the user's own, kept beside a run
+    assert [i.name for i in expand([str(out)], out=tmp_path / "other")] == ["mine.mp4"]
+
+
+def test_control_characters_in_names_cannot_split_or_forge_a_line(tmp_path):
+    """A recording called "cam<newline>FAKE: complete…" and an output folder with a newline and an escape
+    sequence: every progress line, log line, summary, event and the report's title keep them escaped."""
+    clip = _video(tmp_path / "cam\nFAKE: complete.mp4", frames=12)
+    out = tmp_path / "out\n\x1b[2Jx"
+    proc = run_cli("process", str(clip), "--out", str(out), "--models", str(MODELS), "--progress-interval", "0.1",
+                   "--set", "enhance.policy=none")
+    assert proc.returncode == 0, proc.stderr
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert any("cam\\nFAKE: complete.mp4" in x for x in lines)  # the progress lines name it, escaped
+    assert not any(x.startswith("FAKE") for x in lines) and "\x1b" not in proc.stdout + proc.stderr
+    assert any("out\\n\\x1b[2Jx" in x for x in lines)  # the summary's output folder
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert {e["source"] for e in events} == {"cam\\nFAKE: complete.mp4"}
+    report = (out / "report.html").read_text()
+    title = report[report.index("<title>"):report.index("</title>")]
+    assert "\n" not in title and "cam\\nFAKE" in title

@@ -158,3 +158,41 @@ def test_sigint_during_live_run(server, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert sum(_playable(p) for p in _segments(out)) == manifest["stats"]["frames"] > 0
+
+
+def test_a_camera_down_at_the_start_is_waited_for_when_asked(tmp_path):
+    """`source.reconnect_attempts_at_start=0` (a camera service): a camera that is down when the run starts
+    is retried with backoff until it comes up, then processed; a signal while waiting ends it cleanly."""
+    port = rtsp.free_port()
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "process", f"rtsp://127.0.0.1:{port}/cam", "--out", str(out),
+         "--models", str(MODELS), "--set", "source.reconnect_attempts_at_start=0", "--set", "source.open_timeout_s=1",
+         "--set", "source.reconnect_max_s=1", "--set", "source.max_frames=30", *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        time.sleep(8)  # several attempts fail meanwhile (the default, 3, would have given up by now)
+        assert proc.poll() is None, proc.communicate()
+        with rtsp.RtspServer({"cam": OFFICE}, loop=True, port=port):
+            _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "is down (attempt 1" in stderr and "retrying" in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["stats"]["frames"] == 30
+
+    waiting = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "process", f"rtsp://127.0.0.1:{port}/cam", "--out", str(tmp_path / "w"),
+         "--models", str(MODELS), "--set", "source.reconnect_attempts_at_start=0", "--set", "source.open_timeout_s=1",
+         "--set", "source.reconnect_max_s=1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT)
+    deadline = time.time() + 120
+    lines = []
+    while time.time() < deadline and not any("is down" in x for x in lines):
+        lines.append(waiting.stderr.readline())
+    waiting.send_signal(signal.SIGTERM)
+    _, rest = waiting.communicate(timeout=60)
+    assert waiting.returncode == 143 and "interrupted by SIGTERM" in rest, "".join(lines) + rest
+    assert not (tmp_path / "w").exists()

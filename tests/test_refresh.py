@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -156,3 +157,62 @@ def test_unmarked_tiles_keep_one_png_per_tile(faces, tmp_path):
     for o in json.loads((tdir / "track.json").read_text())["observations"]:
         assert (tdir / o["files"]["lr"]).is_file() and (tdir / o["files"]["enhanced_unmarked"]).is_file()
         assert o["files"]["lr"] == f"f{o['frame']:06d}_lr.png"
+
+
+def _nice(tid: int) -> int:
+    """A thread's niceness as the kernel schedules it (field 19 of /proc/self/task/TID/stat)."""
+    stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])
+
+
+@pytest.mark.skipif(not rtsp.available()[0], reason=f"GStreamer RTSP server unavailable: {rtsp.available()[1]}")
+def test_feeds_refresh_their_reports_one_at_a_time_below_the_frames_priority(stages, faces, tmp_path):
+    """Four cameras of one run asked for their reports at the same moment (as their 30 s refreshes once
+    lined up): the reports are written one after another, never together; one embedder serves them all; the
+    helper threads run at a lower CPU priority than the frame loop."""
+    from pipeline.io.sources import open_source
+    from pipeline.run.session import Session
+    from pipeline.run.stop import StopFlag
+
+    mounts = {f"cam{i}": OFFICE for i in range(4)}
+    spans: list[tuple[float, float]] = []
+    with rtsp.RtspServer(mounts, loop=True) as server:
+        sources = [open_source(server.url(m), stages.cfg.source) for m in mounts]
+        sessions = []
+        for i, src in enumerate(sources):
+            out = tmp_path / f"cam{i}"
+            write_tracks(out, faces, range(100 * i + 1, 100 * i + 9))
+            session = Session(stages, src, out, StopFlag())
+            report = session._refresh_report
+
+            def timed(report=report) -> None:
+                t = time.perf_counter()
+                report()
+                spans.append((t, time.perf_counter()))
+
+            session.publisher._report = timed
+            sessions.append(session)
+        streams = [s.frames() for s in sessions]
+        for s, frames in zip(sessions, streams):
+            s.step(next(frames))
+        for s in sessions:
+            s.publisher.request(report=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and any(s.publisher.reports == 0 for s in sessions):
+            for s, frames in zip(sessions, streams):
+                s.step(next(frames))  # the frame loops keep going meanwhile
+        niceness = [_nice(s.publisher._thread.native_id) for s in sessions]
+        results = [s.finish("complete") for s in sessions]
+        for src in sources:
+            src.close()
+    assert all(s.publisher.reports == 1 for s in sessions) and len(spans) == 4
+    spans.sort()
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
+    embedders = {id(s._report_cache["embedder"]) for s in sessions}
+    assert len(embedders) == 1  # loaded once for all four
+    main = _nice(threading.get_native_id())
+    assert all(n > main for n in niceness), (niceness, main)
+    assert all(r.status == "complete" for r in results)
+    for i in range(4):
+        html = (tmp_path / f"cam{i}" / "report.html").read_text()
+        assert f"#{100 * i + 1}" in html

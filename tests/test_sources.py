@@ -474,3 +474,105 @@ def test_files_never_drop(tmp_path):
             frames.append(f)
             time.sleep(0.01)
     assert [media.read_index(f.image) for f in frames] == list(range(20)) and src.dropped == 0
+
+
+# ------------------------------------------------------------------ hostile sizes and damaged intra-only streams
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A valid PNG of `width` x `height` black pixels that is small on disk (zlib squeezes the rows)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)
+    body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_picture_over_the_pixel_budget_is_refused_before_decoding(tmp_path):
+    huge = _png_declaring(tmp_path / "huge.png", 20000, 20000)
+    assert huge.stat().st_size < 2_000_000
+    before = _rss()
+    with pytest.raises(InputError) as e:
+        open_source(str(huge))
+    msg = str(e.value)
+    assert str(huge) in msg and "20000x20000 px" in msg and "source.max_pixels" in msg and " GB" in msg
+    assert "\n" not in msg
+    if before is not None:  # never decoded: 20000 x 20000 x 3 bytes would be 1.2 GB
+        assert _rss() - before < 300 << 20
+    # in a folder it is skipped and counted; the other pictures play
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    shutil.copy(huge, folder / "a_huge.png")
+    cv2.imwrite(str(folder / "b.png"), np.full((64, 64, 3), 90, np.uint8))
+    with open_source(str(folder)) as src:
+        assert (src.width, src.height) == (64, 64) and len(list(src)) == 1
+        assert src.skipped == 1 and "a_huge.png: 20000x20000 px" in src.errors[0]
+    # the budget is a setting
+    small = _png_declaring(tmp_path / "small.png", 800, 600)
+    with pytest.raises(InputError, match="800x600 px"):
+        open_source(str(small), SourceConfig(max_pixels=100_000))
+    with open_source(str(small), SourceConfig(max_pixels=0)) as src:
+        assert (src.width, src.height) == (800, 600)
+
+
+def test_a_video_over_the_pixel_budget_is_refused(tmp_path):
+    clip = media.make_video(tmp_path / "c.mp4", frames=3, size=(640, 480))
+    with pytest.raises(InputError) as e:
+        open_source(str(clip), SourceConfig(max_pixels=640 * 480 - 1))
+    assert "640x480 px" in str(e.value) and str(clip) in str(e.value)
+    with open_source(str(clip), SourceConfig(max_pixels=640 * 480)) as src:
+        assert len(list(src)) == 3
+
+
+def _zero_quant_tables(src: Path, dst: Path, start: int = 0) -> Path:
+    """Every MJPEG frame from the `start`th on with its quantisation tables zeroed: FFmpeg still outputs a
+    flat grey picture for each, and only logs "dqt: 0 quant value"."""
+    data = bytearray(src.read_bytes())
+    at, n = 0, 0
+    while (j := data.find(b"\xff\xd8\xff", at)) >= 0:
+        k = data.find(b"\xff\xda", j)
+        q = data.find(b"\xff\xdb", j, k)
+        while n >= start and q >= 0:
+            length = int.from_bytes(data[q + 2:q + 4], "big")
+            data[q + 4:q + 2 + length] = bytes(length - 2)
+            q = data.find(b"\xff\xdb", q + 2, k)
+        at, n = k, n + 1
+    dst.write_bytes(data)
+    return dst
+
+
+def test_mjpeg_whose_every_frame_is_damaged_is_refused_with_the_decoders_reason(tmp_path):
+    clip = media.make_video(tmp_path / "mj.mkv", frames=24, size=(160, 120), codec="mjpeg")
+    broken = _zero_quant_tables(clip, tmp_path / "zeroed.mkv")
+    with pytest.raises(InputError) as e:
+        open_source(str(broken))
+    assert "no decodable video frames" in str(e.value) and "Invalid data" in str(e.value)
+    half = _zero_quant_tables(clip, tmp_path / "half.mkv", start=12)  # the first 12 frames are whole
+    with open_source(str(half)) as src:
+        assert len(list(src)) == 12 and src.skipped == 12 and "undecodable packet" in src.errors[0]
+    with open_source(str(clip)) as src:  # the undamaged original: every frame
+        assert len(list(src)) == 24 and src.skipped == 0
+
+
+@needs_shared
+def test_frames_above_4k_are_a_warning_with_their_memory_and_the_budget_a_refusal(tmp_path):
+    from conftest import MODELS, run_cli
+
+    clip = media.make_video(tmp_path / "wide.mp4", frames=2, size=(4096, 2304))
+    proc = run_cli("process", str(clip), "--out", str(tmp_path / "o"), "--models", str(MODELS), "--quiet",
+                   "--set", "source.max_frames=1", "--set", "enhance.policy=none", "--set", "output.video=false")
+    assert proc.returncode == 0, proc.stderr
+    warning = [x for x in proc.stderr.splitlines() if "above 4K" in x]
+    assert len(warning) == 1 and "4096x2304" in warning[0] and "GB of memory" in warning[0], proc.stderr
+    refused = run_cli("process", str(clip), "--out", str(tmp_path / "r"), "--models", str(MODELS), "--quiet",
+                      "--set", f"source.max_pixels={3840 * 2160}")
+    err = refused.stderr.strip()
+    assert refused.returncode != 0 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "4096x2304 px" in err and "source.max_pixels" in err and not (tmp_path / "r").exists()

@@ -8,24 +8,19 @@ stderr and a non-zero exit; only a bug shows a traceback.
 
 from __future__ import annotations
 
+# Only the standard library and `run.stop` (itself standard library only) load before the signal handlers
+# are in place (`entry`); everything else is imported after them.
 import argparse
-import logging
 import os
 import signal
 import sys
-from importlib.metadata import entry_points
 
-from ..core.errors import EnhanceError
-from ..core.logs import LEVELS
-from ..core.text import clean
-from ..core.version import __version__
-from . import bench, build_engine, catalog, config, demo, doctor, gallery, process, search, serve
+from ..run import stop
 
 PROG = "enhance-faces"
-COMMANDS = (process, demo, doctor, gallery, config, bench, build_engine, catalog, search, serve)
+COMMANDS = ("process", "demo", "doctor", "gallery", "config", "bench", "build_engine", "catalog", "search",
+            "serve")  # modules of this package
 PLUGINS = "enhance_faces.commands"  # entry-point group: more command groups, e.g. `lab`
-
-log = logging.getLogger(__name__)
 
 
 class Version(argparse.Action):
@@ -35,7 +30,9 @@ class Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="print the version and the default generator, then exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from ..core.errors import EnhanceError
         from ..core.models import sha256
+        from ..core.version import __version__
         from ..stages.enhance.stage import default_weights
 
         try:
@@ -48,6 +45,11 @@ class Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    from ..core.logs import LEVELS
+
     parser = argparse.ArgumentParser(prog=PROG, description="Enhance: find, follow and super-resolve faces in video")
     parser.add_argument("--version", action=Version)
     parser.add_argument("--log-level", choices=LEVELS, default="info", help="diagnostics shown on stderr (default info)")
@@ -55,48 +57,58 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text for people; json: one object a line (time, level, logger, message, source)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add(sub)
+        import_module(f"{__name__}.{command}").add(sub)
     for plugin in sorted(entry_points(group=PLUGINS), key=lambda e: e.name):
         plugin.load()(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..run.stop import Interrupted, interrupt, interrupted_by
+    """The command line's outcome as an exit code; a user's mistake or a signal is one line on stderr."""
+    stop.install()  # a message and 128 + N, not a silent death, whenever a signal comes (`entry` did it first)
+    try:
+        return _main(argv)
+    except stop.Interrupted as e:
+        stop.say(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        stop.say("interrupted")
+        return 130
 
-    signal.signal(signal.SIGTERM, interrupt)  # a message and 143, not a silent death, even while importing
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    from ..core.errors import EnhanceError
     from ..core.logs import setup
+    from ..core.text import clean
 
     setup(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)
     except EnhanceError as e:
-        print(f"error: {clean(str(e))}", file=sys.stderr)
+        stop.say(f"error: {clean(str(e))}")
         return e.exit_code
-    except Interrupted as e:
-        print(e, file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        stopped = interrupted_by()  # e.g. onnxruntime turns an interrupt during its import into ImportError
-        if stopped is None:
-            raise
-        print(stopped, file=sys.stderr)
-        return stopped.exit_code
+    except (stop.Interrupted, KeyboardInterrupt):
+        raise
     except BrokenPipeError:
         os._exit(1)
+    except Exception:
+        stopped = stop.interrupted_by()  # e.g. onnxruntime turns an interrupt during its import into ImportError
+        if stopped is None:
+            raise
+        stop.say(str(stopped))
+        return stopped.exit_code
 
 
 def entry() -> None:
     """The command's process entry (run.py, `python -m pipeline`, the console script): `main`, then exit.
 
-    Once the outcome is decided and on disk, a late Ctrl-C while Python tears down (joining threads, unloading
-    libraries) must not turn a clean exit code into a kill by SIGINT; so both signals are ignored from here on.
+    The signal handlers go in before anything else loads, so a signal at any moment is a message and
+    128 + its number. Once the outcome is decided and on disk, a late signal while Python tears down
+    (joining threads, unloading libraries) must not turn a clean exit code into a kill; so every handled
+    signal is ignored from here on.
     """
+    stop.install()
     code = main()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stop.install(signal.SIG_IGN)
     sys.exit(code)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.text import clean
 from .common import add_config_options, add_models_option
 
 if TYPE_CHECKING:  # the command line starts fast: the pipeline is imported when a command runs
@@ -97,8 +98,11 @@ def _run(args: argparse.Namespace, progress: ProgressSettings) -> int:
                               content_hash=args.hash_inputs)
     results = process(args.inputs, Path(args.out), cfg, args.models, progress=progress,
                       overwrite=args.overwrite, jobs=args.jobs, content_hash=args.hash_inputs)
-    for r in results:
-        summary(r)
+    try:
+        for r in results:
+            summary(r)
+    except OSError:  # the terminal went away (SIGHUP): the outputs are written, the code still tells how it ended
+        pass
     return exit_code(results)
 
 
@@ -161,7 +165,7 @@ def summary(r: RunResult) -> None:
     rt = f", {s.realtime_factor:.2f}x real time" if s.realtime_factor else ""
     frames = f"{s.frames} of {s.frames_expected}" if s.short_by() else f"{s.frames}"
     print(f"{r.status}: {frames} frames in {s.wall_s:.1f}s ({s.fps:.1f} fps{rt}), "
-          f"{s.faces} faces, {s.tracks} tracks, {s.enhanced} enhanced → {r.out}")
+          f"{s.faces} faces, {s.tracks} tracks, {s.enhanced} enhanced → {clean(str(r.out))}")
     print(f"  stages: {stages}")
     gen = r.generator
     if gen:
@@ -173,4 +177,4 @@ def summary(r: RunResult) -> None:
     if s.small_frames:
         print(f"  {s.small_frames} frames smaller than detect.min_face were not searched")
     for note in s.decode_errors[-1:] if r.status == "complete_with_errors" else []:
-        print(f"  {note}")
+        print(f"  {clean(note)}")

@@ -49,8 +49,9 @@ class SourceConfig:
     reconnect_initial_s: float = _range(0.0, 600, default=0.5)  # live: first backoff delay, doubling per attempt
     reconnect_max_s: float = _range(0.1, 3600, default=10.0)  # live: backoff ceiling (jittered)
     reconnect_attempts: int = _range(0, 1_000_000, default=0)  # live: attempts per outage, 0 = forever
-    reconnect_attempts_at_start: int = _range(1, 1000, default=3)  # live: attempts to open before giving up
+    reconnect_attempts_at_start: int = _range(0, 1_000_000, default=3)  # live: attempts to open a camera down at the start (a one-shot command gives up); 0 = keep retrying with backoff (a camera service)
     deinterlace: bool | Literal["auto"] = "auto"  # bwdif on the frames flagged interlaced (auto), on all, or none
+    max_pixels: int = _range(0, None, default=7680 * 4320)  # largest frame (width x height) decoded, 8K by default; 0 = no limit
 
 
 @dataclass
@@ -348,17 +349,39 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"bad YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+    data = safe_yaml(text, f"in {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
+
+
+MAX_YAML_DEPTH = 64  # nested mappings and lists a config may hold (the deepest real one is a few levels)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """`yaml.safe_load(text)`, every failure a one-line ConfigError (`where`: "in FILE"); nesting deeper
+    than MAX_YAML_DEPTH is refused before it is built (PyYAML builds nested values recursively, so a
+    100,000-deep document would end in a RecursionError)."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+                    raise ConfigError(f"YAML {where} is nested deeper than {MAX_YAML_DEPTH} levels (at line "
+                                      f"{line}): not a config")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"bad YAML {where}{at}: {getattr(e, 'problem', e)}") from None
+    except RecursionError:  # a deep alias chain, say: whatever the cause, one line
+        raise ConfigError(f"YAML {where} is nested too deeply: not a config") from None
 
 
 def parse_override(item: str) -> dict[str, Any]:
@@ -370,8 +393,10 @@ def parse_override(item: str) -> dict[str, Any]:
     if not all(parts):
         raise ConfigError(f"--set: bad key {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = safe_yaml(raw, f"in --set {key}") if raw.strip() else ""
+    except ConfigError:
+        if raw.count("[") + raw.count("{") > MAX_YAML_DEPTH:
+            raise
         value = raw
     out: dict[str, Any] = {parts[-1]: value}
     for p in reversed(parts[:-1]):

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..core.text import clean
 from ..io.records import Observation, TrackRecord
 
 
@@ -27,7 +28,7 @@ class Run:
     @property
     def label(self) -> str:
         inputs = self.manifest.get("inputs") or []
-        return str(inputs[0]) if inputs else (self.rel or ".")
+        return clean(str(inputs[0])) if inputs else (self.rel or ".")  # one line, whatever the file is called
 
 
 def seen_span(first: str | None, last: str | None) -> str:

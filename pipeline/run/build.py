@@ -5,7 +5,10 @@ connections events go out on (MQTT, webhook)."""
 from __future__ import annotations
 
 import platform
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..core.version import __version__
 from ..stages.align import Aligner
@@ -16,6 +19,7 @@ from ..stages.enhance.stage import Enhancer, Generator
 from ..core.models import sha256
 from .progress import ProgressBoard, ProgressSettings
 from ..io.provenance import signer_from_config
+from ..io.publish import Shared
 from ..io.sinks.annotate import Annotator
 from ..io.sinks.network import Network
 
@@ -27,6 +31,28 @@ def open_catalog(cfg: Config, models_dir: str | Path | None):
     except ImportError as e:
         raise EnhanceError(f"catalog.url needs `{e.name}`: pip install 'enhance-faces[catalog]'") from None
     return Catalog(cfg, models_dir)
+
+
+class Turns:
+    """A lock granted in the order it was asked for (a plain lock lets one thread take it again and again):
+    live cameras sharing the detector take turns, so none goes seconds without a frame while others run."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = self._serving = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._cond:
+            ticket, self._next = self._next, self._next + 1
+            while ticket != self._serving:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._serving += 1
+                self._cond.notify_all()
 
 
 class Stages:
@@ -43,6 +69,8 @@ class Stages:
         self.aligner = Aligner(cfg.align)
         self.enhancer = None if cfg.enhance.policy == "none" else Enhancer(cfg.enhance, cfg.device, generator)
         self.annotator = Annotator(cfg.output)
+        self.publishing = Shared()  # live feeds' report refreshes: one at a time, one embedder for all
+        self.detect_turns = Turns()  # live feeds use the detector in turn
         self._detector_sha = sha256(self.detector.path)
         self.signer = signer_from_config(cfg.provenance)  # fails early on a bad certificate
         self.catalog = open_catalog(cfg, models_dir) if cfg.catalog.url else None  # fails early too

@@ -7,6 +7,7 @@ theirs. The stages themselves (`Stages`: detector, aligner, generator) are share
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,7 @@ class FaceFlow:
     def __init__(self, stages: Stages, fps: float, live: bool, stats: RunStats | None = None,
                  timings: Timings | None = None) -> None:
         cfg = stages.cfg
-        self.stages, self.fps = stages, fps
+        self.stages, self.fps, self.live = stages, fps, live
         self.stats = stats if stats is not None else RunStats()
         self.timings = timings if timings is not None else Timings()
         self.tracker = Tracker(cfg.track, fps)
@@ -88,7 +89,7 @@ class FaceFlow:
     def _detect(self, frame: Frame) -> Step:
         """Detect, track, align and enhance (what the policy picks now) one frame's faces."""
         stages = self.stages
-        with self.timings("detect"):
+        with self.timings("detect"), stages.detect_turns.turn() if self.live else nullcontext():
             full = self.detections % stages.cfg.detect.small_every == 0
             faces = stages.detector(frame.image, None if full else self.followed())
         self.detections, self.last = self.detections + 1, [f.box for f in faces]

@@ -4,12 +4,15 @@ A folder holding video files (at any depth) is an archive of recordings: every o
 (natural, by relative path) order, each named by its path inside the folder. A folder of pictures with no
 video in it stays one image sequence, as before. A list file (`*.txt`, `*.list`, `*.lst`) names one input
 per line. A recording with several camera streams (a DVR export, one per channel) is one input per camera,
-`FILE:v:N` as FFmpeg names them. Both engines (threads here, Ray tasks on a cluster) expand inputs and name
+`FILE:v:N` as FFmpeg names them. Outputs never become inputs: the run's own output folder, and any folder
+holding an earlier run (its `manifest.json`), are skipped when a folder is searched, and an output folder
+that is the input folder itself is refused. Both engines (threads here, Ray tasks on a cluster) expand inputs and name
 folders here, so the same recording lands in the same `OUT/<name>/` whichever runs it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -18,19 +21,16 @@ from urllib.parse import urlsplit
 
 from ..core.errors import InputError
 from ..io.sources.images import natural_key
-from ..io.sources.probe import IMAGE_EXTENSIONS, STREAM_SPEC, camera_streams
+from ..io.sources.base import MEMORY_PER_PIXEL, MEMORY_PER_SOURCE
+from ..io.sources.probe import IMAGE_EXTENSIONS, STREAM_SPEC, camera_streams, split_stream
 from ..io.sources.urls import NETWORK_SCHEMES, redact
+from .outdir import is_output, previous_outputs
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob", ".flv",
     ".wmv", ".asf", ".3gp", ".ogv", ".mxf", ".dav", ".h264", ".264", ".h265", ".265", ".hevc",
 })
 LIST_EXTENSIONS = frozenset({".txt", ".list", ".lst"})
-# A running source holds a decoder, an encoder's look-ahead, its open tracks and the detector's working memory
-# for its frame size: peak RSS of one run over the ~0.55 GB of shared models, measured (2026-11-28): 640x360
-# +0.05 GB, 1920x1080 +0.55 GB, 3840x2160 +2.9 GB (the small-face pass at the camera's own pixels).
-MEMORY_PER_SOURCE = 512 << 20  # at least
-MEMORY_PER_PIXEL = 360  # bytes per pixel of the source's frame, above that
 
 
 @dataclass(frozen=True)
@@ -62,24 +62,48 @@ def is_live(spec: str) -> bool:
     return scheme in NETWORK_SCHEMES or re.fullmatch(r"/dev/video\d+", spec) is not None
 
 
-def expand(specs: list[str], lists: bool = True) -> list[Input]:
+def expand(specs: list[str], lists: bool = True, out: Path | None = None) -> list[Input]:
     """Command-line inputs → sources: folders of recordings and list files opened up, the rest as given.
 
-    Raises InputError for a list file that cannot be read; a missing path is left to `open_source`,
-    which says so in one line. (A list file inside a list file is not followed.)
+    `out` (the run's output folder) is never searched for recordings, and is refused when it is an input
+    folder itself (its results would be read back as new cameras). Raises InputError for a list file that
+    cannot be read; a missing path is left to `open_source`, which says so in one line. (A list file inside
+    a list file is not followed.)
     """
-    out: list[Input] = []
+    found: list[Input] = []
     for spec in specs:
         path = Path(spec).expanduser()
         if "://" in spec or is_live(spec):
-            out.append(Input(spec))
+            found.append(Input(spec))
         elif path.is_dir():
-            out.extend(recordings(path) or [Input(spec)])
+            if out is not None and _same(path, out):
+                raise InputError(f"output folder {out} is the input folder {spec}: its results would be read as "
+                                 "new recordings; choose an --out outside it")
+            found.extend(recordings(path, out) or [Input(spec)])
         elif lists and path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
-            out.extend(expand(listed(path), lists=False))
+            found.extend(expand(listed(path), lists=False, out=out))
         else:
-            out.extend(channels(Input(spec)))
-    return out
+            found.extend(channels(Input(spec)))
+    return found
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == Path(b).expanduser().resolve()
+    except OSError:  # a symlink loop: not the same as anything
+        return False
+
+
+def holds_a_run(folder: Path) -> bool:
+    """Whether `folder` holds a run's outputs: a manifest.json as runs write it (an object with a status)."""
+    manifest = folder / "manifest.json"
+    try:
+        if manifest.stat().st_size > 64 << 20:
+            return False
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "status" in data and "files" in data
 
 
 def channels(item: Input) -> list[Input]:
@@ -93,17 +117,46 @@ def channels(item: Input) -> list[Input]:
     return [Input(f"{item.spec}:v:{n}", item.name and f"{item.name}:v:{n}") for n in found]
 
 
-def recordings(folder: Path) -> list[Input]:
-    """Every video file under `folder` (hidden files and folders skipped), by natural order of relative path."""
+def recordings(folder: Path, out: Path | None = None) -> list[Input]:
+    """Every video file under `folder` (hidden files and folders skipped), by natural order of relative path.
+
+    Outputs are not recordings: the folder `out` and every folder holding a run are skipped, with their
+    subfolders."""
     found = []
+    skip = Path(out).expanduser().resolve() if out is not None else None
     for root, dirs, names in os.walk(folder):
+        if Path(root) != folder and (holds_a_run(Path(root)) or (skip is not None and _same(Path(root), skip))):
+            dirs[:] = []
+            continue
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if Path(root) == folder and holds_a_run(folder):  # an earlier run wrote here: its video is no camera
+            dirs[:] = [d for d in dirs if not is_output(folder / d)]
+            names = [n for n in names if not is_output(folder / n)]
         for name in names:
             p = Path(root, name)
             if not name.startswith(".") and _is_video(p):
                 found.append(p)
     found.sort(key=lambda p: [natural_key(part) for part in p.relative_to(folder).parts])
     return [c for p in found for c in channels(Input(str(p), p.relative_to(folder).as_posix()))]
+
+
+def not_outputs(specs: list[str], out: Path) -> None:
+    """Refuse an input that an earlier run wrote into `out`: replacing that run (--overwrite) would delete
+    the file while this run reads it, and without --overwrite the folder is refused anyway."""
+    if not Path(out).is_dir():  # nothing written there yet (or not a folder: `prepare_out` says so)
+        return
+    old = [p.resolve() for p in previous_outputs(Path(out))]
+    for spec in specs:
+        if "://" in spec or is_live(spec):
+            continue
+        path = Path(split_stream(spec)[0]).expanduser()
+        try:
+            path = path.resolve()
+        except OSError:
+            continue
+        if any(path == p or p in path.parents for p in old):
+            raise InputError(f"input {spec} is an earlier run's output in {out}: it would be replaced while it is "
+                             "read; copy it out of that folder or choose another --out")
 
 
 def listed(path: Path) -> list[str]:

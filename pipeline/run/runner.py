@@ -26,13 +26,15 @@ from pathlib import Path
 from ..core.config import Config
 from ..core.errors import EnhanceError, InputError
 from ..core.runstats import RunResult, RunStats
+from ..core.text import clean
 from ..io.sources import Source, open_source
+from ..io.sources.base import LARGE_FRAME, frame_memory, gigabytes
 from .batch import Entry, JobRecord, exit_code, identity, outcome, output_settings, summary, weights
 from .build import Stages
-from .inputs import Input, default_jobs, expand, folder_names
+from .inputs import Input, default_jobs, expand, folder_names, not_outputs
 from .outdir import claim_job
 from .progress import JsonLines, ProgressSettings, reporting, settings_of, source_line
-from .session import prepare_out, run_source
+from .session import prepare_out, removed_if_unused, run_source
 from .stop import StopFlag
 
 log = logging.getLogger(__name__)
@@ -76,14 +78,16 @@ def process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | 
 
 def _process(inputs: list[str], out: Path, cfg: Config, models_dir: str | Path | None, settings: ProgressSettings,
              overwrite: bool, jobs: int | None, content_hash: bool, stop: StopFlag) -> list[RunResult]:
-    items = expand(inputs) + [Input(c.uri, c.name or None) for c in cfg.sources]
+    items = expand(inputs, out=out) + [Input(c.uri, c.name or None) for c in cfg.sources]
     if not items:
         raise EnhanceError("no input: give INPUT on the command line or a `sources:` list in the config")
+    not_outputs([i.spec for i in items], out)
     single = len(items) == 1 and not cfg.sources
     cameras = {c.name for c in cfg.sources}
     folders = [""] if single else folder_names([(i.label(), i.live or i.label() in cameras) for i in items])
     lines = settings.lines
     with stop.installed(), ExitStack() as opened:
+        opened.enter_context(removed_if_unused(out))  # a start that fails leaves no empty folder behind
         # Open every source first, so a bad input is known before any work is done (or any old run removed).
         sources: list[Source | None] = []
         failed: dict[int, str] = {}
@@ -176,7 +180,12 @@ def _earlier(folder: Path) -> dict:
 
 
 def check_size(src: Source, cfg: Config) -> None:
-    """A picture smaller than the smallest face looked for cannot show one: say so before starting."""
+    """A picture smaller than the smallest face looked for cannot show one: say so before starting. Frames
+    above 4K are worth a warning with the memory they take (source.max_pixels refuses larger ones)."""
+    if src.width * src.height > LARGE_FRAME:
+        log.warning("%s: %dx%d frames (%.1f MP, above 4K) need about %s of memory for this source",
+                    clean(src.name), src.width, src.height, src.width * src.height / 1e6,
+                    gigabytes(frame_memory(src.width, src.height)))
     if min(src.width, src.height) < cfg.detect.min_face:
         raise InputError(f"{src.name}: picture is {src.width}x{src.height} px, smaller than the smallest face "
                          f"looked for (detect.min_face = {cfg.detect.min_face} px)")

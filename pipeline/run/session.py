@@ -13,15 +13,18 @@ and the policy's candidates are kept, and a track is written out as soon as it e
 (also after a stop or an error), so an interrupted run leaves playable, listed files.
 
 Crash safety: the manifest is on disk from the session's start (status "running") and rewritten every
-`MANIFEST_EVERY_S` by a helper thread (`Publisher`), which also refreshes a live feed's gallery and report
-every `CHECKPOINT_S`: bookkeeping never holds up frames. A write error (disk full) stops the run; `finish`
+`MANIFEST_EVERY_S` by a helper thread (`Publisher`, at a lower CPU priority), which also refreshes a live
+feed's gallery and report every `CHECKPOINT_S`: bookkeeping never holds up frames. The sources of one run
+write their reports one at a time, at spread-out moments, with one embedder between them. A write error (disk full) stops the run; `finish`
 then writes nothing more but the manifest, with the space its reserve held, and the status "failed".
 """
 
 from __future__ import annotations
 
+import random
 import resource
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -57,6 +60,24 @@ def prepare_out(out: Path) -> Path:
     except OSError as e:
         raise EnhanceError(f"cannot write to output folder {out}: {e.strerror or e}") from None
     return out
+
+
+@contextmanager
+def removed_if_unused(out: Path) -> Iterator[Path]:
+    """The folders a run is about to create for `out` are removed again when it fails or is stopped before
+    writing anything into them (bad weights, a bad detector, a signal during start-up): a failed start
+    leaves no empty output folder behind. A folder that holds anything is never touched."""
+    out = Path(out)
+    missing = [p for p in (out, *out.parents) if not p.exists()]  # deepest first, as mkdir(parents=True) makes them
+    try:
+        yield out
+    except BaseException:
+        for folder in missing:
+            try:
+                folder.rmdir()  # only an empty folder can be removed
+            except OSError:
+                break
+        raise
 
 
 def run_source(stages: Stages, source: Source, out: Path, stop: StopFlag | None = None) -> RunResult:
@@ -106,11 +127,14 @@ class Session:
         self.segment = 0
         total = source.frame_count or None
         self.bar = stages.board.add(source.name, min(total, limit) if total and limit else total or limit or None)
-        self.started = self._last_manifest = self._last_report = time.perf_counter()
+        self.started = time.perf_counter()
+        # sources started together would write manifests and reports at the same moments: spread them out
+        self._last_manifest = self.started - random.uniform(0, MANIFEST_EVERY_S)
+        self._last_report = self.started - random.uniform(0, CHECKPOINT_S / 2)
         self.manifest.write({}, self._running_stats(), "running")  # a run killed from here on has a manifest
         self.events(RunStarted(source=source.name, live=source.live))
         refresh = self._refresh_report if source.live and cfg.output.gallery else None
-        self.publisher = Publisher(self._snapshot, refresh, source.name)
+        self.publisher = Publisher(self._snapshot, refresh, source.name, stages.publishing.gate)
         # a recording is decoded ahead in a helper thread; a live feed already reads in its own
         self._reader = None if source.live else ReadAhead(source, source.name)
         self._report_cache: dict = {}  # per-track analysis kept between a live feed's report refreshes
@@ -212,10 +236,15 @@ class Session:
     def _report(self) -> None:
         from ..report import write_report  # scipy and jinja2 load only when a report is written
 
+        shared = self.stages.publishing.cache
+        if "embedder" in shared:  # loaded once for every source of the run
+            self._report_cache.setdefault("embedder", shared["embedder"])
         try:
             write_report(self.out, self.cfg, self.stages.models_dir, cache=self._report_cache)
         except EnhanceError as e:
             self.stats.report_error = str(e)
+        if "embedder" in self._report_cache:
+            shared.setdefault("embedder", self._report_cache["embedder"])
 
     def abort(self) -> None:
         """A second signal: close the video and write the manifest now; nothing is written after it."""
@@ -247,7 +276,7 @@ class Session:
                 failure = self._attempt(self.video.close) or failure
         failure = self._attempt(self._log_end, status) or failure
         self.manifest.release_reserve()  # the room it kept is for these last writes (the disk may be full)
-        stats = self._final_stats()
+        stats = self._final_stats(failure)
         if failure is not None:
             status = "failed"
         elif status == "complete" and self.stats.had_errors():
@@ -281,7 +310,8 @@ class Session:
             return e
         return None
 
-    def _final_stats(self) -> dict:
+    def _final_stats(self, failure: BaseException | None = None) -> dict:
+        """The run's figures; `failure`: what ended it early (then a short input is not the input's fault)."""
         s, src = self.stats, self.source
         wall = time.perf_counter() - self.started
         s.wall_s = round(wall, 3)
@@ -289,7 +319,7 @@ class Session:
         s.realtime_factor = round(s.frames / src.fps / wall, 3) if wall > 0 and src.fps and not src.live else None
         s.skipped_frames, s.decode_errors = src.skipped, src.errors[:20]
         short = s.short_by()
-        if short and not self.stop:
+        if short and not self.stop and failure is None:  # the input itself ended: it is cut or damaged
             s.decode_errors = [*s.decode_errors, f"input ends early: {short} of the {s.frames_expected} frames "
                                                   "its container lists never decoded (cut or damaged file)"]
         s.dropped_frames, s.reconnects = src.dropped, src.generation

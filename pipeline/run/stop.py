@@ -1,4 +1,12 @@
-"""Stopping a run cleanly on SIGINT/SIGTERM, at any moment.
+"""Stopping a run cleanly on a terminating signal, at any moment.
+
+SIGINT (Ctrl-C), SIGTERM (`kill`, a service manager), SIGHUP (a dropped SSH connection or closed terminal),
+SIGQUIT (Ctrl-\\) and SIGUSR1/SIGUSR2 all stop a run the same way (`SIGNALS`); only SIGKILL cannot be
+caught, and `enhance-faces gallery DIR` recovers what such a run left. docs/robustness.md lists them.
+
+The command's very first statement installs `interrupt` for all of them (`install`), before the package's
+heavy imports, so even a signal that arrives while Python is still loading ends the command with a message
+and 128 + the signal's number instead of a silent death.
 
 During start-up (opening inputs, loading models) nothing has been written yet: a signal ends the command at
 once with a message (`Interrupted`). Once frames flow, the first signal asks every source to stop, and the
@@ -16,7 +24,8 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# every signal whose default action ends the process and that a person or a supervisor sends to stop a run
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 RECEIVED: list[int] = []  # signals that ended a start-up (a library may turn the exception into its own)
 
 
@@ -35,6 +44,21 @@ def interrupt(signum: int, _frame: object = None) -> None:
     raise Interrupted(signum, "")
 
 
+def install(handler: Callable[[int, object], None] | int = interrupt) -> None:
+    """Set `handler` (default: `interrupt`) for every one of `SIGNALS`; only the main thread can."""
+    if threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, handler)
+
+
+def say(message: str) -> None:
+    """`message` on stderr, if there is still one (after SIGHUP the terminal may be gone)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError, RuntimeError):  # gone, closed, or a print it interrupted
+        pass
+
+
 def interrupted_by() -> Interrupted | None:
     """The start-up interruption, if a signal caused whatever ended the command (an import raising
     ImportError because the signal's exception went off inside it, say)."""
@@ -42,7 +66,7 @@ def interrupted_by() -> Interrupted | None:
 
 
 class StopFlag:
-    """Set by the first SIGINT/SIGTERM once `started()`; before that a signal raises `Interrupted`."""
+    """Set by the first of `SIGNALS` once `started()`; before that a signal raises `Interrupted`."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -65,12 +89,21 @@ class StopFlag:
         """Start-up is over: from now on a signal stops the run cleanly instead of ending the command."""
         self.starting = False
 
-    def set(self, reason: str | None = None) -> None:
+    def set(self, reason: str | None = None, message: str | None = None) -> None:
+        """Ask the run to stop (`reason`: the signal's name, or why); `message` is shown on stderr, from a
+        helper thread (printing inside a signal handler could meet the main thread's own print)."""
         if self.event.is_set():
             return
         self.signal = reason
         self.event.set()
-        threading.Thread(target=lambda: [cb() for cb in list(self._callbacks)], daemon=True).start()
+
+        def stopping() -> None:
+            if message:
+                say(message)
+            for cb in list(self._callbacks):
+                cb()
+
+        threading.Thread(target=stopping, daemon=True).start()
 
     def __bool__(self) -> bool:
         return self.event.is_set()
@@ -82,7 +115,9 @@ class StopFlag:
             raise Interrupted(signum)
         if not self.event.is_set():
             self.signum = signum
-            self.set(signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            self.set(name, f"stopping on {name}: ending open tracks, closing the video, writing the manifest "
+                           "and report (a second signal stops at once)")
             return
         self.abort(signum)
 
@@ -92,11 +127,13 @@ class StopFlag:
             try:
                 cb()
             except Exception as e:  # noqa: BLE001 - the others must still run; say what failed
-                print(f"while stopping: {e}", file=sys.stderr)
-        print(f"stopped at once by a second {signal.Signals(signum).name}: manifest written, "
-              "gallery and report not (run.py gallery DIR writes them)", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
+                say(f"while stopping: {e}")
+        say(f"stopped at once by a second {signal.Signals(signum).name}: manifest written, "
+            "gallery and report not (run.py gallery DIR writes them)")
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
         os._exit(128 + signum)
 
     @contextmanager

@@ -7,10 +7,37 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from types import TracebackType
 
+from ...core.errors import InputError
 from ...core.types import Frame
 from ..events import Event
 
 MAX_ERRORS = 20  # how many skip descriptions a source keeps (the count in `skipped` is exact)
+# A running source holds a decoder, an encoder's look-ahead, its open tracks and the detector's working memory
+# for its frame size: about MEMORY_PER_SOURCE plus MEMORY_PER_PIXEL for every pixel of its frames, on top of
+# the shared models (docs/robustness.md gives what 1080p, 4K and 8K cost).
+MEMORY_PER_SOURCE = 512 << 20  # at least
+MEMORY_PER_PIXEL = 360  # bytes per pixel of the source's frame, above that
+LARGE_FRAME = 3840 * 2160  # above 4K a source's memory need is worth a warning
+
+
+def frame_memory(width: int, height: int) -> int:
+    """Bytes of memory one running source of `width` x `height` frames needs (an estimate)."""
+    return MEMORY_PER_SOURCE + MEMORY_PER_PIXEL * width * height
+
+
+def gigabytes(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def check_pixels(what: str, width: int, height: int, max_pixels: int) -> None:
+    """Refuse a frame over the pixel budget (`source.max_pixels`, 0: none) before it is decoded: one line
+    naming `what`, its size and the memory it would need."""
+    if max_pixels and width * height > max_pixels:
+        raise InputError(
+            f"{what}: {width}x{height} px ({width * height / 1e6:.1f} MP) is over source.max_pixels "
+            f"({max_pixels / 1e6:.1f} MP); processing it would need about {gigabytes(frame_memory(width, height))} "
+            "of memory (raise source.max_pixels, 0 = no limit, to try)",
+            f"{width}x{height} px frames are over source.max_pixels", permanent=True)
 
 
 def no_event(event: Event) -> None:

@@ -9,6 +9,7 @@ connection generation (`Frame.segment`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import threading
 import time
@@ -17,11 +18,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ...core.config import SourceConfig
 from ...core.errors import InputError
+from ...core.text import clean
 from ...core.types import Frame
 from ..events import CameraGaveUp, CameraOffline, CameraOnline, CameraReconnecting, Event, FramesDropped
 from .base import MAX_ERRORS, Source, no_event
 from .urls import userinfo
 from .video import VideoSource
+
+log = logging.getLogger(__name__)
 
 DROP_REPORT_S = 1.0  # at most one "dropped" event per this many seconds
 CLOSE_JOIN_S = 1.5  # how long close() waits for a reader thread blocked inside FFmpeg
@@ -112,7 +116,11 @@ class LiveSource(Source):
             self._cond.notify_all()
 
     def _open_at_start(self) -> VideoSource:
-        attempts = max(1, self.cfg.reconnect_attempts_at_start)
+        """The first connection: `reconnect_attempts_at_start` tries (a one-shot command gives up and says
+        why), or with 0 as many as it takes, with the same backoff as a reconnect (a camera service waits for
+        a camera that is down when it starts). A permanent failure (wrong password, no such path) never
+        retries."""
+        attempts = self.cfg.reconnect_attempts_at_start
         attempt = 0
         while True:
             attempt += 1
@@ -120,10 +128,13 @@ class LiveSource(Source):
                 return self._connect()
             except InputError as e:
                 reason = e.reason
-                if e.permanent or attempt >= attempts or self._stop.is_set():
+                if e.permanent or (attempts and attempt >= attempts) or self._stop.is_set():
                     plural = "s" if attempt > 1 else ""
                     raise InputError(f"cannot open {self.uri} after {attempt} attempt{plural}: {reason}") from None
             delay = self._backoff(attempt)
+            if not attempts:  # waiting as long as it takes: say so now and then (a one-shot says why at the end)
+                log.warning("%s is down (attempt %d: %s): retrying in %.1f s", clean(self.uri), attempt,
+                            clean(str(reason)), delay)
             self._emit(CameraReconnecting, attempt=attempt + 1, after_s=round(delay, 3), reason=reason)
             time.sleep(delay)
 

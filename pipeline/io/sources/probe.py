@@ -1,7 +1,9 @@
 """`open_source(spec)`: which kind of input a spec is — camera URL, webcam, image folder, picture or media
 file — decided by its content, not its extension, and the `Source` that reads it.
 
-Fails early with a one-line `InputError` naming the problem and the (redacted) path or URL.
+Fails early with a one-line `InputError` naming the problem and the (redacted) path or URL. A source's
+`name` (what progress lines, logs, events and reports show) has its control characters escaped (`clean`):
+a file called "cam\nFAKE: complete" cannot split or forge a line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import av.error
 
 from ...core.config import SourceConfig
 from ...core.errors import InputError
+from ...core.text import clean
 from ..events import Event
 from .base import Source
 from .images import ImageSource, natural_key
@@ -77,14 +80,15 @@ def open_source(
         expanded, secrets = expand_env(spec, shown, InputError)
         target, opts = network_options(expanded, cfg, options)
         parts = urlsplit(shown)
-        display = name or (parts.netloc + parts.path) or shown
+        display = clean(name or (parts.netloc + parts.path) or shown)
         return LiveSource(target, cfg, display, shown, options=opts, secrets=secrets, on_event=on_event)
     if scheme:
         raise InputError(f"unsupported source {shown}: use a file, a folder, rtsp://, http(s):// or /dev/videoN")
 
     if re.fullmatch(r"/dev/video\d+", spec):
         opts = {**(options or {})}
-        return LiveSource(spec, cfg, name or Path(spec).name, spec, format="v4l2", options=opts, on_event=on_event)
+        return LiveSource(spec, cfg, clean(name or Path(spec).name), spec, format="v4l2", options=opts,
+                          on_event=on_event)
 
     spec_path, stream = split_stream(spec)
     path = Path(spec_path).expanduser()
@@ -105,7 +109,7 @@ def open_source(
         if not entries:
             raise InputError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in folder {spec}")
         entries.sort(key=lambda p: natural_key(p.name))
-        return ImageSource(entries, cfg, name or path.resolve().name or spec, spec)
+        return ImageSource(entries, cfg, clean(name or path.resolve().name or spec), spec)
 
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"not a regular file or folder: {spec}")
@@ -116,7 +120,7 @@ def open_source(
             head = f.read(16)
     except OSError as e:
         raise InputError(f"cannot read {spec}: {e.strerror}") from None
-    display = name or Path(spec).name
+    display = clean(name or Path(spec).name)
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         if stream is not None:
             raise InputError(f"{spec}: v:{stream} names a video stream, and {spec_path} is a picture")

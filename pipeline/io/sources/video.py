@@ -21,7 +21,7 @@ from ...core.config import SourceConfig
 from ...core.errors import InputError
 from ...core.types import Frame
 from ...core.yuv import to_bgr
-from .base import Source
+from .base import Source, check_pixels
 from .deinterlace import Deinterlacer
 from .urls import reason, scrub
 
@@ -151,6 +151,11 @@ class VideoSource(Source):
             if other.index != stream.index and discard_all is not None:
                 other.discard = discard_all
         cc = stream.codec_context
+        if cc.codec.intra_only:
+            # Every frame stands alone (MJPEG, ProRes, …): a damaged one is an error, counted and skipped, not
+            # a grey picture that decodes "fine" while FFmpeg only logs it; a file whose every frame is
+            # damaged is then refused with the decoder's reason instead of ending "complete" with nothing.
+            cc.options = {**dict(cc.options or {}), "err_detect": "explode"}
         cc.thread_type = "AUTO"
         if self.cfg.threads > 0:
             cc.thread_count = self.cfg.threads
@@ -180,6 +185,9 @@ class VideoSource(Source):
         except ValueError:
             self._tag_rotation = 0
 
+        # The pixel budget, from the stream's headers, before a frame is decoded (and again from the first).
+        if cc.width and cc.height:
+            check_pixels(self.uri, cc.width, cc.height, self.cfg.max_pixels)
         # Decode the first frame now: it proves the content is decodable and gives the upright size.
         self._frames = self._decode()
         try:
@@ -190,6 +198,7 @@ class VideoSource(Source):
                 detail = f": {self.stop_reason}"
             raise InputError(f"no decodable video frames in {self.uri}{detail}", f"no decodable video frames{detail}") from None
         self.height, self.width = self._peeked.image.shape[:2]
+        check_pixels(self.uri, self.width, self.height, self.cfg.max_pixels)
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Demux → decode, skipping what fails; stops after too many failures in a row, then drains the decoder."""
