@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from ..core.geometry import CROP, ENTRIES

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +22,7 @@ from ..core.errors import InputError
 from ..io.sources.images import natural_key
 from ..io.sources.base import MEMORY_PER_PIXEL, MEMORY_PER_SOURCE
 from ..io.sources.probe import IMAGE_EXTENSIONS, STREAM_SPEC, camera_streams, split_stream
-from ..io.sources.urls import NETWORK_SCHEMES, redact
+from ..io.sources.urls import is_live, redact
 from .outdir import is_output, previous_outputs
 
 VIDEO_EXTENSIONS = frozenset({
@@ -54,12 +53,6 @@ class Input:
             parts = urlsplit(redact(self.spec))
             return parts.netloc + parts.path or redact(self.spec)
         return Path(self.spec).name or Path(self.spec).resolve().name or self.spec
-
-
-def is_live(spec: str) -> bool:
-    """A camera (network stream or webcam) rather than a file or folder."""
-    scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
-    return scheme in NETWORK_SCHEMES or re.fullmatch(r"/dev/video\d+", spec) is not None
 
 
 def expand(specs: list[str], lists: bool = True, out: Path | None = None) -> list[Input]:

@@ -16,6 +16,12 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "rtmps", "srt", "ud
 _CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")  # up to the last @ of the authority
 
 
+def is_live(spec: str) -> bool:
+    """A camera (network stream or webcam) rather than a file or folder."""
+    scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
+    return scheme in NETWORK_SCHEMES or re.fullmatch(r"/dev/video\d+", spec) is not None
+
+
 def redact(uri: str) -> str:
     """Hide `user:pass@` in a URL so it can be logged, shown and written to manifests."""
     return _CREDENTIALS.sub(r"\1***@", str(uri))
