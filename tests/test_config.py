@@ -1,5 +1,7 @@
 """Config: defaults → YAML → --set, and every bad key or value named in one line."""
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.core.config import load_config
@@ -152,3 +154,15 @@ def test_cli_deep_yaml_is_one_line(tmp_path):
     proc = run_cli("config", "--config", str(deep))
     err = proc.stderr.strip()
     assert proc.returncode != 0 and len(err.splitlines()) == 1 and "Traceback" not in err and "nested" in err, err
+
+
+def test_configuration_reference_matches_the_schema():
+    """docs/configuration.md is generated from the config schema: a key missing there, or a default that
+    differs, fails here (regenerate with `enhance-faces config --reference > docs/configuration.md`)."""
+    from pipeline.core.reference import markdown, rows
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for row in rows():
+        if "key" in row:
+            assert f"| `{row['key']}` | {row['type']} | {row['default']} |" in page, row["key"]
+    assert page == markdown()
