@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS, ROOT, needs_shared
+from support.paths import IMAGES, MODELS, ROOT, needs_shared
 
 
 def readme_example() -> str:
@@ -70,7 +70,7 @@ def test_supervision_sinks_get_plain_rows_and_times_at_the_clips_own_rate(tmp_pa
     import supervision as sv
 
     from pipeline import FaceEnhancer, to_detections
-    from conftest import VIDEO
+    from support.paths import VIDEO
 
     clip = VIDEO / "office_fisheye_cctv.mp4"
     info = sv.VideoInfo.from_video_path(str(clip))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FACES, needs_shared
+from support.paths import FACES, needs_shared
 from pipeline.core.config import EnhanceConfig
 from pipeline.core.devices import cpu_bf16
 from pipeline.stages.enhance import backends as B

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HEADS, MODELS, ROOT, VIDEO, require, run_cli
+from support.paths import HEADS, MODELS, ROOT, VIDEO, require, run_cli
 
 pytest.importorskip("sqlalchemy", reason="needs the catalog extra (pip install 'enhance-faces[catalog]')")
 import sqlalchemy as sa  # noqa: E402
 
-import postgres  # noqa: E402
+from support import postgres  # noqa: E402
 from pipeline.catalog import db, query, schema  # noqa: E402
 from pipeline.catalog.folders import add_folder  # noqa: E402
 from pipeline.catalog.ingest import Writer  # noqa: E402
@@ -333,7 +333,7 @@ def test_ages_times_tokens_and_file_roots(tmp_path):
 
 
 def test_a_live_rtsp_camera_is_catalogued_with_wall_clock_times_and_no_password(catalog_url, tmp_path):
-    import rtsp
+    from support import rtsp
 
     ok, why = rtsp.available()
     if not ok:

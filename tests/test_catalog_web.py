@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HEADS, MODELS, ROOT, require, run_cli
-from rtsp import free_port
-from test_gallery_report import chrome, console_errors
+from support.paths import HEADS, MODELS, ROOT, require, run_cli
+from support.rtsp import free_port
+from support.browser import chrome, console_errors
 
 pytest.importorskip("starlette", reason="needs the catalog extra (pip install 'enhance-faces[catalog]')")
 

@@ -147,7 +147,7 @@ def test_deeply_nested_yaml_is_one_line_not_a_recursion_error(tmp_path, text):
 
 
 def test_cli_deep_yaml_is_one_line(tmp_path):
-    from conftest import run_cli
+    from support.paths import run_cli
 
     deep = tmp_path / "deep.yaml"
     deep.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS, ROOT, VIDEO, needs_shared, run_cli
+from support.paths import IMAGES, MODELS, ROOT, VIDEO, needs_shared, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 pytestmark = needs_shared

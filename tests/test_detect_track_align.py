@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS, needs_shared
+from support.paths import IMAGES, MODELS, needs_shared
 from pipeline.stages.align import Aligner, choose_entry, warp
 from pipeline.core.config import AlignConfig, TrackConfig
 from pipeline.core.geometry import CROP, TEMPLATE, similarity
@@ -52,7 +52,7 @@ def test_small_faces_in_a_large_frame_are_found(detector):
 def test_d1_camera_is_seen_at_its_own_size(detector):
     """A 768×576 CCTV camera (pedestrians clip) is no longer shrunk to 640 for detection: on every 10th of its
     first 400 frames the detector finds far more of its 12–20 px faces."""
-    from conftest import VIDEO
+    from support.paths import VIDEO
     from pipeline.core.config import DetectConfig
     from pipeline.stages.detect import Detector
     from pipeline.io.sources import open_source
@@ -84,8 +84,8 @@ def test_half_d1_camera_faces_are_found_at_their_true_shape(detector, tmp_path):
     the face in every frame."""
     import av
 
-    from conftest import VIDEO
-    from media import encode
+    from support.paths import VIDEO
+    from support.media import encode
 
     from pipeline.io.sources import open_source
 
@@ -118,7 +118,7 @@ def test_video_run_keeps_small_faces_between_full_passes(tmp_path):
     frame 10, and the passes around it keep finding it in every frame after."""
     import av
 
-    from conftest import run_cli
+    from support.paths import run_cli
 
     photo = cv2.imread(str(IMAGES / "obama_small.jpg"))
     face = cv2.resize(photo, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
@@ -209,7 +209,7 @@ def test_tracker_follows_faces_that_move_more_than_their_size_between_detections
     and no track ever holds the two people."""
     import glob
 
-    from conftest import FACES
+    from support.paths import FACES
 
     files = sorted(glob.glob(str(FACES / "val" / "*.jpg")))
     faces = [cv2.resize(cv2.imread(files[i]), (44, 50), interpolation=cv2.INTER_AREA) for i in (0, 40)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MODELS, require
+from support.paths import MODELS, require
 from pipeline.core.config import load_config
 from pipeline.core.devices import CPU, CUDA, TENSORRT, Choice, Device, DeviceError, onnx_providers, session, tensorrt_options
 from pipeline.stages.enhance import backends as B

@@ -10,7 +10,7 @@ import av
 import cv2
 import pytest
 
-from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
+from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 from pipeline.stages.enhance.generator import NAME
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
@@ -73,7 +73,7 @@ def test_office_manifest_matches_disk(office_run):
 
 def test_office_faces_csv_loads_with_pandas_in_supervisions_columns(office_run, tmp_path):
     pd = pytest.importorskip("pandas")
-    from test_outputs import supervision_header
+    from support.formats import supervision_header
 
     out, _ = office_run
     df = pd.read_csv(out / "faces.csv")

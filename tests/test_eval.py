@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FACES, MODELS
+from support.paths import FACES, MODELS
 
 VAL = FACES / "val"
 pytestmark = pytest.mark.skipif(not VAL.is_dir(), reason="../shared/data/faces/val not available")

@@ -48,8 +48,8 @@ from pipeline.io.sinks.network import Network
 from pipeline.io.sinks.webhook import WebhookSink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import broker as mosq  # noqa: E402
-from endpoint import PROXY_VARS, Endpoint  # noqa: E402
+from support import broker as mosq  # noqa: E402
+from support.endpoint import PROXY_VARS, Endpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # publish must return within this, whatever the broker or endpoint is doing: a publish that waited would take
@@ -662,7 +662,7 @@ def test_malformed_webhook_url_is_one_line_without_the_url() -> None:
 def test_a_run_whose_broker_refuses_the_credentials(tmp_path: Path) -> None:
     """`process` with a wrong broker password: the outputs are written and the exit status is 0 (the
     documented choice); stderr says in one line that the broker refused, the manifest stores why."""
-    from conftest import MODELS, VIDEO, run_cli
+    from support.paths import MODELS, VIDEO, run_cli
 
     clip = VIDEO / "office_fisheye_cctv.mp4"
     if not clip.exists():

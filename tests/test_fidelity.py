@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from conftest import IMAGES, MODELS, needs_shared
+from support.paths import IMAGES, MODELS, needs_shared
 from pipeline.stages.enhance.anchor import anchor
 
 

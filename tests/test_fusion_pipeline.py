@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MODELS, VIDEO, needs_shared, run_cli
+from support.paths import MODELS, VIDEO, needs_shared, run_cli
 from pipeline.stages.enhance.backends import OnnxRuntime, TorchCPU, item_shapes
 from pipeline.stages.enhance.fusion import FusionGenerator, PackedFusion, pack, save_fusion
 from pipeline.stages.enhance.window import FusionWindow

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, MODELS, VIDEO, require, run_cli
+from support.browser import chrome, console_errors
+from support.paths import IMAGES, MODELS, VIDEO, require, run_cli
 from pipeline.stages.align import Aligner
 from pipeline.core.config import AlignConfig, OutputConfig, load_config
 from pipeline.core.errors import ConfigError, EnhanceError
@@ -82,38 +83,12 @@ def office_run(tmp_path_factory) -> Path:
     return out
 
 
-def chrome(tmp: Path):
-    """Headless Debian Chromium through chromedriver (selenium); skips when either is missing."""
-    pytest.importorskip("selenium", reason="selenium not installed (test extra)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    profile = tmp / "chrome-profile"
-    profile.mkdir(parents=True, exist_ok=True)
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              f"--user-data-dir={profile}", "--window-size=1300,1800"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=opts)
-
-
 IMAGES_JS = "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);"
 
 
 def open_report(drv, path: Path) -> None:
     drv.get(path.resolve().as_uri())
     drv.execute_script("return document.readyState")
-
-
-def console_errors(drv) -> list[dict]:
-    return [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
 
 
 def all_images_loaded(drv) -> list:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS
+from support.paths import MODELS
 
 
 def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path, tmp_path: Path, capsys):

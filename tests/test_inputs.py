@@ -8,8 +8,8 @@ import shutil
 
 import av
 
-from conftest import MODELS, VIDEO, needs_shared, report_runs, run_cli
-from media import make_channels, make_video, pattern
+from support.paths import MODELS, VIDEO, needs_shared, report_runs, run_cli
+from support.media import make_channels, make_video, pattern
 
 from pipeline.run.inputs import Input, default_jobs, expand, folder_names
 

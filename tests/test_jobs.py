@@ -7,46 +7,15 @@ all validate against the schema file shipped in the package. test_ray.py runs th
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
 
-from conftest import MODELS, VIDEO, needs_shared, run_cli
+from support.jobs import FAST, FRAMES, JSON, clips, progress_lines
+from support.paths import MODELS, needs_shared, run_cli
 
 from pipeline.core.config import load_config
 from pipeline.run.batch import differences, identity, output_settings
 from pipeline.run.progress import SCHEMA_FILE
-
-OFFICE = VIDEO / "office_fisheye_cctv.mp4"
-FRAMES = 20
-FAST = ["--models", str(MODELS), "--set", "enhance.policy=best_k", "--set", "output.video=false"]
-JSON = ["--progress", "json", "--progress-interval", "1"]
-
-
-def progress_lines(stderr: str) -> list[dict]:
-    """Every JSON line on stderr, each checked against progress.schema.json; one run id, one final line, last."""
-    validator = Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
-    lines = [json.loads(x) for x in stderr.splitlines() if x.startswith("{")]
-    assert lines, stderr
-    for line in lines:
-        errors = [e.message for e in validator.iter_errors(line)]
-        assert not errors, (errors, line)
-        assert datetime.fromisoformat(line["time"]).tzinfo is not None
-    assert len({x["run_id"] for x in lines}) == 1
-    assert [x["state"] for x in lines].count("final") == 1 and lines[-1]["state"] == "final", stderr
-    return lines
-
-
-def clips(folder: Path, names: list[str], frames: int = FRAMES) -> Path:
-    """Short clips cut from the office recording (different starts), one file each."""
-    from pipeline.lab.ray_bench import cut
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, name in enumerate(names):
-        cut(OFFICE, folder / name, 200 * k, frames)
-    return folder
 
 
 def test_identity_names_the_settings_that_change_outputs(tmp_path):
@@ -166,7 +135,7 @@ def test_nothing_could_start_is_an_error_line_and_a_final_line(tmp_path, engine)
 def test_the_schema_file_ships_in_the_wheel():
     import tomllib
 
-    from conftest import ROOT
+    from support.paths import ROOT
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert SCHEMA_FILE.name in data["pipeline.run"] and SCHEMA_FILE.is_file()

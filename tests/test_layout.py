@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
@@ -128,3 +127,14 @@ def test_one_spelling_of_set():
     for cmd in (["process", "x.mp4", "--out", "o"], ["demo"], ["gallery", "o"], ["bench"], ["config"],
                 ["lab", "train"], ["lab", "eval-video", "c.mp4"]):
         assert build_parser().parse_args([*cmd, "--set", "a.b=1"]).overrides == ["a.b=1"], cmd
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/support; a test module imports no other test module (or conftest)."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name} -> {n}" for n in names if n.split(".")[0].startswith("test_") or n == "conftest"]
+    assert found == []

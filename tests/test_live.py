@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import media  # noqa: E402
-import rtsp  # noqa: E402
-from rtsp import RtspServer  # noqa: E402
+from support import media  # noqa: E402
+from support import rtsp  # noqa: E402
+from support.rtsp import RtspServer  # noqa: E402
 
 from pipeline.core.config import SourceConfig  # noqa: E402
 from pipeline.io.events import CameraReconnecting  # noqa: E402

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MODELS, ROOT, VIDEO, needs_shared
-import broker as mosq
-import rtsp
-from endpoint import PROXY_VARS, Endpoint
+from support.paths import MODELS, ROOT, VIDEO, needs_shared
+from support import broker as mosq
+from support import rtsp
+from support.endpoint import PROXY_VARS, Endpoint
 
 pytestmark = [
     needs_shared,
@@ -234,7 +234,7 @@ def test_broker_killed_mid_run_processing_completes_and_the_drop_is_counted(tmp_
 
 
 def test_progress_json_final_line_for_a_run_shorter_than_the_interval(tmp_path):
-    from conftest import run_cli
+    from support.paths import run_cli
 
     out = tmp_path / "o"
     proc = run_cli("process", str(OFFICE), "--out", str(out), "--models", str(MODELS), "--set", "source.max_frames=3",

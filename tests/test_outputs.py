@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import supervision as sv
 
 from pipeline.core.config import OutputConfig
 from pipeline.io.sinks import Manifest, TrackWriter
 from pipeline.io.sinks.detections import COLUMNS, SUPERVISION_COLUMNS
 from pipeline.core.types import Face
-from test_sinks import make_track, photo  # noqa: F401 - photo is a fixture
+from support.formats import supervision_header
+from support.tracks import load_photo, make_track
 
 pd = pytest.importorskip("pandas")
 
 
-def supervision_header(tmp_path: Path) -> list[str]:
-    """The header supervision's own CSVSink writes for detections with a tracker id."""
-    path = tmp_path / "sv.csv"
-    dets = sv.Detections(xyxy=np.array([[1, 2, 3, 4]], np.float32), confidence=np.array([0.9], np.float32),
-                         class_id=np.array([0]), tracker_id=np.array([7]))
-    with sv.CSVSink(str(path)) as sink:
-        sink.append(dets)
-    return next(csv.reader(path.open()))
+@pytest.fixture(scope="module")
+def photo():
+    return load_photo()
 
 
 def test_faces_csv_is_supervision_shaped_and_numeric(tmp_path: Path) -> None:

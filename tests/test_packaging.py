@@ -95,7 +95,7 @@ def test_installed_wheel_finds_its_config_and_weights_outside_the_checkout(wheel
 def test_installed_wheel_runs_the_command_outside_the_checkout(wheel, tmp_path):
     """The unpacked wheel alone (no checkout on the path): `--version` names the shipped generator, the lab
     commands are found through their entry point, and `process` handles a clip."""
-    from conftest import MODELS, VIDEO, require
+    from support.paths import MODELS, VIDEO, require
 
     clip = VIDEO / "office_fisheye_cctv.mp4"
     require(clip, MODELS)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from certs import make_test_certificate
+from support.certs import make_test_certificate
 from pipeline.io import provenance as prov
 from pipeline.core.config import OutputConfig, ProvenanceConfig
 from pipeline.core.draw import MARK_TEXT, mark_enhanced
 from pipeline.core.errors import ConfigError
 from pipeline.io.sinks import TrackWriter
-from test_sinks import make_track, photo  # noqa: F401  (fixture)
+from support.tracks import load_photo, make_track
 
 GEN_SHA = "ab" * 32
 RUN_INFO = {
@@ -25,6 +25,11 @@ RUN_INFO = {
     "settings": {"enhance": {"policy": "best_k", "best_k": 3}, "align": {"entries": [16, 32, 64]}},
     "generator": {"name": "pfsr-v1", "sha256": GEN_SHA, "trained": True, "path": "/x/pfsr.safetensors"},
 }
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_photo()
 
 
 def _rgb_to_bgr(img: Image.Image) -> np.ndarray:

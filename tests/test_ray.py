@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
-from test_jobs import JSON, progress_lines
+from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
+from support.jobs import JSON, progress_lines
 
 from pipeline.lab.ray_bench import cut
 
@@ -90,7 +90,7 @@ def test_without_ray_the_ray_engine_is_one_line_saying_how_to_install(tmp_path):
 def test_a_dvr_export_is_one_recording_per_camera(tmp_path, monkeypatch):
     """The driver plans the channels of a multi-camera file as separate recordings, each naming its stream
     by an absolute path (every node reads the same file), each with its own folder."""
-    from media import make_channels, pattern
+    from support.media import make_channels, pattern
 
     from pipeline.core.config import Config
     from pipeline.distributed.job import plan
@@ -147,7 +147,7 @@ def test_local_ray_matches_the_local_engine_reports_a_bad_file_and_skips_on_reru
 @needs_shared
 def test_ray_and_local_agree_on_a_bad_file_and_rerun_by_run_identity(tmp_path):
     """The acceptance of docs/jobs.md on Ray, beside the local engine on the same folder."""
-    from test_jobs import FAST as QUICK, clips
+    from support.jobs import FAST as QUICK, clips
 
     folder = clips(tmp_path / "in", ["good.mp4", "other.mp4"])
     (folder / "bad.mp4").write_bytes(b"")
@@ -248,7 +248,7 @@ def test_two_nodes_one_job_and_a_killed_worker_is_retried(clips, local_run, tmp_
 @needs_ray
 @needs_shared
 def test_a_camera_actor_killed_mid_stream_is_restarted_into_its_own_folder(tmp_path):
-    import rtsp
+    from support import rtsp
 
     ok, why = rtsp.available()
     if not ok:

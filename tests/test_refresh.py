@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import rtsp
-from conftest import IMAGES, MODELS, VIDEO, needs_shared, require
+from support import rtsp
+from support.paths import IMAGES, MODELS, VIDEO, needs_shared, require
 from pipeline.stages.align import Aligner
 from pipeline.core.config import AlignConfig, load_config
 from pipeline.report.sheet import MAX_ROWS

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import media  # noqa: E402
-from conftest import IMAGES, VIDEO, needs_shared  # noqa: E402
+from support import media  # noqa: E402
+from support.paths import IMAGES, VIDEO, needs_shared  # noqa: E402
 
 from pipeline.core.config import SourceConfig  # noqa: E402
 from pipeline.core.errors import InputError  # noqa: E402
@@ -563,7 +563,7 @@ def test_mjpeg_whose_every_frame_is_damaged_is_refused_with_the_decoders_reason(
 
 @needs_shared
 def test_frames_above_4k_are_a_warning_with_their_memory_and_the_budget_a_refusal(tmp_path):
-    from conftest import MODELS, run_cli
+    from support.paths import MODELS, run_cli
 
     clip = media.make_video(tmp_path / "wide.mp4", frames=2, size=(4096, 2304))
     proc = run_cli("process", str(clip), "--out", str(tmp_path / "o"), "--models", str(MODELS), "--quiet",

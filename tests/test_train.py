@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FACES, MODELS, require
+from support.paths import FACES, MODELS, require
 
 
 def test_prepare_writes_aligned_crops_and_attention(prepared: Path):

@@ -8,7 +8,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-from conftest import HEADS, IMAGES, MODELS, require
+from support.paths import HEADS, IMAGES, MODELS, require
 
 from pipeline.stages.align import warp
 from pipeline.core.geometry import CROP, resize_matrix, similarity

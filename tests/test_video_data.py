@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FACES, HEADS, MODELS
+from support.paths import FACES, HEADS, MODELS
 
 STILLS = FACES / "train"
 

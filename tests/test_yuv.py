@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import IMAGES, require  # noqa: E402
+from support.paths import IMAGES, require  # noqa: E402
 
 from pipeline.io.sources import open_source  # noqa: E402
 from pipeline.core.yuv import from_bgr, to_bgr  # noqa: E402

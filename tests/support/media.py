@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from conftest import IMAGES
+from .paths import IMAGES
 
 CODECS = {"h264": "libx264", "h265": "libx265", "hevc": "libx265", "mpeg4": "mpeg4", "mjpeg": "mjpeg"}
 _FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".m4a": "mp4", ".ts": "mpegts"}

@@ -19,7 +19,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from rtsp import free_port
+from .rtsp import free_port
 
 BIN = Path("/usr/lib/postgresql")
 PASSWORD_VAR = "ENHANCE_TEST_PGPASS"

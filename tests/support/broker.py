@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
-from rtsp import free_port  # one free-port helper for every test server
+from .rtsp import free_port  # one free-port helper for every test server
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
-from conftest import VIDEO
+from .paths import VIDEO
 
 SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
 SYSTEM_PYTHON = os.environ.get("ENHANCE_GI_PYTHON", "/usr/bin/python3")
