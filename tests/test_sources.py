@@ -369,7 +369,7 @@ def test_unreachable_rtsp_hides_credentials():
     msg = str(info.value)
     assert msg.startswith("cannot open rtsp://***@127.0.0.1:1/cam after 2 attempts: ")
     assert "secret" not in msg and "user" not in msg and "\n" not in msg
-    assert [e["event"] for e in events] == ["reconnect"] and "secret" not in repr(events)
+    assert [e.row()["event"] for e in events] == ["reconnect"] and "secret" not in repr(events)
 
 
 def test_silent_camera_times_out():

@@ -3,7 +3,8 @@ manifest needs to know about where they came from."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
 from types import TracebackType
 
@@ -42,6 +43,19 @@ def check_pixels(what: str, width: int, height: int, max_pixels: int) -> None:
 
 def no_event(event: Event) -> None:
     """The default `on_event`: ignore."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a video source opens and how it is shown: `url` as FFmpeg gets it (credentials filled in), the
+    `name` and `uri` shown (redacted), the demuxer and its options, and the secrets scrubbed from errors."""
+
+    url: str
+    name: str
+    uri: str
+    format: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
 
 
 class Source:

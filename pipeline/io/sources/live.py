@@ -14,14 +14,14 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 
 from ...core.config import SourceConfig
 from ...core.errors import InputError
 from ...core.text import clean
 from ...core.types import Frame
 from ..events import CameraGaveUp, CameraOffline, CameraOnline, CameraReconnecting, Event, FramesDropped
-from .base import MAX_ERRORS, Source, no_event
+from .base import MAX_ERRORS, Source, Target, no_event
 from .urls import userinfo
 from .video import VideoSource
 
@@ -51,23 +51,12 @@ class LiveSource(Source):
 
     live = True
 
-    def __init__(
-        self,
-        target: str,
-        cfg: SourceConfig,
-        name: str,
-        uri: str,
-        format: str | None = None,
-        options: Mapping[str, str] | None = None,
-        secrets: Sequence[str] = (),
-        on_event: Callable[[Event], None] | None = None,
-    ) -> None:
+    def __init__(self, target: Target, cfg: SourceConfig, on_event: Callable[[Event], None] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.name, self.uri = name, uri
+        self.name, self.uri = target.name, target.uri
         self.on_event = on_event or no_event
-        self._target, self._format, self._options = target, format, dict(options or {})
-        self._secrets = tuple(secrets) + tuple(userinfo(target))
+        self._target = dataclasses.replace(target, secrets=target.secrets + tuple(userinfo(target.url)))
         # each connection decodes everything; max_frames is counted here, over all connections
         self._conn_cfg = dataclasses.replace(cfg, max_frames=0)
         self.queue_size = max(1, cfg.live_queue)
@@ -87,15 +76,14 @@ class LiveSource(Source):
 
         conn = self._open_at_start()
         self.width, self.height, self.fps, self.time_base = conn.width, conn.height, conn.fps, conn.time_base
-        self._thread = threading.Thread(target=self._run, args=(conn,), name=f"source {name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(conn,), name=f"source {self.name}", daemon=True)
         self._in_thread = True
         self._thread.start()
 
     # ------------------------------------------------------------------ connections
 
     def _connect(self) -> VideoSource:
-        return VideoSource(self._target, self._conn_cfg, self.name, self.uri, live=True, format=self._format,
-                           options=self._options, secrets=self._secrets)
+        return VideoSource(self._target, self._conn_cfg, live=True)
 
     def _backoff(self, attempt: int) -> float:
         """Delay before reconnect `attempt` (1-based): exponential, capped, with 50–100 % jitter."""

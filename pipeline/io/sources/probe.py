@@ -21,7 +21,7 @@ from ...core.config import SourceConfig
 from ...core.errors import InputError
 from ...core.text import clean
 from ..events import Event
-from .base import Source
+from .base import Source, Target
 from .images import ImageSource, natural_key
 from .live import LiveSource
 from ...core.text import expand_env
@@ -81,14 +81,13 @@ def open_source(
         target, opts = network_options(expanded, cfg, options)
         parts = urlsplit(shown)
         display = clean(name or (parts.netloc + parts.path) or shown)
-        return LiveSource(target, cfg, display, shown, options=opts, secrets=secrets, on_event=on_event)
+        return LiveSource(Target(target, display, shown, options=opts, secrets=tuple(secrets)), cfg, on_event)
     if scheme:
         raise InputError(f"unsupported source {shown}: use a file, a folder, rtsp://, http(s):// or /dev/videoN")
 
     if re.fullmatch(r"/dev/video\d+", spec):
         opts = {**(options or {})}
-        return LiveSource(spec, cfg, clean(name or Path(spec).name), spec, format="v4l2", options=opts,
-                          on_event=on_event)
+        return LiveSource(Target(spec, clean(name or Path(spec).name), spec, "v4l2", opts), cfg, on_event)
 
     spec_path, stream = split_stream(spec)
     path = Path(spec_path).expanduser()
@@ -125,4 +124,4 @@ def open_source(
         if stream is not None:
             raise InputError(f"{spec}: v:{stream} names a video stream, and {spec_path} is a picture")
         return ImageSource([path], cfg, display, spec)
-    return VideoSource(str(path), cfg, display, spec, live=False, stream=stream)
+    return VideoSource(Target(str(path), display, spec), cfg, live=False, stream=stream)

@@ -9,7 +9,7 @@ not raised, and `frames_expected` (the container's own frame count) shows a file
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from fractions import Fraction
 
 import av
@@ -21,7 +21,7 @@ from ...core.config import SourceConfig
 from ...core.errors import InputError
 from ...core.types import Frame
 from ...core.yuv import to_bgr
-from .base import Source, check_pixels
+from .base import Source, Target, check_pixels
 from .deinterlace import Deinterlacer
 from .urls import reason, scrub
 
@@ -93,35 +93,24 @@ class VideoSource(Source):
     """Anything FFmpeg can demux: a file, or one connection to a camera. Decodes one video stream: `stream`
     (FFmpeg's `v:N`), or by default the first that is a camera."""
 
-    def __init__(
-        self,
-        target: str,
-        cfg: SourceConfig,
-        name: str,
-        uri: str,
-        live: bool,
-        format: str | None = None,
-        options: Mapping[str, str] | None = None,
-        secrets: Sequence[str] = (),
-        stream: int | None = None,
-    ) -> None:
+    def __init__(self, target: Target, cfg: SourceConfig, live: bool, stream: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.name, self.uri, self.live = name, uri, live
-        self._target = target
-        self._secrets = tuple(secrets)
+        self.name, self.uri, self.live = target.name, target.uri, live
+        self._target = target.url
+        self._secrets = target.secrets
         self.stop_reason: str | None = None  # live: why the stream ended (read error, end of stream)
         self.pixel_aspect: Fraction | None = None  # the container's, else the codec's, else 1 (from the 1st frame)
         self._opening = True  # which timeout an interrupted call ran into
         timeout = (cfg.open_timeout_s, cfg.read_timeout_s) if live else None
         try:
             self._container = av.open(
-                target, mode="r", format=format, options=dict(options or {}), timeout=timeout
+                target.url, mode="r", format=target.format, options=dict(target.options), timeout=timeout
             )
         except (av.error.FFmpegError, OSError) as e:
             what = "cannot open" if live else "not a media file or unsupported format"
             why = self._why(e)
-            raise InputError(f"{what} {uri}: {why}", why, permanent=isinstance(e, PERMANENT)) from None
+            raise InputError(f"{what} {self.uri}: {why}", why, permanent=isinstance(e, PERMANENT)) from None
         self._opening = False
         try:
             self._setup(stream)
