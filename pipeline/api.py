@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .stages.align import choose_entry, warp
 from .core.config import Config, EventsConfig, load_config
 from .core.draw import mark_enhanced
-from .stages.enhance.confidence import low_confidence
-from .run.flow import FaceFlow
 from .core.geometry import CROP
 from .core.runstats import RunStats, Timings
-from .run.build import Stages
 from .core.types import Face, Frame, Track
 from .io.records import Observation
+from .run.build import Stages
+from .run.flow import FaceFlow
+from .stages.align import choose_entry, warp
+from .stages.enhance.confidence import low_confidence
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -52,8 +52,8 @@ def frame_rate(fps: Any) -> tuple[float | None, str]:
     if hasattr(fps, "fps"):
         rate, origin = getattr(fps, "fps"), f"{type(fps).__name__}.fps"
     elif isinstance(fps, (str, Path)):
-        from .io.sources.probe import open_source
         from .core.config import SourceConfig
+        from .io.sources.probe import open_source
 
         with open_source(str(fps), SourceConfig()) as source:
             rate, origin = source.fps, f"the video {Path(fps).name}"

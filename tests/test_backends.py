@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from support.paths import FACES, needs_shared
 from pipeline.core.config import EnhanceConfig
 from pipeline.core.devices import cpu_bf16
+from pipeline.core.errors import EnhanceError
+from pipeline.core.models import sha256
+from pipeline.core.types import Face
 from pipeline.stages.enhance import backends as B
 from pipeline.stages.enhance.export import cached_onnx, onnx_metadata, onnx_name
 from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
 from pipeline.stages.enhance.tensorrt import Profile, TensorRTError, cached_engine, engine_name
-from pipeline.core.errors import EnhanceError
-from pipeline.core.models import sha256
-from pipeline.core.types import Face
+from support.paths import FACES, needs_shared
 
 ENTRIES = (16, 32, 64)
 

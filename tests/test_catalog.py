@@ -19,10 +19,10 @@ from support.paths import HEADS, MODELS, ROOT, VIDEO, require, run_cli
 pytest.importorskip("sqlalchemy", reason="needs the catalog extra (pip install 'enhance-faces[catalog]')")
 import sqlalchemy as sa  # noqa: E402
 
-from support import postgres  # noqa: E402
 from pipeline.catalog import db, query, schema  # noqa: E402
 from pipeline.catalog.folders import add_folder  # noqa: E402
 from pipeline.catalog.ingest import Writer  # noqa: E402
+from support import postgres  # noqa: E402
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 ENV = {"ENHANCE_MODELS": str(MODELS)}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from support.browser import chrome, console_errors
 from support.paths import HEADS, MODELS, ROOT, require, run_cli
 from support.rtsp import free_port
-from support.browser import chrome, console_errors
 
 pytest.importorskip("starlette", reason="needs the catalog extra (pip install 'enhance-faces[catalog]')")
 
@@ -33,6 +33,7 @@ def gallery(tmp_path_factory) -> tuple[Path, Path]:
 
     sys.path.insert(0, str(ROOT / "benchmarks" / "catalog"))
     import retrieval
+
     from pipeline.catalog.embed import FaceEmbedder
     from pipeline.core.config import load_config
 

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from support.paths import MODELS, VIDEO, needs_shared, require, run_cli
 from support.media import corrupt_middle, make_audio_only, truncate
+from support.paths import MODELS, VIDEO, needs_shared, require, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 

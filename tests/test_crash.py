@@ -263,8 +263,8 @@ def test_second_ctrl_c_still_leaves_a_manifest(tmp_path):
 def test_cut_to_complete_fragment(tmp_path):
     """An MP4 cut mid-fragment (a write stopped by a crash) is trimmed to its last whole fragment."""
     from pipeline.core.config import OutputConfig
-    from pipeline.run.recover import cut_to_complete
     from pipeline.io.sinks import VideoWriter
+    from pipeline.run.recover import cut_to_complete
 
     path = tmp_path / "v.mp4"
     w = VideoWriter(path, 160, 120, 25.0, OutputConfig())

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import media  # noqa: E402
-from support.paths import IMAGES, needs_shared  # noqa: E402
-
 from pipeline.core.config import SourceConfig  # noqa: E402
 from pipeline.io.sources import open_source  # noqa: E402
+from support import media  # noqa: E402
+from support.paths import IMAGES, needs_shared  # noqa: E402
 
 
 def frames_of(path: Path, deinterlace: bool | str) -> list:

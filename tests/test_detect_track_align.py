@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from support.paths import IMAGES, MODELS, needs_shared
-from pipeline.stages.align import Aligner, choose_entry, warp
 from pipeline.core.config import AlignConfig, TrackConfig
-from pipeline.core.geometry import CROP, TEMPLATE, similarity
 from pipeline.core.errors import ModelNotFound
+from pipeline.core.geometry import CROP, TEMPLATE, similarity
 from pipeline.core.models import find_model
+from pipeline.stages.align import Aligner, choose_entry, warp
 from pipeline.stages.track import Tracker
+from support.paths import IMAGES, MODELS, needs_shared
 
 
 @pytest.mark.parametrize("name, lo, hi", [("obama_1.jpg", 1, 1), ("two_people.jpg", 2, 2), ("crowd_selfie_sample.jpg", 100, 10_000)])
@@ -52,10 +52,10 @@ def test_small_faces_in_a_large_frame_are_found(detector):
 def test_d1_camera_is_seen_at_its_own_size(detector):
     """A 768×576 CCTV camera (pedestrians clip) is no longer shrunk to 640 for detection: on every 10th of its
     first 400 frames the detector finds far more of its 12–20 px faces."""
-    from support.paths import VIDEO
     from pipeline.core.config import DetectConfig
-    from pipeline.stages.detect import Detector
     from pipeline.io.sources import open_source
+    from pipeline.stages.detect import Detector
+    from support.paths import VIDEO
 
     shrunk = Detector(DetectConfig(small_faces=0.0), MODELS)
     assert detector.network_size(768, 576) == (768, 576) and shrunk.network_size(768, 576) == (640, 480)
@@ -84,10 +84,9 @@ def test_half_d1_camera_faces_are_found_at_their_true_shape(detector, tmp_path):
     the face in every frame."""
     import av
 
-    from support.paths import VIDEO
-    from support.media import encode
-
     from pipeline.io.sources import open_source
+    from support.media import encode
+    from support.paths import VIDEO
 
     with av.open(str(VIDEO / "office_fisheye_cctv.mp4")) as c:
         frames = [f.to_ndarray(format="bgr24") for _, f in zip(range(10), c.decode(video=0))]
@@ -142,10 +141,10 @@ def test_video_run_keeps_small_faces_between_full_passes(tmp_path):
 def test_small_face_pass_adds_faces_without_duplicates(detector):
     """The crowd photo (1600×898) holds hundreds of 10–40 px faces: the small-face pass finds far more than
     the whole-frame pass alone, never the same face twice; a large face in a large photo stays one face."""
+    import supervision as sv
+
     from pipeline.core.config import DetectConfig
     from pipeline.stages.detect import DUPLICATE_IOU, Detector
-
-    import supervision as sv
 
     crowd = cv2.imread(str(IMAGES / "crowd_selfie_sample.jpg"))
     alone = Detector(DetectConfig(small_faces=0.0), MODELS)(crowd)
@@ -285,9 +284,9 @@ def test_faces_the_camera_resolves_are_never_synthesized(detector):
     generator below a plain resize there. The policy never sends it to the generator, under any mode, but
     keeps it (its crop is shown as captured); a CCTV-sized copy of the same face is enhanced."""
     from pipeline.core.config import EnhanceConfig
-    from pipeline.stages.enhance.policy import Policy
     from pipeline.core.geometry import source_span
     from pipeline.core.types import Track
+    from pipeline.stages.enhance.policy import Policy
 
     image = cv2.imread(str(IMAGES / "obama_1.jpg"))
     small = cv2.resize(image, None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)

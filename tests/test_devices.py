@@ -6,11 +6,21 @@ from __future__ import annotations
 
 import pytest
 
-from support.paths import MODELS, require
 from pipeline.core.config import load_config
-from pipeline.core.devices import CPU, CUDA, TENSORRT, Choice, Device, DeviceError, onnx_providers, session, tensorrt_options
-from pipeline.stages.enhance import backends as B
+from pipeline.core.devices import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    Choice,
+    Device,
+    DeviceError,
+    onnx_providers,
+    session,
+    tensorrt_options,
+)
 from pipeline.core.errors import ConfigError
+from pipeline.stages.enhance import backends as B
+from support.paths import MODELS, require
 
 CPU_ONLY = ["AzureExecutionProvider", CPU]
 GPU_WHEEL = [TENSORRT, CUDA, CPU]
@@ -121,8 +131,8 @@ def test_detector_and_embedder_run_where_they_are_told():
     import onnxruntime as ort
 
     from pipeline.core.config import DetectConfig
-    from pipeline.stages.detect import Detector
     from pipeline.report.people import Embedder
+    from pipeline.stages.detect import Detector
 
     det = Detector(DetectConfig(threads=1), MODELS, device="cpu")
     assert det.choice.names == [CPU] and det.model.session.get_providers() == [CPU]

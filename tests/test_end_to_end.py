@@ -10,8 +10,8 @@ import av
 import cv2
 import pytest
 
-from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 from pipeline.stages.enhance.generator import NAME
+from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 pytestmark = needs_shared

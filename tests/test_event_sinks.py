@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 
 from pipeline.core.config import EventsConfig
 from pipeline.core.errors import ConfigError, OutputError

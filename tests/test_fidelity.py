@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from support.paths import IMAGES, MODELS, needs_shared
 from pipeline.stages.enhance.anchor import anchor
+from support.paths import IMAGES, MODELS, needs_shared
 
 
 def test_anchor_removes_a_colour_cast_and_keeps_fine_detail():
@@ -89,8 +89,8 @@ def test_the_output_keeps_the_camera_crop_at_the_configured_strength():
 
 def _small_face():
     """A real photo shrunk to a CCTV-sized face, detected and aligned by the pipeline's own stages."""
-    from pipeline.stages.align import Aligner
     from pipeline.core.config import AlignConfig, DetectConfig
+    from pipeline.stages.align import Aligner
     from pipeline.stages.detect import Detector
 
     photo = cv2.imread(str(IMAGES / "obama_1.jpg"))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from support.paths import MODELS, VIDEO, needs_shared, run_cli
+from pipeline.core.types import Face, Track
 from pipeline.stages.enhance.backends import OnnxRuntime, TorchCPU, item_shapes
 from pipeline.stages.enhance.fusion import FusionGenerator, PackedFusion, pack, save_fusion
 from pipeline.stages.enhance.window import FusionWindow
-from pipeline.core.types import Face, Track
+from support.paths import MODELS, VIDEO, needs_shared, run_cli
 
 
 def _face(frame: int, entry: int = 32) -> Face:

@@ -11,17 +11,17 @@ import cv2
 import numpy as np
 import pytest
 
-from support.browser import chrome, console_errors
-from support.paths import IMAGES, MODELS, VIDEO, require, run_cli
-from pipeline.stages.align import Aligner
+from pipeline.cli import build_parser
 from pipeline.core.config import AlignConfig, OutputConfig, load_config
 from pipeline.core.errors import ConfigError, EnhanceError
+from pipeline.core.types import Face, Track
+from pipeline.io.sinks import TrackWriter
 from pipeline.report import analyse, write_report
 from pipeline.report import people as ppl
 from pipeline.report.sheet import select, ssim
-from pipeline.io.sinks import TrackWriter
-from pipeline.cli import build_parser
-from pipeline.core.types import Face, Track
+from pipeline.stages.align import Aligner
+from support.browser import chrome, console_errors
+from support.paths import IMAGES, MODELS, VIDEO, require, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "obama_2", "obama_3", "obama_4", "obama_small", "biden_1", "biden_2",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.stages.enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, load_generator, save_generator
 from pipeline.core.errors import EnhanceError
+from pipeline.stages.enhance.generator import DEFAULT_WEIGHTS, ProgressiveGenerator, load_generator, save_generator
 
 
 @pytest.fixture(scope="module")

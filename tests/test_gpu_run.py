@@ -44,9 +44,9 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
 
 def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):
     """The first real execution may fail in one mode or section: that becomes a result, not a lost call."""
-    from pipeline.stages.enhance.generator import load_generator
     from pipeline.lab.gpu_bench import Clock, bench_generator_grid, isolated_cells
     from pipeline.lab.gpu_run import _section
+    from pipeline.stages.enhance.generator import load_generator
 
     model, _ = load_generator(None)
     rows = bench_generator_grid(model, "g", entries=(16,), batches=(1,), dtypes=("fp16",), modes=("graphs",),

@@ -8,10 +8,9 @@ import shutil
 
 import av
 
-from support.paths import MODELS, VIDEO, needs_shared, report_runs, run_cli
-from support.media import make_channels, make_video, pattern
-
 from pipeline.run.inputs import Input, default_jobs, expand, folder_names
+from support.media import make_channels, make_video, pattern
+from support.paths import MODELS, VIDEO, needs_shared, report_runs, run_cli
 
 
 def _video(path, **kw):

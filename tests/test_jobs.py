@@ -10,12 +10,11 @@ import json
 
 import pytest
 
-from support.jobs import FAST, FRAMES, JSON, clips, progress_lines
-from support.paths import MODELS, needs_shared, run_cli
-
 from pipeline.core.config import load_config
 from pipeline.run.batch import differences, identity, output_settings
 from pipeline.run.progress import SCHEMA_FILE
+from support.jobs import FAST, FRAMES, JSON, clips, progress_lines
+from support.paths import MODELS, needs_shared, run_cli
 
 
 def test_identity_names_the_settings_that_change_outputs(tmp_path):

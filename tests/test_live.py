@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import media  # noqa: E402
-from support import rtsp  # noqa: E402
-from support.rtsp import RtspServer  # noqa: E402
-
 from pipeline.core.config import SourceConfig  # noqa: E402
-from pipeline.io.events import CameraReconnecting  # noqa: E402
 from pipeline.core.errors import InputError  # noqa: E402
+from pipeline.io.events import CameraReconnecting  # noqa: E402
 from pipeline.io.sources import LiveSource, open_source  # noqa: E402
+from support import (
+    media,  # noqa: E402
+    rtsp,  # noqa: E402
+)
+from support.rtsp import RtspServer  # noqa: E402
 
 _ok, _why = rtsp.available()
 pytestmark = pytest.mark.skipif(not _ok, reason=_why or "RTSP test server unavailable")

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from support.paths import MODELS, ROOT, VIDEO, needs_shared
 from support import broker as mosq
 from support import rtsp
 from support.endpoint import PROXY_VARS, Endpoint
+from support.paths import MODELS, ROOT, VIDEO, needs_shared
 
 pytestmark = [
     needs_shared,

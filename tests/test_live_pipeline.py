@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import av
 import pytest
 
-from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 from pipeline.stages.enhance.generator import NAME
 from support import rtsp
+from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
 OK, WHY = rtsp.available()
 pytestmark = [pytest.mark.skipif(not OK, reason=f"GStreamer RTSP server unavailable: {WHY}"), needs_shared]

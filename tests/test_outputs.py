@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from pipeline.core.config import OutputConfig
+from pipeline.core.types import Face
 from pipeline.io.sinks import Manifest, TrackWriter
 from pipeline.io.sinks.detections import COLUMNS, SUPERVISION_COLUMNS
-from pipeline.core.types import Face
 from support.formats import supervision_header
 from support.tracks import load_photo, make_track
 

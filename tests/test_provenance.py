@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.certs import make_test_certificate
-from pipeline.io import provenance as prov
 from pipeline.core.config import OutputConfig, ProvenanceConfig
 from pipeline.core.draw import MARK_TEXT, mark_enhanced
 from pipeline.core.errors import ConfigError
+from pipeline.io import provenance as prov
 from pipeline.io.sinks import TrackWriter
+from support.certs import make_test_certificate
 from support.tracks import load_photo, make_track
 
 GEN_SHA = "ab" * 32

@@ -21,10 +21,9 @@ import cv2
 import numpy as np
 import pytest
 
-from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
-from support.jobs import JSON, progress_lines
-
 from pipeline.lab.ray_bench import cut
+from support.jobs import JSON, progress_lines
+from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 CLIPS = {"c0": 0, "c200": 200, "c400": 400}  # name → first frame in the office recording
@@ -90,10 +89,9 @@ def test_without_ray_the_ray_engine_is_one_line_saying_how_to_install(tmp_path):
 def test_a_dvr_export_is_one_recording_per_camera(tmp_path, monkeypatch):
     """The driver plans the channels of a multi-camera file as separate recordings, each naming its stream
     by an absolute path (every node reads the same file), each with its own folder."""
-    from support.media import make_channels, pattern
-
     from pipeline.core.config import Config
     from pipeline.distributed.job import plan
+    from support.media import make_channels, pattern
 
     make_channels(tmp_path / "dvr.mp4", [[pattern(i) for i in range(3)], [pattern(i, (96, 64)) for i in range(3)]])
     monkeypatch.chdir(tmp_path)
@@ -147,7 +145,8 @@ def test_local_ray_matches_the_local_engine_reports_a_bad_file_and_skips_on_reru
 @needs_shared
 def test_ray_and_local_agree_on_a_bad_file_and_rerun_by_run_identity(tmp_path):
     """The acceptance of docs/jobs.md on Ray, beside the local engine on the same folder."""
-    from support.jobs import FAST as QUICK, clips
+    from support.jobs import FAST as QUICK
+    from support.jobs import clips
 
     folder = clips(tmp_path / "in", ["good.mp4", "other.mp4"])
     (folder / "bad.mp4").write_bytes(b"")

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import media  # noqa: E402
-from support.paths import VIDEO, needs_shared  # noqa: E402
-
 from pipeline.io.sources import open_source  # noqa: E402
 from pipeline.io.sources.readahead import READ_AHEAD, ReadAhead  # noqa: E402
+from support import media  # noqa: E402
+from support.paths import VIDEO, needs_shared  # noqa: E402
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 

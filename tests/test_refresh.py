@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.core.config import AlignConfig, load_config
+from pipeline.core.types import Face, Track
+from pipeline.io.sinks import TrackWriter
+from pipeline.report.sheet import MAX_ROWS
+from pipeline.stages.align import Aligner
 from support import rtsp
 from support.paths import IMAGES, MODELS, VIDEO, needs_shared, require
-from pipeline.stages.align import Aligner
-from pipeline.core.config import AlignConfig, load_config
-from pipeline.report.sheet import MAX_ROWS
-from pipeline.io.sinks import TrackWriter
-from pipeline.core.types import Face, Track
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "biden_1", "kit_1", "rose_1", "alex_1", "obama_2", "biden_2", "kit_2"]
@@ -83,8 +83,8 @@ def refresh_while_stepping(session, frames) -> tuple[float, int, float]:
 
 @pytest.mark.skipif(not rtsp.available()[0], reason=f"GStreamer RTSP server unavailable: {rtsp.available()[1]}")
 def test_live_report_refresh_never_stalls_the_frame_loop(stages, faces, tmp_path):
-    from pipeline.run.session import Session
     from pipeline.io.sources import open_source
+    from pipeline.run.session import Session
     from pipeline.run.stop import StopFlag
 
     out = tmp_path / "live"

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.tracks import cctv_face, load_photo, make_track
 from pipeline.core.config import OutputConfig
-from pipeline.io.sinks import Annotator, Manifest, TrackWriter, VideoWriter
-from pipeline.report.sheet import MAX_ROWS, Row, Section, Tile, draw_sheet, select
 from pipeline.core.draw import PALETTE
 from pipeline.core.types import Face
+from pipeline.io.sinks import Annotator, Manifest, TrackWriter, VideoWriter
+from pipeline.report.sheet import MAX_ROWS, Row, Section, Tile, draw_sheet, select
+from support.tracks import cctv_face, load_photo, make_track
 
 OUTPUT = OutputConfig()  # the defaults: 96 px insets, tiles on, crf 23, veryfast
 @pytest.fixture(scope="module")

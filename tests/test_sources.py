@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import media  # noqa: E402
-from support.paths import IMAGES, VIDEO, needs_shared  # noqa: E402
-
 from pipeline.core.config import SourceConfig  # noqa: E402
 from pipeline.core.errors import InputError  # noqa: E402
 from pipeline.io.sources import ImageSource, VideoSource, open_source, redact  # noqa: E402
+from support import media  # noqa: E402
+from support.paths import IMAGES, VIDEO, needs_shared  # noqa: E402
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 MEGAMIND = VIDEO / "megamind_animated.avi"

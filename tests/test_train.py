@@ -94,8 +94,8 @@ def _fixed_loss(model, prepared: Path) -> float:
 
 
 def test_cpu_training_loss_falls(prepared: Path, tmp_path: Path):
-    from pipeline.stages.enhance.generator import load_generator
     from pipeline.lab.train.trainer import Trainer
+    from pipeline.stages.enhance.generator import load_generator
 
     # a clean 16 px entry from the first step, so 30 CPU steps measurably fit these 12 real faces
     cfg = _cfg(prepared, tmp_path / "run", degrade_p=0.0, entries=[16], entry_weights=[1.0],
@@ -152,8 +152,8 @@ def test_cli_errors_are_one_line(prepared: Path, tmp_path: Path, capsys):
 
 
 def test_warm_start_grows_without_changing_the_function(tmp_path: Path):
-    from pipeline.stages.enhance.generator import ProgressiveGenerator
     from pipeline.lab.train.warmstart import grow_into
+    from pipeline.stages.enhance.generator import ProgressiveGenerator
 
     torch.manual_seed(0)
     small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1)).eval()
@@ -172,9 +172,9 @@ def test_warm_start_grows_without_changing_the_function(tmp_path: Path):
 
 
 def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: Path, tmp_path: Path):
-    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
     from pipeline.core.errors import ConfigError
     from pipeline.lab.train.trainer import Trainer
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
 
     torch.manual_seed(2)
     small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1))
@@ -206,8 +206,8 @@ def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: 
 
 
 def test_fine_tune_from_weights_in_bf16(prepared: Path, tmp_path: Path):
-    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
     from pipeline.lab.train.trainer import Trainer
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
 
     torch.manual_seed(1)
     small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1))

@@ -8,12 +8,12 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-from support.paths import HEADS, IMAGES, MODELS, require
 
-from pipeline.stages.align import warp
 from pipeline.core.geometry import CROP, resize_matrix, similarity
 from pipeline.lab.track_probe import STRENGTHS
 from pipeline.lab.truth import bicubic_crop, encode, plan_shrink, read_frames
+from pipeline.stages.align import warp
+from support.paths import HEADS, IMAGES, MODELS, require
 
 
 def blob(h: int, w: int, cx: float, cy: float, sigma: float) -> np.ndarray:

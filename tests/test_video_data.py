@@ -53,7 +53,6 @@ def test_prepare_video_cuts_inputs_and_targets_together(cache: Path):
 @pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
 def test_prepare_video_keeps_evaluation_people_out(cache: Path, tmp_path: Path, capsys):
     from pipeline.cli import main
-
     from pipeline.lab.train.data import SequenceSet
 
     # d0 is in the eval list of configs/video_split.yaml: the cache above holds vr3's sequence and 6-frame stills only
@@ -112,10 +111,10 @@ def test_pack_video_fits_the_budget_and_keeps_whole_sequences(cache: Path, tmp_p
 
 def test_confidence_follows_resolution_and_input_agreement():
     from pipeline.core.geometry import TEMPLATE, similarity
-    from pipeline.stages.enhance.confidence import LOW, assess
+    from pipeline.core.types import Face
     from pipeline.io.provenance import tile_record
     from pipeline.io.records import Observation
-    from pipeline.core.types import Face
+    from pipeline.stages.enhance.confidence import LOW, assess
 
     rng = np.random.default_rng(0)
     lr = cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (32, 32), interpolation=cv2.INTER_CUBIC)
@@ -146,11 +145,11 @@ def test_fusion_trains_on_sequences_and_falls_back_to_one_frame(cache: Path, tmp
     import torch
 
     from pipeline.cli import main
-    from pipeline.stages.enhance.fusion import load_fusion
-    from pipeline.stages.enhance.generator import ProgressiveGenerator, save_generator
     from pipeline.lab.train.config import load_train_config
     from pipeline.lab.train.data import SequenceSet
     from pipeline.lab.train.trainer import Trainer
+    from pipeline.stages.enhance.fusion import load_fusion
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, save_generator
 
     s = SequenceSet(cache)
     stills = tmp_path / "stills"  # a tiny prepared still set: the cache's own aligned targets

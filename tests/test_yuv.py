@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from support.paths import IMAGES, require  # noqa: E402
-
-from pipeline.io.sources import open_source  # noqa: E402
 from pipeline.core.yuv import from_bgr, to_bgr  # noqa: E402
+from pipeline.io.sources import open_source  # noqa: E402
+from support.paths import IMAGES, require  # noqa: E402
 
 
 def photo(size: tuple[int, int] = (640, 360)) -> np.ndarray:
@@ -86,7 +85,7 @@ def test_a_recording_decodes_to_its_camera_s_colours(tmp_path: Path):
 def test_the_stream_s_colour_matrix_is_honoured(space: str):
     """A frame tagged BT.709 is read through BT.709 (HD cameras), one tagged BT.601 through BT.601: a saturated
     colour comes back within 2 levels either way, where the other matrix would move it by 14."""
-    from av.video.reformatter import Colorspace, ColorRange
+    from av.video.reformatter import ColorRange, Colorspace
 
     patch = np.zeros((64, 64, 3), np.uint8)
     patch[:] = (40, 60, 200)  # a saturated red-orange (BGR)

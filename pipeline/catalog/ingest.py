@@ -18,10 +18,9 @@ import sqlalchemy as sa
 
 from ..io.records import TrackRecord
 from . import schema as s
-from .embed import FaceEmbedder, TrackFaces, to_bytes
 from .db import write_lock
+from .embed import FaceEmbedder, TrackFaces, to_bytes
 from .identity import epoch, identity
-
 
 
 @dataclass

@@ -21,7 +21,6 @@ from . import schema as s
 from .embed import DIM, from_bytes
 from .query import Filters
 
-
 SLACK = 32  # unfiltered searches on an index read this many more than asked, in case some were removed
 
 

@@ -35,10 +35,10 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.errors import ConfigError
     from ..run.bench import FULL_BATCHES, bench_e2e, bench_generator, host, precision_check, table, write_json
     from ..stages.enhance.backends import BACKENDS, CPU_PRECISIONS, availability
     from ..stages.enhance.stage import default_weights
-    from ..core.errors import ConfigError
 
     weights = Path(args.weights) if args.weights else default_weights()
     check_entries(args.entries)

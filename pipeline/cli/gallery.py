@@ -46,7 +46,6 @@ def saved_config(out_dir: Path, config: str | None, overrides: list[str]) -> Con
 
 def run(args: argparse.Namespace) -> int:
     from ..report import GALLERY, PEOPLE, write_report
-
     from ..run.outdir import FolderLock
     from ..run.recover import recover, relist
 

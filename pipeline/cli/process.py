@@ -128,7 +128,8 @@ def _seconds(text: str) -> float:
 def exit_code(results: list[RunResult]) -> int:
     """0 all done or skipped, 1 some failed, 128 + the signal's number for a run stopped by SIGINT (130) or
     SIGTERM (143)."""
-    from ..run.batch import exit_code as batch_exit_code, signal_number
+    from ..run.batch import exit_code as batch_exit_code
+    from ..run.batch import signal_number
 
     stopped = next((signal_number(r.stats.stopped_by) or signal.SIGINT for r in results if r.status == "interrupted"),
                    None)
@@ -136,9 +137,9 @@ def exit_code(results: list[RunResult]) -> int:
 
 
 def dry_run(args: argparse.Namespace, cfg) -> int:
-    from ..run.inputs import expand
     from ..core.models import find_model
     from ..io.sources import open_source
+    from ..run.inputs import expand
 
     model = find_model(cfg.detect.model, args.models)
     for spec, name in [(i.spec, i.name) for i in expand(args.inputs)] + [(c.uri, None) for c in cfg.sources]:

@@ -21,9 +21,9 @@ import yaml
 
 from .devices import Device
 from .errors import ConfigError
-from .text import shown_headers, shown_url
 from .geometry import ENTRIES
 from .models import CONFIGS
+from .text import shown_headers, shown_url
 
 DEFAULT_CONFIG = CONFIGS / "default.yaml"
 T = TypeVar("T")

@@ -15,8 +15,8 @@ import ray
 
 from ..core.config import Config
 from ..core.errors import EnhanceError
-from ..run.session import run_source
 from ..io.sources import open_source
+from ..run.session import run_source
 from ..run.stop import StopFlag
 from .generator import RayGenerator
 from .progress import RemoteBoard

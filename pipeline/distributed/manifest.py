@@ -6,6 +6,7 @@ the generator actors.
 
 from __future__ import annotations
 
-from ..run.batch import JOB_KIND, STATES as OUTCOMES, JobRecord
+from ..run.batch import JOB_KIND, JobRecord
+from ..run.batch import STATES as OUTCOMES
 
 __all__ = ["JOB_KIND", "OUTCOMES", "JobRecord"]

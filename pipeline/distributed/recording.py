@@ -25,10 +25,10 @@ import ray
 
 from ..core.config import Config
 from ..core.errors import EnhanceError
-from ..run.batch import FINISHED, SUMMARY_STATS, Entry, differences, summary
-from ..run.session import run_source
 from ..io.sources import open_source
+from ..run.batch import FINISHED, SUMMARY_STATS, Entry, differences, summary
 from ..run.build import Stages
+from ..run.session import run_source
 from ..run.stop import StopFlag
 from .generator import RayGenerator
 from .progress import RemoteBoard

@@ -33,8 +33,8 @@ from PIL.PngImagePlugin import PngInfo
 
 from ..core.config import ProvenanceConfig
 from ..core.draw import MARK_TEXT
-from ..stages.enhance.confidence import LOW
 from ..core.errors import ConfigError
+from ..stages.enhance.confidence import LOW
 from .records import Observation
 from .sources.urls import redact
 

@@ -12,8 +12,8 @@ With `groups` (person → groups such as child, older, darker) the summary also 
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection
@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.geometry import CROP
 from ..io.records import TrackRecord
-from ..core.errors import InputError
 from .truth import Shrink, bicubic_crop, encode, plan_shrink, read_frames, video_rate
 
 _LOG = logging.getLogger(__name__)
@@ -213,10 +213,10 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
     its tiles scored as `fused`, beside the single-frame `model` and `bicubic`.
     """
     from ..core.config import DetectConfig, load_config
-    from ..stages.detect import Detector
-    from .evaluate import IdentityScorer
     from ..core.models import find_model
     from ..run.build import Stages
+    from ..stages.detect import Detector
+    from .evaluate import IdentityScorer
 
     for c in clips:
         if not c.is_file():
@@ -263,8 +263,8 @@ def evaluate_clips(clips: list[Path], sizes: list[int], out: Path, crf: int = 26
 def _clip_size(clip: Path, px: int, hr_h: float, size: tuple[int, int], d: Path, crf: int, stages: dict,
                scorer, codec: str = "libx264") -> dict:
     """One clip at one face size: the camera clip, a pipeline run per generator, the scores."""
-    from ..run.session import run_source
     from ..io.sources import open_source
+    from ..run.session import run_source
 
     d.mkdir(parents=True, exist_ok=True)
     shrink = plan_shrink(size[0], size[1], hr_h, px)

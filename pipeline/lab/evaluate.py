@@ -11,8 +11,8 @@ and skipped.
 
 from __future__ import annotations
 
-import logging
 import csv
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from ..stages.align import warp
 from ..core.errors import InputError
 from ..core.geometry import ARCFACE_112, CROP, TEMPLATE, similarity
 from ..core.models import find_model
+from ..stages.align import warp
 
 _LOG = logging.getLogger(__name__)
 

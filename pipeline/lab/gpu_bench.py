@@ -9,8 +9,8 @@ from what that run showed: the compiled network is the fast one, and the host pa
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Callable

@@ -22,8 +22,8 @@ is `gpu_bench.py`.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import platform
 import shutil
 import subprocess
@@ -36,8 +36,19 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..core.geometry import ENTRIES
-from .gpu_bench import (BATCHES, COMPILED_MODES, DTYPES, MODES, Clock, bench_generator_grid, ceilings, device_rate, isolated_cells,
-                        precision_on_gpu, tuning)
+from .gpu_bench import (
+    BATCHES,
+    COMPILED_MODES,
+    DTYPES,
+    MODES,
+    Clock,
+    bench_generator_grid,
+    ceilings,
+    device_rate,
+    isolated_cells,
+    precision_on_gpu,
+    tuning,
+)
 
 _LOG = logging.getLogger(__name__)
 

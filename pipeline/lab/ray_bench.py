@@ -22,8 +22,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from ..run.inputs import expand
 from ..distributed.local_cluster import LocalCluster
+from ..run.inputs import expand
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
 

@@ -16,8 +16,8 @@ from collections import defaultdict
 import cv2
 import numpy as np
 
-from .eval_video import Obs, psnr, temporal_error
 from ..core.geometry import CROP, source_span
+from .eval_video import Obs, psnr, temporal_error
 from .truth import compose
 
 AGREEMENT_BLUR = 2.0  # σ (crop px) of the difference map that decides where the past output is trusted

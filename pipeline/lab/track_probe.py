@@ -26,18 +26,18 @@ bound what any choice of `enhance.strength`, global or per tile, can win.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 from collections import defaultdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..stages.align import warp
 from ..core.errors import InputError
-from .eval_video import Obs, psnr, read_run
 from ..core.geometry import CROP, resize_matrix, source_span
+from ..stages.align import warp
+from .eval_video import Obs, psnr, read_run
 from .track_filter import temporal_probe
 from .truth import bicubic_crop, compose, plan_shrink, read_frames, yuv420_round_trip
 
@@ -307,8 +307,8 @@ def probe(folder: Path, clips_dir: Path | None, windows: list[int], sigmas: list
     """Every clip × face size (or those of `sizes`) of an eval-video `--out` folder; returns the per-clip
     results and means."""
     from ..core.config import EnhanceConfig
-    from .evaluate import IdentityScorer
     from ..core.models import find_model
+    from .evaluate import IdentityScorer
 
     summary_path = folder / "summary.json"
     if not summary_path.is_file():

@@ -18,8 +18,8 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from ..stages.align import warp
 from ..core.geometry import CROP, resize_matrix
+from ..stages.align import warp
 
 CCTV_FRAME = (640, 360)  # the frame a shrunk clip is padded into, as a small camera delivers
 PAD_VALUE = 110  # grey around the shrunk picture; the truth takes it outside the high-res frame

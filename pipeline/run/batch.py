@@ -25,8 +25,7 @@ from ..core.errors import EnhanceError
 from ..core.models import find_model, sha256
 from ..core.version import __version__
 from ..io.sources.probe import split_stream
-from ..io.sources.urls import redact
-from ..io.sources.urls import is_live
+from ..io.sources.urls import is_live, redact
 
 # Settings (dotted, fnmatch patterns) that change where or how fast a run goes, never what it writes.
 EXECUTION_ONLY = ("device", "*.device", "*.threads", "sources", "source.open_timeout_s", "source.read_timeout_s",

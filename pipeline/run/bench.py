@@ -8,8 +8,8 @@ grid (batches 1, 16, 64, 256, 1024) meant for a GPU.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import tempfile
 import time
@@ -81,10 +81,10 @@ def bench_generator(weights: str | Path, backends: list[str], batches=DEFAULT_BA
     Backends are interleaved cell by cell (not one backend after the other), so a load change on a
     shared machine hits all of them alike; each row records the load average when it was measured.
     """
+    from ..core.models import sha256
     from ..stages.enhance.backends import availability, create, item_shapes
     from ..stages.enhance.export import load_any
     from ..stages.enhance.fusion import is_fusion
-    from ..core.models import sha256
 
     found = availability()
     model = load_any(weights)
@@ -131,9 +131,9 @@ def bench_e2e(clip: str | Path, backend: str = "auto", overrides: list[str] | No
               models_dir: str | None = None, config: str | None = None, weights: str | None = None) -> dict:
     """Run the whole pipeline on `clip` with the chosen backend; real-time factor and per-stage seconds."""
     from ..core.config import load_config
-    from .session import run_source
     from ..io.sources import open_source
     from .build import Stages
+    from .session import run_source
 
     cfg = load_config(config, overrides)
     cfg.enhance.backend = backend

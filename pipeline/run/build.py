@@ -10,18 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..core.version import __version__
-from ..stages.align import Aligner
 from ..core.config import Config
 from ..core.errors import EnhanceError
-from ..stages.detect import Detector
-from ..stages.enhance.stage import Enhancer, Generator
 from ..core.models import sha256
-from .progress import ProgressBoard, ProgressSettings
+from ..core.version import __version__
 from ..io.provenance import signer_from_config
 from ..io.publish import Shared
 from ..io.sinks.annotate import Annotator
 from ..io.sinks.network import Network
+from ..stages.align import Aligner
+from ..stages.detect import Detector
+from ..stages.enhance.stage import Enhancer, Generator
+from .progress import ProgressBoard, ProgressSettings
 
 
 def open_catalog(cfg: Config, models_dir: str | Path | None):

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.runstats import RunStats, Timings
+from ..core.types import Face, Frame, Track
 from ..stages.enhance.policy import Policy
 from ..stages.enhance.window import FusionWindow
-from ..core.runstats import RunStats, Timings
-from .build import Stages
 from ..stages.track import Tracker
-from ..core.types import Face, Frame, Track
+from .build import Stages
 
 
 @dataclass

@@ -19,8 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..core.errors import InputError
-from ..io.sources.images import natural_key
 from ..io.sources.base import MEMORY_PER_PIXEL, MEMORY_PER_SOURCE
+from ..io.sources.images import natural_key
 from ..io.sources.probe import IMAGE_EXTENSIONS, STREAM_SPEC, camera_streams, split_stream
 from ..io.sources.urls import is_live, redact
 from .outdir import is_output, previous_outputs

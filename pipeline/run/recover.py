@@ -17,9 +17,9 @@ from pathlib import Path
 import av
 
 from ..core.errors import OutputError
+from ..io.sinks.manifest import RESERVE, list_files, write_json
 from .batch import JOB_KIND
 from .outdir import is_locked, read_manifest
-from ..io.sinks.manifest import RESERVE, list_files, write_json
 
 NOTE = ("The run ended without finishing (killed, power loss or out of memory); recovered by `enhance-faces gallery` "
         "at {at}: files re-listed, the annotated video cut to its last complete fragment. Tracks still open "

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..core.errors import EnhanceError, OutputError
-from ..io.events import RunEnded, RunStarted, track_ended, track_started, track_updated
-from .flow import FaceFlow, Step
-from ..io.publish import Publisher
 from ..core.runstats import Latency, RunResult, RunStats, Timings
+from ..core.types import Face, Frame, Track
+from ..io.events import RunEnded, RunStarted, track_ended, track_started, track_updated
+from ..io.publish import Publisher
 from ..io.sinks.events import source_events
 from ..io.sinks.manifest import Manifest
 from ..io.sinks.tracks import TrackWriter
@@ -41,8 +41,8 @@ from ..io.sinks.video import SegmentedVideoWriter, VideoWriter
 from ..io.sources import Source
 from ..io.sources.readahead import ReadAhead
 from .build import Stages
+from .flow import FaceFlow, Step
 from .stop import StopFlag
-from ..core.types import Face, Frame, Track
 
 MANIFEST_EVERY_S = 5.0  # a running run's manifest is rewritten this often (by a helper thread)
 CHECKPOINT_S = 30.0  # live feeds: gallery and report refreshed this often (by the same helper)

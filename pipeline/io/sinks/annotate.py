@@ -12,8 +12,8 @@ import numpy as np
 
 from ...core.config import OutputConfig
 from ...core.draw import BLACK, GREY, WHITE, label_size, mark_enhanced, put_label, track_color
-from ...stages.enhance.confidence import low_confidence
 from ...core.types import Face
+from ...stages.enhance.confidence import low_confidence
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:

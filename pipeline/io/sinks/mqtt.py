@@ -46,9 +46,9 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ...core.errors import ConfigError
 import cv2
 
+from ...core.errors import ConfigError
 from ..events import (
     OFFLINE_KINDS,
     ONLINE_KINDS,

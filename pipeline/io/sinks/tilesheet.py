@@ -18,11 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from .. import provenance as prov
 from ...core.draw import mark_enhanced
-from ...stages.enhance.confidence import low_confidence
 from ...core.geometry import CROP, ENTRIES
 from ...core.types import Face
+from ...stages.enhance.confidence import low_confidence
+from .. import provenance as prov
 
 COLUMNS = 16
 SHEET_TILES = COLUMNS * 16  # 2048×2048 px for 128 px tiles

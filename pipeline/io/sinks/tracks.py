@@ -20,13 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import provenance as prov
 from ...core.config import OutputConfig
 from ...core.draw import BEST_HEAD, BEST_PANEL, MARK_TEXT, mark_enhanced, put_label
-from ...stages.enhance.confidence import low_confidence
 from ...core.errors import write_error
-from ..records import Observation, TrackRecord
 from ...core.types import Face, Track
+from ...stages.enhance.confidence import low_confidence
+from .. import provenance as prov
+from ..records import Observation, TrackRecord
 from .detections import row
 from .selection import select
 from .tilesheet import write_sheets

@@ -19,12 +19,11 @@ import av.error
 
 from ...core.config import SourceConfig
 from ...core.errors import InputError
-from ...core.text import clean
+from ...core.text import clean, expand_env
 from ..events import Event
 from .base import Source, Target
 from .images import ImageSource, natural_key
 from .live import LiveSource
-from ...core.text import expand_env
 from .urls import NETWORK_SCHEMES, network_options, redact
 from .video import VideoSource, cameras
 

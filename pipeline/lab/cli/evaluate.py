@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ...core.geometry import ENTRIES
 from ...cli.common import add_data_option, add_models_option, require_extra, set_threads
+from ...core.geometry import ENTRIES
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -18,9 +18,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from ...core.errors import InputError
     from ...stages.enhance.fusion import FusionGenerator, save_fusion
     from ...stages.enhance.generator import DEFAULT_WEIGHTS, save_generator
-    from ...core.errors import InputError
     from ..train.config import saved_train_config
     from ..train.trainer import build_generator
 

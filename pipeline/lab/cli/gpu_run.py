@@ -44,9 +44,10 @@ def _tree_bytes() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...stages.enhance.stage import default_weights
     from ...core.errors import ConfigError
-    from ..gpu_run import prepare, run as gpu_run
+    from ...stages.enhance.stage import default_weights
+    from ..gpu_run import prepare
+    from ..gpu_run import run as gpu_run
 
     if args.minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {args.minutes}")

@@ -6,10 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from ...cli.common import DATA, add_models_option, data, set_threads
 from ...core.config import AlignConfig
 from ...core.models import CONFIGS
 from ..pack import CLIPS
-from ...cli.common import DATA, add_models_option, data, set_threads
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +41,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ...core.config import read_yaml
     from ...core.errors import InputError
-    from ..train.prepare import list_images
     from ..eval_video import person_of
+    from ..train.prepare import list_images
     from ..train.sequences import prepare_video
 
     set_threads(args.threads)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ...core.models import CONFIGS
 from ...cli.common import add_config_options, require_extra
+from ...core.models import CONFIGS
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,17 @@ Paths like 'misc/Input.zip!Input/00002.mp4' mean: member 'Input/00002.mp4' of zi
 Only stdlib + ffmpeg/ffprobe on PATH.  Usage:
   python -m pipeline.lab.pack.build --csv pipeline/lab/pack/sources.csv --mirror DIR --out pack [--check CLIPS]
 """
-import argparse, csv, hashlib, io, json, os, subprocess, sys, tempfile, zipfile
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
 
 def flat_name(repo, path):
     return (repo + '/' + path).replace('/', '__').replace('!', '__')

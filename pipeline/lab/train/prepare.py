@@ -8,8 +8,8 @@ Photos with no face found are reported and skipped.
 
 from __future__ import annotations
 
-import logging
 import csv
+import logging
 import time
 from pathlib import Path
 
@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import torch
 
-from ...stages.align import warp
 from ...core.config import DetectConfig
-from ...stages.detect import Detector
 from ...core.errors import InputError
 from ...core.geometry import CROP, similarity
 from ...core.models import find_model
+from ...stages.align import warp
+from ...stages.detect import Detector
 from .losses import attention_map, load_fan
 
 _LOG = logging.getLogger(__name__)

@@ -26,12 +26,12 @@ import cv2
 import numpy as np
 import torch
 
-from ...stages.align import Aligner
 from ...core.config import AlignConfig, DetectConfig
-from ...stages.detect import Detector
 from ...core.errors import InputError
 from ...core.geometry import ENTRIES
 from ...core.models import find_model
+from ...stages.align import Aligner
+from ...stages.detect import Detector
 from ..truth import Shrink, encode, plan_shrink, read_frames, video_rate
 from .losses import attention_map, load_fan
 

@@ -5,10 +5,10 @@ checkpoint/resume, validation PSNR against bicubic, fixed seeds.
 
 from __future__ import annotations
 
-import logging
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...core.errors import ConfigError, InputError
+from ...core.models import find_model
 from ...stages.enhance.anchor import anchor_torch
 from ...stages.enhance.fusion import FusionGenerator, is_fusion, load_fusion, save_fusion
 from ...stages.enhance.generator import ProgressiveGenerator, save_generator
-from ...core.errors import ConfigError, InputError
-from ...core.models import find_model
 from .config import GrowConfig, TrainConfig
 from .data import FaceSet, SequenceSet, make_batch, make_fusion_batch, to_tensor
 from .degrade import clean

@@ -24,9 +24,9 @@ import torch
 from ...core.config import CpuPrecision
 from ...core.devices import GPU_PROVIDERS, TENSORRT, Device, cpu_bf16
 from ...core.errors import EnhanceError
+from ...core.geometry import CROP, ENTRIES
 from ...core.models import cache_dir as default_cache
 from .pixels import Uint8Net, _check, item_shapes, model_input, postprocess, preprocess
-from ...core.geometry import CROP, ENTRIES
 
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime-gpu", "torch-cpu", "onnxruntime")
 GPU_BACKENDS = ("tensorrt", "torch-cuda", "onnxruntime-gpu")

@@ -15,7 +15,6 @@ import torch
 from ...core.geometry import ENTRIES
 
 
-
 def preprocess(lr: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 BGR (B,e,e,3) → RGB (B,3,e,e) in [-1,1]; a fused item (B,K,e,e,4) → (B,K,4,e,e) with the
     presence plane as 0/1."""
