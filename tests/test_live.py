@@ -1,4 +1,4 @@
-"""Live cameras against a real GStreamer RTSP server on 127.0.0.1 (tests/rtsp_server.py, started here):
+"""Live cameras against a real GStreamer RTSP server on 127.0.0.1 (tests/support/rtsp_server.py, started here):
 real-time reading, two cameras at once, a camera that crashes and comes back, an unreachable camera,
 credentials that must never show, and a consumer too slow for the feed (drop the oldest frames)."""
 

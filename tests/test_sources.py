@@ -1,4 +1,4 @@
-"""Source stage on real footage and on purpose-made odd/damaged files (see tests/media.py)."""
+"""Source stage on real footage and on purpose-made odd/damaged files (see tests/support/media.py)."""
 
 from __future__ import annotations
 

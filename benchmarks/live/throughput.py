@@ -1,4 +1,4 @@
-"""Frames processed per live camera per second: N cameras from the RTSP test server (tests/rtsp.py), one
+"""Frames processed per live camera per second: N cameras from the RTSP test server (tests/support/rtsp.py), one
 `enhance-faces process` run for S seconds, read from its JSON progress lines (one a second).
 
     PYTHONPATH=$PWD python benchmarks/live/throughput.py --cameras 4 --seconds 200 --json benchmarks/live/4cams.json
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import rtsp  # noqa: E402  (tests/rtsp.py: the RTSP test camera)
+from support import rtsp  # noqa: E402  (tests/support/rtsp.py: the RTSP test camera)
 
 MODELS = ROOT.parent / "shared" / "models"
 WINDOW_S = 2.0

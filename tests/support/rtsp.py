@@ -1,4 +1,4 @@
-"""Pytest-side handle on the test RTSP camera (`tests/rtsp_server.py`, run by the system Python + gi).
+"""Pytest-side handle on the test RTSP camera (`tests/support/rtsp_server.py`, run by the system Python + gi).
 
     with RtspServer({"cam": clip}, loop=True) as server:
         src = open_source(server.url("cam"))

@@ -4,7 +4,7 @@
 Run with the system Python (Debian's `python3-gi`, `gir1.2-gst-rtsp-server-1.0`, `gstreamer1.0-rtsp`,
 `gstreamer1.0-plugins-{good,bad}`), not the project's venv:
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount cam=clip.mp4 [--mount cam2=other.mp4]
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --mount cam=clip.mp4 [--mount cam2=other.mp4]
                                           [--loop] [--user name:password]
 
 serves each file's video at rtsp://127.0.0.1:PORT/NAME (one shared pipeline per mount, so every client
