@@ -20,7 +20,7 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
     assert main(["lab", "gpu-run", "--prepare", "--data", str(data), "--faces", str(prepared), "--stills", "5",
                  "--video", str(tmp_path / "none.npz"), "--no-wheels", "--models", str(MODELS)]) == 0
     assert len(list((data / "faces" / "train").glob("*.jpg"))) == 5 and (data / "models" / "fan68_compressed.pth").is_file()
-    assert "MiB of the 64 MiB a call carries" in capsys.readouterr().out
+    assert "MiB of the 64 MiB a call carries" in capsys.readouterr().err  # logged, on stderr
     out = tmp_path / "out"
     assert main(["lab", "gpu-run", "--dry-run", "--data", str(data), "--out", str(out), "--minutes", "5"]) == 0
     res = json.loads((out / "results.json").read_text())
