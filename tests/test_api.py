@@ -27,6 +27,7 @@ def test_import_pipeline_stays_light():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 @needs_shared
 def test_readme_example_runs_on_real_video_and_photos(monkeypatch):
     import supervision as sv

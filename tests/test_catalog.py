@@ -24,6 +24,8 @@ from pipeline.catalog.folders import add_folder  # noqa: E402
 from pipeline.catalog.ingest import Writer  # noqa: E402
 from support import postgres  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 ENV = {"ENHANCE_MODELS": str(MODELS)}
 
@@ -234,7 +236,6 @@ def test_bad_catalogue_input_is_one_line(tmp_path):
     assert proc.returncode == 2 and "cannot read the probe photo" in proc.stderr
 
 
-@pytest.mark.slow
 def test_a_talking_head_probe_finds_its_own_person_first_at_32px(tmp_path):
     clips = ["d0", "vr3", "vr5"]
     require(*(HEADS / f"{c}.mp4" for c in clips), MODELS)
@@ -264,7 +265,6 @@ def test_a_talking_head_probe_finds_its_own_person_first_at_32px(tmp_path):
     assert {h["camera"] for h in json.loads(only.stdout)["results"]} == {"d0"}
 
 
-@pytest.mark.slow
 def test_ray_two_nodes_write_to_one_postgresql(pg, tmp_path):
     """Recordings on two Ray nodes, each task writing its tracks into the same PostgreSQL as it goes."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'enhance-faces[ray]')")

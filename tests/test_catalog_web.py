@@ -18,6 +18,8 @@ from support.browser import chrome, console_errors
 from support.paths import HEADS, MODELS, ROOT, require, run_cli
 from support.rtsp import free_port
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 pytest.importorskip("starlette", reason="needs the catalog extra (pip install 'enhance-faces[catalog]')")
 
 HOSTILE = "<img src=x onerror=alert(1)>vr5"

@@ -56,6 +56,7 @@ def test_unwritable_output_folder(tmp_path):
     _one_line_error(_process(OFFICE, out=blocker / "out"), "output folder")
 
 
+@pytest.mark.slow
 def test_bad_config_file_key_and_value(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("detect: {threshold: [0.3\n")
@@ -77,6 +78,7 @@ def test_missing_models_say_where_they_looked(tmp_path):
     assert str(empty) in err
 
 
+@pytest.mark.slow
 @needs_shared
 def test_wrong_extension_still_processes(tmp_path):
     renamed = tmp_path / "clip.avi"
@@ -87,6 +89,7 @@ def test_wrong_extension_still_processes(tmp_path):
     assert (tmp_path / "o" / "annotated.mp4").stat().st_size > 0
 
 
+@pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_damaged_video_yields_what_decodes(tmp_path, damage):
@@ -116,6 +119,7 @@ def test_dry_run_checks_without_processing(tmp_path):
     assert not (tmp_path / "o" / "annotated.mp4").exists()
 
 
+@pytest.mark.slow
 @needs_shared
 def test_bench_checks_its_clip_and_detector_before_timing(tmp_path):
     env = {"ENHANCE_MODELS": "", "INSIGHTFACE_HOME": str(tmp_path)}
@@ -131,6 +135,7 @@ def test_bench_checks_its_clip_and_detector_before_timing(tmp_path):
 # ------------------------------------------------------------------------------ hostile and damaged input
 
 
+@pytest.mark.slow
 def test_tiny_picture_non_utf8_yaml_bad_url_are_one_line(tmp_path):
     import cv2
     import numpy as np
@@ -196,6 +201,7 @@ def decoded_by_pyav(path) -> int:
     return n
 
 
+@pytest.mark.slow
 @needs_shared
 def test_cut_file_is_complete_with_errors_and_formula_names_are_escaped(tmp_path):
     """A recording cut at half its size, named like a spreadsheet formula."""

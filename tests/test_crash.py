@@ -21,7 +21,7 @@ import pytest
 from support.paths import IMAGES, MODELS, ROOT, VIDEO, needs_shared, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
-pytestmark = needs_shared
+pytestmark = [pytest.mark.slow, needs_shared]
 QUICK = ["--set", "enhance.policy=none", "--set", "detect.stride=3", "--quiet"]
 
 

@@ -48,6 +48,7 @@ def test_small_faces_in_a_large_frame_are_found(detector):
     assert detector.small_size(640, 360) is None and whole_only.small_size(1920, 1080) is None
 
 
+@pytest.mark.slow
 @needs_shared
 def test_d1_camera_is_seen_at_its_own_size(detector):
     """A 768×576 CCTV camera (pedestrians clip) is no longer shrunk to 640 for detection: on every 10th of its
@@ -111,6 +112,7 @@ def test_small_face_pass_around_followed_faces(detector):
     assert detector(frame, around=[np.float32([100, 100, 124, 124])]) == []  # looked at the wrong place
 
 
+@pytest.mark.slow
 @needs_shared
 def test_video_run_keeps_small_faces_between_full_passes(tmp_path):
     """A 1080p clip whose 24 px face appears at frame 7: the full small-face pass (every 5th frame) finds it at

@@ -14,7 +14,7 @@ from pipeline.stages.enhance.generator import NAME
 from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
-pytestmark = needs_shared
+pytestmark = [pytest.mark.slow, needs_shared]
 
 
 def _frames_and_duration(path):

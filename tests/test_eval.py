@@ -14,7 +14,7 @@ import pytest
 from support.paths import FACES, MODELS
 
 VAL = FACES / "val"
-pytestmark = pytest.mark.skipif(not VAL.is_dir(), reason="../shared/data/faces/val not available")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not VAL.is_dir(), reason="../shared/data/faces/val not available")]
 
 
 @pytest.fixture(scope="module")

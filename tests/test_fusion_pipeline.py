@@ -15,6 +15,8 @@ from pipeline.stages.enhance.fusion import FusionGenerator, PackedFusion, pack, 
 from pipeline.stages.enhance.window import FusionWindow
 from support.paths import MODELS, VIDEO, needs_shared, run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 
 def _face(frame: int, entry: int = 32) -> Face:
     f = Face(box=np.zeros(4, np.float32), kps=np.zeros((5, 2), np.float32), score=0.9, frame_index=frame,

@@ -23,6 +23,8 @@ from pipeline.stages.align import Aligner
 from support.browser import chrome, console_errors
 from support.paths import IMAGES, MODELS, VIDEO, require, run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "obama_2", "obama_3", "obama_4", "obama_small", "biden_1", "biden_2",
           "kit_1", "kit_2", "kit_3", "rose_1", "rose_2", "alex_1", "alex_2"]
@@ -193,7 +195,6 @@ def test_select_dedupe_unit() -> None:
     assert ssim(base, base) == pytest.approx(1.0) and ssim(base, other) < 0.5
 
 
-@pytest.mark.slow
 def test_office_gallery_selection_and_dedupe(office_run: Path) -> None:
     a = analyse(office_run, settings("gallery.dedupe=0.9", "output.gallery_per_track=3"), MODELS)
     manifest = json.loads((office_run / "manifest.json").read_text())
@@ -223,7 +224,6 @@ def test_office_gallery_selection_and_dedupe(office_run: Path) -> None:
     assert all(t.n_embedded == len([o for o in t.tiles if "original" in o.files]) for t in a.tracks)
 
 
-@pytest.mark.slow
 def test_gallery_command_regenerates_without_reprocessing(office_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "copy"
     shutil.copytree(office_run, out)
@@ -247,7 +247,6 @@ def test_gallery_command_regenerates_without_reprocessing(office_run: Path, tmp_
 # ------------------------------------------------------------------------------ browser
 
 
-@pytest.mark.slow
 def test_report_in_headless_chromium(office_run: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 

@@ -11,6 +11,7 @@ import pytest
 from support.paths import MODELS
 
 
+@pytest.mark.slow
 def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path, tmp_path: Path, capsys):
     from pipeline.cli import main
     from pipeline.core.errors import InputError

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import av
+import pytest
 
 from pipeline.run.inputs import Input, default_jobs, expand, folder_names
 from support.media import make_channels, make_video, pattern
@@ -89,6 +90,7 @@ def test_default_jobs_is_at_least_one_and_fewer_for_large_frames():
     assert default_jobs(3840 * 2160) <= default_jobs(640 * 360)
 
 
+@pytest.mark.slow
 @needs_shared
 def test_local_engine_runs_a_folder_jobs_at_a_time(tmp_path):
     root = tmp_path / "archive"
@@ -106,6 +108,7 @@ def test_local_engine_runs_a_folder_jobs_at_a_time(tmp_path):
     assert bad.returncode != 0 and "--jobs" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 @needs_shared
 def test_each_camera_of_a_dvr_export_gets_its_own_run(tmp_path):
     """Real faces on two channels (the office recording, and the same mirrored as a second camera) behind a
@@ -133,6 +136,7 @@ def test_each_camera_of_a_dvr_export_gets_its_own_run(tmp_path):
 # ------------------------------------------------------------------------------ outputs never become inputs
 
 
+@pytest.mark.slow
 def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
     """`process cams/ --out cams/results`, twice (the second with --overwrite): the first run's annotated
     videos are never taken for cameras, and a folder holding an older run is skipped too."""
@@ -152,6 +156,7 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
     assert [i.name for i in expand([str(root)], out=tmp_path / "elsewhere")] == ["a.mp4", "b/1.mp4"]
 
 
+@pytest.mark.slow
 def test_the_input_folder_as_output_is_refused_in_one_line(tmp_path):
     root = tmp_path / "cams"
     _video(root / "a.mp4", frames=5)
@@ -162,6 +167,7 @@ def test_the_input_folder_as_output_is_refused_in_one_line(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["a.mp4"]  # nothing written, nothing removed
 
 
+@pytest.mark.slow
 def test_overwrite_never_deletes_an_input(tmp_path):
     """A single recording's run writes annotated.mp4 into OUT; a rerun that reads that video into OUT with
     --overwrite would delete it mid-run: refused, and the file is still there. A folder that holds a run,
@@ -181,6 +187,7 @@ def test_overwrite_never_deletes_an_input(tmp_path):
     assert [i.name for i in expand([str(out)], out=tmp_path / "other")] == ["mine.mp4"]
 
 
+@pytest.mark.slow
 def test_control_characters_in_names_cannot_split_or_forge_a_line(tmp_path):
     """A recording called "cam<newline>FAKE: complete…" and an output folder with a newline and an escape
     sequence: every progress line, log line, summary, event and the report's title keep them escaped."""

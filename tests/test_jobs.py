@@ -16,6 +16,8 @@ from pipeline.run.progress import SCHEMA_FILE
 from support.jobs import FAST, FRAMES, JSON, clips, progress_lines
 from support.paths import MODELS, needs_shared, run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 
 def test_identity_names_the_settings_that_change_outputs(tmp_path):
     clip = tmp_path / "a.mp4"

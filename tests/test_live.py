@@ -23,7 +23,7 @@ from support import (
 from support.rtsp import RtspServer  # noqa: E402
 
 _ok, _why = rtsp.available()
-pytestmark = pytest.mark.skipif(not _ok, reason=_why or "RTSP test server unavailable")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _ok, reason=_why or "RTSP test server unavailable")]
 
 OFFICE = rtsp.OFFICE
 SHORT_FPS = 25

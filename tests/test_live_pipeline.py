@@ -15,7 +15,7 @@ from support import rtsp
 from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
 OK, WHY = rtsp.available()
-pytestmark = [pytest.mark.skipif(not OK, reason=f"GStreamer RTSP server unavailable: {WHY}"), needs_shared]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not OK, reason=f"GStreamer RTSP server unavailable: {WHY}"), needs_shared]
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 FAST = ["--set", "enhance.policy=best_k", "--set", "detect.stride=2", "--quiet"]
 

@@ -25,6 +25,8 @@ from pipeline.lab.ray_bench import cut
 from support.jobs import JSON, progress_lines
 from support.paths import MODELS, ROOT, VIDEO, needs_shared, report_runs, run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 CLIPS = {"c0": 0, "c200": 200, "c400": 400}  # name → first frame in the office recording
 FRAMES = 50

@@ -23,6 +23,7 @@ def _summary(frames) -> list[tuple[int, float, int | None, int]]:
     return [(f.index, f.time, f.pts, int(f.image.astype(np.int64).sum())) for f in frames]
 
 
+@pytest.mark.slow
 @needs_shared
 def test_same_frames_as_reading_directly_on_a_damaged_recording(tmp_path):
     bad = media.corrupt_middle(OFFICE, tmp_path / "bad.mp4", start=0.45, length=0.1)

@@ -25,7 +25,7 @@ from support.paths import IMAGES, MODELS, VIDEO, needs_shared, require
 
 OFFICE = VIDEO / "office_fisheye_cctv.mp4"
 PHOTOS = ["obama_1", "biden_1", "kit_1", "rose_1", "alex_1", "obama_2", "biden_2", "kit_2"]
-pytestmark = needs_shared
+pytestmark = [pytest.mark.slow, needs_shared]
 
 
 @pytest.fixture(scope="module")

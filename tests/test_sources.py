@@ -560,6 +560,7 @@ def test_mjpeg_whose_every_frame_is_damaged_is_refused_with_the_decoders_reason(
         assert len(list(src)) == 24 and src.skipped == 0
 
 
+@pytest.mark.slow
 @needs_shared
 def test_frames_above_4k_are_a_warning_with_their_memory_and_the_budget_a_refusal(tmp_path):
     from support.paths import MODELS, run_cli

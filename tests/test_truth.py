@@ -15,6 +15,8 @@ from pipeline.lab.truth import bicubic_crop, encode, plan_shrink, read_frames
 from pipeline.stages.align import warp
 from support.paths import HEADS, IMAGES, MODELS, require
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 
 def blob(h: int, w: int, cx: float, cy: float, sigma: float) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)

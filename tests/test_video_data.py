@@ -10,6 +10,8 @@ import pytest
 
 from support.paths import FACES, HEADS, MODELS
 
+pytestmark = pytest.mark.slow  # end-to-end runs of real video and servers: the full suite, not the fast lane
+
 STILLS = FACES / "train"
 
 
