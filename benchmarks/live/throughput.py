@@ -51,7 +51,7 @@ def measure(cameras: int, seconds: float, extra: list[str], root: Path = ROOT) -
                 continue
             line["t"] = time.monotonic() - started  # when it arrived here; elapsed_s is the run's own clock
             lines.append(line)
-            running = [x for x in lines if x.get("progress") == "running"]
+            running = [x for x in lines if x.get("state", x.get("progress")) == "running"]
             if running and running[-1]["elapsed_s"] - running[0]["elapsed_s"] >= seconds + WARM_UP_S:
                 proc.send_signal(signal.SIGINT)
                 break
@@ -67,7 +67,7 @@ def measure(cameras: int, seconds: float, extra: list[str], root: Path = ROOT) -
 
 def windows(raw: dict) -> dict:
     """Per camera: frames processed and arrived in each 2-s window after the warm-up."""
-    running = [x for x in raw["lines"] if x.get("progress") == "running"]
+    running = [x for x in raw["lines"] if x.get("state", x.get("progress")) == "running"]
     t0 = running[0]["elapsed_s"] + WARM_UP_S
     samples = [x for x in running if x["elapsed_s"] >= t0]
     names = [s["source"] for s in samples[0]["sources"]]
