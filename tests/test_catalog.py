@@ -360,3 +360,14 @@ def test_a_live_rtsp_camera_is_catalogued_with_wall_clock_times_and_no_password(
     assert inputs and all("s3cr3t" not in i for i in inputs) and cams
     consistent(eng)
     eng.dispose()
+
+
+def test_run_identity_is_read_from_the_manifest_the_run_wrote():
+    from pipeline.catalog.identity import identity, settings_sha256
+
+    recorded = {"input": {"path": "/cases/a.mp4", "size": 5, "mtime_ns": 2_000_000_000},
+                "settings": {"detect.model": "det_500m.onnx"}, "weights": {"detector": "d", "generator": "g"},
+                "version": "0.1.0"}
+    got = identity({"inputs": ["a.mp4"], "identity": recorded, "settings": {"other": 1}})
+    assert (got.input, got.size, got.mtime, got.weights_sha256, got.version) == ("/cases/a.mp4", 5, 2.0, "g", "0.1.0")
+    assert got.settings_sha256 == settings_sha256(recorded["settings"])

@@ -45,19 +45,27 @@ def _stat(path: str) -> tuple[int, float]:
 
 
 def identity(manifest: dict) -> RunIdentity:
-    """The run identity a manifest (or a session's run info, the same fields) describes."""
+    """The run identity a manifest (or a session's run info, the same fields) describes: the one the run
+    recorded (`identity`, see pipeline/run/batch.py), else what the manifest's own fields say."""
     inputs = manifest.get("inputs") or [""]
     given = manifest.get("identity") if isinstance(manifest.get("identity"), dict) else {}
-    raw = str(given.get("input") or inputs[0])
+    recorded = given.get("input") if isinstance(given.get("input"), dict) else {}
+    raw = str(recorded.get("path") or recorded.get("uri") or inputs[0])
     size, mtime = _stat(raw)
+    if "size" in recorded:
+        size = int(recorded["size"])
+    if "mtime_ns" in recorded:
+        mtime = round(int(recorded["mtime_ns"]) / 1e9, 3)
     gen = manifest.get("generator") if isinstance(manifest.get("generator"), dict) else {}
+    weights = given.get("weights") if isinstance(given.get("weights"), dict) else {}
+    settings = given.get("settings") if isinstance(given.get("settings"), dict) else manifest.get("settings") or {}
     tool = str(manifest.get("tool") or "")
     return RunIdentity(
         input=shown_url(raw),
-        size=int(given.get("size", size)),
-        mtime=float(given.get("mtime", mtime)),
-        settings_sha256=str(given.get("settings_sha256") or settings_sha256(manifest.get("settings") or {})),
-        weights_sha256=str(given.get("weights_sha256") or gen.get("sha256") or ""),
+        size=size,
+        mtime=mtime,
+        settings_sha256=settings_sha256(settings),
+        weights_sha256=str(weights.get("generator") or gen.get("sha256") or ""),
         version=str(given.get("version") or tool.rpartition(" ")[2] or "unknown"),
     )
 
