@@ -1,8 +1,9 @@
-"""Writing runs and their finished tracks into the catalogue: one transaction per track, so a process killed at
-any moment leaves every track either whole or absent. Idempotent: a track already there (same run folder,
-same run start, same track id) is not added again, so `catalog add` may be repeated and may follow a run
-whose sink already wrote as it went. A track still open when its run died is a row with `open` set and no
-observations (`open_track`); should the finished track arrive later, it replaces that row.
+"""Writing runs and their tracks into the catalogue. Tracks go in batches (`Writer.write_batch`), each batch one
+transaction, so a process killed at any moment leaves every track either whole or absent, and a busy writer
+pays the commit once for many tracks. A track that has started is an `open` row with no observations until
+it ends; the finished track fills in that row, so a track still open when its run died stays marked open.
+Idempotent: a track already there (same run folder, same run start, same track id) is not added again, so
+`catalog add` may be repeated and may follow a run whose sink already wrote as it went.
 """
 
 from __future__ import annotations
@@ -21,6 +22,27 @@ from . import schema as s
 from .db import write_lock
 from .embed import FaceEmbedder, TrackFaces, to_bytes
 from .identity import epoch, identity
+
+
+@dataclass
+class Finished:
+    """A finished track as the catalogue stores it: its record, crop embeddings, tiles ((frame, kind, path
+    relative to the run folder, provenance)), best tile and person."""
+
+    record: TrackRecord
+    faces: TrackFaces | None
+    tiles: list[tuple[int, str, str, dict | None]]
+    best_tile: str | None = None
+    person: str | None = None
+
+
+@dataclass
+class Opened:
+    """A track that has started and not ended: `first_time` in stream seconds, `at` its wall time (live)."""
+
+    track_no: int
+    first_time: float
+    at: str | None = None
 
 
 @dataclass
@@ -90,86 +112,124 @@ class Writer:
                 conn.execute(sa.update(s.tracks).where(s.tracks.c.run_id == run.id, s.tracks.c.track_no == no)
                              .values(person=person))
 
-    def _existing(self, conn, run: RunRef, track_no: int) -> tuple[int, bool] | None:
-        row = conn.execute(sa.select(s.tracks.c.id, s.tracks.c.open).where(
-            s.tracks.c.run_id == run.id, s.tracks.c.track_no == track_no)).first()
-        return None if row is None else (row[0], bool(row[1]))
+    def _existing(self, conn, run: RunRef, track_nos: list[int]) -> dict[int, tuple[int, bool]]:
+        """The run's rows among `track_nos`: track_no → (row id, open)."""
+        if not track_nos:
+            return {}
+        rows = conn.execute(sa.select(s.tracks.c.track_no, s.tracks.c.id, s.tracks.c.open).where(
+            s.tracks.c.run_id == run.id, s.tracks.c.track_no.in_(sorted(set(track_nos))))).all()
+        return {no: (tid, bool(is_open)) for no, tid, is_open in rows}
 
     def has(self, run: RunRef, track_no: int) -> bool:
         with self.eng.connect() as conn:
-            found = self._existing(conn, run, track_no)
+            found = self._existing(conn, run, [track_no]).get(track_no)
         return found is not None and not found[1]
 
-    def track(self, run: RunRef, track_dir: Path, person: str | None = None) -> bool:
-        """Add the finished track in `track_dir` (its track.json) in one transaction; False if it was there."""
+    def finished(self, track_dir: Path, person: str | None = None) -> Finished:
+        """The finished track in `track_dir` (its track.json, tiles and sidecars; its crops embedded), ready
+        for `write_batch`. Reading and embedding happen here, outside any transaction."""
         record = TrackRecord.read(track_dir / "track.json")
-        if self.has(run, record.track_id):
-            return False
         faces = self.embedder.track(track_dir, record) if self.embedder is not None else None
         rel = f"tracks/{track_dir.name}"
         tiles = [(o.frame, kind, f"{rel}/{name}", _sidecar(track_dir / name))
                  for o in record.observations for kind, name in o.files.items()]
         best = f"{rel}/best.png" if (track_dir / "best.png").is_file() else None
-        return self.write(run, record, faces, tiles, best, person)
+        return Finished(record, faces, tiles, best, person)
+
+    def track(self, run: RunRef, track_dir: Path, person: str | None = None) -> bool:
+        """Add the finished track in `track_dir` (its track.json) in one transaction; False if it was there."""
+        record_no = TrackRecord.read(track_dir / "track.json").track_id
+        if self.has(run, record_no):
+            return False
+        return self.write_batch(run, [self.finished(track_dir, person)]) == 1
 
     def write(self, run: RunRef, record: TrackRecord, faces: TrackFaces | None,
               tiles: list[tuple[int, str, str, dict | None]], best_tile: str | None, person: str | None) -> bool:
         """One track, its observations, tiles ((frame, kind, path, provenance)) and embeddings, in one
         transaction; False when the run already has it (an `open` row of it is replaced)."""
-        obs = record.observations
-        enhanced = [o for o in obs if o.enhanced]
-        best = max(enhanced, key=lambda o: o.quality, default=None)
+        return self.write_batch(run, [Finished(record, faces, tiles, best_tile, person)]) == 1
+
+    def open_track(self, run: RunRef, track_no: int, first_time: float, at: str | None) -> bool:
+        """A track that started and has not ended (or never will: its run died): a row with `open` set and no
+        observations; False if the run has the track already."""
+        return self.write_batch(run, [Opened(track_no, first_time, at)]) == 1
+
+    def write_batch(self, run: RunRef, items: list[Finished | Opened]) -> int:
+        """Tracks of one run, finished ones whole and started ones as `open` rows, in ONE transaction: each is
+        whole or absent whatever happens to the process, and the round trips and the commit are paid once
+        per batch, not per track. A finished track fills in its open row (keeping its id, so a page showing
+        the open track keeps its link); a track the run already has (finished, or open when an `Opened`
+        comes) is skipped. Returns how many tracks were added or finished."""
+        with self._tx() as conn:
+            have = self._existing(conn, run, [it.record.track_id if isinstance(it, Finished) else it.track_no
+                                              for it in items])
+            ends: dict[int, Finished] = {}
+            starts: dict[int, Opened] = {}
+            for it in items:
+                if isinstance(it, Finished):
+                    no = it.record.track_id
+                    if no not in ends and not (no in have and not have[no][1]):
+                        ends[no] = it
+                elif it.track_no not in have and it.track_no not in starts:
+                    starts[it.track_no] = it
+            for no in ends:
+                starts.pop(no, None)  # started and ended within the batch: only the whole track is written
+            done = [(have[no][0], it) for no, it in ends.items() if no in have]  # open rows, finished in place
+            if done:
+                conn.execute(sa.update(s.tracks).where(s.tracks.c.id == sa.bindparam("row_id")),
+                             [{"row_id": tid, **self._track_row(run, it)} for tid, it in done])
+            new = [it for no, it in ends.items() if no not in have]
+            rows = [self._track_row(run, it) for it in new] + [self._open_row(run, it) for it in starts.values()]
+            tids = conn.execute(sa.insert(s.tracks).returning(s.tracks.c.id, sort_by_parameter_order=True),
+                                rows).scalars().all() if rows else []
+            self._children(conn, done + list(zip(tids, new)))
+        return len(done) + len(rows)
+
+    def _track_row(self, run: RunRef, it: Finished) -> dict:
+        record, obs = it.record, it.record.observations
+        best = max((o for o in obs if o.enhanced), key=lambda o: o.quality, default=None)
         live = record.first_seen is not None
         first_at = epoch(record.first_seen) if live else run.started_at + (record.first_time or 0.0)
         last_at = epoch(record.last_seen, first_at) if live else run.started_at + (record.last_time or 0.0)
-        with self._tx() as conn:
-            found = self._existing(conn, run, record.track_id)
-            if found is not None:
-                if not found[1]:
-                    return False  # another writer added it meanwhile
-                conn.execute(sa.delete(s.tracks).where(s.tracks.c.id == found[0]))  # the open row it replaces
-            tid = conn.execute(sa.insert(s.tracks).values(
-                run_id=run.id, camera_id=run.camera_id, track_no=record.track_id,
-                first_frame=record.first_frame, last_frame=record.last_frame,
-                first_time=record.first_time, last_time=record.last_time, first_at=first_at, last_at=last_at,
-                n_observations=len(obs), n_enhanced=record.n_enhanced, best_tile=best_tile,
-                confidence=None if best is None else best.confidence, person=person, open=False,
-                embedding=None if faces is None or faces.mean is None else to_bytes(faces.mean),
-                embedded_px=None if faces is None else faces.px,
-            ).returning(s.tracks.c.id)).scalar_one()
-            ids: dict[int, int] = {}
-            if obs:
-                rows = [dict(track_id=tid, frame=o.frame, time=o.time, at=epoch(o.at) if o.at else None,
-                             box=o.box, kps=o.kps, matrix=o.matrix, score=o.score, quality=o.quality, size=o.size,
-                             entry=o.entry, enhanced=o.enhanced, confidence=o.confidence, resolved=o.resolved)
-                        for o in obs]
-                got = conn.execute(sa.insert(s.observations).returning(
-                    s.observations.c.id, s.observations.c.frame, sort_by_parameter_order=True), rows).all()
-                ids = {frame: oid for oid, frame in got}
-            rows = [dict(track_id=tid, observation_id=ids.get(frame), kind=kind, path=path, provenance=prov)
-                    for frame, kind, path, prov in tiles]
-            if best_tile:
-                rows.append(dict(track_id=tid, observation_id=None, kind="best", path=best_tile, provenance=None))
-            if rows:
-                conn.execute(sa.insert(s.tiles), rows)
-            if faces is not None and len(faces.frames):
-                model = self.embedder.model if self.embedder is not None else ""
-                conn.execute(sa.insert(s.embeddings), [
-                    dict(track_id=tid, observation_id=ids.get(f), vector=to_bytes(v), model=model)
-                    for f, v in zip(faces.frames, faces.vectors)])
-        return True
+        return dict(run_id=run.id, camera_id=run.camera_id, track_no=record.track_id,
+                    first_frame=record.first_frame, last_frame=record.last_frame,
+                    first_time=record.first_time, last_time=record.last_time, first_at=first_at, last_at=last_at,
+                    n_observations=len(obs), n_enhanced=record.n_enhanced, best_tile=it.best_tile,
+                    confidence=None if best is None else best.confidence, person=it.person, open=False,
+                    embedding=None if it.faces is None or it.faces.mean is None else to_bytes(it.faces.mean),
+                    embedded_px=None if it.faces is None else it.faces.px)
 
-    def open_track(self, run: RunRef, track_no: int, first_time: float, at: str | None) -> bool:
-        """A track that started and never ended (its run died): a row with `open` set; False if known."""
-        first_at = epoch(at, run.started_at + first_time) if run.live else run.started_at + first_time
-        with self._tx() as conn:
-            if self._existing(conn, run, track_no) is not None:
-                return False
-            conn.execute(sa.insert(s.tracks).values(
-                run_id=run.id, camera_id=run.camera_id, track_no=track_no, first_time=first_time,
-                last_time=first_time, first_at=first_at, last_at=first_at, n_observations=0, n_enhanced=0,
-                open=True))
-        return True
+    @staticmethod
+    def _open_row(run: RunRef, it: Opened) -> dict:
+        first_at = epoch(it.at, run.started_at + it.first_time) if run.live else run.started_at + it.first_time
+        return dict(run_id=run.id, camera_id=run.camera_id, track_no=it.track_no, first_frame=None,
+                    last_frame=None, first_time=it.first_time, last_time=it.first_time, first_at=first_at,
+                    last_at=first_at, n_observations=0, n_enhanced=0, best_tile=None, confidence=None,
+                    person=None, open=True, embedding=None, embedded_px=None)
+
+    def _children(self, conn, tracks: list[tuple[int, Finished]]) -> None:
+        """Observations, tiles and embeddings of the finished tracks just inserted (row id, track)."""
+        obs_rows = [dict(track_id=tid, frame=o.frame, time=o.time, at=epoch(o.at) if o.at else None, box=o.box,
+                         kps=o.kps, matrix=o.matrix, score=o.score, quality=o.quality, size=o.size, entry=o.entry,
+                         enhanced=o.enhanced, confidence=o.confidence, resolved=o.resolved)
+                    for tid, it in tracks for o in it.record.observations]
+        ids: dict[tuple[int, int], int] = {}
+        if obs_rows:
+            got = conn.execute(sa.insert(s.observations).returning(
+                s.observations.c.id, s.observations.c.track_id, s.observations.c.frame,
+                sort_by_parameter_order=True), obs_rows).all()
+            ids = {(tid, frame): oid for oid, tid, frame in got}
+        tile_rows = [dict(track_id=tid, observation_id=ids.get((tid, frame)), kind=kind, path=path, provenance=prov)
+                     for tid, it in tracks for frame, kind, path, prov in it.tiles]
+        tile_rows += [dict(track_id=tid, observation_id=None, kind="best", path=it.best_tile, provenance=None)
+                      for tid, it in tracks if it.best_tile]
+        if tile_rows:
+            conn.execute(sa.insert(s.tiles), tile_rows)
+        model = self.embedder.model if self.embedder is not None else ""
+        emb_rows = [dict(track_id=tid, observation_id=ids.get((tid, f)), vector=to_bytes(v), model=model)
+                    for tid, it in tracks if it.faces is not None for f, v in zip(it.faces.frames, it.faces.vectors)]
+        if emb_rows:
+            conn.execute(sa.insert(s.embeddings), emb_rows)
 
 
 def _sidecar(tile: Path) -> dict | None:

@@ -1,9 +1,12 @@
 """A running run's tracks into the catalogue as they finish (`catalog.url`, `process --catalog`).
 
 `Catalog` is built once per process with the stages (one engine, one embedder); each source's session gets a
-`TrackSink`, which writes in a helper thread so frames never wait for the database: each finished track is
-one transaction (`ingest.Writer.track`), read back from the track.json the run has just written. Its queue
-never drops: `close` waits for it. A catalogue that cannot be written to is logged and the run goes on —
+`TrackSink`, which writes in a helper thread so frames never wait for the database. A track that starts is
+an `open` row; a finished track, read back from the track.json the run has just written, replaces it. The
+helper writes whatever has queued since its last write as one batch, one transaction
+(`ingest.Writer.write_batch`, at most BATCH tracks): when the database keeps up every track goes in on its
+own at once, and when it falls behind the commits are shared instead of piling up. A kill leaves each track
+whole, open or absent, never half written. Its queue never drops: `close` waits for it. A catalogue that cannot be written to is logged and the run goes on —
 its folder holds everything, and `enhance-faces catalog add` brings the rest in later.
 """
 
@@ -18,9 +21,11 @@ from ..core.config import Config
 from .db import engine, shown
 from .embed import FaceEmbedder
 from .folders import people_of
-from .ingest import RunRef, Writer
+from .ingest import Finished, Opened, RunRef, Writer
 
 log = logging.getLogger(__name__)
+
+BATCH = 64  # most tracks written in one transaction
 
 
 class Catalog:
@@ -57,9 +62,13 @@ class TrackSink:
         self.failed = 0
         self.run: RunRef | None = self._attempt(writer.run, folder or self.out, manifest, source, live)
         self._manifest = manifest
-        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._queue: queue.Queue[int | Opened | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name=f"catalog-{source}", daemon=True)
         self._thread.start()
+
+    def opened(self, track_id: int, first_time: float, at: str | None = None) -> None:
+        """Queue a track that has just started (an `open` row until it ends)."""
+        self._queue.put(Opened(track_id, first_time, at))
 
     def add(self, track_id: int) -> None:
         """Queue the track whose tracks/<id>/track.json was just written."""
@@ -74,10 +83,21 @@ class TrackSink:
             self._attempt(self.writer.set_status, self.run, status)
 
     def _work(self) -> None:
-        while (track_id := self._queue.get()) is not None:
-            if self.run is None:
-                continue
-            self._attempt(self.writer.track, self.run, self.out / "tracks" / str(track_id))
+        done = False
+        while not done:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            done = batch[-1] is None
+            if self.run is not None:
+                items = [self._item(x) for x in batch if x is not None]
+                if items := [x for x in items if x is not None]:
+                    self._attempt(self.writer.write_batch, self.run, items)
+
+    def _item(self, queued: int | Opened) -> Finished | Opened | None:
+        if isinstance(queued, Opened):
+            return queued
+        return self._attempt(self.writer.finished, self.out / "tracks" / str(queued))
 
     def _attempt(self, step, *args):
         try:

@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 
 from ..core.errors import EnhanceError, OutputError
 from ..core.runstats import Latency, RunResult, RunStats, Timings
+from ..core.text import iso_utc
 from ..core.types import Face, Frame, Track
 from ..io.events import RunEnded, RunStarted, track_ended, track_started, track_updated
 from ..io.publish import Publisher
@@ -196,6 +197,9 @@ class Session:
         size = (frame.image.shape[1], frame.image.shape[0])
         for track in step.started:
             self.events(track_started(track, size))
+            if self.catalog is not None:  # an open row until it ends: a run killed now leaves it marked open
+                first = track.faces[0]
+                self.catalog.opened(track.id, first.time, None if first.captured is None else iso_utc(first.captured))
         for f in step.improved:
             self.events(track_updated(self.flow.tracks[f.track_id], f, size))
         with self.timings("write"):  # a tracked face's row is written with its track, tile files known
