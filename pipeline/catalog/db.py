@@ -24,7 +24,7 @@ from ..core.text import expand_env, shown_url
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0002"  # the newest schema revision (migrations/versions)
+HEAD = "0003"  # the newest schema revision (migrations/versions)
 PG_LOCK = 0x656E6863  # advisory lock key held while PostgreSQL's schema is migrated
 
 
@@ -104,6 +104,23 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def vector_cache(eng) -> Path:
+    """Where a one-shot process (`enhance-faces search`) keeps this catalogue's track embeddings between calls
+    (`search.Index`): the user's cache folder, one file per catalogue, named by a hash of its URL (password
+    hidden). Erasure (`query.forget`, `query.prune`) removes it with the rows."""
+    import hashlib
+
+    from platformdirs import user_cache_path
+
+    key = hashlib.sha256(eng.url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+    return user_cache_path("enhance-faces") / f"vectors-{key}.npz"
+
+
+def drop_vector_cache(eng) -> None:
+    with contextlib.suppress(OSError):
+        vector_cache(eng).unlink(missing_ok=True)
 
 
 def write_lock(eng) -> contextlib.AbstractContextManager:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from ..core.errors import ConfigError
 from . import schema as s
+from .db import drop_vector_cache
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -54,16 +55,27 @@ class Filters:
     until: float | None = None
     embedded: bool = False
 
-    def where(self, q: sa.Select) -> sa.Select:
+    def where(self, q: sa.Select, conn: sa.Connection | None = None) -> sa.Select:
+        """`q` narrowed to these tracks. With `conn`, a `since` also bounds `first_at` from below by the
+        longest track's span (`longest`), so the time index reads only the window's tracks, not every
+        track that started before `until`."""
         if self.camera:
             q = q.where(s.cameras.c.name == self.camera)
         if self.since is not None:
             q = q.where(s.tracks.c.last_at >= self.since)
+            span = longest(conn) if conn is not None else None
+            if span is not None:
+                q = q.where(s.tracks.c.first_at >= self.since - span)
         if self.until is not None:
             q = q.where(s.tracks.c.first_at <= self.until)
         if self.embedded:
             q = q.where(s.tracks.c.embedding.is_not(None))
         return q
+
+
+def longest(conn: sa.Connection) -> float | None:
+    """The longest track's span in seconds (None: no tracks), read from the span index (`ix_tracks_span`)."""
+    return conn.execute(sa.select(sa.func.max(s.SPAN))).scalar()
 
 
 def stats(eng: sa.Engine) -> dict:
@@ -101,6 +113,8 @@ def prune(eng: sa.Engine, older_than_s: float, now: float | None = None) -> dict
         cams = conn.execute(sa.delete(s.cameras).where(
             ~sa.exists().where(s.recordings.c.camera_id == s.cameras.c.id),
             ~sa.exists().where(s.tracks.c.camera_id == s.cameras.c.id))).rowcount
+    if old:
+        drop_vector_cache(eng)  # erased rows leave no copy of their embeddings behind
     return {"runs": len(old), "tracks": n_tracks, "recordings": recs, "cameras": cams, "cutoff": cutoff}
 
 
@@ -132,6 +146,7 @@ def forget(eng: sa.Engine, track_id: int, delete_files: bool = False) -> bool:
         for child in (s.embeddings, s.tiles, s.observations):
             conn.execute(sa.delete(child).where(child.c.track_id == track_id))
         conn.execute(sa.delete(s.tracks).where(s.tracks.c.id == track_id))
+    drop_vector_cache(eng)
     if delete_files and folder.is_dir():
         shutil.rmtree(folder)
     return True

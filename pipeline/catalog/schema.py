@@ -83,6 +83,8 @@ tracks = Table(
 )
 Index("ix_tracks_camera_time", tracks.c.camera_id, tracks.c.first_at)
 Index("ix_tracks_time", tracks.c.first_at)
+SPAN = tracks.c.last_at - tracks.c.first_at  # a track's span; its index makes the longest one a lookup
+Index("ix_tracks_span", SPAN)
 
 observations = Table(
     "observations", metadata,

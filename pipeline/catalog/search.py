@@ -10,14 +10,17 @@ probe's pixels).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
 
 from ..core.errors import InputError
 from . import schema as s
+from .db import vector_cache
 from .embed import DIM, from_bytes
 from .query import Filters
 
@@ -53,23 +56,58 @@ def _vectors(rows: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Index:
-    """Every track's embedding held in memory by a long-running process (`serve`), brought up to date before
-    each search by reading the tracks added since (ids only grow: a replaced row gets a new id). The filters
-    still run in SQL and return ids only; a track removed since (prune, forget) is no longer among them, so
-    its stale vector is never used."""
+    """Every track's embedding held in memory (`serve`, or `rank_cached` between calls of the command line),
+    brought up to date before each search by reading only the tracks that are new (id above the last one
+    read) or that gained crop embeddings since (`embeddings.id` only grows; an open track that finishes
+    keeps its id). The filters still run in SQL and return ids only; a track removed since (prune, forget)
+    is no longer among them, so its stale vector is never used."""
 
     def __init__(self) -> None:
         self.ids = np.zeros(0, np.int64)
         self.vecs = np.zeros((0, DIM), np.float32)
+        self.marks = (0, 0)  # the last tracks.id and embeddings.id read
+        self.changed = False
+
+    @classmethod
+    def load(cls, path: Path, conn) -> Index:
+        """The index saved at `path` if it still belongs to this catalogue (its newest track read is still
+        there with the same embedding), else an empty one."""
+        index = cls()
+        try:
+            with np.load(path) as doc:
+                ids, vecs, marks = doc["ids"].astype(np.int64, copy=False), doc["vecs"].astype(np.float32, copy=False), doc["marks"]
+        except (OSError, ValueError, KeyError):
+            return index
+        if not len(ids) or vecs.shape != (len(ids), DIM):
+            return index
+        row = conn.execute(sa.select(s.tracks.c.embedding).where(s.tracks.c.id == int(ids[-1]))).scalar()
+        if row is not None and np.array_equal(from_bytes(row), vecs[-1]):
+            index.ids, index.vecs, index.marks = ids, vecs, (int(marks[0]), int(marks[1]))
+        return index
+
+    def save(self, path: Path) -> None:
+        """Write the index to `path` (atomically); a folder that cannot be written is no error."""
+        tmp = path.with_name(path.name + ".tmp.npz")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, ids=self.ids, vecs=self.vecs, marks=np.array(self.marks, np.int64))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def refresh(self, conn) -> None:
-        last = int(self.ids[-1]) if len(self.ids) else 0
-        top = conn.execute(sa.select(sa.func.max(s.tracks.c.id))).scalar() or 0
-        if top <= last:
+        marks = (conn.execute(sa.select(sa.func.max(s.tracks.c.id))).scalar() or 0,
+                 conn.execute(sa.select(sa.func.max(s.embeddings.c.id))).scalar() or 0)
+        if marks[0] <= self.marks[0] and marks[1] <= self.marks[1]:
             return
+        fresh = sa.or_(s.tracks.c.id > self.marks[0], s.tracks.c.id.in_(
+            sa.select(s.embeddings.c.track_id).where(s.embeddings.c.id > self.marks[1])))
         ids, vecs = _vectors(conn.execute(sa.select(s.tracks.c.id, s.tracks.c.embedding).where(
-            s.tracks.c.embedding.is_not(None), s.tracks.c.id > last).order_by(s.tracks.c.id)).all())
-        self.ids, self.vecs = np.concatenate([self.ids, ids]), np.concatenate([self.vecs, vecs])
+            s.tracks.c.embedding.is_not(None), fresh)).all())
+        keep = ~np.isin(self.ids, ids)
+        ids, vecs = np.concatenate([self.ids[keep], ids]), np.concatenate([self.vecs[keep], vecs])
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.vecs, self.marks, self.changed = ids[order], vecs[order], marks, True
 
     def take(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The vectors of `ids` (those the index holds), in their order."""
@@ -85,7 +123,7 @@ def _candidates(conn, filters: Filters, exclude: int | None, index: Index | None
     q = sa.select(*cols).where(s.tracks.c.embedding.is_not(None))
     if filters.camera:
         q = q.select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id))
-    q = filters.where(q)
+    q = filters.where(q, conn)
     if exclude is not None:
         q = q.where(s.tracks.c.id != exclude)
     if index is None:
@@ -128,6 +166,20 @@ def rank(eng: sa.Engine, probe: np.ndarray, filters: Filters | None = None, top:
                 return hits[:top]
         ids, vecs = _candidates(conn, filters, exclude, index)
         return _top(conn, ids, vecs, probe, top)
+
+
+def rank_cached(eng: sa.Engine, probe: np.ndarray, filters: Filters | None = None, top: int = 10,
+                exclude: int | None = None) -> list[Hit]:
+    """`rank` for a one-shot process: the index is read from the user's cache folder (`db.vector_cache`),
+    brought up to date with what was added since, used, and saved again, so a search reads the catalogue's
+    new embeddings only, not every one."""
+    path = vector_cache(eng)
+    with eng.connect() as conn:
+        index = Index.load(path, conn)
+    hits = rank(eng, probe, filters, top, exclude, index)
+    if index.changed:
+        index.save(path)
+    return hits
 
 
 def track_embedding(eng: sa.Engine, track_id: int) -> np.ndarray:

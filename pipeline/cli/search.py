@@ -2,7 +2,8 @@
 
 The probe photo's largest face is found by the detector and embedded by the recogniser the people grouping
 uses; a track's own embedding serves for "more like this". Filters (camera, time) run in SQL, ranking in
-numpy (pipeline.catalog.search). A table on the terminal, or JSON (--json) for tools. Every search is
+numpy (pipeline.catalog.search) over the track embeddings, which are kept between calls in the user's cache
+folder and brought up to date from the catalogue each time (`db.vector_cache`). A table on the terminal, or JSON (--json) for tools. Every search is
 written to the catalogue's audit log.
 """
 
@@ -35,7 +36,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..catalog.query import Filters, when
-    from ..catalog.search import audit, rank, track_embedding
+    from ..catalog.search import audit, rank_cached, track_embedding
 
     eng = open_engine(args)
     filters = Filters(args.camera, when(args.since), when(args.until))
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         probe = FaceEmbedder(load_config(args.config, args.overrides), args.models).photo(args.face)
     else:
         probe = track_embedding(eng, args.track)
-    hits = rank(eng, probe, filters, args.top, exclude=args.track)
+    hits = rank_cached(eng, probe, filters, args.top, exclude=args.track)
     audit(eng, f"cli:{getpass.getuser()}", "face" if args.face else "track",
           {"camera": args.camera, "since": args.since, "until": args.until, "top": args.top,
            **({"track": args.track} if args.track else {}), "results": len(hits)})

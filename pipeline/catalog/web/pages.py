@@ -49,7 +49,7 @@ def camera_tracks(eng: sa.Engine, camera_id: int, filters: Filters, limit: int =
                                     s.tracks.c.n_observations, s.tracks.c.n_enhanced, s.tracks.c.person,
                                     s.tracks.c.open, s.tracks.c.confidence)
                           .select_from(s.tracks.join(s.cameras, s.cameras.c.id == s.tracks.c.camera_id))
-                          .where(s.tracks.c.camera_id == camera_id)).order_by(s.tracks.c.first_at.desc()).limit(limit)
+                          .where(s.tracks.c.camera_id == camera_id), conn).order_by(s.tracks.c.first_at.desc()).limit(limit)
         rows = conn.execute(q).mappings().all()
     lo = min((r["first_at"] for r in rows), default=0.0)
     hi = max((r["last_at"] for r in rows), default=1.0)
