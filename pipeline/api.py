@@ -117,8 +117,10 @@ class FaceEnhancer:
         Each `Face` has `box`, `kps`, `score`, `track_id` (-1 until a track is confirmed), and for tracked
         faces `crop` (128×128 aligned camera pixels), `lr`, `entry`, `quality`; `enhanced` (128×128 BGR,
         unmarked) when the policy enhanced it now. Faces the policy keeps for later are enhanced when their
-        track ends (see `pop_ended`/`finish`), in place. `time`: seconds on the stream's clock (default:
-        frame count / fps).
+        track ends (see `pop_ended`/`finish`), in place. The track holds each face once, so a face's pixels
+        (`crop`, `lr`, `enhanced`) stay until the next call only when its track does not keep the face for
+        the generator: copy them to keep them longer. `time`: seconds on the stream's clock (default: frame
+        count / fps).
         """
         image = _bgr(image, "process_frame")
         if time is None and not self._warned_fps:

@@ -151,3 +151,30 @@ def test_enhance_crops_aligned_or_with_keypoints(fe):
         fe.enhance_crops([photo.astype(np.float32)])
     with pytest.raises(ValueError, match="1 crops but 2 sets of keypoints"):
         fe.enhance_crops([photo], kps=[face.kps, face.kps])
+
+
+@needs_shared
+def test_a_track_holds_each_observation_once_and_drops_pixels_it_no_longer_needs():
+    """Every candidate is the very record in `track.faces` (no copies), and on a long track only the faces
+    some holder needs (candidates, the inset, the last frame's) keep pixels, however many were seen."""
+    import supervision as sv
+
+    from pipeline import FaceEnhancer
+    from support.paths import VIDEO
+
+    clip = str(VIDEO / "office_fisheye_cctv.mp4")
+    with FaceEnhancer(models=MODELS, device="cpu", policy="best_k", fps=sv.VideoInfo.from_video_path(clip)) as fe:
+        most = 0
+        for i, frame in enumerate(sv.get_video_frames_generator(clip)):
+            if i == 240:
+                break
+            fe.process_frame(frame)
+            for track in fe.tracks.values():
+                ids = {id(f) for f in track.faces}
+                assert all(id(c) in ids for c in track.candidates)
+                assert len({id(f) for f in track.faces}) == len(track.faces)
+                with_pixels = [f for f in track.faces if f.crop is not None or f.lr is not None]
+                most = max(most, len(with_pixels))
+                assert len(with_pixels) <= len(track.candidates) + 2, (len(with_pixels), len(track.candidates))
+        longest = max((len(t.faces) for t in fe.tracks.values()), default=0)
+    assert longest >= 50 and most >= 1, (longest, most)

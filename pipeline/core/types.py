@@ -8,7 +8,6 @@ parallel bookkeeping.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,11 +68,12 @@ class Face:
 class Track:
     """One person followed through one source: opened and ended by the tracker, filled in by the run.
 
-    It holds what the run needs while the track is open and nothing more: every observation's metadata
-    (`faces`, without pixels), the observations whose pixels the enhancement policy keeps (`candidates`:
-    enhanced already or waiting for the track's end), the latest enhanced face, drawn beside the track in
-    the video (`inset`), and when the tracker last saw it. With track fusion it also holds a bounded ring of
-    its latest aligned low-res crops (`recent`) and the faces whose window still waits for later frames.
+    Each observation is one `Face`, held once: `faces` lists them all, and the other lists point at the same
+    records: `candidates` (the ones whose pixels the enhancement policy keeps: enhanced already or waiting
+    for the track's end), `inset` (the latest enhanced face, drawn beside the track in the video), and with
+    track fusion `recent` (a bounded ring of the latest observations, whose low-res crops the generator
+    fuses), `waiting` (faces whose window still waits for later frames) and `promised`. Pixels are what cost
+    memory, so `settle` drops them from every observation that none of those still needs.
     """
 
     id: int
@@ -82,13 +82,15 @@ class Track:
     candidates: list[Face] = field(default_factory=list)
     inset: Face | None = None
     last_seen: float = 0.0
-    recent: list[Face] = field(default_factory=list)  # fusion: the latest observations with their low-res crops
+    recent: list[Face] = field(default_factory=list)  # fusion: the latest observations, their low-res crops kept
     waiting: list[tuple[Face, bool]] = field(default_factory=list)  # fusion: (face, enhance when ready) awaiting later frames
     promised: Face | None = None  # fusion: the face picked for the inset, enhanced once its window is complete
+    pixels: list[Face] = field(default_factory=list, repr=False)  # the observations that may still carry pixels
 
     def observe(self, face: Face) -> None:
-        """Record an aligned observation; only its metadata stays (the pixels go with the frame)."""
-        self.faces.append(dataclasses.replace(face, crop=None, lr=None, enhanced=None))
+        """Record an aligned observation (its pixels stay until `settle` finds nothing needs them)."""
+        self.faces.append(face)
+        self.pixels.append(face)
 
     def keep(self, face: Face, limit: int | None = None) -> None:
         """Hold `face`'s pixels for the generator; with `limit`, only the best `limit` by quality stay."""
@@ -96,6 +98,26 @@ class Track:
         if limit is not None:
             self.candidates.sort(key=lambda f: -f.quality)
             del self.candidates[limit:]
+
+    def settle(self) -> None:
+        """Drop the pixels no holder needs any more: a candidate, a waiting face, the inset and the promised
+        face keep theirs; a face in the fusion ring, or fused into a face not yet enhanced, keeps its
+        low-res crop; every other observation keeps its metadata only."""
+        whole = [*self.candidates, *(f for f, _ in self.waiting), *(f for f in (self.inset, self.promised) if f)]
+        keep = {id(f) for f in whole}
+        low = {id(f) for f in self.recent} | {id(n) for f in whole if f.enhanced is None for n in f.neighbours}
+        still = []
+        for f in self.pixels:
+            if id(f) in keep:
+                still.append(f)
+                continue
+            f.crop = f.enhanced = None
+            f.neighbours = []  # its record names what was fused into it only when it is a candidate
+            if id(f) in low:
+                still.append(f)
+            else:
+                f.lr = None
+        self.pixels = still
 
     @property
     def enhanced(self) -> list[Face]:

@@ -75,6 +75,8 @@ class FaceFlow:
         """One frame: its faces detected (every `detect.stride`-th frame, where a face can fit), tracked,
         aligned and enhanced as the policy picks; the tracks it ended come back finalized."""
         cfg = self.stages.cfg
+        for track in self.tracker.tracks.values():  # the last frame's pixels that no track needs any more go
+            track.settle()
         if min(frame.image.shape[:2]) < cfg.detect.min_face:  # no face that size fits: not searched
             self.stats.small_frames += 1
             step = Step()
@@ -156,4 +158,6 @@ class FaceFlow:
             track.recent.clear()
         self._enhance([f for f in track.candidates if f.enhanced is None and not f.resolved])
         track.candidates.sort(key=lambda f: -f.quality)
+        track.inset = track.promised = None  # no longer shown: only the candidates keep their pixels
+        track.settle()
         return track

@@ -140,14 +140,11 @@ class TrackWriter:
         tdir.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
 
-        # Every observation once (the kept ones, with their pixels, in place of their metadata-only copy),
-        # recorded once: track.json, faces.csv and every tile's provenance are projections of it.
+        # Every observation once (the kept ones still with their pixels), recorded once: track.json, faces.csv
+        # and every tile's provenance are projections of it.
         enhanced = track.enhanced
         enhanced_keys = {_obs_key(f) for f in enhanced}
-        merged: dict[tuple[str, int], Face] = {_obs_key(f): f for f in track.faces}
-        for f in track.candidates:
-            merged[_obs_key(f)] = f
-        ordered = sorted(merged.values(), key=lambda f: (f.frame_index, f.time))
+        ordered = sorted(track.faces, key=lambda f: (f.frame_index, f.time))
         obs = {_obs_key(f): Observation.of(f, _obs_key(f) in enhanced_keys) for f in ordered}
 
         def record(f: Face, kind: str, visible_mark: bool | None = None) -> dict:
@@ -196,7 +193,7 @@ class TrackWriter:
 
             best = max(enhanced, key=lambda f: f.quality, default=None)
             if best is None:  # nothing enhanced: the best original crop we still have
-                best = max((f for f in [*track.candidates, *track.faces] if f.crop is not None or f.lr is not None),
+                best = max((f for f in track.candidates if f.crop is not None or f.lr is not None),
                            key=lambda f: f.quality, default=None)
             sheet = comparison(best) if best is not None else None
             if sheet is not None:

@@ -9,8 +9,6 @@ cameras.
 
 from __future__ import annotations
 
-import dataclasses
-
 from ...core.types import Face, Track
 
 
@@ -22,8 +20,8 @@ class FusionWindow:
         self.lookahead = k // 2 if centred else 0
 
     def remember(self, track: Track, face: Face) -> None:
-        """Add the newest observation's crop to the track's ring (pixels other than `lr` are not kept)."""
-        track.recent.append(dataclasses.replace(face, crop=None, enhanced=None, neighbours=[]))
+        """Add the newest observation to the track's ring (its low-res crop stays while it is there)."""
+        track.recent.append(face)
         del track.recent[: -(self.k + self.lookahead)]
 
     def ready(self, track: Track, face: Face) -> bool:
