@@ -214,10 +214,10 @@ class Writer:
                          enhanced=o.enhanced, confidence=o.confidence, resolved=o.resolved)
                     for tid, it in tracks for o in it.record.observations]
         ids: dict[tuple[int, int], int] = {}
-        if obs_rows:
-            got = conn.execute(sa.insert(s.observations).returning(
-                s.observations.c.id, s.observations.c.track_id, s.observations.c.frame,
-                sort_by_parameter_order=True), obs_rows).all()
+        if obs_rows:  # a plain executemany, then the ids read back: cheaper than RETURNING from a long INSERT
+            conn.execute(sa.insert(s.observations), obs_rows)
+            got = conn.execute(sa.select(s.observations.c.id, s.observations.c.track_id, s.observations.c.frame)
+                               .where(s.observations.c.track_id.in_([tid for tid, _ in tracks]))).all()
             ids = {(tid, frame): oid for oid, tid, frame in got}
         tile_rows = [dict(track_id=tid, observation_id=ids.get((tid, frame)), kind=kind, path=path, provenance=prov)
                      for tid, it in tracks for frame, kind, path, prov in it.tiles]
