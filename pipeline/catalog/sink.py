@@ -1,7 +1,8 @@
 """A running run's tracks into the catalogue as they finish (`catalog.url`, `process --catalog`).
 
 `Catalog` is built once per process with the stages (one engine, one embedder); each source's session gets a
-`TrackSink`, which writes in a helper thread so frames never wait for the database. A track that starts is
+`TrackSink`, which writes in a helper thread at a lower CPU priority, so frames never wait for the database
+nor share the CPU with the embedding of finished tracks' crops. A track that starts is
 an `open` row; a finished track, read back from the track.json the run has just written, replaces it. The
 helper writes whatever has queued since its last write as one batch, one transaction
 (`ingest.Writer.write_batch`, at most BATCH tracks): when the database keeps up every track goes in on its
@@ -12,7 +13,9 @@ its folder holds everything, and `enhance-faces catalog add` brings the rest in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 from pathlib import Path
@@ -26,6 +29,7 @@ from .ingest import Finished, Opened, RunRef, Writer
 log = logging.getLogger(__name__)
 
 BATCH = 64  # most tracks written in one transaction
+NICE = 10  # the writer thread's CPU priority: embedding and writing take what the frames leave
 
 
 class Catalog:
@@ -83,6 +87,8 @@ class TrackSink:
             self._attempt(self.writer.set_status, self.run, status)
 
     def _work(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: this thread alone yields to the frames
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         done = False
         while not done:
             batch = [self._queue.get()]
