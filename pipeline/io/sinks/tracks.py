@@ -193,7 +193,7 @@ class TrackWriter:
 
             best = max(enhanced, key=lambda f: f.quality, default=None)
             if best is None:  # nothing enhanced: the best original crop we still have
-                best = max((f for f in track.candidates if f.crop is not None or f.lr is not None),
+                best = max((f for f in track.faces if f.crop is not None or f.lr is not None),
                            key=lambda f: f.quality, default=None)
             sheet = comparison(best) if best is not None else None
             if sheet is not None:
