@@ -1,14 +1,14 @@
-"""A running run's tracks into the catalogue as they finish (`catalog.url`, `process --catalog`).
+"""A running run's tracks into the catalogue as they start and finish (`catalog.url`, `process --catalog`).
 
 `Catalog` is built once per process with the stages (one engine, one embedder); each source's session gets a
-`TrackSink`, which writes in a helper thread at a lower CPU priority, so frames never wait for the database
-nor share the CPU with the embedding of finished tracks' crops. A track that starts is
-an `open` row; a finished track, read back from the track.json the run has just written, replaces it. The
-helper writes whatever has queued since its last write as one batch, one transaction
-(`ingest.Writer.write_batch`, at most BATCH tracks): when the database keeps up every track goes in on its
-own at once, and when it falls behind the commits are shared instead of piling up. A kill leaves each track
-whole, open or absent, never half written. Its queue never drops: `close` waits for it. A catalogue that cannot be written to is logged and the run goes on —
-its folder holds everything, and `enhance-faces catalog add` brings the rest in later.
+`TrackSink`, which writes in a helper thread at a lower CPU priority, so frames neither wait for the database
+nor share the CPU with the embedding of finished tracks' crops. A track that starts is an `open` row; a
+finished track, read back from the track.json the run has just written, fills that row in. The helper
+writes whatever has queued since its last write as one batch, one transaction (`ingest.Writer.write_batch`,
+at most BATCH tracks): when the database keeps up every track goes in on its own at once, and when it falls
+behind the commits are shared instead of piling up. A kill leaves each track whole, open or absent, never
+half written. The queue never drops: `close` waits for it. A catalogue that cannot be written to is logged
+and the run goes on — its folder holds everything, and `enhance-faces catalog add` brings the rest in later.
 """
 
 from __future__ import annotations
