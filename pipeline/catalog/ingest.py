@@ -125,10 +125,11 @@ class Writer:
             found = self._existing(conn, run, [track_no]).get(track_no)
         return found is not None and not found[1]
 
-    def finished(self, track_dir: Path, person: str | None = None) -> Finished:
-        """The finished track in `track_dir` (its track.json, tiles and sidecars; its crops embedded), ready
-        for `write_batch`. Reading and embedding happen here, outside any transaction."""
-        record = TrackRecord.read(track_dir / "track.json")
+    def finished(self, track_dir: Path, person: str | None = None, record: TrackRecord | None = None) -> Finished:
+        """The finished track in `track_dir` (its track.json, or `record` already read from it; tiles and
+        sidecars; its crops embedded), ready for `write_batch`. Reading and embedding happen here, outside
+        any transaction."""
+        record = record or TrackRecord.read(track_dir / "track.json")
         faces = self.embedder.track(track_dir, record) if self.embedder is not None else None
         rel = f"tracks/{track_dir.name}"
         tiles = [(o.frame, kind, f"{rel}/{name}", _sidecar(track_dir / name))
@@ -137,17 +138,12 @@ class Writer:
         return Finished(record, faces, tiles, best, person)
 
     def track(self, run: RunRef, track_dir: Path, person: str | None = None) -> bool:
-        """Add the finished track in `track_dir` (its track.json) in one transaction; False if it was there."""
-        record_no = TrackRecord.read(track_dir / "track.json").track_id
-        if self.has(run, record_no):
+        """Add the finished track in `track_dir` (its track.json) in one transaction; False if it was there
+        (checked first, so that a known track's crops are not embedded again)."""
+        record = TrackRecord.read(track_dir / "track.json")
+        if self.has(run, record.track_id):
             return False
-        return self.write_batch(run, [self.finished(track_dir, person)]) == 1
-
-    def write(self, run: RunRef, record: TrackRecord, faces: TrackFaces | None,
-              tiles: list[tuple[int, str, str, dict | None]], best_tile: str | None, person: str | None) -> bool:
-        """One track, its observations, tiles ((frame, kind, path, provenance)) and embeddings, in one
-        transaction; False when the run already has it (an `open` row of it is replaced)."""
-        return self.write_batch(run, [Finished(record, faces, tiles, best_tile, person)]) == 1
+        return self.write_batch(run, [self.finished(track_dir, person, record)]) == 1
 
     def open_track(self, run: RunRef, track_no: int, first_time: float, at: str | None) -> bool:
         """A track that started and has not ended (or never will: its run died): a row with `open` set and no

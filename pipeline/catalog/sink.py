@@ -95,10 +95,11 @@ class TrackSink:
             while len(batch) < BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             done = batch[-1] is None
-            if self.run is not None:
-                items = [self._item(x) for x in batch if x is not None]
-                if items := [x for x in items if x is not None]:
-                    self._attempt(self.writer.write_batch, self.run, items)
+            if self.run is None:
+                continue
+            items = [it for x in batch if x is not None and (it := self._item(x)) is not None]
+            if items:
+                self._attempt(self.writer.write_batch, self.run, items)
 
     def _item(self, queued: int | Opened) -> Finished | Opened | None:
         if isinstance(queued, Opened):

@@ -3,8 +3,8 @@
 The probe photo's largest face is found by the detector and embedded by the recogniser the people grouping
 uses; a track's own embedding serves for "more like this". Filters (camera, time) run in SQL, ranking in
 numpy (pipeline.catalog.search) over the track embeddings, which are kept between calls in the user's cache
-folder and brought up to date from the catalogue each time (`db.vector_cache`). A table on the terminal, or JSON (--json) for tools. Every search is
-written to the catalogue's audit log.
+folder and brought up to date from the catalogue each time (`db.vector_cache`). A table on the terminal, or
+JSON (--json) for tools. Every search is written to the catalogue's audit log.
 """
 
 from __future__ import annotations
