@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
+from . import children
 from .rtsp import free_port  # one free-port helper for every test server
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -108,13 +109,7 @@ class Mosquitto:
             return False
 
     def _reap(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
+        children.reap(self.proc)
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes without a goodbye (crash, power cut); clients see a dead socket."""
@@ -124,13 +119,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         """SIGTERM and wait (an orderly shutdown)."""
-        if self.running:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self._reap()
+        children.stop(self.proc)
 
     @property
     def running(self) -> bool:

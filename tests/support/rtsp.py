@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
+from . import children
 from .paths import VIDEO
 
 SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
@@ -125,32 +126,19 @@ class RtspServer:
         return False
 
     def _reap(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+        children.reap(self.proc)
 
     def kill(self) -> None:
         """SIGKILL: the camera vanishes without a goodbye, as in a crash or power cut."""
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             self.proc.send_signal(signal.SIGKILL)
         self._reap()
 
     def stop(self) -> None:
-        """SIGTERM and wait (orderly shutdown)."""
-        if self.proc is not None and self.proc.poll() is None:
+        """SIGTERM and wait (orderly shutdown); a frozen camera is woken first so that it can exit."""
+        if self.running:
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self._reap()
+        children.stop(self.proc)
 
     def freeze(self) -> None:
         """SIGSTOP: the camera hangs with its connections open (a stalled feed; reads must time out)."""
