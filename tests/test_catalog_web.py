@@ -88,6 +88,17 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+def submit(drv, button: str) -> None:
+    """Click a form's button and wait until the page it loads has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = drv.find_element(By.TAG_NAME, "html")
+    drv.find_element(By.ID, button).click()
+    WebDriverWait(drv, 30).until(ec.staleness_of(page))
+
+
 def test_browse_filter_open_search_in_chromium(gallery, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -103,10 +114,10 @@ def test_browse_filter_open_search_in_chromium(gallery, tmp_path):
         drv.find_element(By.LINK_TEXT, "vr3").click()
         assert drv.find_elements(By.CSS_SELECTOR, "#tracks a.track")
         drv.find_element(By.NAME, "since").send_keys("2999-01-01T00:00")
-        drv.find_element(By.ID, "filter").click()
+        submit(drv, "filter")
         assert not drv.find_elements(By.CSS_SELECTOR, "#tracks a.track") and "No tracks in that span" in drv.page_source
         drv.find_element(By.NAME, "since").clear()
-        drv.find_element(By.ID, "filter").click()
+        submit(drv, "filter")
         drv.find_elements(By.CSS_SELECTOR, "#tracks a.track")[0].click()
         assert "AI-enhanced" in drv.page_source
         WebDriverWait(drv, 20).until(lambda d: d.execute_script("return Array.from(document.images).every(i => i.complete)"))
