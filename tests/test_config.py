@@ -118,6 +118,10 @@ def test_training_configs_load_typed(tmp_path):
     with pytest.raises(ConfigError, match="degrade.blur_sigma"):
         load_train_config(None, ["degrade.blur_sigma=[1, 2, 3]"])
     assert load_train_config(None, ["degrade.blur_sigma=[0.5, 2]"]).degrade.blur_sigma == (0.5, 2.0)
+    v15 = load_train_config(Path(__file__).resolve().parents[1] / "configs" / "train_v15.yaml")
+    assert [v15.video_share(e) for e in (16, 32, 64)] == [0.0, 0.85, 0.85] and v3.video_share(16) == 0.75
+    with pytest.raises(ConfigError, match="entry_video_p"):
+        load_train_config(None, ["entry_video_p=[0.5]"])
 
 
 def test_cuda_compile_choices_are_the_torch_cuda_backend_s_modes():

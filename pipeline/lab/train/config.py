@@ -55,6 +55,7 @@ class TrainConfig:
     data: str = "data/faces128"  # output of `enhance-faces lab prepare`
     video: str = ""  # `prepare-video` cache (.npz): frames cut the way the pipeline cuts them
     video_p: float = _range(0.0, 1.0, default=0.0)  # share of each batch drawn from `video`
+    entry_video_p: list[float] = field(default_factory=list)  # one `video_p` per entry of `entries` (empty: `video_p`)
     out: str = "runs/pfsr_lite"  # checkpoints, logs, exported safetensors
     models: str = ""  # FAN weights folder; empty: --models of the command, then $ENHANCE_MODELS
     seed: int = 1234
@@ -85,6 +86,10 @@ class TrainConfig:
     max_minutes: float = _range(0.0, None, default=0.0)  # stop (checkpoint + export) after this long; 0 = no limit
     limit: int = _range(0, None, default=0)  # use only the first N prepared train faces (tests)
 
+    def video_share(self, entry: int) -> float:
+        """The share of a batch at `entry` drawn from `video`."""
+        return self.entry_video_p[self.entries.index(entry)] if self.entry_video_p else self.video_p
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -92,6 +97,9 @@ class TrainConfig:
 def _checked(cfg: TrainConfig) -> TrainConfig:
     if any(e not in ENTRIES for e in cfg.entries) or len(cfg.entries) != len(cfg.entry_weights):
         raise ConfigError(f"entries must be a subset of {list(ENTRIES)} with one weight each")
+    if cfg.entry_video_p and (len(cfg.entry_video_p) != len(cfg.entries)
+                              or not all(0.0 <= p <= 1.0 for p in cfg.entry_video_p)):
+        raise ConfigError("entry_video_p needs one share in [0, 1] per entry of `entries`")
     if cfg.anchor and (cfg.fusion or cfg.grow.to128):
         raise ConfigError("anchor trains a grown single-frame generator: set grow.to128: 0 and fusion: 0")
     if cfg.fusion and (cfg.grow.to128 or not cfg.video):

@@ -204,7 +204,7 @@ class Trainer:
             "samples": self.samples,
             "train_seconds": round(self.train_seconds),
             "trained_on": f"CelebA test-partition crops, {len(self.train_set)} train faces (../shared/data/faces/train)"
-            + (f"; {len(self.video_set)} camera-like video frames ({self.cfg.video}, share {self.cfg.video_p})"
+            + (f"; {len(self.video_set)} camera-like video frames ({self.cfg.video}, share {self.cfg.entry_video_p or self.cfg.video_p})"
                if self.video_set is not None else ""),
             "device": str(self.device),
             "ema": self.cfg.ema,
@@ -221,14 +221,15 @@ class Trainer:
         out, alpha = out_size_at(step, c.grow)
         rng = np.random.default_rng([c.seed, step, 7])
         entry = pick_entry(rng, out, c.entries, c.entry_weights)
+        video_p = c.video_share(entry)
         valid = None
         if c.fusion:
             lr_img, valid, hr, att = make_fusion_batch(self.train_set, c.seed, step, c.batch, entry, c.fusion,
-                                                       self.video_set, c.video_p, c.degrade, c.degrade_p, c.p_centred)
+                                                       self.video_set, video_p, c.degrade, c.degrade_p, c.p_centred)
             valid = valid.to(self.device)
         else:
             lr_img, hr, att = make_batch(self.train_set, c.seed, step, c.batch, entry, c.degrade, c.degrade_p,
-                                         self.video_set, c.video_p)
+                                         self.video_set, video_p)
         lr_img, hr, att = lr_img.to(self.device), hr.to(self.device), att.to(self.device)
         for g in self.opt_g.param_groups:
             g["lr"] = self.lr_at(step)
