@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import eval_video, evaluate, export, gpu_run, pack_video, prepare, prepare_video, probe_track, train
+from . import average, eval_video, evaluate, export, gpu_run, pack_video, prepare, prepare_video, probe_track, train
 
-COMMANDS = (prepare, prepare_video, pack_video, train, export, evaluate, eval_video, probe_track, gpu_run)
+COMMANDS = (prepare, prepare_video, pack_video, train, export, average, evaluate, eval_video, probe_track, gpu_run)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
