@@ -107,7 +107,7 @@ def help_text(*args: str) -> str:
     return proc.stdout
 
 
-LAB_COMMANDS = ("prepare", "prepare-video", "pack-video", "train", "export", "eval", "eval-video", "probe-track",
+LAB_COMMANDS = ("prepare", "prepare-video", "pack-video", "train", "export", "average", "eval", "eval-video", "probe-track",
                 "gpu-run")
 
 
