@@ -15,7 +15,7 @@ from support.paths import MODELS
 def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path, tmp_path: Path, capsys):
     from pipeline.cli import main
     from pipeline.core.errors import InputError
-    from pipeline.lab.gpu_run import CARRY_BYTES, prepare
+    from pipeline.lab.gpu_run import CARRY_BYTES, CARRY_MARGIN, STILLS_SHARE, prepare
 
     data = tmp_path / "gpu"
     assert main(["lab", "gpu-run", "--prepare", "--data", str(data), "--faces", str(prepared), "--stills", "5",
@@ -41,6 +41,15 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
     with pytest.raises(InputError, match="would not travel"):
         prepare(tmp_path / "big", prepared, tmp_path / "none.npz", 5, 1.0, CARRY_BYTES,
                 data / "models" / "fan68_compressed.pth", wheels=False, log=lambda m: None)
+    # by default the stills take their share of whatever room the checkout leaves, and the whole fits
+    fan = data / "models" / "fan68_compressed.pth"
+    fixed = sum(p.stat().st_size for p in (data / "faces" / "val").glob("*")) + (data / "faces" / "val.npz").stat().st_size
+    per = sum(p.stat().st_size for p in (prepared / "train").glob("*.jpg")) / len(list((prepared / "train").glob("*.jpg")))
+    tree = CARRY_BYTES - CARRY_MARGIN - fixed - fan.stat().st_size - int(4 * per / STILLS_SHARE)
+    got = prepare(tmp_path / "auto", prepared, tmp_path / "none.npz", None, None, tree, fan, wheels=False,
+                  log=lambda m: None)
+    assert 2 <= got["faces"] <= 6 and len(list((tmp_path / "auto" / "faces" / "train").glob("*.jpg"))) == got["faces"]
+    assert got["bytes"] + tree <= CARRY_BYTES
 
 
 def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):

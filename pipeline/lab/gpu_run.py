@@ -54,6 +54,9 @@ _LOG = logging.getLogger(__name__)
 
 
 CARRY_BYTES = 64 * 2**20  # what one device call carries: the checkout's tracked files plus `carry` paths
+CARRY_MARGIN = 2**20  # what --prepare leaves free: files the checkout gains before the call, estimates' error
+STILLS_SHARE = 0.3  # --prepare's default: the share of the free room given to still faces, the rest to video
+MAX_STILLS = 1200
 WHEELS = ("pytorch-msssim", "platformdirs")  # what the training burst needs that the GPU image lacks
 
 
@@ -239,11 +242,12 @@ def summary(res: dict) -> str:
     return "\n".join(lines)
 
 
-def prepare(out: Path, faces: Path, video: Path, stills: int, video_mb: float, tree_bytes: int, fan: Path,
-            wheels: bool = True, log: Callable[[str], None] = _LOG.info) -> dict:
+def prepare(out: Path, faces: Path, video: Path, stills: int | None, video_mb: float | None, tree_bytes: int,
+            fan: Path, wheels: bool = True, log: Callable[[str], None] = _LOG.info) -> dict:
     """`data/gpu/`: faces/{train,val} (the first `stills` train faces, all val), video.npz, the FAN (the
     heatmap loss) and wheels the GPU image lacks, sized so that with the checkout's tracked files
-    (`tree_bytes`) the call stays under `CARRY_BYTES`."""
+    (`tree_bytes`) the call stays under `CARRY_BYTES`. `stills` None: as many as fit in `STILLS_SHARE` of
+    the room the rest leaves (at most `MAX_STILLS`); `video_mb` None: the room left after them."""
     from ..core.errors import InputError
     from .train.pack import pack_video
 
@@ -251,15 +255,19 @@ def prepare(out: Path, faces: Path, video: Path, stills: int, video_mb: float, t
         raise InputError(f"prepared faces not found: {faces}/train.npz (run `prepare` first)")
     if out.exists():
         shutil.rmtree(out)
-    for split, limit in (("train", stills), ("val", 0)):
+
+    def used() -> int:
+        return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+    def copy_faces(split: str, limit: int) -> None:
         z = np.load(faces / f"{split}.npz", allow_pickle=False)
         keep = slice(0, limit or None)
         (out / "faces" / split).mkdir(parents=True)
         for n in z["names"][keep]:
             shutil.copy2(faces / split / str(n), out / "faces" / split / str(n))
         np.savez_compressed(out / "faces" / f"{split}.npz", **{k: z[k][keep] for k in z.files})
-    if video.is_file():
-        pack_video(video, out / "video.npz", video_mb, log=log)
+
+    copy_faces("val", 0)
     (out / "models").mkdir()
     shutil.copy2(fan, out / "models" / fan.name)
     if wheels:  # from the package index (reachable here, not on the GPU machine)
@@ -267,10 +275,20 @@ def prepare(out: Path, faces: Path, video: Path, stills: int, video_mb: float, t
                               "-d", str(out / "wheels"), *WHEELS], capture_output=True, text=True)
         if got.returncode:
             raise InputError(f"pip download {' '.join(WHEELS)} failed: {got.stderr.strip().splitlines()[-1:]}")
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    room = CARRY_BYTES - CARRY_MARGIN - tree_bytes - used()
+    if stills is None:
+        names = np.load(faces / "train.npz", allow_pickle=False)["names"]
+        per = np.mean([(faces / "train" / str(n)).stat().st_size for n in names[:100]]) if len(names) else 1.0
+        stills = int(np.clip(STILLS_SHARE * room / per, 1, MAX_STILLS))
+    copy_faces("train", stills)
+    if video_mb is None:
+        video_mb = (CARRY_BYTES - CARRY_MARGIN - tree_bytes - used()) / 1e6
+    if video.is_file() and video_mb > 0:
+        pack_video(video, out / "video.npz", video_mb, log=log)
+    size = used()
     total = size + tree_bytes
-    log(f"{out}: {size / 1e6:.1f} MB; with the checkout's {tree_bytes / 1e6:.1f} MB: {total / 2**20:.1f} MiB "
-        f"of the {CARRY_BYTES / 2**20:.0f} MiB a call carries")
+    log(f"{out}: {stills} stills, {size / 1e6:.1f} MB; with the checkout's {tree_bytes / 1e6:.1f} MB: "
+        f"{total / 2**20:.1f} MiB of the {CARRY_BYTES / 2**20:.0f} MiB a call carries")
     if total > CARRY_BYTES:
         raise InputError(f"{total / 2**20:.1f} MiB would not travel: lower --stills or --video-mb")
     return {"bytes": size, "total_mib": round(total / 2**20, 1), "faces": stills}

@@ -27,8 +27,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prepare", action="store_true", help="on the CPU: write --data to carry with the call")
     p.add_argument("--faces", default=str(DATA / "faces128"), help="--prepare: output of `prepare`")
     p.add_argument("--video", default=str(DATA / "video_seq" / "train.npz"), help="--prepare: `prepare-video` cache")
-    p.add_argument("--stills", type=int, default=1200, help="--prepare: still faces to carry")
-    p.add_argument("--video-mb", type=float, default=12.0, help="--prepare: size of the packed video cache (MB)")
+    p.add_argument("--stills", type=int, default=None,
+                   help="--prepare: still faces to carry (default: as many as fit in 0.3 of the room, at most 1200)")
+    p.add_argument("--video-mb", type=float, default=None,
+                   help="--prepare: size of the packed video cache in MB (default: the room the rest leaves)")
     p.add_argument("--no-wheels", action="store_true", help="--prepare: do not download the wheels the GPU lacks")
     add_models_option(p, "fan68_compressed.pth (the training burst's heatmap loss)")
     p.set_defaults(func=run)
