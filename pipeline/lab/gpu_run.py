@@ -259,6 +259,9 @@ def prepare(out: Path, faces: Path, video: Path, stills: int | None, video_mb: f
     def used() -> int:
         return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 
+    def room() -> int:  # what the call can still carry beside the checkout and what is written so far
+        return CARRY_BYTES - CARRY_MARGIN - tree_bytes - used()
+
     def copy_faces(split: str, limit: int) -> None:
         z = np.load(faces / f"{split}.npz", allow_pickle=False)
         keep = slice(0, limit or None)
@@ -275,14 +278,13 @@ def prepare(out: Path, faces: Path, video: Path, stills: int | None, video_mb: f
                               "-d", str(out / "wheels"), *WHEELS], capture_output=True, text=True)
         if got.returncode:
             raise InputError(f"pip download {' '.join(WHEELS)} failed: {got.stderr.strip().splitlines()[-1:]}")
-    room = CARRY_BYTES - CARRY_MARGIN - tree_bytes - used()
     if stills is None:
         names = np.load(faces / "train.npz", allow_pickle=False)["names"]
         per = np.mean([(faces / "train" / str(n)).stat().st_size for n in names[:100]]) if len(names) else 1.0
-        stills = int(np.clip(STILLS_SHARE * room / per, 1, MAX_STILLS))
+        stills = int(np.clip(STILLS_SHARE * room() / per, 1, MAX_STILLS))
     copy_faces("train", stills)
     if video_mb is None:
-        video_mb = (CARRY_BYTES - CARRY_MARGIN - tree_bytes - used()) / 1e6
+        video_mb = room() / 1e6
     if video.is_file() and video_mb > 0:
         pack_video(video, out / "video.npz", video_mb, log=log)
     size = used()

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         "samples": int(state["samples"]),
         "train_seconds": round(float(state["train_seconds"])),
         "trained_on": "CelebA test-partition crops (../shared/data/faces/train), aligned by `prepare`"
-        + (f"; camera-like video frames ({cfg.video}, share {cfg.entry_video_p or cfg.video_p})" if cfg.video else ""),
+        + (f"; camera-like video frames ({cfg.video}, share {cfg.video_shares})" if cfg.video else ""),
         "seed": cfg.seed,
         "ema": cfg.ema,
     }

@@ -86,6 +86,11 @@ class TrainConfig:
     max_minutes: float = _range(0.0, None, default=0.0)  # stop (checkpoint + export) after this long; 0 = no limit
     limit: int = _range(0, None, default=0)  # use only the first N prepared train faces (tests)
 
+    @property
+    def video_shares(self) -> float | list[float]:
+        """The video share as the recipe gives it: one for every entry, or one per entry."""
+        return self.entry_video_p or self.video_p
+
     def video_share(self, entry: int) -> float:
         """The share of a batch at `entry` drawn from `video`."""
         return self.entry_video_p[self.entries.index(entry)] if self.entry_video_p else self.video_p

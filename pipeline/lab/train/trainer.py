@@ -205,7 +205,7 @@ class Trainer:
             "train_seconds": round(self.train_seconds),
             "trained_on": f"CelebA test-partition crops, {len(self.train_set)} train faces (../shared/data/faces/train)"
             + (f"; {len(self.video_set)} camera-like video frames ({self.cfg.video}, "
-               f"share {self.cfg.entry_video_p or self.cfg.video_p})" if self.video_set is not None else ""),
+               f"share {self.cfg.video_shares})" if self.video_set is not None else ""),
             "device": str(self.device),
             "ema": self.cfg.ema,
             "seed": self.cfg.seed,
