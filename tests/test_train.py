@@ -231,6 +231,14 @@ def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: 
         Trainer(_cfg(prepared, tmp_path / "r", freeze=["nothing.like.this"]), log=lambda m: None)
 
 
+def test_a_recipe_whose_ancestor_left_the_checkout_says_how_to_restore_it(prepared: Path, tmp_path: Path):
+    from pipeline.core.errors import InputError
+    from pipeline.lab.train.trainer import Trainer
+
+    with pytest.raises(InputError, match=r"git checkout [0-9a-f]+ -- engines/pfsr_v7\.safetensors"):
+        Trainer(_cfg(prepared, tmp_path / "r", init="engines/pfsr_v7.safetensors"), log=lambda m: None)
+
+
 def test_fine_tune_from_weights_in_bf16(prepared: Path, tmp_path: Path):
     from pipeline.lab.train.trainer import Trainer
     from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ...core.geometry import CROP, ENTRIES
 from ...core.models import ENGINES
 
-NAME = "pfsr_v10"  # pfsr_v7 with a 64 px entry path of its own (engines/MODEL_CARD.md); v7, v5, v3, v2 its parents
+NAME = "pfsr_v16"  # the mean of pfsr_v10 and its fine-tune on the training pack (engines/MODEL_CARD.md); v10, v7, … its parents
 DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
