@@ -142,7 +142,9 @@ def test_shipped_weights_load_and_fit_budget():
         pytest.skip("no shipped weights in engines/")
     assert DEFAULT_WEIGHTS.stat().st_size <= 20e6
     m, meta = load_generator()
-    assert meta["steps"] > 0
+    # trained: its own steps, or (`lab average`) every network it is the mean of was trained
+    members = meta.get("averaged") or [{"meta": meta}]
+    assert all(a["meta"]["steps"] > 0 for a in members) and sum(a.get("share", 1.0) for a in members) == 1.0
     with torch.no_grad():
         assert m(torch.zeros(1, 3, 16, 16)).shape == (1, 3, 128, 128)
 

@@ -125,7 +125,8 @@ def test_eval_video_end_to_end(eval_run):
         assert 20 < r[m]["psnr"] < 40 and 0 < r[m]["ssim"] < 1 and -1 < r[m]["id_cos"] <= 1
         assert 0 < r[m]["temporal"] < 20
     assert r["temporal_pairs"] > 50
-    assert (out / "d0" / "face24" / "samples.png").is_file()
+    sheet = cv2.imread(str(out / "d0" / "face24" / "samples.png"))
+    assert sheet.shape[1] == 4 * 128 and (sheet.shape[0] - 40) % 128 == 0  # title line, column names, rows of tiles
     track = json.loads(next((out / "d0" / "face24" / "run" / "tracks").glob("*/track.json")).read_text())
     assert len(track["observations"][0]["matrix"]) == 2
 

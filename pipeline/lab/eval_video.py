@@ -189,12 +189,12 @@ def sample_sheet(obs: list[Obs], path: Path, rows: int = 6, title: str = "") -> 
                         o.bicubic, o.model]
                        + ([o.fused if o.fused is not None else blank] if fused else []) + [o.truth]) for o in picks]
     names = ["LR input", "bicubic", "model (AI)"] + (["fused (AI)"] if fused else []) + ["truth"]
-    header = np.full((22, CROP * len(names), 3), 255, np.uint8)
-    for i, t in enumerate(names):
-        cv2.putText(header, t, (i * CROP + 6, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    top = 18 if title else 0  # the title has a line of its own, above the column names
+    header = np.full((22 + top, CROP * len(names), 3), 255, np.uint8)
     if title:
-        cv2.putText(header, title, (CROP * (len(names) - 1) - 40, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (90, 90, 90), 1, cv2.LINE_AA)
+        cv2.putText(header, title, (6, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+    for i, t in enumerate(names):
+        cv2.putText(header, t, (i * CROP + 6, top + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), np.vstack([header] + tiles))
 
 
