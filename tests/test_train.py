@@ -173,14 +173,14 @@ def test_warm_start_grows_without_changing_the_function(tmp_path: Path):
 
 def test_average_writes_the_weighted_mean_of_one_design_and_refuses_two(tmp_path: Path, capsys):
     from pipeline.cli import main
-    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator, trained_steps
 
     torch.manual_seed(0)
     a, b = (ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1)).eval() for _ in range(2))
     for p in b.parameters():
         p.data.add_(torch.randn_like(p) * 0.05)
-    save_generator(a, tmp_path / "a.safetensors", {"name": "a"})
-    save_generator(b, tmp_path / "b.safetensors", {"name": "b"})
+    save_generator(a, tmp_path / "a.safetensors", {"name": "a", "steps": 900})
+    save_generator(b, tmp_path / "b.safetensors", {"name": "b", "steps": 300})
     out = tmp_path / "mean.safetensors"
     args = ["lab", "average", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]
     assert main([*args, "--weight", "0.25", "--out", str(out), "--name", "mean"]) == 0
@@ -191,6 +191,7 @@ def test_average_writes_the_weighted_mean_of_one_design_and_refuses_two(tmp_path
     for k in sm:  # files hold fp16: the mean is exact up to that rounding
         assert torch.allclose(sm[k], 0.75 * sa[k] + 0.25 * sb[k], atol=2e-3), k
     assert meta["name"] == "mean" and [p["share"] for p in meta["averaged"]] == [0.75, 0.25]
+    assert trained_steps(meta) == 300  # trained as much as the less trained of the two, for eval's checks
     save_generator(ProgressiveGenerator((32, 24, 16, 12), (2, 1, 1, 1)), tmp_path / "c.safetensors")
     assert main(["lab", "average", str(tmp_path / "a.safetensors"), str(tmp_path / "c.safetensors"),
                  "--out", str(out), "--name", "x"]) == 2

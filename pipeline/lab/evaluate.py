@@ -152,7 +152,7 @@ def evaluate(
     from ..stages.detect import Detector
     from ..stages.enhance.anchor import finish
     from ..stages.enhance.backends import TorchCPU
-    from ..stages.enhance.generator import load_generator
+    from ..stages.enhance.generator import load_generator, trained_steps
 
     if not faces_dir.is_dir():
         raise InputError(f"face folder not found: {faces_dir}")
@@ -222,7 +222,7 @@ def evaluate(
         "faces": len(names),
         "skipped": [{"file": n, "reason": r} for n, r in skipped],
         "weights": meta.get("path"),
-        "weights_steps": meta.get("steps"),
+        "weights_steps": trained_steps(meta),
         "generator_ms_per_face": 1000 * gen_s / len(names),
         "generator": backend.describe(),
         "strength": strength,

@@ -237,6 +237,15 @@ def read_weights(path: Path, name: str = "generator") -> tuple[dict[str, Any], d
     return arch, meta, state
 
 
+def trained_steps(meta: dict[str, Any]) -> int:
+    """Training steps behind a generator file's meta: its own, or for the mean of several (`lab average`)
+    the fewest any of them had; 0 for an untrained network."""
+    members = meta.get("averaged")
+    if members:
+        return min(trained_steps(m.get("meta", {})) for m in members)
+    return int(meta.get("steps") or 0)
+
+
 def load_generator(path: str | Path | None = None) -> tuple[ProgressiveGenerator, dict[str, Any]]:
     """Rebuild the generator from a safetensors file alone (no pickle); float32, eval mode."""
     path = Path(path) if path else DEFAULT_WEIGHTS
