@@ -31,7 +31,7 @@ from .discriminator import ProgressiveDiscriminator
 from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ssim_loss
 
 _LOG = logging.getLogger(__name__)
-# The last commit whose engines/ still holds the shipped generator's ancestors (pfsr_v7, v5, v3, v2, lite_v1):
+# The last commit whose engines/ still holds the shipped generator's ancestors (pfsr_v10, v7, v5, v3, v2, lite_v1):
 # the older recipes start from them, and they leave the checkout so that a device call has room for data.
 ANCESTORS_COMMIT = "046e38b"
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ...core.geometry import CROP, ENTRIES
 from ...core.models import ENGINES
 
-NAME = "pfsr_v16"  # the mean of pfsr_v10 and its fine-tune on the training pack (engines/MODEL_CARD.md); v10, v7, … its parents
+NAME = "pfsr_v18"  # pfsr_v16 averaged with its fine-tune on the grown pack (engines/MODEL_CARD.md)
 DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
