@@ -32,11 +32,11 @@ def check(ref: dict, cand: dict) -> list[tuple[bool, str]]:
         out.append((ratio(c) >= ratio(r) - RATIO_TOL,
                     f"{px} px identity ratio {ratio(r):.3f} -> {ratio(c):.3f} (tolerance {RATIO_TOL})"))
         out.append((c["id_ratio_min"] >= FLOOR[px] and c["id_ratio_min"] >= r["id_ratio_min"] - WORST_RATIO_TOL,
-                    f"{px} px worst clip identity ratio {r['id_ratio_min']:.3f} -> {c['id_ratio_min']:.3f} "
-                    f"(floor {FLOOR[px]}, tolerance {WORST_RATIO_TOL})"))
+                    (f"{px} px worst clip identity ratio {r['id_ratio_min']:.3f} -> {c['id_ratio_min']:.3f} "
+                    f"(floor {FLOOR[px]}, tolerance {WORST_RATIO_TOL})")))
         out.append((c["delta_psnr_min"] >= r["delta_psnr_min"] - WORST_GAIN_TOL,
-                    f"{px} px worst clip gain {r['delta_psnr_min']:+.3f} -> {c['delta_psnr_min']:+.3f} dB "
-                    f"(tolerance {WORST_GAIN_TOL})"))
+                    (f"{px} px worst clip gain {r['delta_psnr_min']:+.3f} -> {c['delta_psnr_min']:+.3f} dB "
+                    f"(tolerance {WORST_GAIN_TOL})")))
         for g in sorted(ref.get("groups", {})):
             rg, cg = ref["groups"][g].get(px), cand["groups"][g].get(px)
             if not rg or not cg:
