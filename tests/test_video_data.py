@@ -187,3 +187,24 @@ def test_low_confidence_is_visible_on_the_tile():
     assert (plain[:8, :40] == 120).all()  # the face's upper half is untouched on a confident tile
     assert (flagged[2, 2] == AMBER).all()  # an amber "low confidence" label, top left
     assert np.array_equal(flagged[64:], plain[64:])  # the AI-enhanced mark itself is the same
+
+
+@pytest.mark.skipif(not HEADS.is_dir(), reason="talking-head clips not in ../shared")
+def test_caches_join_as_one(cache: Path, tmp_path: Path):
+    from pipeline.cli import main
+    from pipeline.lab.train.data import SequenceSet
+
+    packed = tmp_path / "pack.npz"  # a second cache in the other format, as a later `prepare-video` + `pack-video` gives
+    assert main(["lab", "pack-video", str(cache), "--max-mb", f"{cache.stat().st_size / 3e6:.3f}",
+                 "--out", str(packed)]) == 0
+    a, b = SequenceSet(cache), SequenceSet(packed)
+    both = SequenceSet([str(cache), str(packed)])
+    assert len(both) == len(a) + len(b)
+    assert set(np.unique(both.seq[: len(a)])).isdisjoint(np.unique(both.seq[len(a):]))  # sequences stay apart
+    for i in (0, len(a) - 1):
+        assert np.array_equal(both.input(i), a.input(i)) and np.array_equal(both.images[i], a.images[i])
+    for i in range(len(b)):  # every frame of the second cache keeps its own input, target and neighbours
+        j = len(a) + i
+        assert both.entry[j] == b.entry[i] and np.array_equal(both.input(j), b.input(i))
+        assert np.array_equal(both.images[j], b.images[i])
+        assert [k - len(a) for k in both.window(j, 4, True)] == b.window(i, 4, True)

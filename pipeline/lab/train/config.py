@@ -53,7 +53,7 @@ class LossConfig:
 class TrainConfig:
     name: str = "pfsr_custom"  # the generator's name in the exported file (the pipeline shows it)
     data: str = "data/faces128"  # output of `enhance-faces lab prepare`
-    video: str = ""  # `prepare-video` cache (.npz): frames cut the way the pipeline cuts them
+    video: str | list[str] = ""  # `prepare-video` cache(s) (.npz): frames cut the way the pipeline cuts them
     video_p: float = _range(0.0, 1.0, default=0.0)  # share of each batch drawn from `video`
     entry_video_p: list[float] = field(default_factory=list)  # one `video_p` per entry of `entries` (empty: `video_p`)
     out: str = "runs/pfsr_lite"  # checkpoints, logs, exported safetensors

@@ -46,31 +46,33 @@ class FaceSet:
 
 
 class SequenceSet:
-    """Frames from `prepare-video` (pipeline-cut low-res inputs, 128 px targets, attention maps), RGB in memory."""
+    """Frames from `prepare-video` (pipeline-cut low-res inputs, 128 px targets, attention maps), RGB in memory.
 
-    def __init__(self, path: str | Path, limit: int = 0) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"video training cache not found: {path} (run `prepare-video` first)")
-        z = np.load(path, allow_pickle=False)
-        n = len(z["entry"]) if not limit else min(limit, len(z["entry"]))
-        self.entry = z["entry"][:n].astype(int)
-        self.seq, self.frame, self.face_px = z["seq"][:n], z["frame"][:n], z["face_px"][:n]
-        blob, off = z["hr_jpeg"], z["hr_offset"]
-        self.images = np.stack([cv2.imdecode(blob[off[i] : off[i + 1]], cv2.IMREAD_COLOR)[:, :, ::-1] for i in range(n)])
-        if "lr_webp" in z.files:  # `pack-video`: inputs and attention as compressed images, one per frame
-            lrs = _decode(z["lr_webp"], z["lr_offset"], n, cv2.IMREAD_COLOR)
-            self.lr_row, self.lr = np.zeros(n, np.int64), {}
+    Several caches are read as one: a cache made later for added people joins the one made before without
+    preparing that again; sequence numbers are renumbered so each cache's sequences stay apart.
+    """
+
+    def __init__(self, path: str | Path | list[str | Path], limit: int = 0) -> None:
+        parts = [_load_sequences(Path(p), limit) for p in ([path] if isinstance(path, (str, Path)) else path)]
+        if not parts:
+            raise InputError("no video training cache given")
+        seq_offset, row_offset = 0, {e: 0 for e in ENTRIES}
+        for part in parts:
+            part["seq"] = part["seq"].astype(np.int64) + seq_offset
+            seq_offset = int(part["seq"].max()) + 1 if len(part["seq"]) else seq_offset
+            rows = part["lr_row"].astype(np.int64)
             for e in ENTRIES:
-                idx = np.flatnonzero(self.entry == e)
-                self.lr_row[idx] = np.arange(len(idx))
-                self.lr[e] = (np.stack([lrs[i][..., ::-1] for i in idx]) if len(idx)
-                              else np.zeros((0, e, e, 3), np.uint8))
-            self.attention = np.stack(_decode(z["att_jpeg"], z["att_offset"], n, cv2.IMREAD_GRAYSCALE))
-        else:
-            self.lr_row = z["lr_row"][:n]
-            self.lr = {e: np.ascontiguousarray(z[f"lr{e}"][..., ::-1]) for e in ENTRIES}
-            self.attention = np.ascontiguousarray(z["attention"][:n])
+                rows[part["entry"] == e] += row_offset[e]
+                row_offset[e] += len(part["lr"][e])
+            part["lr_row"] = rows
+        self.entry = np.concatenate([q["entry"] for q in parts])
+        self.seq = np.concatenate([q["seq"] for q in parts])
+        self.frame = np.concatenate([q["frame"] for q in parts])
+        self.face_px = np.concatenate([q["face_px"] for q in parts])
+        self.images = np.concatenate([q["images"] for q in parts])
+        self.attention = np.concatenate([q["attention"] for q in parts])
+        self.lr_row = np.concatenate([q["lr_row"] for q in parts])
+        self.lr = {e: np.concatenate([q["lr"][e] for q in parts]) for e in ENTRIES}
         self.by_entry = {e: np.flatnonzero(self.entry == e) for e in ENTRIES}
         self.index = {(int(q), int(f)): i for i, (q, f) in enumerate(zip(self.seq, self.frame))}
 
@@ -96,6 +98,32 @@ class SequenceSet:
     def input(self, i: int) -> np.ndarray:
         """The low-res input of frame i (RGB, at its entry size)."""
         return self.lr[int(self.entry[i])][self.lr_row[i]]
+
+
+def _load_sequences(path: Path, limit: int) -> dict:
+    """One `prepare-video` or `pack-video` cache as arrays: the first `limit` frames (0: all)."""
+    if not path.is_file():
+        raise InputError(f"video training cache not found: {path} (run `prepare-video` first)")
+    z = np.load(path, allow_pickle=False)
+    n = len(z["entry"]) if not limit else min(limit, len(z["entry"]))
+    out: dict = {"entry": z["entry"][:n].astype(int), "seq": z["seq"][:n], "frame": z["frame"][:n],
+                 "face_px": z["face_px"][:n]}
+    blob, off = z["hr_jpeg"], z["hr_offset"]
+    out["images"] = np.stack([cv2.imdecode(blob[off[i] : off[i + 1]], cv2.IMREAD_COLOR)[:, :, ::-1] for i in range(n)])
+    if "lr_webp" in z.files:  # `pack-video`: inputs and attention as compressed images, one per frame
+        lrs = _decode(z["lr_webp"], z["lr_offset"], n, cv2.IMREAD_COLOR)
+        out["lr_row"], out["lr"] = np.zeros(n, np.int64), {}
+        for e in ENTRIES:
+            idx = np.flatnonzero(out["entry"] == e)
+            out["lr_row"][idx] = np.arange(len(idx))
+            out["lr"][e] = (np.stack([lrs[i][..., ::-1] for i in idx]) if len(idx)
+                            else np.zeros((0, e, e, 3), np.uint8))
+        out["attention"] = np.stack(_decode(z["att_jpeg"], z["att_offset"], n, cv2.IMREAD_GRAYSCALE))
+    else:
+        out["lr_row"] = z["lr_row"][:n]
+        out["lr"] = {e: np.ascontiguousarray(z[f"lr{e}"][..., ::-1]) for e in ENTRIES}
+        out["attention"] = np.ascontiguousarray(z["attention"][:n])
+    return out
 
 
 def _decode(blob: np.ndarray, off: np.ndarray, n: int, flags: int) -> list[np.ndarray]:
