@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
             if person not in train_names:
                 raise InputError(f"{f.name} is not in the train list of {args.split}: add it there first")
             clips.append(f)
+    log = logging.getLogger(__name__)
+    for c in args.clips:  # which folders fed the cache, so one left out (e.g. $ENHANCE_DATA unset) shows
+        log.info("%s: %d training clips", c, sum(1 for f in clips if f == Path(c) or f.parent == Path(c)))
     stills = list_images(Path(args.stills))[: args.stills_limit or None] if args.stills else []
     counts = prepare_video(clips, stills, Path(args.out), args.models, args.renders, args.still_frames,
                            (args.min_px, args.max_px), (args.crf_min, args.crf_max), seed=args.seed,
