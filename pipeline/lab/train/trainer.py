@@ -31,9 +31,6 @@ from .discriminator import ProgressiveDiscriminator
 from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ssim_loss
 
 _LOG = logging.getLogger(__name__)
-# The last commit whose engines/ still holds the shipped generator's ancestors (pfsr_v10, v7, v5, v3, v2, lite_v1):
-# the older recipes start from them, and they leave the checkout so that a device call has room for data.
-ANCESTORS_COMMIT = "046e38b"
 
 
 def build_generator(cfg: TrainConfig) -> ProgressiveGenerator | FusionGenerator:
@@ -116,7 +113,7 @@ class Trainer:
 
         if not Path(path).is_file() and Path(path).parts[:1] == ("engines",):
             raise InputError(f"init weights not found: {path}; the shipped generator's ancestors are in the "
-                             f"repository's history: git checkout {ANCESTORS_COMMIT} -- {path}")
+                             f"repository's history: git checkout $(git rev-list -n 1 HEAD -- {path})~1 -- {path}")
         if isinstance(self.G, FusionGenerator) and is_fusion(path):
             self.G.load_state_dict(load_fusion(path)[0].state_dict())
             self.log_fn(f"initialised from fusion weights {path}")
