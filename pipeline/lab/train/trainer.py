@@ -33,6 +33,22 @@ from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ss
 _LOG = logging.getLogger(__name__)
 
 
+
+def _last_commit_with(path: str) -> str:
+    """The last commit whose tree still holds `path` (removed weights), or the git expression that finds it."""
+    import subprocess
+
+    expr = f"$(git rev-list -n 1 HEAD -- {path})~1"
+    try:
+        gone = subprocess.run(["git", "rev-list", "-n", "1", "HEAD", "--", path], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        if not gone:
+            return expr
+        return subprocess.run(["git", "rev-parse", "--short", f"{gone}~1"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip() or expr
+    except (OSError, subprocess.SubprocessError):
+        return expr
+
 def build_generator(cfg: TrainConfig) -> ProgressiveGenerator | FusionGenerator:
     """The network a training config describes, at its initial weights (training and `export` both build it)."""
     arch = dataclasses.asdict(cfg.model)
@@ -113,7 +129,7 @@ class Trainer:
 
         if not Path(path).is_file() and Path(path).parts[:1] == ("engines",):
             raise InputError(f"init weights not found: {path}; the shipped generator's ancestors are in the "
-                             f"repository's history: git checkout $(git rev-list -n 1 HEAD -- {path})~1 -- {path}")
+                             f"repository's history: git checkout {_last_commit_with(path)} -- {path}")
         if isinstance(self.G, FusionGenerator) and is_fusion(path):
             self.G.load_state_dict(load_fusion(path)[0].state_dict())
             self.log_fn(f"initialised from fusion weights {path}")
