@@ -65,14 +65,12 @@ class SequenceSet:
                 rows[part["entry"] == e] += row_offset[e]
                 row_offset[e] += len(part["lr"][e])
             part["lr_row"] = rows
-        self.entry = np.concatenate([q["entry"] for q in parts])
-        self.seq = np.concatenate([q["seq"] for q in parts])
-        self.frame = np.concatenate([q["frame"] for q in parts])
-        self.face_px = np.concatenate([q["face_px"] for q in parts])
-        self.images = np.concatenate([q["images"] for q in parts])
-        self.attention = np.concatenate([q["attention"] for q in parts])
-        self.lr_row = np.concatenate([q["lr_row"] for q in parts])
-        self.lr = {e: np.concatenate([q["lr"][e] for q in parts]) for e in ENTRIES}
+        def joined(arrays: list[np.ndarray]) -> np.ndarray:  # one cache's arrays as they are: no copy of its frames
+            return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+        self.entry, self.seq, self.frame, self.face_px, self.images, self.attention, self.lr_row = (
+            joined([q[k] for q in parts]) for k in ("entry", "seq", "frame", "face_px", "images", "attention", "lr_row"))
+        self.lr = {e: joined([q["lr"][e] for q in parts]) for e in ENTRIES}
         self.by_entry = {e: np.flatnonzero(self.entry == e) for e in ENTRIES}
         self.index = {(int(q), int(f)): i for i, (q, f) in enumerate(zip(self.seq, self.frame))}
 

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -33,21 +34,16 @@ from .losses import attention_loss, d_hinge, g_hinge, heatmap_loss, load_fan, ss
 _LOG = logging.getLogger(__name__)
 
 
-
 def _last_commit_with(path: str) -> str:
-    """The last commit whose tree still holds `path` (removed weights), or the git expression that finds it."""
-    import subprocess
-
-    expr = f"$(git rev-list -n 1 HEAD -- {path})~1"
+    """The last commit whose tree still holds `path` (the parent of the commit that removed it), or the git
+    expression that finds it where git cannot be asked."""
     try:
-        gone = subprocess.run(["git", "rev-list", "-n", "1", "HEAD", "--", path], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-        if not gone:
-            return expr
-        return subprocess.run(["git", "rev-parse", "--short", f"{gone}~1"], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip() or expr
+        parent = subprocess.run(["git", "log", "-n", "1", "--format=%p", "HEAD", "--", path], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.split()
     except (OSError, subprocess.SubprocessError):
-        return expr
+        parent = []
+    return parent[0] if parent else f"$(git rev-list -n 1 HEAD -- {path})~1"
+
 
 def build_generator(cfg: TrainConfig) -> ProgressiveGenerator | FusionGenerator:
     """The network a training config describes, at its initial weights (training and `export` both build it)."""
