@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ...core.geometry import CROP, ENTRIES
 from ...core.models import ENGINES
 
-NAME = "pfsr_v20"  # pfsr_v18 averaged with its fine-tune on the pack grown by children (engines/MODEL_CARD.md)
+NAME = "pfsr_v21"  # pfsr_v20 with a deeper 64 px entry path, trained on that entry alone (engines/MODEL_CARD.md)
 DEFAULT_WEIGHTS = ENGINES / f"{NAME}.safetensors"
 
 
