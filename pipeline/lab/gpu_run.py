@@ -104,14 +104,22 @@ def install_wheels(folder: Path, log: Callable[[str], None]) -> None:
 
 def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: bool, models: str | None,
                 init: Path, log: Callable[[str], None]) -> dict:
-    """The current recipe from the shipped weights (`init`) for `minutes`; the export comes back for CPU eval."""
+    """The current recipe from the shipped weights (`init`) for `minutes`; the export comes back for CPU eval.
+
+    The network is the one `init` holds (its architecture from the file's metadata), whatever design the
+    recipe names: the burst trains the shipped generator further, and a recipe written for an older, smaller
+    design could not load it."""
+    from ..stages.enhance.generator import read_weights
     from .train.config import load_train_config
     from .train.degrade import DegradeConfig
     from .train.trainer import Trainer
 
     video = data / "video.npz"
+    arch = read_weights(Path(init))[0]
     over = {"data": str(data / "faces"), "video": str(video) if video.is_file() else "", "out": str(out),
-            "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000, "init": str(init)}
+            "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000, "init": str(init),
+            "model": {"channels": list(arch["channels"]), "blocks": list(arch["blocks"]),
+                      "path64": list(arch.get("path64") or [])}}
     if not video.is_file():
         over["video_p"] = 0.0
     import importlib.util
