@@ -82,19 +82,21 @@ def test_packed_items_run_on_torch_and_onnxruntime_alike(fusion_weights: Path, t
     assert item_shapes((32,), 8) == [(1, 32, 32, 4), (8, 32, 32, 4)]
 
 
-def test_fusion_registers_the_64_px_entry_path_s_own_features(tmp_path: Path):
+def test_fusion_registers_the_entry_paths_own_features(tmp_path: Path):
     from pipeline.stages.enhance.fusion import load_fusion
 
     torch.manual_seed(0)
-    g = FusionGenerator((32, 24, 16, 8), (2, 1, 1, 1), hidden=8, path64=[20, 2]).eval()
+    g = FusionGenerator((32, 24, 16, 8), (2, 1, 1, 1), hidden=8, path64=[20, 2], path32=[22, 2]).eval()
     assert g.register["64"].net[0].in_channels == 2 * 20  # target + neighbour, at the path's own width
-    x = torch.rand(2, 3, 3, 64, 64) * 2 - 1
-    with torch.no_grad():
-        assert g(x).shape == (2, 3, 128, 128)
-        assert torch.equal(g(x[:, :1]), g.base(x[:, 0]))  # one observation: the single-frame path
-        loaded, meta = load_fusion(save_fusion(g, tmp_path / "f64.safetensors"))
-        assert meta["arch"]["path64"] == [20, 2]
-        assert (loaded(x) - g(x)).abs().max() < 5e-3  # fp16 storage only
+    assert g.register["32"].net[0].in_channels == 2 * 22
+    loaded, meta = load_fusion(save_fusion(g, tmp_path / "f.safetensors"))
+    assert meta["arch"]["path64"] == [20, 2] and meta["arch"]["path32"] == [22, 2]
+    for e in (32, 64):
+        x = torch.rand(2, 3, 3, e, e) * 2 - 1
+        with torch.no_grad():
+            assert g(x).shape == (2, 3, 128, 128)
+            assert torch.equal(g(x[:, :1]), g.base(x[:, 0]))  # one observation: the single-frame path
+            assert (loaded(x) - g(x)).abs().max() < 5e-3  # fp16 storage only
 
 
 @needs_shared

@@ -100,6 +100,41 @@ def test_path64_is_the_64_px_entry_s_own(tmp_path: Path):
         ProgressiveGenerator(path64=[20])
 
 
+def test_path32_is_the_32_px_entry_s_own(tmp_path: Path):
+    # the 32 px entry's own path: changing it leaves the 16/64 px entries bit for bit; its context reads the
+    # 16 px stage, and the shared 32 px stage (the 64 px entry's context) is no longer on its way
+    torch.manual_seed(1)
+    m = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1), path64=[20, 2], path32=[24, 2]).eval()
+    for p in m.parameters():  # trained-looking weights (the contexts start at zero)
+        p.data.add_(torch.randn_like(p) * 0.05)
+    xs = {e: torch.rand(2, 3, e, e) * 2 - 1 for e in (16, 32, 64)}
+    with torch.no_grad():
+        before = {e: m(x) for e, x in xs.items()}
+        for p in m.path32.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+        assert torch.equal(m(xs[16]), before[16]) and torch.equal(m(xs[64]), before[64])
+        assert not torch.allclose(m(xs[32]), before[32], atol=1e-3)
+        after = m(xs[32])
+        for p in m.stages[0].parameters():  # the 16 px stage is the 32 px entry's context
+            p.add_(torch.randn_like(p) * 0.01)
+        with_context = m(xs[32])
+        assert not torch.allclose(with_context, after, atol=1e-4)
+        for layer in (m.from_rgb["32"], m.stages[1], m.stages[2], m.refine, m.to_rgb):  # shared: not on its way
+            for p in layer.parameters():
+                p.add_(torch.randn_like(p) * 0.01)
+        assert torch.equal(m(xs[32]), with_context)
+        with pytest.raises(ValueError, match="128 px only"):
+            m(xs[32], out_size=64)
+    assert m.entry_channels() == {16: 32, 32: 24, 64: 20}
+    loaded, meta = load_generator(save_generator(m, tmp_path / "p32.safetensors"))
+    assert meta["arch"]["path32"] == [24, 2] and loaded.num_params() == m.num_params()
+    with torch.no_grad():
+        assert (loaded(xs[32]) - with_context).abs().max() < 5e-3
+    assert m.flops(32) > ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1), path64=[20, 2]).flops(32)
+    with pytest.raises(ValueError):
+        ProgressiveGenerator(path32=[20])
+
+
 def test_safetensors_roundtrip_fp16_no_pickle(model, tmp_path: Path):
     path = save_generator(model, tmp_path / "g.safetensors", {"steps": 123, "trained_on": "test"})
     raw = path.read_bytes()

@@ -196,6 +196,20 @@ def test_average_writes_the_weighted_mean_of_one_design_and_refuses_two(tmp_path
     assert main(["lab", "average", str(tmp_path / "a.safetensors"), str(tmp_path / "c.safetensors"),
                  "--out", str(out), "--name", "x"]) == 2
     assert "not one design" in capsys.readouterr().err
+    # the network a path-grown one started from: grown into its design first, so the mean is taken as training began
+    p32 = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1), path32=[24, 2]).eval()
+    for p in p32.parameters():
+        p.data.add_(torch.randn_like(p) * 0.05)
+    save_generator(p32, tmp_path / "p32.safetensors")
+    assert main(["lab", "average", str(tmp_path / "a.safetensors"), str(tmp_path / "p32.safetensors"),
+                 "--out", str(out), "--name", "m32"]) == 0
+    mean, meta = load_generator(out)
+    g32, _ = load_generator(tmp_path / "p32.safetensors")
+    assert meta["arch"]["path32"] == [24, 2]
+    sm, s32 = mean.state_dict(), g32.state_dict()
+    assert torch.allclose(sm["path32.stages.0.up.weight"], 0.5 * sa["stages.1.up.weight"] + 0.5 * s32["path32.stages.0.up.weight"],
+                          atol=2e-3)
+    assert torch.allclose(sm["path32.context.weight"], 0.5 * s32["path32.context.weight"], atol=2e-3)  # grown from zero
 
 
 def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: Path, tmp_path: Path):
@@ -230,6 +244,37 @@ def test_64_px_entry_path_starts_as_the_shared_stage_and_trains_alone(prepared: 
         assert not torch.allclose(g(xs[64]), small(xs[64]), atol=1e-4)
     with pytest.raises(ConfigError, match="freeze"):
         Trainer(_cfg(prepared, tmp_path / "r", freeze=["nothing.like.this"]), log=lambda m: None)
+
+
+def test_32_px_entry_path_starts_as_the_shared_stages_and_trains_alone(prepared: Path, tmp_path: Path):
+    from pipeline.lab.train.trainer import Trainer
+    from pipeline.stages.enhance.generator import ProgressiveGenerator, load_generator, save_generator
+
+    torch.manual_seed(3)
+    small = ProgressiveGenerator((32, 24, 16, 8), (2, 1, 1, 1), path64=[20, 2])
+    for p in small.parameters():  # trained-looking weights
+        p.data.add_(torch.randn_like(p) * 0.05)
+    init = save_generator(small, tmp_path / "small.safetensors")
+    small, _ = load_generator(init)
+    model = {"channels": [32, 24, 16, 8], "blocks": [2, 1, 1, 1], "path64": [20, 2], "path32": [24, 3]}
+    freeze = ["from_rgb", "stages", "refine", "to_rgb", "path64"]
+    cfg = _cfg(prepared, tmp_path / "run", init=str(init), model=model, freeze=freeze, entries=[32],
+               entry_weights=[1.0], steps=6, grow={"to64": 0, "to128": 0, "fade": 1}, val_every=3)  # fmt: skip
+    t = Trainer(cfg, log=lambda m: None)
+    xs = {e: torch.rand(2, 3, e, e) * 2 - 1 for e in (16, 32, 64)}
+    with torch.no_grad():
+        for e, x in xs.items():  # copied from the shared stages, one block deeper: the same function everywhere
+            assert torch.allclose(t.G.eval()(x), small(x), atol=1e-6), e
+    frozen = {n: p.detach().clone() for n, p in t.G.named_parameters() if n.startswith(tuple(freeze))}
+    res = t.fit()
+    assert res["step"] == 6 and all(np.isfinite(res["history"]))
+    for model in (t.G, t.G_ema):
+        assert [n for n, p in model.named_parameters() if n in frozen and not torch.equal(p, frozen[n])] == []
+    g, meta = load_generator(res["export"])
+    assert meta["arch"]["path32"] == [24, 3] and meta["arch"]["path64"] == [20, 2]
+    with torch.no_grad():
+        assert torch.equal(g(xs[16]), small(xs[16])) and torch.equal(g(xs[64]), small(xs[64]))
+        assert not torch.allclose(g(xs[32]), small(xs[32]), atol=1e-4)
 
 
 def test_a_recipe_whose_ancestor_left_the_checkout_says_how_to_restore_it(prepared: Path, tmp_path: Path):

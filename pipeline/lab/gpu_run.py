@@ -118,7 +118,7 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
     arch = read_weights(Path(init))[0]
     over = {"data": str(data / "faces"), "video": str(video) if video.is_file() else "", "out": str(out),
             "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000, "init": str(init),
-            "model": {"path64": [], **arch}}  # a file without path64 replaces the recipe's with the shared stage
+            "model": {"path64": [], "path32": [], **arch}}  # a file without a path: the shared stages
     if not video.is_file():
         over["video_p"] = 0.0
     import importlib.util

@@ -3,7 +3,9 @@
 Interpolating a fine-tuned network's weights with those it started from keeps part of what the fine-tune
 learnt and pulls the rest back toward the parent, which is robust where the fine-tune's data was thin
 (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022). Both files must be one design
-(the same tensors and shapes); the result is written as fp16 safetensors like an export.
+(the same tensors and shapes), or the first the network the second grew from by an entry path of its own
+(`path32`/`path64`, same widths and blocks elsewhere): then the first is grown into the second's design
+function-preservingly first, as training started it. The result is written as fp16 safetensors like an export.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--weight must be in [0, 1], got {args.weight}")
     arch_a, meta_a, a = read_weights(Path(args.first))
     arch_b, meta_b, b = read_weights(Path(args.second))
+    if arch_a != arch_b and all(arch_a.get(k) == arch_b.get(k) for k in ("channels", "blocks")):
+        from ..train.warmstart import grow_into
+
+        start = ProgressiveGenerator(**arch_b)
+        try:
+            grow_into(start, a)
+        except ValueError as e:
+            raise InputError(f"{args.first} cannot grow into {args.second}'s design: {e}") from None
+        arch_a, a = arch_b, start.state_dict()
     if arch_a != arch_b or a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise InputError(f"{args.first} and {args.second} are not one design: their tensors differ")
     w = args.weight

@@ -24,6 +24,7 @@ class ModelConfig:
     channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
     blocks: list[int] = field(default_factory=lambda: [8, 6, 2, 1])
     path64: list[int] = field(default_factory=list)  # [channels, blocks]: the 64 px entry's own stage (`Path64`); empty: shared
+    path32: list[int] = field(default_factory=list)  # [channels, blocks]: the 32 px entry's own stages (`Path32`); empty: shared
 
 
 @dataclass

@@ -7,7 +7,9 @@ generator's weights into a larger one so the larger one starts as exactly the sm
   channels carry values that nothing uses yet (gradients then bring them in);
 - deeper stages: added residual blocks get a zero second convolution, so each starts as the identity;
 - a 64 px entry path of its own (`Path64`) starts as a copy of the shared 64 px stage, refine and head it
-  replaces, with its context from the 32 px stage at zero.
+  replaces, with its context from the 32 px stage at zero; the 32 px entry's (`Path32`) likewise starts as
+  a copy of the from-RGB layer, stages, refine and head a 32 px face passes, its context from the 16 px
+  stage at zero.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def grow_into(big: ProgressiveGenerator, small_state: dict[str, torch.Tensor]) -
     """
     state = big.state_dict()  # shares storage with big's parameters: writing here writes the model
     if big.path64 is not None and not any(k.startswith("path64.") for k in small_state):
-        small_state = {**small_state, **_shared_as_path64(small_state)}
+        small_state = {**small_state, **_shared_as(small_state, _AS_PATH64)}
+    if big.path32 is not None and not any(k.startswith("path32.") for k in small_state):
+        small_state = {**small_state, **_shared_as(small_state, _AS_PATH32)}
     missing = sorted(set(small_state) - set(state))
     if missing:
         raise ValueError(f"weights have layers the model lacks: {missing[:3]}")
@@ -50,7 +54,11 @@ def grow_into(big: ProgressiveGenerator, small_state: dict[str, torch.Tensor]) -
     return grown
 
 
-def _shared_as_path64(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The shared stage's weights under the names of the 64 px entry's own path that starts as it."""
-    renames = {"stages.2.": "path64.stage.", "refine.": "path64.refine.", "to_rgb.128.": "path64.to_rgb."}
+_AS_PATH64 = {"stages.2.": "path64.stage.", "refine.": "path64.refine.", "to_rgb.128.": "path64.to_rgb."}
+_AS_PATH32 = {"from_rgb.32.": "path32.from_rgb.", "stages.1.": "path32.stages.0.", "stages.2.": "path32.stages.1.",
+              "refine.": "path32.refine.", "to_rgb.128.": "path32.to_rgb."}
+
+
+def _shared_as(state: dict[str, torch.Tensor], renames: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The shared layers' weights under the names of an entry's own path that starts as them."""
     return {new + k[len(old):]: v for k, v in state.items() for old, new in renames.items() if k.startswith(old)}

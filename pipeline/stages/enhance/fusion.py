@@ -75,9 +75,10 @@ class FusionGenerator(nn.Module):
 
     def __init__(self, channels: tuple[int, ...] | list[int] = (128, 64, 32, 16),
                  blocks: tuple[int, ...] | list[int] = (8, 6, 2, 1), hidden: int = 32,
-                 target_prior: float = 2.0, path64: tuple[int, int] | list[int] | None = None) -> None:
+                 target_prior: float = 2.0, path64: tuple[int, int] | list[int] | None = None,
+                 path32: tuple[int, int] | list[int] | None = None) -> None:
         super().__init__()
-        self.base = ProgressiveGenerator(channels, blocks, path64)
+        self.base = ProgressiveGenerator(channels, blocks, path64, path32)
         self.config = {**self.base.config, "hidden": int(hidden), "target_prior": float(target_prior), "kind": KIND}
         self.register = nn.ModuleDict({str(e): Registration(c, hidden) for e, c in self.base.entry_channels().items()})
         # the target's logit: a prior that its own pixels count most until neighbours prove useful
@@ -171,7 +172,8 @@ def load_fusion(path: str | Path) -> tuple[FusionGenerator, dict[str, Any]]:
     arch, meta, state = read_weights(path, "fusion")
     if arch.get("kind") != KIND:
         raise ModelNotFound(f"{path} is not a fusion generator (kind {arch.get('kind')!r})")
-    model = FusionGenerator(arch["channels"], arch["blocks"], arch["hidden"], arch["target_prior"], arch.get("path64"))
+    model = FusionGenerator(arch["channels"], arch["blocks"], arch["hidden"], arch["target_prior"], arch.get("path64"),
+                            arch.get("path32"))
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
     return model, {**meta, "arch": arch, "path": str(path)}

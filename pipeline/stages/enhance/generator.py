@@ -85,11 +85,36 @@ class Path64(nn.Module):
         nn.init.zeros_(self.to_rgb.bias)
 
 
+class Path32(nn.Module):
+    """The 32 px entry's own way to 128 px, used when the generator is built with `path32`.
+
+    Faces about 17–27 px tall in the camera enter at 32 px. Training the shared 32 px stage for them moves
+    the 16 px entry's faces and the 64 px entry's context too, so this path holds its own copies of what a
+    32 px face passes: from-RGB, the 32 and 64 px stages, refine and head. The same face, shrunk to 16 px,
+    also goes through the 16 px stage (the network's widest), whose view of the whole face comes in through
+    `context` (zero at the start, so the path starts as the shared stages it was copied from).
+    """
+
+    def __init__(self, c_ctx: int, c: int, c64: int, c128: int, blocks: int, blocks64: int, refine_blocks: int) -> None:
+        super().__init__()
+        self.from_rgb = nn.Conv2d(3, c, 3, padding=1)
+        self.context = nn.Conv2d(c_ctx, c, 1)
+        nn.init.zeros_(self.context.weight)
+        nn.init.zeros_(self.context.bias)
+        self.stages = nn.ModuleList([Stage(c, c64, blocks), Stage(c64, c128, blocks64)])
+        self.refine = nn.Sequential(*[ResBlock(c128) for _ in range(refine_blocks)])
+        self.to_rgb = nn.Conv2d(c128, 3, 3, padding=1)
+        nn.init.normal_(self.to_rgb.weight, std=1e-3)
+        nn.init.zeros_(self.to_rgb.bias)
+
+
 class ProgressiveGenerator(nn.Module):
     """Multi-entry progressive generator: (B,3,e,e), e in {16,32,64}, RGB [-1,1] → (B,3,128,128).
 
     `path64` = [channels, blocks] gives the 64 px entry its own stage with context from the 32 px stage
-    (`Path64`); None or empty: every entry shares the 64 px stage, as pfsr_v2 … pfsr_v7 do.
+    (`Path64`); None or empty: every entry shares the 64 px stage, as pfsr_v2 … pfsr_v7 do. `path32` =
+    [channels, blocks] likewise gives the 32 px entry its own 32 px stage (and copies of the later ones) with
+    context from the 16 px stage (`Path32`); None or empty: the 32 px entry shares the 16 px entry's stages.
     """
 
     def __init__(
@@ -97,6 +122,7 @@ class ProgressiveGenerator(nn.Module):
         channels: tuple[int, ...] | list[int] = (128, 64, 32, 16),
         blocks: tuple[int, ...] | list[int] = (8, 6, 2, 1),
         path64: tuple[int, int] | list[int] | None = None,
+        path32: tuple[int, int] | list[int] | None = None,
     ) -> None:
         super().__init__()
         channels, blocks = [int(c) for c in channels], [int(b) for b in blocks]
@@ -104,6 +130,8 @@ class ProgressiveGenerator(nn.Module):
             raise ValueError("channels and blocks need 4 values: at 16, 32, 64 and 128 px")
         if path64 and len(path64) != 2:
             raise ValueError("path64 needs 2 values: the 64 px entry's channels and blocks")
+        if path32 and len(path32) != 2:
+            raise ValueError("path32 needs 2 values: the 32 px entry's channels and blocks")
         self.config: dict[str, Any] = {"channels": channels, "blocks": blocks}
         c16, c32, c64, c128 = channels
         self.path64: Path64 | None = None
@@ -112,6 +140,10 @@ class ProgressiveGenerator(nn.Module):
             self.config["path64"] = [int(v) for v in path64]
             c_in64 = int(path64[0])
             self.path64 = Path64(c64, c_in64, c128, int(path64[1]), blocks[3])
+        self.path32: Path32 | None = None
+        if path32:
+            self.config["path32"] = [int(v) for v in path32]
+            self.path32 = Path32(c32, int(path32[0]), c64, c128, int(path32[1]), blocks[2], blocks[3])
         self.from_rgb = nn.ModuleDict({"16": nn.Conv2d(3, c16, 3, padding=1), "32": nn.Conv2d(3, c32, 3, padding=1),
                                        "64": nn.Conv2d(3, c_in64, 3, padding=1)})  # fmt: skip
         self.stages = nn.ModuleList([Stage(c16, c32, blocks[0]), Stage(c32, c64, blocks[1]), Stage(c64, c128, blocks[2])])
@@ -137,13 +169,18 @@ class ProgressiveGenerator(nn.Module):
 
     def entry_channels(self) -> dict[int, int]:
         """Channels of `encode`'s features per entry (track fusion registers and weighs these)."""
-        return {e: self.from_rgb[str(e)].out_channels for e in ENTRIES}
+        own = {32: self.path32.from_rgb if self.path32 is not None else None}
+        return {e: (own.get(e) or self.from_rgb[str(e)]).out_channels for e in ENTRIES}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The entry's features of a low-res face (B,3,e,e) → (B,C_e,e,e); track fusion combines these."""
         e = x.shape[-1]
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] != e or e not in ENTRIES:
             raise ValueError(f"expected (B,3,e,e) with e in {ENTRIES}, got {tuple(x.shape)}")
+        if e == 32 and self.path32 is not None:  # the 16 px stage's view of the whole face, as context
+            p32 = self.path32
+            small = F.leaky_relu(self.from_rgb["16"](F.avg_pool2d(x, 2)), 0.2)
+            return F.leaky_relu(p32.from_rgb(x), 0.2) + p32.context(self.stages[0](small))
         feat = F.leaky_relu(self.from_rgb[str(e)](x), 0.2)
         if e == 64 and self.path64 is not None:  # the 32 px stage's view of the whole face, as context
             small = F.leaky_relu(self.from_rgb["32"](F.avg_pool2d(x, 2)), 0.2)
@@ -158,6 +195,11 @@ class ProgressiveGenerator(nn.Module):
         if e == 64 and self.path64 is not None:  # out_size is 128, and there is no earlier image to fade from
             p = self.path64
             img = self._up(x, CROP) + p.to_rgb(p.refine(p.stage(feat)))
+        elif e == 32 and self.path32 is not None:
+            if out_size != CROP:
+                raise ValueError(f"the 32 px entry's own path decodes to {CROP} px only, not {out_size}")
+            p32 = self.path32
+            img = self._up(x, CROP) + p32.to_rgb(p32.refine(p32.stages[1](p32.stages[0](feat))))
         else:
             img = self._through_stages(feat, x, out_size, alpha)
         return img.clamp(-1.0, 1.0) if not self.training else img
