@@ -169,8 +169,10 @@ class ProgressiveGenerator(nn.Module):
 
     def entry_channels(self) -> dict[int, int]:
         """Channels of `encode`'s features per entry (track fusion registers and weighs these)."""
-        own = {32: self.path32.from_rgb if self.path32 is not None else None}
-        return {e: (own.get(e) or self.from_rgb[str(e)]).out_channels for e in ENTRIES}
+        first = {e: self.from_rgb[str(e)] for e in ENTRIES}
+        if self.path32 is not None:
+            first[32] = self.path32.from_rgb
+        return {e: conv.out_channels for e, conv in first.items()}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The entry's features of a low-res face (B,3,e,e) → (B,C_e,e,e); track fusion combines these."""
