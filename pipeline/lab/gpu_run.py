@@ -109,8 +109,10 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
     The network is the one `init` holds (its architecture from the file's metadata), whatever design the
     recipe names: the burst trains the shipped generator further, and a recipe written for an older, smaller
     design could not load it."""
+    import dataclasses
+
     from ..stages.enhance.generator import read_weights
-    from .train.config import load_train_config
+    from .train.config import ModelConfig, load_train_config
     from .train.degrade import DegradeConfig
     from .train.trainer import Trainer
 
@@ -118,7 +120,7 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
     arch = read_weights(Path(init))[0]
     over = {"data": str(data / "faces"), "video": str(video) if video.is_file() else "", "out": str(out),
             "max_minutes": minutes, "models": models or "", "val_every": 500, "ckpt_every": 1000, "init": str(init),
-            "model": {"path64": [], "path32": [], **arch}}  # a file without a path: the shared stages
+            "model": {**dataclasses.asdict(ModelConfig()), **arch}}  # what the file leaves out is the default
     if not video.is_file():
         over["video_p"] = 0.0
     import importlib.util
