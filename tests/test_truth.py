@@ -125,6 +125,10 @@ def test_eval_video_end_to_end(eval_run):
         assert 20 < r[m]["psnr"] < 40 and 0 < r[m]["ssim"] < 1 and -1 < r[m]["id_cos"] <= 1
         assert 0 < r[m]["temporal"] < 20
     assert r["temporal_pairs"] > 50
+    per_obs = np.array([o[1:] for o in r["confidence"]["per_obs"]], np.float64)  # PSNR, gain, identity, bicubic's
+    assert len(per_obs) == r["observations"]
+    assert abs(per_obs[:, 2].mean() - r["model"]["id_cos"]) < 1e-3  # each observation's own identity, model ...
+    assert abs(per_obs[:, 3].mean() - r["bicubic"]["id_cos"]) < 1e-3  # ... and bicubic, average to the clip's
     sheet = cv2.imread(str(out / "d0" / "face24" / "samples.png"))
     assert sheet.shape[1] == 4 * 128 and (sheet.shape[0] - 40) % 128 == 0  # title line, column names, rows of tiles
     track = json.loads(next((out / "d0" / "face24" / "run" / "tracks").glob("*/track.json")).read_text())

@@ -6,6 +6,9 @@ the clip's bicubic identity, is the change in the clip's identity ratio; a movin
 observations (blocks of consecutive observations, since neighbouring frames are alike) gives its 95% interval.
 A rule's per-clip tolerance means little if it is far inside that interval.
 
+Summaries whose observations also carry bicubic's identity cosine (eval-video writes it) add the candidate's own
+ratio to bicubic with its interval.
+
 Usage: python benchmarks/real-video-groups/paired.py REFERENCE.json CANDIDATE.json [--px 20] [--block 10]"""
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ from pathlib import Path
 import numpy as np
 
 
-def block_bootstrap(d: np.ndarray, block: int, n: int, rng: np.random.Generator) -> tuple[float, float]:
-    """95% interval of the mean of `d` by a moving-block bootstrap."""
-    if len(d) < 3 * block:  # too few blocks for the resampling to mean anything
-        return float("nan"), float("nan")
-    b = block
-    starts = rng.integers(0, len(d) - b + 1, size=(n, -(-len(d) // b)))
-    idx = (starts[..., None] + np.arange(b)).reshape(n, -1)[:, : len(d)]
-    means = d[idx].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+def block_resamples(n_obs: int, block: int, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    """(n, n_obs) observation indices of a moving-block bootstrap; None when there are too few blocks."""
+    if n_obs < 3 * block:  # too few blocks for the resampling to mean anything
+        return None
+    starts = rng.integers(0, n_obs - block + 1, size=(n, -(-n_obs // block)))
+    return (starts[..., None] + np.arange(block)).reshape(n, -1)[:, :n_obs]
+
+
+def interval(values: np.ndarray, signed: bool) -> str:
+    """The 95% interval of bootstrap values, as text."""
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return f"{lo:+.3f} … {hi:+.3f}" if signed else f"{lo:.3f} … {hi:.3f}"
 
 
 def main() -> None:
@@ -40,23 +45,33 @@ def main() -> None:
     ref = json.loads(Path(args.reference).read_text())["clips"]
     cand = json.loads(Path(args.candidate).read_text())["clips"]
     rng = np.random.default_rng(0)
-    print("| clip | observations | identity ratio, reference → candidate | change | 95% interval | beyond noise |")
-    print("|---|---|---|---|---|---|")
+    both = all(len(c[args.px]["confidence"]["per_obs"][0]) > 4 for c in cand.values()
+               if args.px in c and c[args.px].get("confidence", {}).get("per_obs"))
+    head = "| clip | observations | identity ratio, reference → candidate | change | 95% interval | beyond noise |"
+    print(head + (" candidate's ratio to bicubic, 95% interval |" if both else ""))
+    print("|---" * (head.count("|") - 1 + both) + "|")
     for name, r in ref.items():
         a, b = r.get(args.px), cand.get(name, {}).get(args.px)
         if not a or not b or "confidence" not in a or "confidence" not in b:
             continue
-        ia = np.array([o[3] for o in a["confidence"]["per_obs"]])
-        ib = np.array([o[3] for o in b["confidence"]["per_obs"]])
-        if len(ia) != len(ib):
-            raise SystemExit(f"{name}: {len(ia)} against {len(ib)} observations; not the same cut")
-        bic = a["bicubic"]["id_cos"]
-        d = (ib - ia) / bic
-        lo, hi = block_bootstrap(d, args.block, args.resamples, rng)
-        interval = "too few observations" if np.isnan(lo) else f"{lo:+.3f} … {hi:+.3f}"
-        beyond = "yes" if lo > 0 or hi < 0 else ""
-        print(f"| {Path(a.get('clip', name)).stem} | {len(d)} | {a['id_ratio']:.3f} → {b['id_ratio']:.3f} | "
-              f"{d.mean():+.3f} | {interval} | {beyond} |")
+        pa, pb = np.array(a["confidence"]["per_obs"], object), np.array(b["confidence"]["per_obs"], object)
+        if len(pa) != len(pb):
+            raise SystemExit(f"{name}: {len(pa)} against {len(pb)} observations; not the same cut")
+        ia, ib = pa[:, 3].astype(float), pb[:, 3].astype(float)
+        d = (ib - ia) / a["bicubic"]["id_cos"]
+        idx = block_resamples(len(d), args.block, args.resamples, rng)
+        row = (f"| {Path(a.get('clip', name)).stem} | {len(d)} | {a['id_ratio']:.3f} → {b['id_ratio']:.3f} | "
+               f"{d.mean():+.3f} | ")
+        if idx is None:
+            row += "too few observations |  |" + (" |" if both else "")
+        else:
+            means = d[idx].mean(1)
+            lo, hi = np.percentile(means, [2.5, 97.5])
+            row += f"{interval(means, True)} | {'yes' if lo > 0 or hi < 0 else ''} |"
+            if both:
+                bic = pb[:, 4].astype(float)
+                row += f" {ib.mean() / bic.mean():.3f} ({interval(ib[idx].mean(1) / bic[idx].mean(1), False)}) |"
+        print(row)
 
 
 if __name__ == "__main__":
