@@ -154,6 +154,8 @@ def test_camera_crash_and_return(short_clip):
         guard.cancel()
         crasher.join(10)
     assert first_after is not None, f"no frames after the restart; events: {events}"
+    # "dropped" reports frames the reader fell behind on, whenever the machine is busy; this test is about the rest
+    events = [e for e in events if e["event"] != "dropped"]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "disconnect" and "reconnect" in kinds and kinds[-1] == "reconnected", kinds
     assert kinds.count("reconnected") == 1 and kinds.count("disconnect") == 1
@@ -258,6 +260,7 @@ def test_end_of_stream_reconnects(short_clip):
                 if f.segment == 1 and sum(g.segment == 1 for g in frames) >= 10:
                     break
             guard.cancel()
+    events = [e for e in events if e["event"] != "dropped"]  # the reader falling behind: not this test's concern
     assert events[0]["event"] == "disconnect" and events[0]["reason"] == "end of stream"
     assert [e for e in events if e["event"] == "reconnected"][0]["segment"] == 1
     idx = [media.read_index(f.image) for f in frames if f.segment == 1]
