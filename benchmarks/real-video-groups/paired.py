@@ -28,10 +28,10 @@ def block_resamples(n_obs: int, block: int, n: int, rng: np.random.Generator) ->
     return (starts[..., None] + np.arange(block)).reshape(n, -1)[:, :n_obs]
 
 
-def interval(values: np.ndarray, signed: bool) -> str:
-    """The 95% interval of bootstrap values, as text."""
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% interval of bootstrap values."""
     lo, hi = np.percentile(values, [2.5, 97.5])
-    return f"{lo:+.3f} … {hi:+.3f}" if signed else f"{lo:.3f} … {hi:.3f}"
+    return float(lo), float(hi)
 
 
 def main() -> None:
@@ -65,12 +65,12 @@ def main() -> None:
         if idx is None:
             row += "too few observations |  |" + (" |" if both else "")
         else:
-            means = d[idx].mean(1)
-            lo, hi = np.percentile(means, [2.5, 97.5])
-            row += f"{interval(means, True)} | {'yes' if lo > 0 or hi < 0 else ''} |"
+            lo, hi = interval(d[idx].mean(1))
+            row += f"{lo:+.3f} … {hi:+.3f} | {'yes' if lo > 0 or hi < 0 else ''} |"
             if both:
                 bic = pb[:, 4].astype(float)
-                row += f" {ib.mean() / bic.mean():.3f} ({interval(ib[idx].mean(1) / bic[idx].mean(1), False)}) |"
+                rlo, rhi = interval(ib[idx].mean(1) / bic[idx].mean(1))
+                row += f" {ib.mean() / bic.mean():.3f} ({rlo:.3f} … {rhi:.3f}) |"
         print(row)
 
 

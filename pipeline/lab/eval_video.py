@@ -151,14 +151,16 @@ def score_clip(hr_path: Path, lr_path: Path, shrink: Shrink, obs: list[Obs], fra
     truth = np.stack([o.truth for o in obs])
     e_truth = scorer.embed(list(truth))
     lab_truth = skin_lab(truth)
-    ident: dict[str, np.ndarray] = {}  # per method, each observation's identity cosine to the truth
+    ident: dict[str, np.ndarray] = {}  # per method, each observation's identity cosine to the truth ...
+    own: dict[str, np.ndarray] = {}  # ... and its PSNR
     for m in METHODS:
         x = np.stack([getattr(o, m) for o in obs])
         s, _ = ssim_scores(x[..., ::-1].copy(), truth[..., ::-1].copy())
         te, pairs = temporal_error(obs, m)
         ident[m] = (scorer.embed(list(x)) * e_truth).sum(1)
+        own[m] = np.array([psnr(a, b) for a, b in zip(x, truth)])
         res[m] = {
-            "psnr": float(np.mean([psnr(a, b) for a, b in zip(x, truth)])),
+            "psnr": float(np.mean(own[m])),
             "ssim": float(np.mean(s)),
             "id_cos": float(np.mean(ident[m])),
             "skin_dE": float(np.mean(np.linalg.norm(skin_lab(x) - lab_truth, axis=1))),
@@ -167,15 +169,14 @@ def score_clip(hr_path: Path, lr_path: Path, shrink: Shrink, obs: list[Obs], fra
         res["temporal_pairs"] = pairs
     res["delta_psnr"] = res["model"]["psnr"] - res["bicubic"]["psnr"]
     conf = np.array([np.nan if o.confidence is None else o.confidence for o in obs], np.float64)
-    own = np.array([psnr(o.model, o.truth) for o in obs])
-    gain = own - np.array([psnr(o.bicubic, o.truth) for o in obs])
     # per observation, against the truth: [confidence, PSNR, gain over bicubic, identity cosine, bicubic's identity
     # cosine]; the last two let a reader put an interval on a clip's identity ratio (benchmarks/real-video-groups)
     res["confidence"] = {
         "mean": float(np.nanmean(conf)) if np.isfinite(conf).any() else None,
         "per_obs": [[None if np.isnan(c) else round(float(c), 4), round(float(p), 3), round(float(g), 3),
                      round(float(i), 4), round(float(b), 4)]
-                    for c, p, g, i, b in zip(conf, own, gain, ident["model"], ident["bicubic"])]}
+                    for c, p, g, i, b in zip(conf, own["model"], own["model"] - own["bicubic"], ident["model"],
+                                             ident["bicubic"])]}
     res["id_ratio"] = res["model"]["id_cos"] / max(res["bicubic"]["id_cos"], 1e-6)
     return res
 
