@@ -27,6 +27,39 @@ def test_detector_counts_faces(detector, name, lo, hi):
         assert (f.kps[:, 0] > x1 - 5).all() and (f.kps[:, 0] < x2 + 5).all()
 
 
+@pytest.mark.parametrize("model", ["det_500m.onnx", "det_2.5g.onnx"])
+def test_torch_runtime_finds_the_faces_onnxruntime_finds(detector, model, tmp_path):
+    """The detector's graph run by torch (`detect.runtime: torch`, what a GPU without onnxruntime-gpu uses)
+    against ONNX Runtime through insightface, on real photos, through the whole stage (small-face pass
+    included): the same faces, boxes and keypoints to 1e-3 px. From the converted safetensors form and in
+    one batched call the answers are the same again."""
+    from pipeline.core.config import DetectConfig
+    from pipeline.core.onnx_torch import read_onnx, save_graph
+    from pipeline.stages.detect import Detector
+    from pipeline.stages.scrfd import TorchSCRFD
+
+    ort_det = Detector(DetectConfig(model=model), MODELS, device="cpu")
+    torch_det = Detector(DetectConfig(model=model, runtime="torch"), MODELS, device="cpu")
+    assert torch_det.choice.names == ["torch-cpu"] and ort_det.choice.names[0] == "CPUExecutionProvider"
+    photos = [cv2.imread(str(IMAGES / n)) for n in ("crowd_selfie_sample.jpg", "two_people.jpg", "obama_1.jpg")]
+    big = np.full((1080, 1920, 3), 90, np.uint8)  # a camera-sized frame: the small-face pass runs too
+    big[300:300 + photos[1].shape[0], 200:200 + photos[1].shape[1]] = photos[1][:780, :1720]
+    for image in [*photos, big]:
+        a, b = ort_det(image), torch_det(image)
+        assert len(a) == len(b) > 0
+        for fa, fb in zip(a, b):
+            assert np.abs(fa.box - fb.box).max() < 1e-3 and np.abs(fa.kps - fb.kps).max() < 1e-3
+            assert abs(fa.score - fb.score) < 1e-5
+    save_graph(read_onnx(find_model(model, MODELS)), tmp_path / "det.safetensors")
+    converted = TorchSCRFD(tmp_path / "det.safetensors", "cpu")
+    size = torch_det.network_size(640, 480)
+    shots = [cv2.resize(p, (640, 480)) for p in photos]
+    batched = converted.detect_batch(shots, size)
+    for shot, (det, kps) in zip(shots, batched):
+        one, one_kps = ort_det.model.detect(shot, input_size=size)
+        assert det.shape == one.shape and np.abs(det - one).max() < 1e-3 and np.abs(kps - one_kps).max() < 1e-3
+
+
 def test_small_faces_in_a_large_frame_are_found(detector):
     """A 1920×1080 camera with a 24 px face: the whole-frame pass shrinks it to 8 px and misses it; the
     small-face pass at the camera's own pixels finds it, once, with its keypoints."""

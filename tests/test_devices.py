@@ -54,6 +54,24 @@ def test_gpu_wheel_takes_cuda_on_the_device_asked_and_cpu_as_fallback():
     assert onnx_providers("cpu", GPU_WHEEL).providers == [CPU]  # asked for the CPU: never the GPU
 
 
+def test_detector_runtime_is_torch_only_where_it_alone_reaches_the_gpu():
+    """`detect.runtime: auto` moves the detector to torch when the GPU is wanted, this onnxruntime cannot
+    reach it and torch can; a GPU wheel, a CPU device or a torch without CUDA keep ONNX Runtime."""
+    from pipeline.core.devices import detector_runtime, torch_device
+
+    assert detector_runtime("auto", "auto", CPU_ONLY, torch_cuda=True)[0] == "torch"
+    assert "no CUDA execution provider, torch has CUDA" in detector_runtime("auto", "cuda:1", CPU_ONLY, True)[1]
+    assert detector_runtime("auto", "auto", GPU_WHEEL, torch_cuda=True)[0] == "onnxruntime"
+    assert detector_runtime("auto", "cpu", CPU_ONLY, torch_cuda=True)[0] == "onnxruntime"
+    assert detector_runtime("auto", "auto", CPU_ONLY, torch_cuda=False)[0] == "onnxruntime"
+    assert detector_runtime("onnxruntime", "auto", CPU_ONLY, torch_cuda=True)[0] == "onnxruntime"
+    assert detector_runtime("torch", "cpu", GPU_WHEEL, torch_cuda=False)[0] == "torch"
+    with pytest.raises(DeviceError, match="torch has no CUDA"):
+        detector_runtime("torch", "cuda", CPU_ONLY, torch_cuda=False)
+    assert torch_device("auto", True) == "cuda:0" and torch_device("cuda:2", True) == "cuda:2"
+    assert torch_device("auto", False) == "cpu" and torch_device("cpu", True) == "cpu"
+
+
 def test_tensorrt_provider_only_for_models_given_its_options(tmp_path):
     trt = tensorrt_options(tmp_path, "lr", (3, 16, 16), 1, 16, 16)
     choice = onnx_providers("cuda:2", GPU_WHEEL, trt)

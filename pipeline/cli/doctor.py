@@ -97,9 +97,14 @@ def provider_lines(cfg, models_dir: str | None = None) -> tuple[list[str], bool]
     from ..stages.enhance.backends import BackendUnavailable, availability, resolve
 
     lines, ok = [], True
+    from ..stages.detect import Detector
+
     for what, stage in (("detector", cfg.detect), ("embedder", cfg.people)):
         try:
-            _, choice = session(find_model(stage.model, models_dir), cfg.device_of(stage), stage.threads, what=what)
+            if what == "detector":  # its runtime may be torch (detect.runtime)
+                choice = Detector(stage, models_dir, cfg.device_of(stage)).choice
+            else:
+                _, choice = session(find_model(stage.model, models_dir), cfg.device_of(stage), stage.threads, what=what)
             lines.append(f"{what:<10} {stage.model:<26} {choice.names[0]}  ({choice.why})")
         except EnhanceError as e:
             lines.append(f"{what:<10} {stage.model:<26} --  {e}")

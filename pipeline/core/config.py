@@ -66,6 +66,7 @@ class DetectConfig:
     min_face: int = _range(1, 4096, default=10)  # ignore faces smaller than this (px, larger box side)
     stride: int = _range(1, 1000, default=1)  # detect every N frames; the tracker carries IDs between
     device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
+    runtime: Literal["auto", "onnxruntime", "torch"] = "auto"  # auto: torch where only it can reach the GPU (docs/gpu.md)
     threads: int = _range(0, 256, default=0)  # ONNX Runtime CPU threads (0 = its choice)
 
 

@@ -89,6 +89,29 @@ def onnx_providers(device: str | Device, available: Sequence[str],
     return Choice([CPU], "device auto: this onnxruntime has no GPU execution provider (the CPU wheel)")
 
 
+def detector_runtime(runtime: str, device: str | Device, available: Sequence[str], torch_cuda: bool) -> tuple[str, str]:
+    """Which runtime runs the detector, `onnxruntime` or `torch`, and why.
+
+    `auto` keeps ONNX Runtime unless a GPU may be used (`device` auto or cuda), this onnxruntime has no CUDA
+    provider and torch has CUDA: then torch runs the same graph on the GPU (`core.onnx_torch`) instead of
+    ONNX Runtime on the CPU or an error. Asked by name, each is taken as it is; torch on `cuda` needs CUDA.
+    """
+    d = Device.of(device)
+    if runtime == "torch":
+        if d.kind == "cuda" and not torch_cuda:
+            raise DeviceError(f"device {d} asked for the torch runtime, but this torch has no CUDA")
+        return "torch", "detect.runtime torch"
+    if runtime == "auto" and d.kind != "cpu" and CUDA not in available and torch_cuda:
+        return "torch", f"device {d}: this onnxruntime has no CUDA execution provider, torch has CUDA"
+    return "onnxruntime", ""
+
+
+def torch_device(device: str | Device, torch_cuda: bool) -> str:
+    """The torch device string for a `Device` (auto: the first GPU when torch has CUDA, else the CPU)."""
+    d = Device.of(device)
+    return f"cuda:{d.index}" if d.kind == "cuda" or (d.kind == "auto" and torch_cuda) else "cpu"
+
+
 def tensorrt_options(cache: Path, input_name: str, shape: tuple[int, ...], min_batch: int, opt_batch: int,
                      max_batch: int, fp16: bool = True) -> dict[str, Any]:
     """ONNX Runtime TensorRT provider options: fp16, engines and the timing cache kept in `cache` (so a

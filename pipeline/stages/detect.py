@@ -1,4 +1,4 @@
-"""Detect: insightface SCRFD → Face records with boxes, 5 keypoints and scores."""
+"""Detect: SCRFD (ONNX Runtime through insightface, or torch) → Face records with boxes, 5 keypoints and scores."""
 
 from __future__ import annotations
 
@@ -24,15 +24,52 @@ ROI_SPAN, ROI_MIN = 12.0, 384
 
 
 class Detector:
-    """SCRFD on ONNX Runtime, through insightface's own pre/post-processing.
+    """SCRFD through insightface's pre/post-processing: on ONNX Runtime, or the same graph in torch.
 
-    Runs on `cfg.device`, else `device` (the top-level setting): CUDA when asked or, for `auto`, when the
-    installed onnxruntime has it (`devices.session`); `providers` says what it took and `why`.
+    Runs on `cfg.device`, else `device` (the top-level setting). ONNX Runtime takes CUDA when asked or, for
+    `auto`, when the installed onnxruntime has it (`devices.session`); where it has not and torch has CUDA,
+    `detect.runtime: auto` runs the graph in torch on the GPU (`scrfd.TorchSCRFD`, the same faces).
+    `choice` says what it took and why.
     """
 
     def __init__(self, cfg: DetectConfig, models_dir: str | Path | None = None,
                  device: str | Device = "auto") -> None:
         model_path = find_model(cfg.model, models_dir)
+        dev = stage_device(cfg, device)
+        runtime, why = self._runtime(cfg.runtime, dev)
+        if runtime == "torch":
+            self.model = self._torch(model_path, dev, cfg.threshold, why)
+        else:
+            self.model = self._onnxruntime(model_path, dev, cfg)
+        self.input_size = cfg.input_size
+        self.small_faces = cfg.small_faces
+        self.min_face = cfg.min_face
+        self.path = model_path
+
+    @staticmethod
+    def _runtime(asked: str, dev: Device) -> tuple[str, str]:
+        import onnxruntime as ort
+
+        from ..core.devices import detector_runtime
+
+        cuda = False
+        if asked != "onnxruntime" and dev.kind != "cpu":
+            import torch
+
+            cuda = torch.cuda.is_available()
+        return detector_runtime(asked, dev, ort.get_available_providers(), cuda)
+
+    def _torch(self, model_path: Path, dev: Device, threshold: float, why: str):
+        import torch
+
+        from ..core.devices import Choice, torch_device
+        from .scrfd import TorchSCRFD
+
+        where = torch_device(dev, dev.kind != "cpu" and torch.cuda.is_available())
+        self.choice = Choice([f"torch-{where}"], why)
+        return TorchSCRFD(model_path, where, threshold)
+
+    def _onnxruntime(self, model_path: Path, dev: Device, cfg: DetectConfig):
         # insightface prints on import and on load; keep the user's terminal for our progress bar.
         import contextlib
         import io
@@ -43,20 +80,17 @@ class Detector:
             from insightface.model_zoo.scrfd import SCRFD
 
             try:
-                sess, self.choice = session(model_path, stage_device(cfg, device), cfg.threads,
-                                             what="detector")
+                sess, self.choice = session(model_path, dev, cfg.threads, what="detector")
             except DeviceError:
                 raise
             except Exception as e:  # onnxruntime raises its own types for unreadable files
                 raise ModelNotFound(f"cannot load detector {model_path}: {str(e).splitlines()[0]}") from None
-            self.model = SCRFD(model_file=str(model_path), session=sess)
+            model = SCRFD(model_file=str(model_path), session=sess)
             # a negative ctx_id makes insightface reset the session to the CPU provider; any other leaves ours
             ctx = -1 if self.choice.names[0] == CPU else 0
-            self.model.prepare(ctx_id=ctx, det_thresh=cfg.threshold, input_size=(cfg.input_size, cfg.input_size))
-        self.input_size = cfg.input_size
-        self.small_faces = cfg.small_faces
-        self.min_face = cfg.min_face
-        self.path = model_path
+            model.prepare(ctx_id=ctx, det_thresh=cfg.threshold, input_size=(cfg.input_size, cfg.input_size))
+        return model
+
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
         """The whole-frame pass's input, with the image's aspect ratio (multiples of 32): long side = input_size,
@@ -130,7 +164,7 @@ class Detector:
         return found
 
     def _detect(self, image: np.ndarray, size: tuple[int, int]) -> list[Face]:
-        boxes, kps = self.model.detect(image, input_size=size)
+        boxes, kps = self.model.detect(image, input_size=size)  # insightface's call, or TorchSCRFD's
         if kps is None:
             return []
         return [Face(box=b[:4].astype(np.float32), kps=k.astype(np.float32), score=float(b[4]))
