@@ -54,20 +54,20 @@ def test_gpu_wheel_takes_cuda_on_the_device_asked_and_cpu_as_fallback():
     assert onnx_providers("cpu", GPU_WHEEL).providers == [CPU]  # asked for the CPU: never the GPU
 
 
-def test_detector_runtime_is_torch_only_where_it_alone_reaches_the_gpu():
+def test_graph_runtime_is_torch_only_where_it_alone_reaches_the_gpu():
     """`detect.runtime: auto` moves the detector to torch when the GPU is wanted, this onnxruntime cannot
     reach it and torch can; a GPU wheel, a CPU device or a torch without CUDA keep ONNX Runtime."""
-    from pipeline.core.devices import detector_runtime, torch_device
+    from pipeline.core.devices import graph_runtime, torch_device
 
-    assert detector_runtime("auto", "auto", CPU_ONLY, torch_cuda=True)[0] == "torch"
-    assert "no CUDA execution provider, torch has CUDA" in detector_runtime("auto", "cuda:1", CPU_ONLY, True)[1]
-    assert detector_runtime("auto", "auto", GPU_WHEEL, torch_cuda=True)[0] == "onnxruntime"
-    assert detector_runtime("auto", "cpu", CPU_ONLY, torch_cuda=True)[0] == "onnxruntime"
-    assert detector_runtime("auto", "auto", CPU_ONLY, torch_cuda=False)[0] == "onnxruntime"
-    assert detector_runtime("onnxruntime", "auto", CPU_ONLY, torch_cuda=True)[0] == "onnxruntime"
-    assert detector_runtime("torch", "cpu", GPU_WHEEL, torch_cuda=False)[0] == "torch"
+    assert graph_runtime("auto", "auto", CPU_ONLY, torch_cuda=True)[0] == "torch"
+    assert "no CUDA execution provider, torch has CUDA" in graph_runtime("auto", "cuda:1", CPU_ONLY, True)[1]
+    assert graph_runtime("auto", "auto", GPU_WHEEL, torch_cuda=True)[0] == "onnxruntime"
+    assert graph_runtime("auto", "cpu", CPU_ONLY, torch_cuda=True)[0] == "onnxruntime"
+    assert graph_runtime("auto", "auto", CPU_ONLY, torch_cuda=False)[0] == "onnxruntime"
+    assert graph_runtime("onnxruntime", "auto", CPU_ONLY, torch_cuda=True)[0] == "onnxruntime"
+    assert graph_runtime("torch", "cpu", GPU_WHEEL, torch_cuda=False)[0] == "torch"
     with pytest.raises(DeviceError, match="torch has no CUDA"):
-        detector_runtime("torch", "cuda", CPU_ONLY, torch_cuda=False)
+        graph_runtime("torch", "cuda", CPU_ONLY, torch_cuda=False)
     assert torch_device("auto", True) == "cuda:0" and torch_device("cuda:2", True) == "cuda:2"
     assert torch_device("auto", False) == "cpu" and torch_device("cpu", True) == "cpu"
 
@@ -159,6 +159,30 @@ def test_detector_and_embedder_run_where_they_are_told():
     if CUDA not in ort.get_available_providers():
         with pytest.raises(DeviceError, match="detector"):
             Detector(DetectConfig(device="cuda:0"), MODELS)
+
+
+def test_embedder_in_torch_gives_onnxruntimes_embeddings(detector):
+    """MobileFaceNet's graph run by torch (`people.runtime: torch`) against ONNX Runtime on real faces: the
+    same embeddings (cosine ≥ 0.99999), so a catalogue searched by one finds what the other stored."""
+    import cv2
+
+    from pipeline.core.geometry import CROP, similarity
+    from pipeline.report.people import Embedder, crop112
+    from pipeline.stages.align import warp
+    from support.paths import IMAGES
+
+    require(MODELS / "mobilefacenet_128d.onnx")
+    crops = []
+    for name in ("obama_1.jpg", "biden_1.jpg", "two_people.jpg"):
+        image = cv2.imread(str(IMAGES / name))
+        crops += [crop112(warp(image, similarity(f.kps), CROP), f.kps) for f in detector(image)]
+    ort_emb = Embedder(MODELS / "mobilefacenet_128d.onnx", device="cpu", runtime="onnxruntime")
+    torch_emb = Embedder(MODELS / "mobilefacenet_128d.onnx", device="cpu", runtime="torch")
+    assert torch_emb.choice.names == ["torch-cpu"] and ort_emb.choice.names == [CPU]
+    a, b = ort_emb(crops), torch_emb(crops)
+    assert a.shape == b.shape == (len(crops), 128) and len(crops) >= 4
+    assert (a * b).sum(1).min() >= 0.99999
+    assert (a[0] * a[1:]).sum(1).max() < 0.9  # different people stay apart: the comparison means something
 
 
 def test_doctor_names_each_models_provider_and_why(capsys):

@@ -49,7 +49,7 @@ class FaceEmbedder:
 
     def __init__(self, cfg: Config, models_dir: str | Path | None = None) -> None:
         path = find_model(cfg.people.model, models_dir)
-        self.net = ppl.Embedder(path, cfg.people.threads, cfg.device_of(cfg.people))
+        self.net = ppl.Embedder(path, cfg.people.threads, cfg.device_of(cfg.people), cfg.people.runtime)
         self.model = sha256(path)
         self.cfg, self.models_dir = cfg, models_dir
         self._detector = None

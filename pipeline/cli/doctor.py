@@ -91,20 +91,21 @@ def report(models_dir: str | None = None, config: str | None = None, overrides: 
 
 
 def provider_lines(cfg, models_dir: str | None = None) -> tuple[list[str], bool]:
-    """Per model, the processor a run with `cfg` would use and why (the ONNX models' sessions are made);
+    """Per model, the processor a run with `cfg` would use and why (the ONNX models are loaded);
     False when the detector or the generator cannot run as configured."""
-    from ..core.devices import session
     from ..stages.enhance.backends import BackendUnavailable, availability, resolve
 
     lines, ok = [], True
+    from ..report.people import Embedder
     from ..stages.detect import Detector
 
     for what, stage in (("detector", cfg.detect), ("embedder", cfg.people)):
-        try:
-            if what == "detector":  # its runtime may be torch (detect.runtime)
+        try:  # either may run in torch (`runtime`)
+            if what == "detector":
                 choice = Detector(stage, models_dir, cfg.device_of(stage)).choice
             else:
-                _, choice = session(find_model(stage.model, models_dir), cfg.device_of(stage), stage.threads, what=what)
+                choice = Embedder(find_model(stage.model, models_dir), stage.threads, cfg.device_of(stage),
+                                  stage.runtime).choice
             lines.append(f"{what:<10} {stage.model:<26} {choice.names[0]}  ({choice.why})")
         except EnhanceError as e:
             lines.append(f"{what:<10} {stage.model:<26} --  {e}")

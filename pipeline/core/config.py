@@ -137,6 +137,7 @@ class PeopleConfig:
     model: str = "mobilefacenet_128d.onnx"  # the face recogniser (ONNX, in --models)
     threshold: float = _range(0.0, 1.0, default=0.6)  # mean cosine for tracks to join one person
     device: str = ""  # auto | cpu | cuda | cuda:N; empty = the top-level `device`
+    runtime: Literal["auto", "onnxruntime", "torch"] = "auto"  # as detect.runtime
     threads: int = _range(0, 256, default=1)  # ONNX Runtime CPU threads (0 = its choice)
 
 

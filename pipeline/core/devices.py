@@ -89,8 +89,8 @@ def onnx_providers(device: str | Device, available: Sequence[str],
     return Choice([CPU], "device auto: this onnxruntime has no GPU execution provider (the CPU wheel)")
 
 
-def detector_runtime(runtime: str, device: str | Device, available: Sequence[str], torch_cuda: bool) -> tuple[str, str]:
-    """Which runtime runs the detector, `onnxruntime` or `torch`, and why.
+def graph_runtime(runtime: str, device: str | Device, available: Sequence[str], torch_cuda: bool) -> tuple[str, str]:
+    """Which runtime runs an ONNX model (the detector, the people embedder), `onnxruntime` or `torch`, and why.
 
     `auto` keeps ONNX Runtime unless a GPU may be used (`device` auto or cuda), this onnxruntime has no CUDA
     provider and torch has CUDA: then torch runs the same graph on the GPU (`core.onnx_torch`) instead of
@@ -110,6 +110,24 @@ def torch_device(device: str | Device, torch_cuda: bool) -> str:
     """The torch device string for a `Device` (auto: the first GPU when torch has CUDA, else the CPU)."""
     d = Device.of(device)
     return f"cuda:{d.index}" if d.kind == "cuda" or (d.kind == "auto" and torch_cuda) else "cpu"
+
+
+def pick_runtime(runtime: str, device: str | Device, what: str) -> Choice | None:
+    """`graph_runtime` against this machine: the Choice of torch ("torch-cuda:0", "torch-cpu") and why, or
+    None for ONNX Runtime (the session then made by `session`)."""
+    import onnxruntime as ort
+
+    d = Device.of(device)
+    cuda = False
+    if runtime != "onnxruntime" and d.kind != "cpu":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    try:
+        name, why = graph_runtime(runtime, d, ort.get_available_providers(), cuda)
+    except DeviceError as e:
+        raise DeviceError(f"{what}: {e}") from None
+    return Choice([f"torch-{torch_device(d, cuda)}"], why) if name == "torch" else None
 
 
 def tensorrt_options(cache: Path, input_name: str, shape: tuple[int, ...], min_batch: int, opt_batch: int,

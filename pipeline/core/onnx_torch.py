@@ -1,12 +1,13 @@
-"""ONNX graphs run by torch: the detector on any device torch has, where ONNX Runtime has no GPU provider.
+"""ONNX graphs run by torch: the detector and the embedder wherever torch runs, where ONNX Runtime has no GPU.
 
 An ONNX file is a list of nodes over named tensors. `read_onnx` turns one into a `Graph` (the nodes as plain
 data, the weights as tensors; it needs the `onnx` package), `save_graph`/`load_graph` keep that form in a
 safetensors file (the nodes as JSON in its metadata: no pickle, and no `onnx` package where it is read), and
 `TorchGraph` runs it: each node is the torch function of the same meaning, so its weights and its outputs are
-ONNX Runtime's to float rounding (tests/test_detect_track_align.py compares them on real photos).
+ONNX Runtime's to float rounding (tests/test_detect_track_align.py and tests/test_devices.py compare them on
+real photos).
 
-Only the operators the SCRFD detectors use are known (`OPS`); `TorchGraph` names any other on load. Small
+Only the operators the SCRFD detectors and MobileFaceNet use are known (`OPS`); `TorchGraph` names any other on load. Small
 integer initializers (shapes, axes, indices) and the shape arithmetic between them stay Python values, so a
 graph's control flow never reads a tensor back from the device and it can be captured by CUDA graphs.
 """
@@ -174,6 +175,7 @@ def _concat(*xs, attrs):
 OPS = {
     "Conv": _conv,
     "Relu": lambda x, *, attrs: F.relu(x),
+    "PRelu": lambda x, slope, *, attrs: torch.where(x >= 0, x, x * slope),
     "Sigmoid": lambda x, *, attrs: torch.sigmoid(x),
     "Add": lambda a, b, *, attrs: a + b,
     "Mul": lambda a, b, *, attrs: a * b,

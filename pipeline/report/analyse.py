@@ -103,7 +103,7 @@ def _embed(out: Path, tracks: list[ReportTrack], cfg: Config, models_dir: str | 
             return None, ""
         try:
             model = find_model(cfg.people.model, models_dir)
-            embedder = ppl.Embedder(model, cfg.people.threads, cfg.device_of(cfg.people))
+            embedder = ppl.Embedder(model, cfg.people.threads, cfg.device_of(cfg.people), cfg.people.runtime)
         except (ModelNotFound, DeviceError) as e:
             cache["embedder"] = None, None, f"Tracks were not grouped into people: {e}"
         else:

@@ -56,14 +56,22 @@ def crop112(original: np.ndarray, kps: np.ndarray | None = None) -> np.ndarray:
 
 class Embedder:
     """MobileFaceNet 128-D embeddings (L2-normalised) of 112×112 BGR aligned faces, on `device` with
-    `threads` CPU threads (0: ONNX Runtime's choice); `choice` says which provider ran it and why."""
+    `threads` CPU threads (0: ONNX Runtime's choice), by ONNX Runtime or torch (`runtime`, as
+    `devices.graph_runtime` picks); `choice` says which provider ran it and why."""
 
-    def __init__(self, model: str | Path, threads: int = 1, device: str = "auto") -> None:
-        from ..core.devices import session
+    def __init__(self, model: str | Path, threads: int = 1, device: str = "auto", runtime: str = "auto") -> None:
+        from ..core.devices import pick_runtime, session
 
         self.path = Path(model)
-        self.session, self.choice = session(model, device, threads, what="people embedder")
-        self.input = self.session.get_inputs()[0].name
+        self.net = None  # torch's graph, where ONNX Runtime cannot reach the GPU (people.runtime)
+        choice = pick_runtime(runtime, device, "people embedder")
+        if choice is not None:
+            from ..core.onnx_torch import TorchGraph
+
+            self.net, self.choice = TorchGraph.load(model).eval().to(choice.names[0].removeprefix("torch-")), choice
+        else:
+            self.session, self.choice = session(model, device, threads, what="people embedder")
+            self.input = self.session.get_inputs()[0].name
 
     def __call__(self, faces112: list[np.ndarray], batch: int = 32) -> np.ndarray:
         if not faces112:
@@ -71,10 +79,19 @@ class Embedder:
         out = []
         for i in range(0, len(faces112), batch):
             x = np.stack(faces112[i : i + batch]).astype(np.float32)  # BGR, as the model expects
-            x = ((x - 127.5) / 127.5).transpose(0, 3, 1, 2)
-            out.append(self.session.run(None, {self.input: np.ascontiguousarray(x)})[0])
+            x = np.ascontiguousarray(((x - 127.5) / 127.5).transpose(0, 3, 1, 2))
+            out.append(self._run(x))
         e = np.concatenate(out).astype(np.float32)
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if self.net is None:
+            return self.session.run(None, {self.input: x})[0]
+        import torch
+
+        with torch.inference_mode():
+            (e,) = self.net(torch.from_numpy(x).to(next(iter(self.net.buffers())).device))
+        return e.float().cpu().numpy()
 
 
 def mean_embedding(embs: np.ndarray, weights: Iterable[float] | None = None) -> np.ndarray | None:

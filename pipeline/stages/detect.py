@@ -8,7 +8,7 @@ import numpy as np
 import supervision as sv
 
 from ..core.config import DetectConfig, stage_device
-from ..core.devices import Device
+from ..core.devices import Choice, Device, pick_runtime
 from ..core.errors import ModelNotFound
 from ..core.models import find_model
 from ..core.types import Face
@@ -36,9 +36,9 @@ class Detector:
                  device: str | Device = "auto") -> None:
         model_path = find_model(cfg.model, models_dir)
         dev = stage_device(cfg, device)
-        runtime, why = self._runtime(cfg.runtime, dev)
-        if runtime == "torch":
-            self.model = self._torch(model_path, dev, cfg.threshold, why)
+        choice = pick_runtime(cfg.runtime, dev, "detector")
+        if choice is not None:
+            self.model = self._torch(model_path, choice, cfg.threshold)
         else:
             self.model = self._onnxruntime(model_path, dev, cfg)
         self.input_size = cfg.input_size
@@ -46,28 +46,11 @@ class Detector:
         self.min_face = cfg.min_face
         self.path = model_path
 
-    @staticmethod
-    def _runtime(asked: str, dev: Device) -> tuple[str, str]:
-        import onnxruntime as ort
-
-        from ..core.devices import detector_runtime
-
-        cuda = False
-        if asked != "onnxruntime" and dev.kind != "cpu":
-            import torch
-
-            cuda = torch.cuda.is_available()
-        return detector_runtime(asked, dev, ort.get_available_providers(), cuda)
-
-    def _torch(self, model_path: Path, dev: Device, threshold: float, why: str):
-        import torch
-
-        from ..core.devices import Choice, torch_device
+    def _torch(self, model_path: Path, choice: Choice, threshold: float):
         from .scrfd import TorchSCRFD
 
-        where = torch_device(dev, dev.kind != "cpu" and torch.cuda.is_available())
-        self.choice = Choice([f"torch-{where}"], why)
-        return TorchSCRFD(model_path, where, threshold)
+        self.choice = choice
+        return TorchSCRFD(model_path, choice.names[0].removeprefix("torch-"), threshold)
 
     def _onnxruntime(self, model_path: Path, dev: Device, cfg: DetectConfig):
         # insightface prints on import and on load; keep the user's terminal for our progress bar.
