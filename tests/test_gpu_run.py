@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 
-from support.paths import MODELS
+from support.paths import HEADS, MODELS
 
 
 @pytest.mark.slow
@@ -18,14 +19,34 @@ def test_prepare_fits_a_call_and_the_dry_run_writes_every_section(prepared: Path
     from pipeline.lab.gpu_run import CARRY_BYTES, CARRY_MARGIN, STILLS_SHARE, prepare
 
     data = tmp_path / "gpu"
+    clips = tmp_path / "clips"  # the synthetic camera's faces: two of the shared talking heads
+    clips.mkdir()
+    for name in ("d0.mp4", "vr1.mp4"):
+        (clips / name).symlink_to(HEADS / name)
     assert main(["lab", "gpu-run", "--prepare", "--data", str(data), "--faces", str(prepared), "--stills", "5",
-                 "--video", str(tmp_path / "none.npz"), "--no-wheels", "--models", str(MODELS)]) == 0
+                 "--video", str(tmp_path / "none.npz"), "--no-wheels", "--models", str(MODELS),
+                 "--clips", str(clips)]) == 0
     assert len(list((data / "faces" / "train").glob("*.jpg"))) == 5 and (data / "models" / "fan68_compressed.pth").is_file()
+    assert {p.name for p in (data / "models").glob("*.safetensors")} == {"det_500m.safetensors",
+                                                                       "mobilefacenet_128d.safetensors"}
+    cap = cv2.VideoCapture(str(data / "camera.mp4"))  # decoded as the GPU image decodes it: OpenCV
+    ok, first = cap.read()
+    assert ok and first.shape == (1080, 1920, 3) and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 200
     assert "MiB of the 64 MiB a call carries" in capsys.readouterr().err  # logged, on stderr
     out = tmp_path / "out"
     assert main(["lab", "gpu-run", "--dry-run", "--data", str(data), "--out", str(out), "--minutes", "5"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["dry_run"] and res["environment"]["torch"] and res["finished"]
+    cams = res["cameras"]  # the whole pipeline on 1 and 2 cameras, the detector and embedder in torch
+    assert cams["detector"] == ["torch-cpu"] and cams["embedder"] == ["torch-cpu"]
+    assert [t["cameras"] for t in cams["trials"]][:1] == [1] and cams["max_realtime_cameras"] >= 0
+    for t in cams["trials"]:
+        assert t["frames"] > 0 and not t.get("errors") and t["fps_per_camera"]["min"] > 0
+        assert set(t["stages"]) == {"decode", "detect", "track", "align", "enhance", "annotate", "encode", "embed"}
+        assert t["stages"]["detect"]["cpu_ms_per_frame"] > 0 and t["stages"]["encode"]["wall_ms_per_frame"] > 0
+    assert sum(t["faces_enhanced"] for t in cams["trials"]) > 0
+    assert cams["networks_alone"]["detect_whole_frame"]["input"] == [640, 384]
+    assert cams["networks_alone"]["detect_small_faces"]["input"] == [1920, 1088]
     for part in ("generator", "reference"):  # a batch-1 loop and batched cells, the speed-up stated
         kinds = {r["kind"] for r in res[part]}
         assert kinds == {"loop", "batch"} and all(r["faces_per_s"] > 0 for r in res[part])

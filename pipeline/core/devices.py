@@ -100,7 +100,7 @@ def graph_runtime(runtime: str, device: str | Device, available: Sequence[str], 
     if runtime == "torch":
         if d.kind == "cuda" and not torch_cuda:
             raise DeviceError(f"device {d} asked for the torch runtime, but this torch has no CUDA")
-        return "torch", "detect.runtime torch"
+        return "torch", "runtime torch asked"
     if runtime == "auto" and d.kind != "cpu" and CUDA not in available and torch_cuda:
         return "torch", f"device {d}: this onnxruntime has no CUDA execution provider, torch has CUDA"
     return "onnxruntime", ""

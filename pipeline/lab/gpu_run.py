@@ -2,17 +2,20 @@
 
 The job is made for a short, bare GPU session (torch with CUDA, OpenCV, onnxruntime, safetensors; no PyAV,
 no insightface, no package index) that receives a bounded amount of files (`CARRY_BYTES`). So everything
-is decided on the CPU beforehand: `--prepare` writes `data/gpu/` (a packed video cache, a subset of the
-still faces, the val faces) sized to fit beside the checkout; the run then, in this order, writes into one
+is decided on the CPU beforehand: `--prepare` writes `data/gpu/` (the synthetic camera clip, the detector and
+the embedder converted for torch, a packed video cache, a subset of the still faces, the val faces) sized to
+fit beside the checkout; the run then, in this order, writes into one
 folder:
 
 1. the card and its two ceilings (a large bf16/fp16 matrix product, a device-to-device copy);
-2. the shipped generator on `torch-cuda`: every entry × batch × fp16/bf16/fp32 × eager+channels_last /
+2. cameras per GPU (`gpu_cameras`): the whole pipeline on N synthetic 1080p cameras, the largest N that keeps
+   25 fps on every camera, per-stage wall and CPU time, and the detector's and embedder's networks alone;
+3. the shipped generator on `torch-cuda`: every entry × batch × fp16/bf16/fp32 × eager+channels_last /
    CUDA graphs, and torch.compile under CUDA graphs (in a child process) at fp16 entry 16; uint8 faces in
    and out as the pipeline feeds it, the batch-1 loop as the baseline, and the device-resident rate of the
    best cell as a fraction of the measured matmul peak; the PFSR reference architecture (random weights)
    the same way; fp16/bf16 vs fp32 PSNR on the val faces;
-3. a training burst of the current recipe from the shipped weights for the minutes left (weights + log),
+4. a training burst of the current recipe from the shipped weights for the minutes left (weights + log),
    to be evaluated on the CPU afterwards (`enhance-faces lab eval`, `eval-video`) and shipped only if better.
 
 `results.json` is rewritten after every section, so a run cut by its time limit still leaves what it
@@ -57,7 +60,15 @@ CARRY_BYTES = 64 * 2**20  # what one device call carries: the checkout's tracked
 CARRY_MARGIN = 2**20  # what --prepare leaves free: files the checkout gains before the call, estimates' error
 STILLS_SHARE = 0.3  # --prepare's default: the share of the free room given to still faces, the rest to video
 MAX_STILLS = 1200
-WHEELS = ("pytorch-msssim", "platformdirs")  # what the training burst needs that the GPU image lacks
+GPU_PYTHON = "3.12"  # the GPU image's Python (benchmarks/generator-gpu: environment)
+# What the GPU image may lack, by distribution → module: the burst's (SSIM, the cache path) and the cameras'
+# (the tracker and what supervision imports). Pure-Python wheels only; each is installed only where its
+# module is missing. scipy, which supervision needs, is too large to carry.
+WHEELS = {"pytorch-msssim": "pytorch_msssim", "platformdirs": "platformdirs", "supervision": "supervision",
+          "trackers": "trackers", "pydeprecate": "deprecate", "defusedxml": "defusedxml", "tqdm": "tqdm",
+          "rich": "rich", "markdown-it-py": "markdown_it", "mdurl": "mdurl", "pygments": "pygments",
+          "requests": "requests", "urllib3": "urllib3", "idna": "idna", "certifi": "certifi",
+          "charset-normalizer": "charset_normalizer"}
 
 
 def environment() -> dict:
@@ -88,10 +99,12 @@ def install_wheels(folder: Path, log: Callable[[str], None]) -> None:
     import importlib.util
     import tempfile
 
-    missing = [w for w in WHEELS if importlib.util.find_spec(w.replace("-", "_")) is None]
     wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
-    if not (missing and wheels):
+    dist = lambda w: w.name.split("-")[0].lower().replace("_", "-")  # noqa: E731 - a wheel file's distribution
+    wheels = [w for w in wheels if importlib.util.find_spec(WHEELS.get(dist(w), dist(w).replace("-", "_"))) is None]
+    if not wheels:
         return
+    missing = [dist(w) for w in wheels]
     target = Path(tempfile.gettempdir()) / "enhance_wheels"
     log(f"installing carried wheels for {missing} into {target}")
     got = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--upgrade",
@@ -139,7 +152,8 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
 
 
 def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_run: bool, models: str | None,
-        log: Callable[[str], None] = _LOG.info, bench: bool = True, tune: bool = False) -> dict:
+        log: Callable[[str], None] = _LOG.info, bench: bool = True, tune: bool = False,
+        cameras_minutes: float = 3.0) -> dict:
     import torch
 
     from ..run.bench import val_faces
@@ -161,6 +175,12 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
         with _section(res, "ceilings", log):
             res["ceilings"] = ceilings()
             log(f"ceilings: {res['ceilings']}")
+        save()
+    if cameras_minutes > 0 and (data / "camera.mp4").is_file():
+        from .gpu_cameras import section as cameras
+
+        with _section(res, "cameras", log):
+            res["cameras"] = cameras(data, weights, cuda, min(cameras_minutes * 60, clock.left() - 60), dry_run, log)
         save()
     model, meta = load_generator(weights)
     if tune and cuda and "ceilings" in res and "failed" not in res["ceilings"]:
@@ -247,14 +267,24 @@ def summary(res: dict) -> str:
         lines.append(f"precision e{e}: " + (" ".join(f"{k} {v}" for k, v in p.items()) if isinstance(p, dict) else p))
     lines += [f"FAILED {r['model']} {r['dtype']} {r['mode']} e{r['entry']}: {r['failed']}"
               for part in ("generator", "reference") for r in res.get(part, []) if "failed" in r]
+    cams = res.get("cameras", {})
+    if "max_realtime_cameras" in cams:
+        lines.append(f"cameras: {cams['max_realtime_cameras']} in real time at {cams['realtime_fps']:.0f} fps "
+                     f"(first short: {cams['first_not_realtime']}); trials "
+                     + ", ".join(f"{t['cameras']}:{t['fps_per_camera']['min']}" for t in cams["trials"]))
+    elif cams:
+        lines.append(f"cameras: {cams}")
     lines.append(f"train: {res.get('train')}")
     return "\n".join(lines)
 
 
 def prepare(out: Path, faces: Path, video: Path, stills: int | None, video_mb: float | None, tree_bytes: int,
-            fan: Path, wheels: bool = True, log: Callable[[str], None] = _LOG.info) -> dict:
-    """`data/gpu/`: faces/{train,val} (the first `stills` train faces, all val), video.npz, the FAN (the
-    heatmap loss) and wheels the GPU image lacks, sized so that with the checkout's tracked files
+            fan: Path, wheels: bool = True, log: Callable[[str], None] = _LOG.info,
+            camera_clips: list[Path] | None = None, models_dir: str | Path | None = None,
+            camera_seconds: float = 8.0) -> dict:
+    """`data/gpu/`: with `camera_clips`, the cameras section's clip made from them and its two networks
+    (`gpu_cameras.prepare_camera`); faces/{train,val} (the first `stills` train faces, all val), video.npz, the
+    FAN (the heatmap loss) and wheels the GPU image lacks, sized so that with the checkout's tracked files
     (`tree_bytes`) the call stays under `CARRY_BYTES`. `stills` None: as many as fit in `STILLS_SHARE` of
     the room the rest leaves (at most `MAX_STILLS`); `video_mb` None: the room left after them."""
     from ..core.errors import InputError
@@ -279,12 +309,20 @@ def prepare(out: Path, faces: Path, video: Path, stills: int | None, video_mb: f
             shutil.copy2(faces / split / str(n), out / "faces" / split / str(n))
         np.savez_compressed(out / "faces" / f"{split}.npz", **{k: z[k][keep] for k in z.files})
 
+    camera = None
+    if camera_clips:
+        from .gpu_cameras import prepare_camera
+
+        camera = prepare_camera(out, camera_clips, models_dir, camera_seconds)
+        log(f"camera: {camera['faces']} faces of {camera['face_px'][0]}-{camera['face_px'][-1]} px, "
+            f"{camera['frames']} frames, {camera['bytes'] / 1e6:.1f} MB")
     copy_faces("val", 0)
-    (out / "models").mkdir()
+    (out / "models").mkdir(exist_ok=True)
     shutil.copy2(fan, out / "models" / fan.name)
-    if wheels:  # from the package index (reachable here, not on the GPU machine)
+    if wheels:  # from the package index (reachable here, not on the GPU machine); pure Python, for its 3.12
         got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                              "-d", str(out / "wheels"), *WHEELS], capture_output=True, text=True)
+                              "--python-version", GPU_PYTHON, "--implementation", "py", "--abi", "none",
+                              "--platform", "any", "-d", str(out / "wheels"), *WHEELS], capture_output=True, text=True)
         if got.returncode:
             raise InputError(f"pip download {' '.join(WHEELS)} failed: {got.stderr.strip().splitlines()[-1:]}")
     if stills is None:
@@ -302,4 +340,4 @@ def prepare(out: Path, faces: Path, video: Path, stills: int | None, video_mb: f
         f"{total / 2**20:.1f} MiB of the {CARRY_BYTES / 2**20:.0f} MiB a call carries")
     if total > CARRY_BYTES:
         raise InputError(f"{total / 2**20:.1f} MiB would not travel: lower --stills or --video-mb")
-    return {"bytes": size, "total_mib": round(total / 2**20, 1), "faces": stills}
+    return {"bytes": size, "total_mib": round(total / 2**20, 1), "faces": stills, "camera": camera}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from ..core.types import Face, Frame, Track
 from ..stages.enhance.policy import Policy
 from ..stages.enhance.window import FusionWindow
 from ..stages.track import Tracker
-from .build import Stages
+
+if TYPE_CHECKING:  # the flow reads cfg, detector, aligner, enhancer and detect_turns; the sinks' imports stay out
+    from .build import Stages
 
 
 @dataclass

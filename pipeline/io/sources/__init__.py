@@ -5,11 +5,16 @@ frames), `images` (still pictures), `live` (a camera that reconnects), and `prob
 decides which of them an input is.
 """
 
-from .base import Source
-from .images import ImageSource
-from .live import LiveSource
-from .probe import IMAGE_EXTENSIONS, open_source
-from .urls import redact
-from .video import VideoSource
+from importlib import import_module
+from typing import Any
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "LiveSource", "Source", "VideoSource", "open_source", "redact"]
+# Loaded on first use (PEP 562): a submodule without PyAV (`urls`) imports where PyAV is missing.
+_WHERE = {"Source": "base", "ImageSource": "images", "LiveSource": "live", "IMAGE_EXTENSIONS": "probe",
+          "open_source": "probe", "redact": "urls", "VideoSource": "video"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)
