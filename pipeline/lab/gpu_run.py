@@ -153,7 +153,7 @@ def train_burst(config: str, data: Path, out: Path, minutes: float, dry_run: boo
 
 def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_run: bool, models: str | None,
         log: Callable[[str], None] = _LOG.info, bench: bool = True, tune: bool = False,
-        cameras_minutes: float = 3.0) -> dict:
+        cameras_minutes: float = 3.0, train: bool = True) -> dict:
     import torch
 
     from ..run.bench import val_faces
@@ -225,7 +225,9 @@ def run(out: Path, minutes: float, data: Path, weights: Path, config: str, dry_r
         with _section(res, "precision", log):
             res["precision"] = precision_on_gpu(model, val_faces(faces_dir, 0 if cuda else 4), cuda)
         save()
-    if (data / "faces" / "train.npz").is_file() and clock.left() > 90:
+    if not train:
+        res["train"] = {"skipped": "--no-train"}
+    elif (data / "faces" / "train.npz").is_file() and clock.left() > 90:
         carried = data / "models"
         with _section(res, "train", log):
             res["train"] = train_burst(config, data, out / "train", max(0.5, clock.left() / 60 - 1.0), dry_run,

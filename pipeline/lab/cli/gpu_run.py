@@ -25,6 +25,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", action="store_true",
                    help="first, the headline cell further: the backend host to host per compile mode and call size, "
                         "where a chunk's time goes, the compiled network alone at larger batches")
+    p.add_argument("--no-train", action="store_true", help="skip the training burst")
     p.add_argument("--cameras-minutes", type=float, default=3.0,
                    help="time for cameras per GPU (the whole pipeline on N synthetic 1080p cameras); 0 skips it")
     p.add_argument("--prepare", action="store_true", help="on the CPU: write --data to carry with the call")
@@ -74,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--cameras-minutes must be 0 or more, got {args.cameras_minutes}")
     gpu_run(Path(args.out), args.minutes, Path(args.data), Path(args.weights) if args.weights else default_weights(),
             args.config, args.dry_run, args.models, bench=not args.no_bench, tune=args.tune,
-            cameras_minutes=args.cameras_minutes)
+            cameras_minutes=args.cameras_minutes, train=not args.no_train)
     return 0
