@@ -93,3 +93,23 @@ def test_what_cannot_run_is_recorded_and_the_job_goes_on(tmp_path: Path):
     with _section(res, "precision", lambda m: None):
         raise RuntimeError("CUDA error: no kernel image is available")
     assert res == {"precision": {"failed": "RuntimeError: CUDA error: no kernel image is available"}}
+
+
+def test_only_the_wheels_whose_modules_are_missing_are_installed(tmp_path: Path, monkeypatch):
+    """The GPU image has some of the carried packages: those stay the image's own; a wheel goes in only where
+    its module (not always named as the distribution: pydeprecate → deprecate) does not import."""
+    import subprocess
+    import sys
+
+    from pipeline.lab import gpu_run
+
+    for name in ("supervision-0.31.2-py3-none-any.whl", "pydeprecate-0.14.0-py3-none-any.whl",
+                 "markdown_it_py-4.3.0-py3-none-any.whl", "not_here_pkg-1.0-py3-none-any.whl"):
+        (tmp_path / name).write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or
+                        subprocess.CompletedProcess(args, 0, "", ""))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the folder it puts first on sys.path is undone
+    gpu_run.install_wheels(tmp_path, lambda m: None)
+    (args,) = calls
+    assert [Path(a).name for a in args if a.endswith(".whl")] == ["not_here_pkg-1.0-py3-none-any.whl"]
