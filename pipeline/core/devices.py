@@ -23,6 +23,7 @@ CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "Tensorrt
 GPU_PROVIDERS = (TENSORRT, CUDA)
 PATTERN = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
 GPU_WHEEL = "pip install onnxruntime-gpu in place of onnxruntime (docs/gpu.md)"
+TORCH = "torch-"  # a torch-runtime Choice's one provider: "torch-cuda:0", "torch-cpu"
 
 
 class DeviceError(EnhanceError):
@@ -62,6 +63,12 @@ class Choice:
     @property
     def names(self) -> list[str]:
         return [p if isinstance(p, str) else p[0] for p in self.providers]
+
+    @property
+    def torch_device(self) -> str | None:
+        """The torch device of a torch-runtime choice ("cuda:0", "cpu"); None for ONNX Runtime's providers."""
+        first = self.names[0]
+        return first[len(TORCH) :] if first.startswith(TORCH) else None
 
 
 def onnx_providers(device: str | Device, available: Sequence[str],
@@ -127,7 +134,7 @@ def pick_runtime(runtime: str, device: str | Device, what: str) -> Choice | None
         name, why = graph_runtime(runtime, d, ort.get_available_providers(), cuda)
     except DeviceError as e:
         raise DeviceError(f"{what}: {e}") from None
-    return Choice([f"torch-{torch_device(d, cuda)}"], why) if name == "torch" else None
+    return Choice([TORCH + torch_device(d, cuda)], why) if name == "torch" else None
 
 
 def tensorrt_options(cache: Path, input_name: str, shape: tuple[int, ...], min_batch: int, opt_batch: int,

@@ -3,13 +3,14 @@
 An ONNX file is a list of nodes over named tensors. `read_onnx` turns one into a `Graph` (the nodes as plain
 data, the weights as tensors; it needs the `onnx` package), `save_graph`/`load_graph` keep that form in a
 safetensors file (the nodes as JSON in its metadata: no pickle, and no `onnx` package where it is read), and
-`TorchGraph` runs it: each node is the torch function of the same meaning, so its weights and its outputs are
+`TorchGraph` runs it: each node is the torch function of the same meaning, on the same weights, so its outputs are
 ONNX Runtime's to float rounding (tests/test_detect_track_align.py and tests/test_devices.py compare them on
 real photos).
 
-Only the operators the SCRFD detectors and MobileFaceNet use are known (`OPS`); `TorchGraph` names any other on load. Small
-integer initializers (shapes, axes, indices) and the shape arithmetic between them stay Python values, so a
-graph's control flow never reads a tensor back from the device and it can be captured by CUDA graphs.
+Only the operators the SCRFD detectors and MobileFaceNet use are known (`OPS`); `TorchGraph` names any other
+on load. Small integer initializers (shapes, axes, indices) and the shape arithmetic between them stay Python
+values, so a graph's control flow never reads a tensor back from the device and it can be captured by CUDA
+graphs.
 """
 
 from __future__ import annotations

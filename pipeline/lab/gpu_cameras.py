@@ -18,6 +18,7 @@ camera keeps ≥ `REALTIME_FPS`, then bisects between the last N that kept up an
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -231,13 +232,15 @@ class Camera(threading.Thread):
                     if writer is None:
                         writer = cv2.VideoWriter(str(self.out), cv2.VideoWriter_fourcc(*"mp4v"), CAMERA_FPS,
                                                  (shown.shape[1], shown.shape[0]))
+                        if not writer.isOpened():
+                            raise RuntimeError(f"OpenCV cannot encode MPEG-4 to {self.out}")
                     writer.write(shown)
                 with self.times("embed"):
                     crops = [crop112(f.crop, f.kps) for t in step.ended for f in t.candidates if f.crop is not None]
                     if crops:
                         self.stages.embedder(crops)
                 self.frames += 1
-        except Exception as e:  # noqa: BLE001 - reported in the results, the other cameras go on
+        except Exception as e:  # noqa: BLE001 - the trial stops and reports it (`errors`), the job goes on
             self.error = f"{type(e).__name__}: {e}"
             self.stop.set()
         finally:
@@ -253,8 +256,8 @@ def _gpu_sampler(stop: threading.Event, samples: list[tuple[float, float]]) -> N
     """GPU utilisation (%) and memory used (MiB) every 0.25 s, from nvidia-smi, until `stop`."""
     while not stop.is_set():
         try:
-            q = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
-                               capture_output=True, text=True, timeout=5)
+            q = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                                "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
             util, mem = (float(v) for v in q.stdout.strip().splitlines()[0].split(","))
             samples.append((util, mem))
         except (OSError, ValueError, IndexError, subprocess.SubprocessError):
@@ -264,7 +267,9 @@ def _gpu_sampler(stop: threading.Event, samples: list[tuple[float, float]]) -> N
 
 def serve(clip: Path, n: int, stages: CameraStages, warmup_s: float, window_s: float,
           out_dir: Path | None = None) -> dict:
-    """N cameras on `clip` for `warmup_s` + `window_s`; rates over the window only."""
+    """N cameras on `clip` for `warmup_s` + `window_s`; rates over the window only. The annotated videos go to
+    `out_dir`, by default a temporary folder removed afterwards."""
+    temporary = out_dir is None
     out_dir = out_dir or Path(tempfile.mkdtemp(prefix="cameras_"))
     stop, gpu_stop = threading.Event(), threading.Event()
     cams = [Camera(i, clip, stages, out_dir, stop) for i in range(n)]
@@ -283,6 +288,8 @@ def serve(clip: Path, n: int, stages: CameraStages, warmup_s: float, window_s: f
     gpu_stop.set()
     for c in cams:
         c.join(timeout=30)
+    if temporary:
+        shutil.rmtree(out_dir, ignore_errors=True)
     errors = sorted({c.error for c in cams if c.error})
     frames = [a[0] - b[0] for a, b in zip(after, before)]
     total = max(sum(frames), 1)
@@ -290,7 +297,8 @@ def serve(clip: Path, n: int, stages: CameraStages, warmup_s: float, window_s: f
     for s in STAGES:
         wall_s = sum(a[1].get(s, 0.0) - b[1].get(s, 0.0) for a, b in zip(after, before))
         cpu_s = sum(a[2].get(s, 0.0) - b[2].get(s, 0.0) for a, b in zip(after, before))
-        per_stage[s] = {"wall_ms_per_frame": round(1000 * wall_s / total, 2), "cpu_ms_per_frame": round(1000 * cpu_s / total, 2)}
+        per_stage[s] = {"wall_ms_per_frame": round(1000 * wall_s / total, 2),
+                        "cpu_ms_per_frame": round(1000 * cpu_s / total, 2)}
     fps = [f / wall for f in frames]
     res = {"cameras": n, "window_s": round(wall, 2), "frames": sum(frames),
            "fps_per_camera": {"min": round(min(fps), 2), "median": round(float(np.median(fps)), 2),

@@ -64,11 +64,11 @@ class Embedder:
 
         self.path = Path(model)
         self.net = None  # torch's graph, where ONNX Runtime cannot reach the GPU (people.runtime)
-        choice = pick_runtime(runtime, device, "people embedder")
-        if choice is not None:
+        torch_choice = pick_runtime(runtime, device, "people embedder")
+        if torch_choice is not None:
             from ..core.onnx_torch import TorchGraph
 
-            self.net, self.choice = TorchGraph.load(model).eval().to(choice.names[0].removeprefix("torch-")), choice
+            self.net, self.choice = TorchGraph.load(model).eval().to(torch_choice.torch_device), torch_choice
         else:
             self.session, self.choice = session(model, device, threads, what="people embedder")
             self.input = self.session.get_inputs()[0].name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -36,23 +37,21 @@ class Detector:
                  device: str | Device = "auto") -> None:
         model_path = find_model(cfg.model, models_dir)
         dev = stage_device(cfg, device)
-        choice = pick_runtime(cfg.runtime, dev, "detector")
-        if choice is not None:
-            self.model = self._torch(model_path, choice, cfg.threshold)
+        torch_choice = pick_runtime(cfg.runtime, dev, "detector")
+        if torch_choice is not None:
+            from .scrfd import TorchSCRFD
+
+            self.model, self.choice = TorchSCRFD(model_path, torch_choice.torch_device, cfg.threshold), torch_choice
         else:
-            self.model = self._onnxruntime(model_path, dev, cfg)
+            self.model, self.choice = self._onnxruntime(model_path, dev, cfg)
         self.input_size = cfg.input_size
         self.small_faces = cfg.small_faces
         self.min_face = cfg.min_face
         self.path = model_path
 
-    def _torch(self, model_path: Path, choice: Choice, threshold: float):
-        from .scrfd import TorchSCRFD
-
-        self.choice = choice
-        return TorchSCRFD(model_path, choice.names[0].removeprefix("torch-"), threshold)
-
-    def _onnxruntime(self, model_path: Path, dev: Device, cfg: DetectConfig):
+    @staticmethod
+    def _onnxruntime(model_path: Path, dev: Device, cfg: DetectConfig) -> tuple[Any, Choice]:
+        """insightface's SCRFD on an ONNX Runtime session, and the session's Choice."""
         # insightface prints on import and on load; keep the user's terminal for our progress bar.
         import contextlib
         import io
@@ -63,17 +62,16 @@ class Detector:
             from insightface.model_zoo.scrfd import SCRFD
 
             try:
-                sess, self.choice = session(model_path, dev, cfg.threads, what="detector")
+                sess, choice = session(model_path, dev, cfg.threads, what="detector")
             except DeviceError:
                 raise
             except Exception as e:  # onnxruntime raises its own types for unreadable files
                 raise ModelNotFound(f"cannot load detector {model_path}: {str(e).splitlines()[0]}") from None
             model = SCRFD(model_file=str(model_path), session=sess)
             # a negative ctx_id makes insightface reset the session to the CPU provider; any other leaves ours
-            ctx = -1 if self.choice.names[0] == CPU else 0
+            ctx = -1 if choice.names[0] == CPU else 0
             model.prepare(ctx_id=ctx, det_thresh=cfg.threshold, input_size=(cfg.input_size, cfg.input_size))
-        return model
-
+        return model, choice
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
         """The whole-frame pass's input, with the image's aspect ratio (multiples of 32): long side = input_size,
