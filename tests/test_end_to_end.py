@@ -1,5 +1,6 @@
 """The whole pipeline on real CCTV footage, and an interrupted run that still leaves playable output."""
 
+import csv
 import json
 import signal
 import subprocess
@@ -141,8 +142,26 @@ def test_sigint_leaves_playable_video_and_manifest(tmp_path):
 
 
 def test_demo_runs(tmp_path):
+    """The demo, and the same run with the detector and the embedder in torch (what a GPU without
+    onnxruntime-gpu uses): the same faces, tracks, enhanced tiles and people; the manifest says which ran."""
     proc = run_cli("demo", "--out", str(tmp_path / "demo"), "--models", str(MODELS), "--quiet")
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
     assert manifest["stats"]["tracks"] >= 3
     assert manifest["stats"]["enhanced"] >= 3
+    proc = run_cli("demo", "--out", str(tmp_path / "torch"), "--models", str(MODELS), "--quiet",
+                   "--set", "detect.runtime=torch", "--set", "people.runtime=torch")
+    assert proc.returncode == 0, proc.stderr
+    other = json.loads((tmp_path / "torch" / "manifest.json").read_text())
+    assert other["models"]["det_500m.onnx"]["providers"] == ["torch-cpu"]
+    assert manifest["models"]["det_500m.onnx"]["providers"] == ["CPUExecutionProvider"]
+    for key in ("faces", "tracks", "enhanced"):
+        assert other["stats"][key] == manifest["stats"][key]
+    rows = [list(csv.DictReader(open(tmp_path / run / "faces.csv"))) for run in ("demo", "torch")]
+    assert len(rows[0]) == len(rows[1]) > 100
+    for a, b in zip(*rows):
+        assert (a["tracker_id"], a["enhanced"]) == (b["tracker_id"], b["enhanced"])
+        assert max(abs(float(a[k]) - float(b[k])) for k in ("x_min", "y_min", "x_max", "y_max")) < 0.05
+    people = [json.loads((tmp_path / run / "people.json").read_text()) for run in ("demo", "torch")]
+    grouped = [[[t["track"] for t in p["tracks"]] for p in run["people"]] for run in people]
+    assert grouped[0] == grouped[1] and people[1]["model"]["providers"] == ["torch-cpu"]
