@@ -54,6 +54,7 @@ def make_camera(out: Path, clips: list[Path], models_dir: str | Path | None, sec
 
     from ..core.config import DetectConfig
     from ..core.yuv import from_bgr
+    from ..run.demo import paste
     from ..stages.detect import Detector
 
     if not clips:
@@ -85,7 +86,7 @@ def make_camera(out: Path, clips: list[Path], models_dir: str | Path | None, sec
             for p in people:
                 src = p["frames"][i % len(p["frames"])]
                 pos = p["start"] + p["drift"] * i / max(n - 1, 1)
-                _paste(frame, _patch(src, p["square"], p["scale"]), *pos)
+                paste(frame, _patch(src, p["square"], p["scale"]), *pos)
             vf = from_bgr(cv2.GaussianBlur(frame, (0, 0), 0.5))
             vf.pts, vf.time_base = i, Fraction(1, CAMERA_FPS)
             for packet in stream.encode(vf):
@@ -128,19 +129,6 @@ def _patch(frame: np.ndarray, square: tuple[float, float, float], scale: float) 
     cv2.ellipse(mask, (size // 2, size // 2), (size // 2 - 1, size // 2 - 1), 0, 0, 360, 1.0, -1)
     mask = cv2.GaussianBlur(mask, (0, 0), max(size / 12, 0.5))
     return np.dstack([patch, (mask * 255).astype(np.uint8)])
-
-
-def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float) -> None:
-    ph, pw = patch.shape[:2]
-    H, W = frame.shape[:2]
-    x1, y1 = int(cx - pw / 2), int(cy - ph / 2)
-    fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x1 + pw, W), min(y1 + ph, H)
-    if fx2 <= fx1 or fy2 <= fy1:
-        return
-    sub = patch[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
-    alpha = sub[..., 3:4].astype(np.float32) / 255
-    region = frame[fy1:fy2, fx1:fx2].astype(np.float32)
-    frame[fy1:fy2, fx1:fx2] = (alpha * sub[..., :3] + (1 - alpha) * region).astype(np.uint8)
 
 
 class StageTimes(Timings):

@@ -63,11 +63,12 @@ def _room(rng: np.random.Generator) -> np.ndarray:
     return room
 
 
-def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float, scale: float) -> None:
-    p = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+def paste(frame: np.ndarray, p: np.ndarray, cx: float, cy: float) -> None:
+    """Blend a BGRA patch into `frame` by its alpha, centred at (cx, cy), clipped at the frame's edges
+    (also the GPU job's synthetic cameras, `lab/gpu_cameras.py`)."""
     ph, pw = p.shape[:2]
     x1, y1 = int(cx - pw / 2), int(cy - ph / 2)
-    fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x1 + pw, W), min(y1 + ph, H)
+    fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x1 + pw, frame.shape[1]), min(y1 + ph, frame.shape[0])
     if fx2 <= fx1 or fy2 <= fy1:
         return
     sub = p[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
@@ -97,7 +98,8 @@ def make_demo_clip(path: Path, seed: int = 7) -> Path:
             for patch, (a, b, h0, h1) in zip(people, walks):
                 face_h = h0 + (h1 - h0) * t
                 scale = face_h / (patch.shape[0] / 2.3)
-                _paste(frame, patch, a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, scale)
+                p = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                paste(frame, p, a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
             frame = cv2.GaussianBlur(frame, (0, 0), 0.6)
             noise = rng.normal(0, 4.0, frame.shape).astype(np.float32)
             frame = (frame.astype(np.float32) + noise).clip(0, 255).astype(np.uint8)
