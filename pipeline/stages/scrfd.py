@@ -28,19 +28,15 @@ class TorchSCRFD:
     """`detect(image, input_size)` as insightface's SCRFD answers it, and `detect_batch` for many images.
 
     `path`: the ONNX file, or its `save_graph` form (.safetensors) where the `onnx` package is missing;
-    `device`: a torch device; `half`: run the network in fp16 (CUDA only; the tests hold the fp32 path).
+    `device`: a torch device. The network runs in fp32, as ONNX Runtime runs it.
     """
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu", threshold: float = 0.5,
-                 half: bool = False) -> None:
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", threshold: float = 0.5) -> None:
         self.device = torch.device(device)
         self.net = TorchGraph.load(path).eval().to(self.device)
         if len(self.net.graph.outputs) != 3 * len(STRIDES):
             raise ModelNotFound(f"{path}: not an SCRFD detector with keypoints "
                                 f"({len(self.net.graph.outputs)} outputs, 9 expected)")
-        self.half = half and self.device.type == "cuda"
-        if self.half:
-            self.net.half()
         self.threshold = threshold
         self._centres: dict[tuple[int, int, int, int], torch.Tensor] = {}
 
@@ -65,10 +61,10 @@ class TorchSCRFD:
             scales.append(nh / ih)
         x = torch.from_numpy(canvas).to(self.device, non_blocking=True)
         x = (x.flip(-1).permute(0, 3, 1, 2).float() - MEAN) / STD  # BGR → RGB, NCHW
-        outs = self.net(x.half() if self.half else x)
+        outs = self.net(x)
         rows = torch.cat([self._decode(outs, k, len(images), h, w) for k in range(len(STRIDES))], dim=1)
         keep = (rows[..., 0] >= self.threshold).nonzero()  # (image, row) pairs over the threshold
-        picked = rows[keep[:, 0], keep[:, 1]].float().cpu().numpy()
+        picked = rows[keep[:, 0], keep[:, 1]].cpu().numpy()
         which = keep[:, 0].cpu().numpy()
         return [_finish(picked[which == i], scales[i]) for i in range(len(images))]
 
@@ -80,9 +76,9 @@ class TorchSCRFD:
         def per_image(t: torch.Tensor) -> torch.Tensor:  # the graph's (gh·gw·n·anchors, c) rows, image-major
             return t.reshape(gh * gw, n, -1).permute(1, 0, 2).reshape(n, -1, t.shape[-1])
 
-        scores = per_image(outs[k]).float()
-        dist = per_image(outs[k + 3]).float() * s
-        kps = per_image(outs[k + 6]).float() * s
+        scores = per_image(outs[k])
+        dist = per_image(outs[k + 3]) * s
+        kps = per_image(outs[k + 6]) * s
         anchors = scores.shape[1] // (gh * gw)
         key = (gh, gw, s, anchors)
         if key not in self._centres:
