@@ -41,7 +41,8 @@ REALTIME_FPS = 25.0  # a camera keeps up when it processes at least this many fr
 CAMERA_SIZE = (1920, 1080)
 CAMERA_FPS = 25
 FACE_PX = (16.0, 48.0)  # face widths on the synthetic camera, spread evenly over its faces
-# The detector and the embedder, carried converted for torch (`save_graph`): the GPU image has no onnx package.
+# The detector and the embedder, carried converted for torch (`save_graph`), so the job reads them with
+# safetensors alone, whichever onnx package the GPU image has.
 CAMERA_MODELS = {"det_500m.onnx": "det_500m.safetensors", "mobilefacenet_128d.onnx": "mobilefacenet_128d.safetensors"}
 STAGES = ("decode", "detect", "track", "align", "enhance", "annotate", "encode", "embed")
 

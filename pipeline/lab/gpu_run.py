@@ -63,7 +63,9 @@ MAX_STILLS = 1200
 GPU_PYTHON = "3.12"  # the GPU image's Python (benchmarks/generator-gpu: environment)
 # What the GPU image may lack, by distribution → module: the burst's (SSIM, the cache path) and the cameras'
 # (the tracker and what supervision imports). Pure-Python wheels only; each is installed only where its
-# module is missing. scipy, which supervision needs, is too large to carry.
+# module is missing. The image's own package list (the device tool's KINDS.md, read 2026-11-17) has scipy, pillow,
+# rich, requests, tqdm and pyyaml, and none of supervision, trackers, pydeprecate, defusedxml, platformdirs or
+# pytorch-msssim.
 WHEELS = {"pytorch-msssim": "pytorch_msssim", "platformdirs": "platformdirs", "supervision": "supervision",
           "trackers": "trackers", "pydeprecate": "deprecate", "defusedxml": "defusedxml", "tqdm": "tqdm",
           "rich": "rich", "markdown-it-py": "markdown_it", "mdurl": "mdurl", "pygments": "pygments",
