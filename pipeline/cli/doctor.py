@@ -93,12 +93,11 @@ def report(models_dir: str | None = None, config: str | None = None, overrides: 
 def provider_lines(cfg, models_dir: str | None = None) -> tuple[list[str], bool]:
     """Per model, the processor a run with `cfg` would use and why (the ONNX models are loaded);
     False when the detector or the generator cannot run as configured."""
+    from ..report.people import Embedder
+    from ..stages.detect import Detector
     from ..stages.enhance.backends import BackendUnavailable, availability, resolve
 
     lines, ok = [], True
-    from ..report.people import Embedder
-    from ..stages.detect import Detector
-
     for what, stage in (("detector", cfg.detect), ("embedder", cfg.people)):
         try:  # either may run in torch (`runtime`)
             if what == "detector":

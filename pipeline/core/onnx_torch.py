@@ -212,6 +212,11 @@ class TorchGraph(torch.nn.Module):
     def load(cls, path: str | Path) -> TorchGraph:
         return cls(load_graph(path))
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are, so where inputs go."""
+        return next(iter(self.buffers())).device
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         g = self.graph
         values: dict[str, Any] = {**g.consts, g.inputs[0]: x}

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -161,7 +161,7 @@ class CameraStages:
     enhancer: Any
     annotator: Any
     embedder: Any
-    detect_turns: Any = field(default=None)
+    detect_turns: Any
 
     @classmethod
     def build(cls, cfg: Config, models_dir: str | Path | None) -> CameraStages:
@@ -254,12 +254,10 @@ def _gpu_sampler(stop: threading.Event, samples: list[tuple[float, float]]) -> N
         stop.wait(0.25)
 
 
-def serve(clip: Path, n: int, stages: CameraStages, warmup_s: float, window_s: float,
-          out_dir: Path | None = None) -> dict:
+def serve(clip: Path, n: int, stages: CameraStages, warmup_s: float, window_s: float) -> dict:
     """N cameras on `clip` for `warmup_s` + `window_s`; rates over the window only. The annotated videos go to
-    `out_dir`, by default a temporary folder removed afterwards."""
-    temporary = out_dir is None
-    out_dir = out_dir or Path(tempfile.mkdtemp(prefix="cameras_"))
+    a temporary folder, removed afterwards."""
+    out_dir = Path(tempfile.mkdtemp(prefix="cameras_"))
     stop, gpu_stop = threading.Event(), threading.Event()
     cams = [Camera(i, clip, stages, out_dir, stop) for i in range(n)]
     for c in cams:
@@ -277,8 +275,7 @@ def serve(clip: Path, n: int, stages: CameraStages, warmup_s: float, window_s: f
     gpu_stop.set()
     for c in cams:
         c.join(timeout=30)
-    if temporary:
-        shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
     errors = sorted({c.error for c in cams if c.error})
     frames = [a[0] - b[0] for a, b in zip(after, before)]
     total = max(sum(frames), 1)
@@ -346,20 +343,19 @@ def network_costs(stages: CameraStages, cuda: bool, repeats: int = 20) -> dict:
     GPU part of those stages, which the per-stage wall time mixes with the host's and with waiting."""
     import torch
 
-    det, emb = stages.detector.model, stages.embedder.net
-    dev = det.device
+    det, emb = stages.detector.model.net, stages.embedder.net
     w, h = CAMERA_SIZE
-    cases = {"detect_whole_frame": (det.net, stages.detector.network_size(w, h))}
-    small = stages.detector.small_size(w, h)
-    if small:
-        cases["detect_small_faces"] = (det.net, small)
+    sizes = {"detect_whole_frame": stages.detector.network_size(w, h),
+             "detect_small_faces": stages.detector.small_size(w, h)}
     out = {}
     with torch.inference_mode():
-        for name, (net, (iw, ih)) in cases.items():
-            out[name] = {"input": [iw, ih], **_time(lambda: net(torch.zeros(1, 3, ih, iw, device=dev)), cuda, repeats)}
+        for name, size in sizes.items():
+            if size:
+                x = torch.zeros(1, 3, size[1], size[0], device=det.device)
+                out[name] = {"input": list(size), **_time(lambda: det(x), cuda, repeats)}
         if emb is not None:
-            x = torch.zeros(32, 3, 112, 112, device=next(iter(emb.buffers())).device)
-            out["embed_32_faces"] = _time(lambda: emb(x), cuda, repeats)
+            x32 = torch.zeros(32, 3, 112, 112, device=emb.device)
+            out["embed_32_faces"] = _time(lambda: emb(x32), cuda, repeats)
     return out
 
 

@@ -90,7 +90,7 @@ class Embedder:
         import torch
 
         with torch.inference_mode():
-            (e,) = self.net(torch.from_numpy(x).to(next(iter(self.net.buffers())).device))
+            (e,) = self.net(torch.from_numpy(x).to(self.net.device))
         return e.float().cpu().numpy()
 
 
